@@ -1,0 +1,17 @@
+//! moat-core: the vocabulary every other moat crate speaks.
+//!
+//! * [`verdict`]: the verdict model (status, reason, findings, engine reports).
+//! * [`engine`]: the small [`Engine`] trait every detection engine implements.
+//! * [`blob`]: content to scan, in memory or in an anonymous 0600 temporary file.
+//! * [`policy`]: maps a verdict to an action; the default blocks everything not clean.
+#![forbid(unsafe_code)]
+
+pub mod blob;
+pub mod engine;
+pub mod policy;
+pub mod verdict;
+
+pub use blob::{Blob, Spool};
+pub use engine::{Engine, EngineError, EngineInfo, EngineScan, Hit, Object, ScanContext, Scope};
+pub use policy::{Action, Policy};
+pub use verdict::{EngineReport, Finding, Reason, Status, Verdict};

@@ -1,0 +1,2 @@
+//! Archive extraction with limits: zip, gzip, tar, bzip2, xz, zstd
+#![forbid(unsafe_code)]

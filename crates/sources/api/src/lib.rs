@@ -1,0 +1,2 @@
+//! The HTTP scan API role of moat serve
+#![forbid(unsafe_code)]
