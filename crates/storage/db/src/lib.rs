@@ -1,2 +1,88 @@
-//! Scan records and the verdict cache behind a trait: SQLite and PostgreSQL
+//! moat-db: where scan records and cached verdicts live.
+//!
+//! [`ScanStore`] is the trait the roles use. [`open`] picks the backend from a
+//! URL: `sqlite://PATH` (the embedded default, created if missing, WAL mode)
+//! or `postgres://...`. Both run the same SQL through sqlx's `Any` driver; the
+//! schema is created on open and is idempotent.
 #![forbid(unsafe_code)]
+
+mod sql;
+
+use async_trait::async_trait;
+use moat_core::Verdict;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub use sql::SqlStore;
+
+/// A database error, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://...")]
+    Url(String),
+    #[error("database {op}: {source}")]
+    Sqlx { op: &'static str, source: sqlx::Error },
+    #[error("stored verdict for {id} is unreadable: {source}")]
+    Corrupt { id: String, source: serde_json::Error },
+}
+
+/// One recorded scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanRecord {
+    /// Time-ordered (UUIDv7), so newest-first is `ORDER BY id DESC`.
+    pub id: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Which role scanned it: `api`, `cli`, `proxy`, `bucket`, ...
+    pub source: String,
+    /// The file name or object key as given (display only).
+    pub name: String,
+    /// The engine-set fingerprint the verdict was produced with.
+    pub fingerprint: String,
+    /// Answered from the verdict cache rather than scanned again.
+    pub cached: bool,
+    pub verdict: Verdict,
+    /// Role-specific extra data (e.g. the policy action).
+    pub extra: Value,
+}
+
+impl ScanRecord {
+    pub fn new(source: &str, name: &str, fingerprint: &str, cached: bool, verdict: Verdict) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        ScanRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            created_at: now,
+            source: source.to_string(),
+            name: name.to_string(),
+            fingerprint: fingerprint.to_string(),
+            cached,
+            verdict,
+            extra: Value::Null,
+        }
+    }
+}
+
+/// Storage for scan records and the verdict cache.
+#[async_trait]
+pub trait ScanStore: Send + Sync {
+    /// Record a scan. Idempotent on `id`.
+    async fn record(&self, rec: &ScanRecord) -> Result<(), DbError>;
+    async fn get(&self, id: &str) -> Result<Option<ScanRecord>, DbError>;
+    /// Newest first; `before` is the id of the last record of the previous page.
+    async fn list(&self, limit: u32, before: Option<&str>) -> Result<Vec<ScanRecord>, DbError>;
+    /// A cached verdict for this content under this engine-set fingerprint.
+    async fn cache_get(&self, sha256: &str, fingerprint: &str) -> Result<Option<Verdict>, DbError>;
+    async fn cache_put(&self, fingerprint: &str, verdict: &Verdict) -> Result<(), DbError>;
+    /// Cheap liveness check for `/readyz`.
+    async fn ping(&self) -> Result<(), DbError>;
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+}
+
+/// Open the store named by `url`, creating the schema if needed.
+pub async fn open(url: &str) -> Result<Arc<dyn ScanStore>, DbError> {
+    Ok(Arc::new(SqlStore::open(url).await?))
+}

@@ -1,0 +1,351 @@
+//! Scan one blob with every engine of the current set and aggregate.
+
+use crate::config::ScanConfig;
+use crate::sniff;
+use arc_swap::ArcSwap;
+use moat_core::{
+    Blob, Engine, EngineError, EngineInfo, EngineReport, Finding, Object, Reason, ScanContext,
+    Scope, Status, Verdict,
+};
+use moat_extract::{Entry, WalkError};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// An immutable set of engines, swapped as a whole on reload.
+pub struct EngineSet {
+    engines: Vec<Arc<dyn Engine>>,
+    fingerprint: String,
+    /// Unix seconds when this set was built.
+    pub loaded_at: u64,
+}
+
+impl EngineSet {
+    pub fn new(engines: Vec<Arc<dyn Engine>>) -> EngineSet {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for e in &engines {
+            h.update(e.fingerprint().as_bytes());
+            h.update([0u8]);
+        }
+        let fingerprint = hex::encode(&h.finalize()[..12]);
+        let loaded_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        EngineSet { engines, fingerprint, loaded_at }
+    }
+
+    pub fn engines(&self) -> &[Arc<dyn Engine>] {
+        &self.engines
+    }
+
+    /// Identifies engine versions and signature-set versions together: the
+    /// verdict cache key is (sha256, fingerprint).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn infos(&self) -> Vec<EngineInfo> {
+        self.engines.iter().map(|e| e.info()).collect()
+    }
+}
+
+/// The scan pipeline. Cheap to share (`Arc<Scanner>`); scans run on the caller's thread.
+pub struct Scanner {
+    set: ArcSwap<EngineSet>,
+    cfg: ScanConfig,
+}
+
+/// Per-engine accumulation over the object and its members.
+struct Acc {
+    status: Status,
+    reason: Option<Reason>,
+    detail: Option<String>,
+    findings: Vec<Finding>,
+    nanos: u128,
+}
+
+impl Acc {
+    fn new() -> Acc {
+        Acc { status: Status::Clean, reason: None, detail: None, findings: Vec::new(), nanos: 0 }
+    }
+
+    /// Record that this engine could not fully scan something. Errors outrank
+    /// unscannable; among unscannable reasons the first one stays.
+    fn fail(&mut self, status: Status, reason: Reason, detail: String) {
+        let worse = match (self.status, status) {
+            (Status::Clean, _) => true,
+            (Status::Unscannable, Status::Error) => true,
+            _ => false,
+        };
+        if worse {
+            self.status = status;
+            self.reason = Some(reason);
+            self.detail = Some(detail);
+        }
+    }
+
+    fn error(&mut self, err: &EngineError, location: &str) {
+        match err.unscannable_reason() {
+            Some(r) => self.fail(Status::Unscannable, r, format!("{location}: {err}")),
+            None => self.fail(Status::Error, Reason::EngineError, format!("{location}: {err}")),
+        }
+    }
+
+    fn report(self, info: &EngineInfo, engine: &str) -> (EngineReport, Vec<Finding>) {
+        let mut status = self.status;
+        let mut reason = self.reason;
+        let mut detail = self.detail;
+        if let Some(worst) = self.findings.iter().map(|f| f.severity).max_by_key(|s| s.severity()) {
+            if status != Status::Clean {
+                // Keep what was not scanned visible next to the detection.
+                detail = Some(format!("{} (also: {})", status, detail.unwrap_or_default()));
+            }
+            status = worst;
+            reason = None;
+        }
+        let report = EngineReport {
+            name: engine.to_string(),
+            version: info.version.clone(),
+            signature_version: info.signature_version.clone(),
+            status,
+            reason,
+            detail,
+            duration_ms: (self.nanos / 1_000_000) as u64,
+        };
+        (report, self.findings)
+    }
+}
+
+fn scan_one(engine: &dyn Engine, obj: &Object<'_>, ctx: &ScanContext, acc: &mut Acc) {
+    let t = Instant::now();
+    let r = engine.scan(obj, ctx);
+    acc.nanos += t.elapsed().as_nanos();
+    match r {
+        Ok(scan) => {
+            for hit in scan.hits {
+                let f = Finding {
+                    engine: engine.name().to_string(),
+                    signature: hit.signature,
+                    location: obj.location.to_string(),
+                    severity: if hit.suspicious { Status::Suspicious } else { Status::Infected },
+                };
+                if !acc.findings.contains(&f) {
+                    acc.findings.push(f);
+                }
+            }
+        }
+        Err(e) => acc.error(&e, obj.location),
+    }
+}
+
+impl Scanner {
+    pub fn new(set: EngineSet, cfg: ScanConfig) -> Scanner {
+        Scanner { set: ArcSwap::from_pointee(set), cfg }
+    }
+
+    /// The set new scans use.
+    pub fn engine_set(&self) -> Arc<EngineSet> {
+        self.set.load_full()
+    }
+
+    /// Swap in a new set; scans already running finish on the old one, which is
+    /// dropped when the last of them ends.
+    pub fn swap(&self, set: EngineSet) {
+        self.set.store(Arc::new(set));
+    }
+
+    pub fn config(&self) -> &ScanConfig {
+        &self.cfg
+    }
+
+    /// Scan `blob`, displayed as `name`. `sha256` may be passed when already known.
+    /// Never fails: every problem becomes part of the verdict.
+    pub fn scan(&self, blob: &Blob, name: &str, sha256: Option<[u8; 32]>) -> Verdict {
+        let set = self.set.load_full();
+        self.scan_with(&set, blob, name, sha256)
+    }
+
+    pub fn scan_with(&self, set: &EngineSet, blob: &Blob, name: &str, sha256: Option<[u8; 32]>) -> Verdict {
+        let start = Instant::now();
+        let ctx = ScanContext { deadline: start + self.cfg.timeout() };
+        let size = blob.len();
+        let engines = set.engines();
+        let infos: Vec<EngineInfo> = engines.iter().map(|e| e.info()).collect();
+        let mut accs: Vec<Acc> = engines.iter().map(|_| Acc::new()).collect();
+
+        let head = blob.head(sniff::SNIFF_LEN);
+        let sha = match sha256 {
+            Some(s) => Ok(s),
+            None => blob.sha256(),
+        };
+        let (head, sha) = match (head, sha) {
+            (Ok(h), Ok(s)) => (h, s),
+            (Err(e), _) | (_, Err(e)) => {
+                for acc in &mut accs {
+                    acc.fail(Status::Error, Reason::EngineError, format!("reading content: {e}"));
+                }
+                return finish(engines, &infos, accs, String::new(), size, String::new(), start);
+            }
+        };
+        let content_type = sniff::content_type(&head);
+        let sha_hex = hex::encode(sha);
+
+        if size > self.cfg.max_file_size {
+            for acc in &mut accs {
+                acc.fail(
+                    Status::Unscannable,
+                    Reason::TooLarge,
+                    format!("{size} bytes exceeds max_file_size {}", self.cfg.max_file_size),
+                );
+            }
+            return finish(engines, &infos, accs, sha_hex, size, content_type, start);
+        }
+
+        let root = Object {
+            data: blob,
+            name,
+            location: name,
+            content_type: &content_type,
+            depth: 0,
+            sha256: Some(sha),
+        };
+
+        let (whole, members): (Vec<usize>, Vec<usize>) =
+            (0..engines.len()).partition(|&i| engines[i].scope() == Scope::Whole);
+
+        // Whole-object engines (network engines, mostly waiting) run on their
+        // own thread beside the CPU-bound member engines.
+        let whole_accs: Vec<(usize, Acc)> = std::thread::scope(|s| {
+            let handle = (!whole.is_empty()).then(|| {
+                s.spawn(|| {
+                    whole
+                        .iter()
+                        .map(|&i| {
+                            let mut acc = Acc::new();
+                            scan_one(engines[i].as_ref(), &root, &ctx, &mut acc);
+                            (i, acc)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            });
+            if !members.is_empty() {
+                self.scan_members(engines, &members, &root, &head, &ctx, &mut accs);
+            }
+            match handle.map(|h| h.join()) {
+                Some(Ok(v)) => v,
+                Some(Err(_)) => whole
+                    .iter()
+                    .map(|&i| {
+                        let mut acc = Acc::new();
+                        acc.fail(Status::Error, Reason::EngineError, "engine panicked".into());
+                        (i, acc)
+                    })
+                    .collect(),
+                None => Vec::new(),
+            }
+        });
+        for (i, acc) in whole_accs {
+            accs[i] = acc;
+        }
+        finish(engines, &infos, accs, sha_hex, size, content_type, start)
+    }
+
+    fn scan_members(
+        &self,
+        engines: &[Arc<dyn Engine>],
+        members: &[usize],
+        root: &Object<'_>,
+        head: &[u8],
+        ctx: &ScanContext,
+        accs: &mut [Acc],
+    ) {
+        for &i in members {
+            scan_one(engines[i].as_ref(), root, ctx, &mut accs[i]);
+        }
+        if let Some(kind) = moat_extract::detect_unsupported_archive(head) {
+            for &i in members {
+                accs[i].fail(
+                    Status::Unscannable,
+                    Reason::Unsupported,
+                    format!("{}: {kind} archives cannot be opened by this engine", root.location),
+                );
+            }
+            return;
+        }
+        if moat_extract::detect(head).is_none() {
+            return;
+        }
+        let mut visit = |entry: &Entry<'_>| -> Result<(), EngineError> {
+            if ctx.expired() {
+                return Err(EngineError::Timeout);
+            }
+            let mhead = entry.data.head(sniff::SNIFF_LEN)?;
+            let ctype = sniff::content_type(&mhead);
+            let obj = Object {
+                data: entry.data,
+                name: entry.name,
+                location: entry.location,
+                content_type: &ctype,
+                depth: entry.depth,
+                sha256: None,
+            };
+            for &i in members {
+                scan_one(engines[i].as_ref(), &obj, ctx, &mut accs[i]);
+            }
+            if let Some(kind) = moat_extract::detect_unsupported_archive(&mhead) {
+                for &i in members {
+                    accs[i].fail(
+                        Status::Unscannable,
+                        Reason::Unsupported,
+                        format!("{}: {kind} archives cannot be opened", entry.location),
+                    );
+                }
+            }
+            Ok(())
+        };
+        let walked = moat_extract::walk(root.data, root.location, &self.cfg.archive, &mut visit);
+        match walked {
+            Ok(report) => {
+                for p in &report.problems {
+                    for &i in members {
+                        accs[i].fail(Status::Unscannable, p.reason(), p.detail());
+                    }
+                }
+            }
+            Err(WalkError::Visit(e)) => {
+                for &i in members {
+                    accs[i].error(&e, root.location);
+                }
+            }
+            Err(e) => {
+                for &i in members {
+                    accs[i].fail(
+                        Status::Error,
+                        Reason::EngineError,
+                        format!("{}: extraction failed: {e}", root.location),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn finish(
+    engines: &[Arc<dyn Engine>],
+    infos: &[EngineInfo],
+    accs: Vec<Acc>,
+    sha256: String,
+    size: u64,
+    content_type: String,
+    start: Instant,
+) -> Verdict {
+    let mut reports = Vec::with_capacity(accs.len());
+    let mut findings = Vec::new();
+    for ((acc, info), engine) in accs.into_iter().zip(infos).zip(engines) {
+        let (r, f) = acc.report(info, engine.name());
+        reports.push(r);
+        findings.extend(f);
+    }
+    Verdict::aggregate(reports, findings, sha256, size, content_type, start.elapsed().as_millis() as u64)
+}

@@ -1,0 +1,110 @@
+//! Hot reload: rebuild the engine set beside the old one, then swap.
+//!
+//! Triggers (SIGHUP, a changed signature or rule file) are the caller's; this
+//! module decides whether anything changed ([`Reloader::changed`]) and does the
+//! rebuild ([`Reloader::reload`]). A failed rebuild keeps the old set, and the
+//! error stays visible through [`Reloader::last_error`] until a reload succeeds.
+
+use crate::config::{EngineConfig, build_engine_set};
+use crate::pipeline::Scanner;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::UNIX_EPOCH;
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The new set is in use; carries its fingerprint.
+    Swapped(String),
+    /// The rebuild failed; the old set stays in use.
+    Failed(String),
+}
+
+pub struct Reloader {
+    engines: Vec<EngineConfig>,
+    stamp: Mutex<String>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Reloader {
+    pub fn new(engines: Vec<EngineConfig>) -> Reloader {
+        let stamp = stamp(&engines);
+        Reloader { engines, stamp: Mutex::new(stamp), last_error: Mutex::new(None) }
+    }
+
+    /// Whether any watched file was added, removed or modified since the last check.
+    pub fn changed(&self) -> bool {
+        let now = stamp(&self.engines);
+        let mut old = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
+        if *old != now {
+            *old = now;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Rebuild and swap. Blocking (signature loading); call from a blocking thread.
+    pub fn reload(&self, scanner: &Scanner) -> ReloadOutcome {
+        let started = std::time::Instant::now();
+        match build_engine_set(&self.engines) {
+            Ok(set) => {
+                let fp = set.fingerprint().to_string();
+                scanner.swap(set);
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                tracing::info!(fingerprint = %fp, ms = started.elapsed().as_millis() as u64, "engine set reloaded");
+                ReloadOutcome::Swapped(fp)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "reload failed; keeping the previous engine set");
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
+                ReloadOutcome::Failed(msg)
+            }
+        }
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A cheap fingerprint of every watched path: names, sizes and mtimes.
+fn stamp(engines: &[EngineConfig]) -> String {
+    let mut out = String::new();
+    for e in engines {
+        for p in e.watched_paths() {
+            stamp_path(&p, &mut out, 0);
+        }
+    }
+    out
+}
+
+fn stamp_path(p: &Path, out: &mut String, depth: u32) {
+    use std::fmt::Write;
+    let Ok(meta) = std::fs::metadata(p) else {
+        let _ = writeln!(out, "{}:missing", p.display());
+        return;
+    };
+    if meta.is_dir() {
+        if depth > 8 {
+            return;
+        }
+        let mut names: Vec<_> = match std::fs::read_dir(p) {
+            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+            Err(_) => return,
+        };
+        names.sort();
+        for n in names {
+            stamp_path(&n, out, depth + 1);
+        }
+    } else {
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let _ = writeln!(out, "{}:{}:{}", p.display(), meta.len(), mtime);
+    }
+}

@@ -1,0 +1,258 @@
+//! The SQL implementation of [`ScanStore`] over sqlx's `Any` driver.
+//!
+//! The SQL is written once for both backends: `$n` placeholders (SQLite
+//! accepts them too), `BIGINT`/`TEXT` columns, and `ON CONFLICT` upserts.
+
+use crate::{DbError, ScanRecord, ScanStore};
+use async_trait::async_trait;
+use moat_core::Verdict;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS moat_scans (
+        id TEXT PRIMARY KEY,
+        created_at BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        sha256 TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        cached BIGINT NOT NULL,
+        verdict TEXT NOT NULL,
+        extra TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS moat_scans_sha256 ON moat_scans (sha256)",
+    "CREATE TABLE IF NOT EXISTS moat_verdict_cache (
+        sha256 TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (sha256, fingerprint)
+    )",
+];
+
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: &'static str,
+}
+
+fn err(op: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+    move |source| DbError::Sqlx { op, source }
+}
+
+impl SqlStore {
+    pub async fn open(url: &str) -> Result<SqlStore, DbError> {
+        install_default_drivers();
+        let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let url = if path.contains("mode=") { url.to_string() } else { format!("{url}{sep}mode=rwc") };
+            ("sqlite", url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            ("postgres", url.to_string())
+        } else {
+            return Err(DbError::Url(url.to_string()));
+        };
+        let is_sqlite = backend == "sqlite";
+        let pool = AnyPoolOptions::new()
+            .max_connections(if is_sqlite { 4 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if is_sqlite {
+                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout=5000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(err("connect"))?;
+        for stmt in SCHEMA {
+            sqlx::query(stmt).execute(&pool).await.map_err(err("create schema"))?;
+        }
+        Ok(SqlStore { pool, backend })
+    }
+}
+
+fn row_to_record(row: &sqlx::any::AnyRow) -> Result<ScanRecord, DbError> {
+    let id: String = row.try_get("id").map_err(err("read row"))?;
+    let verdict: String = row.try_get("verdict").map_err(err("read row"))?;
+    let extra: String = row.try_get("extra").map_err(err("read row"))?;
+    let verdict: Verdict =
+        serde_json::from_str(&verdict).map_err(|source| DbError::Corrupt { id: id.clone(), source })?;
+    let extra = serde_json::from_str(&extra).unwrap_or(serde_json::Value::Null);
+    Ok(ScanRecord {
+        created_at: row.try_get("created_at").map_err(err("read row"))?,
+        source: row.try_get("source").map_err(err("read row"))?,
+        name: row.try_get("name").map_err(err("read row"))?,
+        fingerprint: row.try_get("fingerprint").map_err(err("read row"))?,
+        cached: row.try_get::<i64, _>("cached").map_err(err("read row"))? != 0,
+        id,
+        verdict,
+        extra,
+    })
+}
+
+const COLUMNS: &str = "id, created_at, source, name, fingerprint, cached, verdict, extra";
+
+#[async_trait]
+impl ScanStore for SqlStore {
+    async fn record(&self, rec: &ScanRecord) -> Result<(), DbError> {
+        let verdict = serde_json::to_string(&rec.verdict)
+            .map_err(|source| DbError::Corrupt { id: rec.id.clone(), source })?;
+        sqlx::query(
+            "INSERT INTO moat_scans (id, created_at, source, name, status, reason, sha256, size, fingerprint, cached, verdict, extra)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&rec.id)
+        .bind(rec.created_at)
+        .bind(&rec.source)
+        .bind(&rec.name)
+        .bind(rec.verdict.status.as_str())
+        .bind(rec.verdict.reason.map(|r| r.as_str()))
+        .bind(&rec.verdict.sha256)
+        .bind(rec.verdict.size as i64)
+        .bind(&rec.fingerprint)
+        .bind(rec.cached as i64)
+        .bind(verdict)
+        .bind(rec.extra.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(err("insert scan"))?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<ScanRecord>, DbError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM moat_scans WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err("get scan"))?;
+        row.as_ref().map(row_to_record).transpose()
+    }
+
+    async fn list(&self, limit: u32, before: Option<&str>) -> Result<Vec<ScanRecord>, DbError> {
+        let limit = i64::from(limit.clamp(1, 1000));
+        let rows = match before {
+            Some(b) => sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM moat_scans WHERE id < $1 ORDER BY id DESC LIMIT $2"
+            ))
+            .bind(b)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await,
+            None => sqlx::query(&format!("SELECT {COLUMNS} FROM moat_scans ORDER BY id DESC LIMIT $1"))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await,
+        }
+        .map_err(err("list scans"))?;
+        rows.iter().map(row_to_record).collect()
+    }
+
+    async fn cache_get(&self, sha256: &str, fingerprint: &str) -> Result<Option<Verdict>, DbError> {
+        let row = sqlx::query("SELECT verdict FROM moat_verdict_cache WHERE sha256 = $1 AND fingerprint = $2")
+            .bind(sha256)
+            .bind(fingerprint)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err("read verdict cache"))?;
+        let Some(row) = row else { return Ok(None) };
+        let text: String = row.try_get("verdict").map_err(err("read verdict cache"))?;
+        // A cache entry that no longer parses is a miss, not a failure.
+        Ok(serde_json::from_str(&text).ok())
+    }
+
+    async fn cache_put(&self, fingerprint: &str, verdict: &Verdict) -> Result<(), DbError> {
+        let text = serde_json::to_string(verdict)
+            .map_err(|source| DbError::Corrupt { id: verdict.sha256.clone(), source })?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        sqlx::query(
+            "INSERT INTO moat_verdict_cache (sha256, fingerprint, verdict, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (sha256, fingerprint) DO UPDATE SET verdict = excluded.verdict, created_at = excluded.created_at",
+        )
+        .bind(&verdict.sha256)
+        .bind(fingerprint)
+        .bind(text)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(err("write verdict cache"))?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(err("ping"))?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        self.backend
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moat_core::{EngineReport, Status};
+
+    pub(crate) fn verdict(sha: &str, status: Status) -> Verdict {
+        let e = EngineReport {
+            name: "builtin".into(),
+            version: "1".into(),
+            signature_version: "abc".into(),
+            status,
+            reason: None,
+            detail: None,
+            duration_ms: 1,
+        };
+        Verdict::aggregate(vec![e], vec![], sha.into(), 3, "text/plain".into(), 1)
+    }
+
+    #[tokio::test]
+    async fn sqlite_records_pages_and_caches() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/moat.db", dir.path().display());
+        let store = SqlStore::open(&url).await.unwrap();
+        assert_eq!(store.backend(), "sqlite");
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let rec = ScanRecord::new("api", &format!("f{i}"), "fp", false, verdict(&format!("{i:064}"), Status::Clean));
+            store.record(&rec).await.unwrap();
+            // Recording twice is harmless.
+            store.record(&rec).await.unwrap();
+            ids.push(rec.id);
+        }
+        let page = store.list(2, None).await.unwrap();
+        assert_eq!(page.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["f4", "f3"]);
+        let page2 = store.list(2, Some(&page[1].id)).await.unwrap();
+        assert_eq!(page2.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["f2", "f1"]);
+        let got = store.get(&ids[0]).await.unwrap().unwrap();
+        assert_eq!(got.name, "f0");
+        assert!(store.get("nope").await.unwrap().is_none());
+
+        let v = verdict(&"a".repeat(64), Status::Infected);
+        assert!(store.cache_get(&v.sha256, "fp").await.unwrap().is_none());
+        store.cache_put("fp", &v).await.unwrap();
+        store.cache_put("fp", &v).await.unwrap();
+        assert_eq!(store.cache_get(&v.sha256, "fp").await.unwrap(), Some(v.clone()));
+        assert!(store.cache_get(&v.sha256, "other-fp").await.unwrap().is_none());
+        // Reopening finds the same data (schema creation is idempotent).
+        drop(store);
+        let store = SqlStore::open(&url).await.unwrap();
+        assert_eq!(store.list(10, None).await.unwrap().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn rejects_unknown_urls() {
+        assert!(matches!(SqlStore::open("mysql://x").await, Err(DbError::Url(_))));
+    }
+}
