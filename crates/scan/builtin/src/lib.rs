@@ -1,2 +1,37 @@
-//! The builtin engine: ClamAV signature formats (hdb, hsb, ndb, cvd, cld) and EICAR
+//! The builtin engine: ClamAV signature formats (hdb, hsb, ndb, cvd, cld) and EICAR.
+//!
+//! Operators keep their ClamAV signature sets: [`BuiltinEngine::load`] reads
+//! `.hdb`/`.hsb` whole-file hashes (and their PUA twins `.hdu`/`.hsu`), `.ndb`
+//! (and `.ndu`) body signatures and `.cvd`/`.cld` containers. Signature kinds
+//! this engine cannot honour are counted by kind in
+//! [`moat_core::EngineInfo::unsupported`], never silently dropped, and a
+//! malformed line is reported (file and line number) and skipped without
+//! disabling the rest of the set.
+//!
+//! Scanning is a single streaming pass over the object: the hashers that some
+//! signature could need for this object's size and a prefilter over one
+//! literal anchor per body signature (see [`ndb::prefilter`] for why not
+//! Aho-Corasick) run chunk by chunk; each anchor hit is verified against the
+//! whole signature (which may read outside the current chunk).
+//!
+//! Modules:
+//! * [`hashdb`]: hash line parsing and the compact hash tables;
+//! * [`ndb`]: body signature parsing, anchors and the verifier;
+//! * [`cvd`]: `.cvd`/`.cld` headers and in-memory unpacking;
+//! * [`eicar`]: the built-in EICAR test signature;
+//! * `load`: reading signature files and directories in parallel;
+//! * `engine`: [`BuiltinEngine`] and its [`moat_core::Engine`] implementation.
 #![forbid(unsafe_code)]
+
+pub mod cvd;
+pub mod eicar;
+mod engine;
+pub mod hashdb;
+mod load;
+mod names;
+pub mod ndb;
+
+pub use engine::{BuiltinEngine, DEFAULT_CHUNK};
+pub use hashdb::{HashFile, HashKind, HashLineError, ParsedHash, parse_hash_line};
+pub use load::LoadError;
+pub use ndb::{NdbLineError, NdbSignature, parse_ndb_line};

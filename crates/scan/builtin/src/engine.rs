@@ -1,0 +1,599 @@
+//! [`BuiltinEngine`]: the loaded signature set and the single-pass scan.
+
+use crate::eicar::{EICAR_NAME, is_eicar};
+use crate::hashdb::{HashDb, HashTable};
+use crate::load::{self, LoadError, MAX_ERRORS};
+use crate::names::NameArena;
+use crate::ndb::{Cursor, NdbSet, parse::TARGET_HEAD};
+use md5::Md5;
+use moat_core::{Blob, Engine, EngineError, EngineInfo, EngineScan, Hit, Object, ScanContext};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Bytes read per chunk.
+pub const DEFAULT_CHUNK: usize = 1 << 20;
+
+/// The builtin engine: ClamAV hash and body signatures plus EICAR.
+#[derive(Debug)]
+pub struct BuiltinEngine {
+    name: String,
+    names: NameArena,
+    hashes: HashDb,
+    ndb: NdbSet,
+    info: EngineInfo,
+    error_total: u64,
+    chunk: usize,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl BuiltinEngine {
+    /// Load signatures from directories (read non-recursively) and files.
+    /// Only an unreadable or missing path is an error; bad lines are
+    /// reported in [`EngineInfo::load_errors`] and skipped.
+    pub fn load(name: &str, paths: &[PathBuf]) -> Result<BuiltinEngine, LoadError> {
+        let t0 = Instant::now();
+        let mut l = load::load_paths(paths)?;
+        let ndb_sigs = std::mem::take(&mut l.ndb);
+        let (md5, sha1, sha256) = (
+            std::mem::take(&mut l.md5),
+            std::mem::take(&mut l.sha1),
+            std::mem::take(&mut l.sha256),
+        );
+        let (hashes, ndb) = rayon::join(
+            || HashDb {
+                md5: HashTable::build(md5),
+                sha1: HashTable::build(sha1),
+                sha256: HashTable::build(sha256),
+            },
+            || NdbSet::build(ndb_sigs),
+        );
+        l.names.shrink_to_fit();
+        let mut signatures = std::mem::take(&mut l.signatures);
+        signatures.insert("eicar".into(), 1);
+        let mut version = String::new();
+        for (stem, v) in &l.versions {
+            version.push_str(&format!("{stem}-{v}+"));
+        }
+        version.push_str(&l.fingerprint_hex());
+        let mut load_errors = std::mem::take(&mut l.errors);
+        if l.error_total > MAX_ERRORS as u64 {
+            load_errors.push(format!(
+                "{} more load errors not shown ({} in total)",
+                l.error_total - MAX_ERRORS as u64,
+                l.error_total
+            ));
+        }
+        let info = EngineInfo {
+            name: name.to_string(),
+            kind: "builtin".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            signature_version: version,
+            signatures,
+            unsupported: std::mem::take(&mut l.unsupported),
+            load_errors,
+            loaded_at: now_secs(),
+            last_reload_error: None,
+        };
+        tracing::info!(
+            engine = name,
+            elapsed_ms = t0.elapsed().as_millis() as u64,
+            md5 = hashes.md5.len(),
+            sha1 = hashes.sha1.len(),
+            sha256 = hashes.sha256.len(),
+            ndb = ndb.len(),
+            index_bytes = ndb.index_bytes(),
+            load_errors = l.error_total,
+            signature_version = %info.signature_version,
+            "builtin signatures loaded"
+        );
+        Ok(BuiltinEngine {
+            name: name.to_string(),
+            names: std::mem::take(&mut l.names),
+            hashes,
+            ndb,
+            info,
+            error_total: l.error_total,
+            chunk: DEFAULT_CHUNK,
+        })
+    }
+
+    /// An engine with only the built-in EICAR signature.
+    pub fn eicar_only(name: &str) -> BuiltinEngine {
+        let mut signatures = BTreeMap::new();
+        signatures.insert("eicar".into(), 1);
+        BuiltinEngine {
+            name: name.to_string(),
+            names: NameArena::default(),
+            hashes: HashDb::default(),
+            ndb: NdbSet::empty(),
+            info: EngineInfo {
+                name: name.to_string(),
+                kind: "builtin".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                signature_version: "eicar".into(),
+                signatures,
+                loaded_at: now_secs(),
+                ..EngineInfo::default()
+            },
+            error_total: 0,
+            chunk: DEFAULT_CHUNK,
+        }
+    }
+
+    /// Read objects in chunks of `bytes` (at least 16). For tests and benchmarks.
+    #[doc(hidden)]
+    pub fn with_chunk_size(mut self, bytes: usize) -> BuiltinEngine {
+        self.chunk = bytes.max(16);
+        self
+    }
+
+    /// How many load errors there were (only the first 100 are kept as messages).
+    pub fn load_error_count(&self) -> u64 {
+        self.error_total
+    }
+
+    /// Heap bytes of the body-signature candidate index.
+    pub fn index_bytes(&self) -> usize {
+        self.ndb.index_bytes()
+    }
+
+    fn hit(&self, id: u32) -> Hit {
+        Hit {
+            signature: String::from_utf8_lossy(self.names.get(id)).into_owned(),
+            suspicious: self.names.is_pua(id),
+        }
+    }
+
+    /// Scan a blob; `sha256` is its digest when the caller knows it.
+    pub fn scan_blob(
+        &self,
+        blob: &Blob,
+        sha256: Option<[u8; 32]>,
+        ctx: &ScanContext,
+    ) -> Result<EngineScan, EngineError> {
+        if ctx.expired() {
+            return Err(EngineError::Timeout);
+        }
+        let len = blob.len();
+        let head = match blob.as_slice() {
+            Some(d) => d[..d.len().min(TARGET_HEAD)].to_vec(),
+            None => blob.head(TARGET_HEAD)?,
+        };
+        let mut hits = Vec::new();
+        if is_eicar(&head) {
+            hits.push(Hit {
+                signature: EICAR_NAME.to_string(),
+                suspicious: false,
+            });
+        }
+        let mut md5 = self.hashes.md5.wants(len).then(Md5::new);
+        let mut sha1 = self.hashes.sha1.wants(len).then(Sha1::new);
+        let mut sha = (sha256.is_none() && self.hashes.sha256.wants(len)).then(Sha256::new);
+        let mut st = self.ndb.start(&head);
+        let need_ndb = !self.ndb.is_empty();
+        let mut update = |data: &[u8]| {
+            if let Some(h) = md5.as_mut() {
+                h.update(data);
+            }
+            if let Some(h) = sha1.as_mut() {
+                h.update(data);
+            }
+            if let Some(h) = sha.as_mut() {
+                h.update(data);
+            }
+        };
+        let needs_pass = need_ndb
+            || self.hashes.md5.wants(len)
+            || self.hashes.sha1.wants(len)
+            || (sha256.is_none() && self.hashes.sha256.wants(len));
+        if needs_pass {
+            let deadline = Some(ctx.deadline);
+            match blob.as_slice() {
+                Some(data) => {
+                    let mut cur = Cursor::whole(data, deadline);
+                    // `pos`: next anchor position to test; `hashed`: bytes hashed so far.
+                    let (mut pos, mut hashed) = (0usize, 0usize);
+                    while hashed < data.len() {
+                        let end = (pos + self.chunk).min(data.len());
+                        update(&data[hashed..end]);
+                        hashed = end;
+                        if need_ndb {
+                            let last = end == data.len();
+                            pos += self.ndb.scan_window(
+                                &data[pos..end],
+                                pos as u64,
+                                last,
+                                &mut cur,
+                                &mut st,
+                            )?;
+                        } else {
+                            pos = end;
+                        }
+                        if ctx.expired() {
+                            return Err(EngineError::Timeout);
+                        }
+                    }
+                }
+                None => {
+                    let overlap = NdbSet::OVERLAP;
+                    // Small objects get a buffer of their own size.
+                    let chunk = self.chunk.min(usize::try_from(len).unwrap_or(usize::MAX));
+                    let mut buf = vec![0u8; overlap + chunk];
+                    let mut have = 0usize;
+                    let mut pos = 0u64;
+                    while pos < len {
+                        let n = blob.read_at(pos, &mut buf[have..have + chunk])?;
+                        if n == 0 {
+                            return Err(EngineError::Io(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                format!("content ended at {pos} of {len} bytes"),
+                            )));
+                        }
+                        update(&buf[have..have + n]);
+                        let total = have + n;
+                        let mut done = total;
+                        if need_ndb {
+                            let window = &buf[..total];
+                            let base = pos - have as u64;
+                            let last = pos + n as u64 >= len;
+                            let mut cur = Cursor::windowed(blob, window, base, deadline);
+                            done = self
+                                .ndb
+                                .scan_window(window, base, last, &mut cur, &mut st)?;
+                        }
+                        pos += n as u64;
+                        buf.copy_within(done..total, 0);
+                        have = total - done;
+                        if ctx.expired() {
+                            return Err(EngineError::Timeout);
+                        }
+                    }
+                }
+            }
+        }
+        let mut ids = Vec::new();
+        if let Some(h) = md5 {
+            self.hashes.md5.lookup(&h.finalize(), len, &mut ids);
+        }
+        if let Some(h) = sha1 {
+            self.hashes.sha1.lookup(&h.finalize(), len, &mut ids);
+        }
+        let digest: Option<[u8; 32]> = sha.map(|h| h.finalize().into()).or(sha256);
+        match digest {
+            Some(d) if self.hashes.sha256.wants(len) => {
+                self.hashes.sha256.lookup(&d, len, &mut ids)
+            }
+            _ => {}
+        }
+        ids.extend_from_slice(&st.found);
+        for id in ids {
+            let h = self.hit(id);
+            if !hits.iter().any(|x: &Hit| x.signature == h.signature) {
+                hits.push(h);
+            }
+        }
+        if !hits.is_empty() {
+            tracing::debug!(engine = %self.name, hits = hits.len(), "builtin detection");
+        }
+        Ok(EngineScan { hits })
+    }
+}
+
+impl Engine for BuiltinEngine {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn info(&self) -> EngineInfo {
+        self.info.clone()
+    }
+
+    fn scan(&self, obj: &Object<'_>, ctx: &ScanContext) -> Result<EngineScan, EngineError> {
+        self.scan_blob(obj.data, obj.sha256, ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eicar::EICAR;
+    use std::io::Write;
+    use std::time::Duration;
+
+    fn ctx() -> ScanContext {
+        ScanContext {
+            deadline: Instant::now() + Duration::from_secs(60),
+        }
+    }
+
+    fn names(r: &EngineScan) -> Vec<&str> {
+        r.hits.iter().map(|h| h.signature.as_str()).collect()
+    }
+
+    /// A deterministic pseudo-random buffer (xorshift).
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn engine_with(files: &[(&str, &str)]) -> (tempfile::TempDir, BuiltinEngine) {
+        let d = tempfile::tempdir().unwrap();
+        for (n, c) in files {
+            std::fs::write(d.path().join(n), c).unwrap();
+        }
+        let e = BuiltinEngine::load("test", &[d.path().to_path_buf()]).unwrap();
+        (d, e)
+    }
+
+    fn file_blob(data: &[u8]) -> Blob {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(data).unwrap();
+        let len = data.len() as u64;
+        Blob::File {
+            file: std::sync::Arc::new(f),
+            len,
+        }
+    }
+
+    const NDB: &str = "Body.Long:0:*:0102030405060708090a0b0c0d0e0f101112131415161718\n\
+                       Body.Star:0:*:5a5a5a5a5a5a*7a7a7a7a7a7a\n\
+                       Body.Eof:0:EOF-8:6565656565656565\n\
+                       Body.Pua:0:*:7071727374757677\n";
+
+    #[test]
+    fn eicar_only_detects_eicar_in_memory_and_file() {
+        let e = BuiltinEngine::eicar_only("b");
+        for blob in [
+            Blob::from_vec(EICAR.to_vec()),
+            file_blob(&[EICAR.as_slice(), b"\r\n"].concat()),
+        ] {
+            let r = e.scan_blob(&blob, None, &ctx()).unwrap();
+            assert_eq!(names(&r), vec!["Eicar-Test-Signature"]);
+        }
+        assert!(
+            e.scan_blob(&Blob::from_vec(b"hello".to_vec()), None, &ctx())
+                .unwrap()
+                .hits
+                .is_empty()
+        );
+        let i = e.info();
+        assert_eq!(i.kind, "builtin");
+        assert_eq!(i.signatures.get("eicar"), Some(&1));
+    }
+
+    #[test]
+    fn hits_across_chunk_boundaries_memory_and_file() {
+        let (_d, e) = engine_with(&[("b.ndb", NDB)]);
+        let sig: Vec<u8> = (1..=0x18).collect();
+        for chunk in [64usize, 100, 4096] {
+            let e2 = BuiltinEngine::load("t", &[_d.path().to_path_buf()])
+                .unwrap()
+                .with_chunk_size(chunk);
+            for at in [0usize, 50, 60, 63, 64, 90, 1000, 8190] {
+                let mut data = vec![0x11u8; 10_000];
+                data[at..at + sig.len()].copy_from_slice(&sig);
+                for blob in [Blob::from_vec(data.clone()), file_blob(&data)] {
+                    let r = e2.scan_blob(&blob, None, &ctx()).unwrap();
+                    assert_eq!(names(&r), vec!["Body.Long"], "chunk {chunk} at {at}");
+                }
+            }
+        }
+        drop(e);
+    }
+
+    #[test]
+    fn short_and_alternative_anchors_across_tiny_chunks() {
+        let ndb = "Short2:0:*:c3d4\nShort3:0:*:a1(b2|b3)\nAltExp:0:*:e1(f2f3|f4)e5\n";
+        let (d, _) = engine_with(&[("s.ndb", ndb)]);
+        let e = BuiltinEngine::load("t", &[d.path().to_path_buf()])
+            .unwrap()
+            .with_chunk_size(16);
+        for (pat, name) in [
+            (&[0xc3u8, 0xd4][..], "Short2"),
+            (&[0xa1, 0xb3][..], "Short3"),
+            (&[0xe1, 0xf4, 0xe5][..], "AltExp"),
+            (&[0xe1, 0xf2, 0xf3, 0xe5][..], "AltExp"),
+        ] {
+            for at in 0..40 {
+                let mut data = vec![0u8; 45];
+                data[at..at + pat.len()].copy_from_slice(pat);
+                for blob in [Blob::from_vec(data.clone()), file_blob(&data)] {
+                    let r = e.scan_blob(&blob, None, &ctx()).unwrap();
+                    assert_eq!(names(&r), vec![name], "{name} at {at}");
+                }
+            }
+        }
+        // At the very end of the object.
+        let data = vec![0, 0, 0, 0xc3, 0xd4];
+        assert_eq!(
+            names(&e.scan_blob(&file_blob(&data), None, &ctx()).unwrap()),
+            vec!["Short2"]
+        );
+    }
+
+    #[test]
+    fn star_signature_spanning_many_chunks_in_a_file() {
+        let (d, _) = engine_with(&[("b.ndb", NDB)]);
+        let e = BuiltinEngine::load("t", &[d.path().to_path_buf()])
+            .unwrap()
+            .with_chunk_size(256);
+        let mut data = vec![0u8; 200_000];
+        data[100..106].copy_from_slice(b"ZZZZZZ");
+        data[150_000..150_006].copy_from_slice(b"zzzzzz");
+        let r = e.scan_blob(&file_blob(&data), None, &ctx()).unwrap();
+        assert_eq!(names(&r), vec!["Body.Star"]);
+    }
+
+    #[test]
+    fn late_hit_at_end_of_big_object_and_eof_offset() {
+        let (_d, e) = engine_with(&[("b.ndb", NDB)]);
+        let mut data = noise(5 << 20, 7);
+        let n = data.len();
+        data[n - 8..].copy_from_slice(b"eeeeeeee");
+        for blob in [Blob::from_vec(data.clone()), file_blob(&data)] {
+            assert_eq!(
+                names(&e.scan_blob(&blob, None, &ctx()).unwrap()),
+                vec!["Body.Eof"]
+            );
+        }
+        // Same bytes one position earlier: not at EOF-8.
+        data[n - 9..n - 1].copy_from_slice(b"eeeeeeee");
+        data[n - 1] = 0;
+        assert!(
+            e.scan_blob(&Blob::from_vec(data), None, &ctx())
+                .unwrap()
+                .hits
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn no_false_positive_on_random_data() {
+        let (_d, e) = engine_with(&[("b.ndb", NDB)]);
+        for seed in 1..4 {
+            let data = noise(3 << 20, seed);
+            assert!(
+                e.scan_blob(&Blob::from_vec(data), None, &ctx())
+                    .unwrap()
+                    .hits
+                    .is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn hash_signatures_md5_sha1_sha256_and_wildcard() {
+        let body = b"some file body";
+        let md5 = hex::encode(Md5::digest(body));
+        let sha1 = hex::encode(Sha1::digest(body));
+        let sha256 = hex::encode(Sha256::digest(body));
+        let other = hex::encode(Sha256::digest(b"other"));
+        let hdb = format!("{md5}:{}:H.Md5\n", body.len());
+        let hsb = format!(
+            "{sha1}:*:H.Sha1\n{sha256}:{}:H.Sha256\n{other}:5:H.Other\n",
+            body.len()
+        );
+        let hsu = format!("{sha256}:*:PUA.H.Sha256\n");
+        let (_d, e) = engine_with(&[("a.hdb", &hdb), ("a.hsb", &hsb), ("a.hsu", &hsu)]);
+        let blob = Blob::from_vec(body.to_vec());
+        let r = e.scan_blob(&blob, None, &ctx()).unwrap();
+        let mut got = names(&r);
+        got.sort();
+        assert_eq!(got, vec!["H.Md5", "H.Sha1", "H.Sha256", "PUA.H.Sha256"]);
+        assert!(
+            r.hits
+                .iter()
+                .find(|h| h.signature == "PUA.H.Sha256")
+                .unwrap()
+                .suspicious
+        );
+        // A caller-supplied SHA-256 is used as is.
+        let r = e.scan_blob(&blob, Some([0; 32]), &ctx()).unwrap();
+        assert!(!names(&r).contains(&"H.Sha256"));
+        // Wrong size: the exact-size signatures do not match.
+        let longer = Blob::from_vec([body.as_slice(), b"!"].concat());
+        assert!(e.scan_blob(&longer, None, &ctx()).unwrap().hits.is_empty());
+        let i = e.info();
+        assert_eq!(i.signatures.get("hdb"), Some(&1));
+        assert_eq!(i.signatures.get("hsb"), Some(&4));
+    }
+
+    #[test]
+    fn pua_body_signature_is_suspicious() {
+        let (_d, e) = engine_with(&[("p.ndu", "PUA.Body:0:*:7071727374757677\n")]);
+        let r = e
+            .scan_blob(&Blob::from_vec(b"..pqrstuvw..".to_vec()), None, &ctx())
+            .unwrap();
+        assert_eq!(
+            r.hits,
+            vec![Hit {
+                signature: "PUA.Body".into(),
+                suspicious: true
+            }]
+        );
+    }
+
+    #[test]
+    fn deadline_expiry_is_a_timeout() {
+        let (_d, e) = engine_with(&[("b.ndb", NDB)]);
+        let e = e.with_chunk_size(4096);
+        let past = ScanContext {
+            deadline: Instant::now(),
+        };
+        let blob = Blob::from_vec(noise(1 << 20, 3));
+        assert!(matches!(
+            e.scan_blob(&blob, None, &past),
+            Err(EngineError::Timeout)
+        ));
+        // Expiring mid-scan: a deadline shortly ahead on a large file.
+        let big = file_blob(&noise(64 << 20, 5));
+        let soon = ScanContext {
+            deadline: Instant::now() + Duration::from_millis(5),
+        };
+        std::thread::sleep(Duration::from_millis(6));
+        assert!(matches!(
+            e.scan_blob(&big, None, &soon),
+            Err(EngineError::Timeout)
+        ));
+    }
+
+    #[test]
+    fn truncated_file_is_an_error_not_clean() {
+        let (_d, e) = engine_with(&[("b.ndb", NDB)]);
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(100).unwrap();
+        let blob = Blob::File {
+            file: std::sync::Arc::new(f),
+            len: 1000,
+        };
+        assert!(matches!(
+            e.scan_blob(&blob, None, &ctx()),
+            Err(EngineError::Io(_))
+        ));
+    }
+
+    #[test]
+    fn engine_trait_and_info() {
+        let (_d, e) = engine_with(&[("b.ndb", NDB), ("bad.hdb", "nonsense\n")]);
+        let data = Blob::from_vec(EICAR.to_vec());
+        let obj = Object {
+            data: &data,
+            name: "eicar.com",
+            location: "eicar.com",
+            content_type: "text/plain",
+            depth: 0,
+            sha256: None,
+        };
+        assert_eq!(
+            names(&Engine::scan(&e, &obj, &ctx()).unwrap()),
+            vec!["Eicar-Test-Signature"]
+        );
+        let i = e.info();
+        assert_eq!(i.name, "test");
+        assert_eq!(i.signatures.get("ndb"), Some(&4));
+        assert_eq!(i.load_errors.len(), 1);
+        assert!(
+            i.load_errors[0].contains("bad.hdb:1:"),
+            "{:?}",
+            i.load_errors
+        );
+        assert_eq!(i.signature_version.len(), 16);
+        assert!(e.fingerprint().starts_with("test:"));
+        assert_eq!(e.load_error_count(), 1);
+    }
+}

@@ -1,0 +1,470 @@
+//! Whole-file hash signatures: `.hdb`/`.hdu` (MD5) and `.hsb`/`.hsu` (MD5,
+//! SHA-1 or SHA-256, told apart by the digest length).
+//!
+//! A line is `HASH:SIZE:Name[:MinFL[...]]`; `SIZE` may be `*` (any size).
+//! Extra trailing fields (ClamAV's functionality levels) are accepted and
+//! ignored. Signatures are kept in sorted vectors of fixed-size entries (the
+//! name is an index into the shared name arena), so a million SHA-256
+//! signatures take about 44 MB, plus a sorted list of the distinct sizes per
+//! hash type to decide cheaply whether an object needs that hash at all.
+
+use rayon::prelude::*;
+
+/// Which kind of hash file a line comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashFile {
+    /// `.hdb` / `.hdu`: MD5 only.
+    Hdb,
+    /// `.hsb` / `.hsu`: MD5, SHA-1 or SHA-256 by hex length.
+    Hsb,
+}
+
+/// A digest algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKind {
+    Md5,
+    Sha1,
+    Sha256,
+}
+
+impl HashKind {
+    /// Digest length in bytes.
+    #[allow(clippy::len_without_is_empty)] // a digest length is never zero
+    pub fn len(self) -> usize {
+        match self {
+            HashKind::Md5 => 16,
+            HashKind::Sha1 => 20,
+            HashKind::Sha256 => 32,
+        }
+    }
+}
+
+/// One parsed hash line. `name` borrows from the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedHash<'a> {
+    pub kind: HashKind,
+    /// The digest in its first `kind.len()` bytes.
+    pub digest: [u8; 32],
+    /// `None` for the `*` wildcard size.
+    pub size: Option<u64>,
+    pub name: &'a [u8],
+}
+
+/// Why a hash line was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HashLineError {
+    #[error("expected HASH:SIZE:Name, found {0} field(s)")]
+    MissingFields(usize),
+    #[error("hash is not hexadecimal")]
+    BadHex,
+    #[error("hash has {len} hex digits; {file} expects {expected}")]
+    BadLength {
+        len: usize,
+        file: &'static str,
+        expected: &'static str,
+    },
+    #[error("size {0:?} is neither a number nor '*'")]
+    BadSize(String),
+    #[error("empty signature name")]
+    EmptyName,
+}
+
+/// Parse one hash signature line (see the module docs).
+pub fn parse_hash_line(line: &str, file: HashFile) -> Result<ParsedHash<'_>, HashLineError> {
+    parse_hash_bytes(line.as_bytes(), file)
+}
+
+/// [`parse_hash_line`] on raw bytes (names need not be UTF-8).
+pub fn parse_hash_bytes(line: &[u8], file: HashFile) -> Result<ParsedHash<'_>, HashLineError> {
+    let line = line.trim_ascii();
+    let missing = || HashLineError::MissingFields(line.split(|&b| b == b':').count());
+    let c1 = memchr::memchr(b':', line).ok_or_else(missing)?;
+    let (hash, rest) = (&line[..c1], &line[c1 + 1..]);
+    let c2 = memchr::memchr(b':', rest).ok_or_else(missing)?;
+    let (size, rest) = (&rest[..c2], &rest[c2 + 1..]);
+    // Fields after the name (functionality levels) are ignored.
+    let name = memchr::memchr(b':', rest).map_or(rest, |c3| &rest[..c3]);
+    let kind = match (file, hash.len()) {
+        (_, 32) => HashKind::Md5,
+        (HashFile::Hsb, 40) => HashKind::Sha1,
+        (HashFile::Hsb, 64) => HashKind::Sha256,
+        (HashFile::Hdb, len) => {
+            return Err(HashLineError::BadLength {
+                len,
+                file: "hdb",
+                expected: "32 (MD5)",
+            });
+        }
+        (HashFile::Hsb, len) => {
+            return Err(HashLineError::BadLength {
+                len,
+                file: "hsb",
+                expected: "32, 40 or 64 (MD5, SHA-1, SHA-256)",
+            });
+        }
+    };
+    let mut digest = [0u8; 32];
+    decode_hex(hash, &mut digest[..kind.len()]).ok_or(HashLineError::BadHex)?;
+    let size =
+        if size == b"*" {
+            None
+        } else {
+            Some(parse_u64(size).ok_or_else(|| {
+                HashLineError::BadSize(String::from_utf8_lossy(size).into_owned())
+            })?)
+        };
+    if name.is_empty() {
+        return Err(HashLineError::EmptyName);
+    }
+    Ok(ParsedHash {
+        kind,
+        digest,
+        size,
+        name,
+    })
+}
+
+const fn hex_table() -> [u8; 256] {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+}
+
+/// Hex digit values; 0xff for non-hex bytes.
+pub(crate) const HEX: [u8; 256] = hex_table();
+
+/// Decode `2 * out.len()` hex digits into `out`.
+pub(crate) fn decode_hex(hex: &[u8], out: &mut [u8]) -> Option<()> {
+    if hex.len() != out.len() * 2 {
+        return None;
+    }
+    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let hi = HEX[pair[0] as usize];
+        let lo = HEX[pair[1] as usize];
+        if (hi | lo) & 0xf0 != 0 {
+            return None;
+        }
+        *o = (hi << 4) | lo;
+    }
+    Some(())
+}
+
+/// A plain decimal `u64` (no sign, no spaces), `None` on overflow.
+pub(crate) fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+    }
+    Some(v)
+}
+
+/// The size value standing for `*`.
+const ANY_SIZE: u64 = u64::MAX;
+
+/// One hash signature: digest, size (or `*`) and name index. 28/32/44 bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HashEntry<const N: usize> {
+    key: [u8; N],
+    size_lo: u32,
+    size_hi: u32,
+    name: u32,
+}
+
+impl<const N: usize> HashEntry<N> {
+    pub(crate) fn new(digest: &[u8], size: Option<u64>, name: u32) -> Option<HashEntry<N>> {
+        let key: [u8; N] = digest.get(..N)?.try_into().ok()?;
+        let size = size.unwrap_or(ANY_SIZE);
+        Some(HashEntry {
+            key,
+            size_lo: size as u32,
+            size_hi: (size >> 32) as u32,
+            name,
+        })
+    }
+
+    #[inline]
+    fn prefix(&self) -> u64 {
+        let mut p = [0u8; 8];
+        let n = N.min(8);
+        p[..n].copy_from_slice(&self.key[..n]);
+        u64::from_be_bytes(p)
+    }
+
+    fn size(&self) -> u64 {
+        (u64::from(self.size_hi) << 32) | u64::from(self.size_lo)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn name_id(&self) -> u32 {
+        self.name
+    }
+}
+
+/// Buckets per table (by the first digest byte).
+pub(crate) const BUCKETS: usize = 256;
+
+/// All signatures of one digest type: 256 buckets by first digest byte,
+/// each sorted by digest. Bucketing while merging replaces one large sort
+/// by many small ones that fit in cache and run in parallel.
+#[derive(Debug)]
+pub(crate) struct HashTable<const N: usize> {
+    buckets: Vec<Vec<HashEntry<N>>>,
+    len: usize,
+    /// Distinct exact sizes, sorted.
+    sizes: Vec<u64>,
+    any_size: bool,
+}
+
+impl<const N: usize> Default for HashTable<N> {
+    fn default() -> Self {
+        HashTable {
+            buckets: Vec::new(),
+            len: 0,
+            sizes: Vec::new(),
+            any_size: false,
+        }
+    }
+}
+
+/// Entries being collected into buckets.
+#[derive(Debug)]
+pub(crate) struct Buckets<const N: usize>(pub(crate) Vec<Vec<HashEntry<N>>>);
+
+impl<const N: usize> Default for Buckets<N> {
+    fn default() -> Self {
+        Buckets((0..BUCKETS).map(|_| Vec::new()).collect())
+    }
+}
+
+impl<const N: usize> Buckets<N> {
+    /// Move `entries` in, adding `base` to their name ids.
+    pub(crate) fn absorb(&mut self, entries: Vec<HashEntry<N>>, base: u32) {
+        let mut counts = [0usize; BUCKETS];
+        for e in &entries {
+            counts[e.key[0] as usize] += 1;
+        }
+        for (b, c) in self.0.iter_mut().zip(counts) {
+            b.reserve(c);
+        }
+        for mut e in entries {
+            e.name += base;
+            self.0[e.key[0] as usize].push(e);
+        }
+    }
+}
+
+impl<const N: usize> HashTable<N> {
+    /// Sort each bucket (in parallel) and collect the sizes.
+    pub(crate) fn build(buckets: Buckets<N>) -> HashTable<N> {
+        let mut buckets = buckets.0;
+        buckets.par_iter_mut().for_each(|b| {
+            // Digests are near-uniform: compare an 8-byte big-endian prefix
+            // as an integer and only fall back to the whole key on a tie.
+            b.sort_unstable_by(|x, y| x.prefix().cmp(&y.prefix()).then_with(|| x.key.cmp(&y.key)));
+            b.shrink_to_fit();
+        });
+        let len = buckets.iter().map(Vec::len).sum();
+        let mut sizes: Vec<u64> = Vec::with_capacity(len);
+        for b in &buckets {
+            sizes.extend(b.iter().map(HashEntry::size));
+        }
+        sizes.par_sort_unstable();
+        sizes.dedup();
+        let any_size = sizes.last() == Some(&ANY_SIZE);
+        if any_size {
+            sizes.pop();
+        }
+        sizes.shrink_to_fit();
+        HashTable {
+            buckets,
+            len,
+            sizes,
+            any_size,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether some signature could match an object of this size.
+    pub(crate) fn wants(&self, size: u64) -> bool {
+        self.any_size || self.sizes.binary_search(&size).is_ok()
+    }
+
+    /// Push the name ids of every signature matching `digest` and `size`.
+    pub(crate) fn lookup(&self, digest: &[u8], size: u64, out: &mut Vec<u32>) {
+        let Ok(key) = <[u8; N]>::try_from(digest) else {
+            return;
+        };
+        let Some(bucket) = self.buckets.get(key[0] as usize) else {
+            return;
+        };
+        let start = bucket.partition_point(|e| e.key < key);
+        for e in bucket[start..].iter().take_while(|e| e.key == key) {
+            let s = e.size();
+            if s == ANY_SIZE || s == size {
+                out.push(e.name);
+            }
+        }
+    }
+}
+
+/// The three hash tables.
+#[derive(Debug, Default)]
+pub(crate) struct HashDb {
+    pub(crate) md5: HashTable<16>,
+    pub(crate) sha1: HashTable<20>,
+    pub(crate) sha256: HashTable<32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MD5_EMPTY: &str = "d41d8cd98f00b204e9800998ecf8427e";
+
+    #[test]
+    fn parses_hdb_md5_with_size_and_extra_fields() {
+        let line = format!("{MD5_EMPTY}:0:Test.Empty:73");
+        let p = parse_hash_line(&line, HashFile::Hdb).unwrap();
+        assert_eq!(p.kind, HashKind::Md5);
+        assert_eq!(hex::encode(&p.digest[..16]), MD5_EMPTY);
+        assert_eq!(p.size, Some(0));
+        assert_eq!(p.name, b"Test.Empty");
+    }
+
+    #[test]
+    fn parses_star_size_and_uppercase_hex() {
+        let line = format!("{}:*:Any.Size", MD5_EMPTY.to_uppercase());
+        let p = parse_hash_line(&line, HashFile::Hdb).unwrap();
+        assert_eq!(p.size, None);
+        assert_eq!(hex::encode(&p.digest[..16]), MD5_EMPTY);
+    }
+
+    #[test]
+    fn hsb_picks_kind_by_length() {
+        let sha1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709";
+        let sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(
+            parse_hash_line(&format!("{sha1}:0:S1"), HashFile::Hsb)
+                .unwrap()
+                .kind,
+            HashKind::Sha1
+        );
+        assert_eq!(
+            parse_hash_line(&format!("{sha256}:*:S256:0:255"), HashFile::Hsb)
+                .unwrap()
+                .kind,
+            HashKind::Sha256
+        );
+        assert_eq!(
+            parse_hash_line(&format!("{MD5_EMPTY}:0:M"), HashFile::Hsb)
+                .unwrap()
+                .kind,
+            HashKind::Md5
+        );
+        // SHA-256 in an .hdb is an error.
+        assert!(matches!(
+            parse_hash_line(&format!("{sha256}:0:S"), HashFile::Hdb),
+            Err(HashLineError::BadLength { len: 64, .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_malformed_lines() {
+        assert_eq!(
+            parse_hash_line("abc", HashFile::Hdb),
+            Err(HashLineError::MissingFields(1))
+        );
+        assert_eq!(
+            parse_hash_line(&format!("{MD5_EMPTY}:12"), HashFile::Hdb),
+            Err(HashLineError::MissingFields(2))
+        );
+        let bad_hex = "z41d8cd98f00b204e9800998ecf8427e";
+        assert_eq!(
+            parse_hash_line(&format!("{bad_hex}:1:N"), HashFile::Hdb),
+            Err(HashLineError::BadHex)
+        );
+        assert!(matches!(
+            parse_hash_line(&format!("{MD5_EMPTY}:-1:N"), HashFile::Hdb),
+            Err(HashLineError::BadSize(_))
+        ));
+        assert!(matches!(
+            parse_hash_line(
+                &format!("{MD5_EMPTY}:99999999999999999999999:N"),
+                HashFile::Hdb
+            ),
+            Err(HashLineError::BadSize(_))
+        ));
+        assert_eq!(
+            parse_hash_line(&format!("{MD5_EMPTY}:1:"), HashFile::Hdb),
+            Err(HashLineError::EmptyName)
+        );
+    }
+
+    fn table<const N: usize>(entries: Vec<HashEntry<N>>) -> HashTable<N> {
+        let mut b = Buckets::default();
+        b.absorb(entries, 0);
+        HashTable::build(b)
+    }
+
+    #[test]
+    fn table_lookup_honours_size_and_wildcard() {
+        let k1 = [1u8; 16];
+        let k2 = [2u8; 16];
+        let t = table::<16>(vec![
+            HashEntry::new(&k2, None, 7).unwrap(),
+            HashEntry::new(&k1, Some(100), 3).unwrap(),
+            HashEntry::new(&k1, Some(5_000_000_000), 4).unwrap(),
+        ]);
+        assert!(t.wants(100) && t.wants(5_000_000_000) && t.wants(1));
+        let mut out = vec![];
+        t.lookup(&k1, 100, &mut out);
+        assert_eq!(out, vec![3]);
+        out.clear();
+        t.lookup(&k1, 5_000_000_000, &mut out);
+        assert_eq!(out, vec![4]);
+        out.clear();
+        t.lookup(&k1, 99, &mut out);
+        assert!(out.is_empty());
+        t.lookup(&k2, 12345, &mut out);
+        assert_eq!(out, vec![7]);
+
+        let exact = table::<16>(vec![HashEntry::new(&k1, Some(10), 0).unwrap()]);
+        assert!(exact.wants(10) && !exact.wants(11));
+
+        // Keys sharing the 8-byte sort prefix are still fully ordered.
+        let mut a = [7u8; 32];
+        let mut b = [7u8; 32];
+        a[31] = 2;
+        b[31] = 1;
+        let t = table::<32>(vec![
+            HashEntry::new(&a, Some(1), 0).unwrap(),
+            HashEntry::new(&b, Some(1), 1).unwrap(),
+            HashEntry::new(&[0u8; 32], Some(1), 2).unwrap(),
+        ]);
+        for (k, id) in [(a, 0), (b, 1), ([0u8; 32], 2)] {
+            let mut out = vec![];
+            t.lookup(&k, 1, &mut out);
+            assert_eq!(out, vec![id]);
+        }
+        assert!(exact.wants(10) && !exact.wants(11));
+    }
+}

