@@ -23,7 +23,7 @@
 # Environment:
 #   MOAT_CLAMD_STREAM_MAX   clamd StreamMaxLength (default 25M)
 #   MOAT_CLAMD_MAX_THREADS  clamd MaxThreads (default 4)
-#   MOAT_CLAMD_GEN_SIGS     extra arguments for /work/shared/bench/gen_sigs.py, e.g.
+#   MOAT_CLAMD_GEN_SIGS     extra arguments for ../shared/bench/gen_sigs.py, e.g.
 #                           "--hashes 2000 --bodies 200" (adds bench.* to DIR/db)
 #   MOAT_CLAMD_START_TIMEOUT seconds to wait for PONG (default 60)
 set -euo pipefail
@@ -98,7 +98,7 @@ write_db() {
     } >"$db/test.hdb"
     if [ -n "${MOAT_CLAMD_GEN_SIGS:-}" ]; then
         # shellcheck disable=SC2086 # word splitting of the argument list is intended
-        python3 /work/shared/bench/gen_sigs.py "$db" $MOAT_CLAMD_GEN_SIGS >&2
+        python3 "${MOAT_SHARED_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/shared}/bench/gen_sigs.py" "$db" $MOAT_CLAMD_GEN_SIGS >&2
         rm -f "$db/planted.json" # not a signature file
     fi
 }

@@ -17,7 +17,8 @@ pub enum Action {
 
 /// Maps a verdict's policy key (`clean`, `infected`, `suspicious`, `error`,
 /// `unscannable`, or `unscannable.<reason>`) to an action. The most specific
-/// key wins; anything unmatched falls to `default`, which is `block`.
+/// key wins; anything unmatched falls to `default`, which is `block` (clean
+/// content is allowed unless a `clean` rule says otherwise).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
@@ -79,6 +80,11 @@ impl Policy {
             && let Some(a) = self.rules.get(head)
         {
             return *a;
+        }
+        // Clean content is allowed unless a rule says otherwise: `default`
+        // is about everything that is *not* clean.
+        if key == "clean" {
+            return Action::Allow;
         }
         self.default
     }

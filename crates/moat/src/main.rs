@@ -1,1 +1,43 @@
-fn main() {}
+//! The `moat` binary: reads configuration, builds each role, runs it. Wiring only.
+//!
+//! Exit codes: `0` nothing found; `1` something infected or suspicious; `2`
+//! something unscannable or an engine error, or moat itself could not run
+//! (bad configuration, unreadable signatures, a port in use).
+
+mod cli_scan;
+mod config;
+mod logging;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "moat", version, about = "A self-hosted file-security gateway")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Scan files, directories (recursively) or standard input (`-`).
+    Scan(cli_scan::ScanArgs),
+    /// Run the configured roles (scan API by default) on embedded defaults.
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Scan(a) => cli_scan::run(a),
+        Cmd::Serve(a) => serve::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("moat: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -46,7 +46,10 @@ pub enum EngineConfig {
         signatures: Vec<PathBuf>,
     },
     /// YARA-X rule files or directories.
-    Yara { name: Option<String>, rules: Vec<PathBuf> },
+    Yara {
+        name: Option<String>,
+        rules: Vec<PathBuf>,
+    },
     /// A clamd daemon: `host:port`, `tcp://host:port` or `unix:/path/clamd.sock`.
     Clamd {
         name: Option<String>,
@@ -93,18 +96,30 @@ impl EngineConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("engine {name:?} (builtin): {source}")]
-    Builtin { name: String, source: moat_builtin::LoadError },
+    Builtin {
+        name: String,
+        source: moat_builtin::LoadError,
+    },
     #[error("engine {name:?} (yara): {source}")]
-    Yara { name: String, source: moat_yara::LoadError },
+    Yara {
+        name: String,
+        source: moat_yara::LoadError,
+    },
     #[error("engine {name:?} (clamd): {source}")]
-    Clamd { name: String, source: moat_clamd::ConfigError },
+    Clamd {
+        name: String,
+        source: moat_clamd::ConfigError,
+    },
     #[error("two engines are named {0:?}; give each a unique name")]
     DuplicateName(String),
 }
 
 /// The default engine set when nothing is configured: builtin with EICAR only.
 pub fn default_engines() -> Vec<EngineConfig> {
-    vec![EngineConfig::Builtin { name: None, signatures: Vec::new() }]
+    vec![EngineConfig::Builtin {
+        name: None,
+        signatures: Vec::new(),
+    }]
 }
 
 /// Build every configured engine. Slow parts (signature loading) run here,
@@ -135,16 +150,29 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
                 let e = if signatures.is_empty() {
                     moat_builtin::BuiltinEngine::eicar_only(&name)
                 } else {
-                    moat_builtin::BuiltinEngine::load(&name, signatures)
-                        .map_err(|source| BuildError::Builtin { name: name.clone(), source })?
+                    moat_builtin::BuiltinEngine::load(&name, signatures).map_err(|source| {
+                        BuildError::Builtin {
+                            name: name.clone(),
+                            source,
+                        }
+                    })?
                 };
                 Arc::new(e)
             }
-            EngineConfig::Yara { rules, .. } => Arc::new(
-                moat_yara::YaraEngine::load(&name, rules)
-                    .map_err(|source| BuildError::Yara { name: name.clone(), source })?,
-            ),
-            EngineConfig::Clamd { address, timeout_secs, pool_size, .. } => {
+            EngineConfig::Yara { rules, .. } => {
+                Arc::new(moat_yara::YaraEngine::load(&name, rules).map_err(|source| {
+                    BuildError::Yara {
+                        name: name.clone(),
+                        source,
+                    }
+                })?)
+            }
+            EngineConfig::Clamd {
+                address,
+                timeout_secs,
+                pool_size,
+                ..
+            } => {
                 let mut c = moat_clamd::ClamdConfig {
                     address: address.clone(),
                     timeout: Duration::from_secs(*timeout_secs),
@@ -153,10 +181,12 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
                 if let Some(p) = pool_size {
                     c.pool_size = *p;
                 }
-                Arc::new(
-                    moat_clamd::ClamdEngine::new(&name, c)
-                        .map_err(|source| BuildError::Clamd { name: name.clone(), source })?,
-                )
+                Arc::new(moat_clamd::ClamdEngine::new(&name, c).map_err(|source| {
+                    BuildError::Clamd {
+                        name: name.clone(),
+                        source,
+                    }
+                })?)
             }
         };
         engines.push(engine);
@@ -190,15 +220,27 @@ mod tests {
     #[test]
     fn default_names_are_unique_and_explicit_duplicates_fail() {
         let set = build_engine_set(&[
-            EngineConfig::Builtin { name: None, signatures: vec![] },
-            EngineConfig::Builtin { name: None, signatures: vec![] },
+            EngineConfig::Builtin {
+                name: None,
+                signatures: vec![],
+            },
+            EngineConfig::Builtin {
+                name: None,
+                signatures: vec![],
+            },
         ])
         .unwrap();
         let names: Vec<_> = set.engines().iter().map(|e| e.name().to_string()).collect();
         assert_eq!(names, vec!["builtin", "builtin-2"]);
         let err = build_engine_set(&[
-            EngineConfig::Builtin { name: Some("x".into()), signatures: vec![] },
-            EngineConfig::Builtin { name: Some("x".into()), signatures: vec![] },
+            EngineConfig::Builtin {
+                name: Some("x".into()),
+                signatures: vec![],
+            },
+            EngineConfig::Builtin {
+                name: Some("x".into()),
+                signatures: vec![],
+            },
         ]);
         assert!(matches!(err, Err(BuildError::DuplicateName(_))));
     }

@@ -32,7 +32,11 @@ impl EngineSet {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        EngineSet { engines, fingerprint, loaded_at }
+        EngineSet {
+            engines,
+            fingerprint,
+            loaded_at,
+        }
     }
 
     pub fn engines(&self) -> &[Arc<dyn Engine>] {
@@ -67,7 +71,13 @@ struct Acc {
 
 impl Acc {
     fn new() -> Acc {
-        Acc { status: Status::Clean, reason: None, detail: None, findings: Vec::new(), nanos: 0 }
+        Acc {
+            status: Status::Clean,
+            reason: None,
+            detail: None,
+            findings: Vec::new(),
+            nanos: 0,
+        }
     }
 
     /// Record that this engine could not fully scan something. Errors outrank
@@ -88,7 +98,11 @@ impl Acc {
     fn error(&mut self, err: &EngineError, location: &str) {
         match err.unscannable_reason() {
             Some(r) => self.fail(Status::Unscannable, r, format!("{location}: {err}")),
-            None => self.fail(Status::Error, Reason::EngineError, format!("{location}: {err}")),
+            None => self.fail(
+                Status::Error,
+                Reason::EngineError,
+                format!("{location}: {err}"),
+            ),
         }
     }
 
@@ -96,7 +110,12 @@ impl Acc {
         let mut status = self.status;
         let mut reason = self.reason;
         let mut detail = self.detail;
-        if let Some(worst) = self.findings.iter().map(|f| f.severity).max_by_key(|s| s.severity()) {
+        if let Some(worst) = self
+            .findings
+            .iter()
+            .map(|f| f.severity)
+            .max_by_key(|s| s.severity())
+        {
             if status != Status::Clean {
                 // Keep what was not scanned visible next to the detection.
                 detail = Some(format!("{} (also: {})", status, detail.unwrap_or_default()));
@@ -128,7 +147,11 @@ fn scan_one(engine: &dyn Engine, obj: &Object<'_>, ctx: &ScanContext, acc: &mut 
                     engine: engine.name().to_string(),
                     signature: hit.signature,
                     location: obj.location.to_string(),
-                    severity: if hit.suspicious { Status::Suspicious } else { Status::Infected },
+                    severity: if hit.suspicious {
+                        Status::Suspicious
+                    } else {
+                        Status::Infected
+                    },
                 };
                 if !acc.findings.contains(&f) {
                     acc.findings.push(f);
@@ -141,7 +164,10 @@ fn scan_one(engine: &dyn Engine, obj: &Object<'_>, ctx: &ScanContext, acc: &mut 
 
 impl Scanner {
     pub fn new(set: EngineSet, cfg: ScanConfig) -> Scanner {
-        Scanner { set: ArcSwap::from_pointee(set), cfg }
+        Scanner {
+            set: ArcSwap::from_pointee(set),
+            cfg,
+        }
     }
 
     /// The set new scans use.
@@ -166,9 +192,17 @@ impl Scanner {
         self.scan_with(&set, blob, name, sha256)
     }
 
-    pub fn scan_with(&self, set: &EngineSet, blob: &Blob, name: &str, sha256: Option<[u8; 32]>) -> Verdict {
+    pub fn scan_with(
+        &self,
+        set: &EngineSet,
+        blob: &Blob,
+        name: &str,
+        sha256: Option<[u8; 32]>,
+    ) -> Verdict {
         let start = Instant::now();
-        let ctx = ScanContext { deadline: start + self.cfg.timeout() };
+        let ctx = ScanContext {
+            deadline: start + self.cfg.timeout(),
+        };
         let size = blob.len();
         let engines = set.engines();
         let infos: Vec<EngineInfo> = engines.iter().map(|e| e.info()).collect();
@@ -183,9 +217,21 @@ impl Scanner {
             (Ok(h), Ok(s)) => (h, s),
             (Err(e), _) | (_, Err(e)) => {
                 for acc in &mut accs {
-                    acc.fail(Status::Error, Reason::EngineError, format!("reading content: {e}"));
+                    acc.fail(
+                        Status::Error,
+                        Reason::EngineError,
+                        format!("reading content: {e}"),
+                    );
                 }
-                return finish(engines, &infos, accs, String::new(), size, String::new(), start);
+                return finish(
+                    engines,
+                    &infos,
+                    accs,
+                    String::new(),
+                    size,
+                    String::new(),
+                    start,
+                );
             }
         };
         let content_type = sniff::content_type(&head);
@@ -196,7 +242,10 @@ impl Scanner {
                 acc.fail(
                     Status::Unscannable,
                     Reason::TooLarge,
-                    format!("{size} bytes exceeds max_file_size {}", self.cfg.max_file_size),
+                    format!(
+                        "{size} bytes exceeds max_file_size {}",
+                        self.cfg.max_file_size
+                    ),
                 );
             }
             return finish(engines, &infos, accs, sha_hex, size, content_type, start);
@@ -263,17 +312,10 @@ impl Scanner {
         for &i in members {
             scan_one(engines[i].as_ref(), root, ctx, &mut accs[i]);
         }
-        if let Some(kind) = moat_extract::detect_unsupported_archive(head) {
-            for &i in members {
-                accs[i].fail(
-                    Status::Unscannable,
-                    Reason::Unsupported,
-                    format!("{}: {kind} archives cannot be opened by this engine", root.location),
-                );
-            }
-            return;
-        }
-        if moat_extract::detect(head).is_none() {
+        // The walker reports 7z/rar (root or nested) as unsupported problems itself.
+        if moat_extract::detect(head).is_none()
+            && moat_extract::detect_unsupported_archive(head).is_none()
+        {
             return;
         }
         let mut visit = |entry: &Entry<'_>| -> Result<(), EngineError> {
@@ -288,19 +330,10 @@ impl Scanner {
                 location: entry.location,
                 content_type: &ctype,
                 depth: entry.depth,
-                sha256: None,
+                sha256: Some(entry.sha256),
             };
             for &i in members {
                 scan_one(engines[i].as_ref(), &obj, ctx, &mut accs[i]);
-            }
-            if let Some(kind) = moat_extract::detect_unsupported_archive(&mhead) {
-                for &i in members {
-                    accs[i].fail(
-                        Status::Unscannable,
-                        Reason::Unsupported,
-                        format!("{}: {kind} archives cannot be opened", entry.location),
-                    );
-                }
             }
             Ok(())
         };
@@ -347,5 +380,12 @@ fn finish(
         reports.push(r);
         findings.extend(f);
     }
-    Verdict::aggregate(reports, findings, sha256, size, content_type, start.elapsed().as_millis() as u64)
+    Verdict::aggregate(
+        reports,
+        findings,
+        sha256,
+        size,
+        content_type,
+        start.elapsed().as_millis() as u64,
+    )
 }

@@ -29,7 +29,11 @@ pub struct Reloader {
 impl Reloader {
     pub fn new(engines: Vec<EngineConfig>) -> Reloader {
         let stamp = stamp(&engines);
-        Reloader { engines, stamp: Mutex::new(stamp), last_error: Mutex::new(None) }
+        Reloader {
+            engines,
+            stamp: Mutex::new(stamp),
+            last_error: Mutex::new(None),
+        }
     }
 
     /// Whether any watched file was added, removed or modified since the last check.
@@ -65,7 +69,10 @@ impl Reloader {
     }
 
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

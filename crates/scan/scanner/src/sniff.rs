@@ -36,9 +36,18 @@ mod tests {
     #[test]
     fn sniffs_common_types() {
         assert_eq!(content_type(b""), "application/x-empty");
-        assert_eq!(content_type(b"PK\x03\x04\x14\x00\x00\x00"), "application/zip");
-        assert_eq!(content_type(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]), "application/gzip");
+        assert_eq!(
+            content_type(b"PK\x03\x04\x14\x00\x00\x00"),
+            "application/zip"
+        );
+        assert_eq!(
+            content_type(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]),
+            "application/gzip"
+        );
         assert_eq!(content_type(b"hello world\n"), "text/plain");
-        assert_eq!(content_type(&[0u8, 1, 2, 3, 0xff, 0xfe]), "application/octet-stream");
+        assert_eq!(
+            content_type(&[0u8, 1, 2, 3, 0xff, 0xfe]),
+            "application/octet-stream"
+        );
     }
 }

@@ -1,2 +1,27 @@
-//! The HTTP scan API role of moat serve
+//! moat-api: the scan API role of `moat serve`.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/scan` | raw body (one verdict) or multipart/form-data (`{"files": [...]}`) |
+//! | `GET /v1/scans?limit=&cursor=` | recorded scans, newest first |
+//! | `GET /v1/scans/{id}` | one record |
+//! | `GET /v1/engines` | engines, versions, signature counts, reload state |
+//! | `GET /healthz`, `GET /readyz`, `GET /metrics` | liveness, readiness, Prometheus |
+//!
+//! `/v1/*` requires a bearer token whenever tokens are configured; the binary
+//! refuses to listen on a non-loopback address without tokens (see
+//! [`AuthConfig::check_listener`]).
 #![forbid(unsafe_code)]
+
+mod auth;
+mod config;
+mod error;
+mod routes;
+mod scan;
+pub mod telemetry;
+
+pub use auth::AuthConfig;
+pub use config::ApiConfig;
+pub use error::ApiError;
+pub use routes::{AppState, check_ready, router};
+pub use scan::ScanService;

@@ -1,0 +1,189 @@
+//! `moat serve`: the scan API on embedded defaults (SQLite, local data dir, builtin engine).
+
+use crate::config::{self, Settings};
+use anyhow::{Context, Result};
+use clap::Args;
+use moat_api::{AppState, ScanService, telemetry};
+use moat_scanner::{ReloadOutcome, Reloader, Scanner};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML); `MOAT_*` environment variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen address (overrides the config). Default 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory for the SQLite database and temporary files. Default ./moat-data.
+    #[arg(long = "data-dir")]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn run(a: ServeArgs) -> Result<ExitCode> {
+    let mut s = config::load(a.config.as_deref())?;
+    if let Some(l) = a.listen {
+        s.server.listen = l;
+    }
+    if let Some(d) = a.data_dir {
+        if std::env::var_os("MOAT_DATABASE_URL").is_none()
+            && s.database_url.starts_with("sqlite://./moat-data")
+        {
+            s.database_url = format!("sqlite://{}", d.join("moat.db").display());
+        }
+        s.data_dir = d;
+    }
+    crate::logging::init(s.log_json, "info");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(serve(s))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(mut s: Settings) -> Result<()> {
+    s.server
+        .auth
+        .check_listener(&s.server.listen)
+        .map_err(anyhow::Error::msg)
+        .context("refusing to start")?;
+    let tmp_dir = s
+        .server
+        .tmp_dir
+        .clone()
+        .unwrap_or_else(|| s.data_dir.join("tmp"));
+    for d in [&s.data_dir, &tmp_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    restrict(&tmp_dir)?;
+    if s.scan.archive.tmp_dir == std::env::temp_dir() {
+        s.scan.archive.tmp_dir = tmp_dir.clone();
+    }
+    let metrics = telemetry::install_recorder()
+        .map_err(anyhow::Error::msg)
+        .context("installing metrics")?;
+
+    let engines = s.engines.clone();
+    let set = tokio::task::spawn_blocking(move || moat_scanner::config::build_engine_set(&engines))
+        .await
+        .context("engine loading task")?
+        .context("loading engines")?;
+    for i in set.infos() {
+        tracing::info!(engine = %i.name, kind = %i.kind, version = %i.version, signature_version = %i.signature_version,
+            signatures = ?i.signatures, unsupported = ?i.unsupported, load_errors = i.load_errors.len(), "engine loaded");
+        for e in i.load_errors.iter().take(20) {
+            tracing::warn!(engine = %i.name, "{e}");
+        }
+    }
+    let scanner = Arc::new(Scanner::new(set, s.scan.clone()));
+    let store = moat_db::open(&s.database_url)
+        .await
+        .with_context(|| format!("opening database {}", redact(&s.database_url)))?;
+    let reloader = Arc::new(Reloader::new(s.engines.clone()));
+    let service = ScanService {
+        scanner: scanner.clone(),
+        store,
+        policy: s.server.policy.clone(),
+        cache: s.server.cache,
+    };
+    let listen = s.server.listen;
+    let state = AppState::new(
+        service,
+        s.server.clone(),
+        tmp_dir,
+        Some(reloader.clone()),
+        Some(metrics),
+    );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(listen = %listener.local_addr().unwrap_or(listen), data_dir = %s.data_dir.display(), database = redact(&s.database_url), "moat serve ready");
+
+    tokio::spawn(reload_loop(scanner.clone(), reloader, s.reload.poll_secs));
+    let health_state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            let _ = moat_api::check_ready(&health_state).await;
+            tokio::time::sleep(Duration::from_secs(15)).await;
+        }
+    });
+    axum::serve(listener, moat_api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("moat serve stopped");
+    Ok(())
+}
+
+fn restrict(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("setting mode 0700 on {}", dir.display()))
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(a), Some(b)) if b > a => format!("{}://***@{}", &url[..a], &url[b + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+async fn reload_loop(scanner: Arc<Scanner>, reloader: Arc<Reloader>, poll_secs: u64) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP");
+            None
+        }
+    };
+    let period = Duration::from_secs(poll_secs.max(1));
+    loop {
+        let forced = tokio::select! {
+            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => true,
+            _ = tokio::time::sleep(period), if poll_secs > 0 => false,
+        };
+        let r = reloader.clone();
+        let changed = forced
+            || tokio::task::spawn_blocking(move || r.changed())
+                .await
+                .unwrap_or(false);
+        if !changed {
+            continue;
+        }
+        if forced {
+            tracing::info!("SIGHUP: reloading engines");
+        } else {
+            tracing::info!("signature or rule files changed: reloading engines");
+        }
+        let (r, sc) = (reloader.clone(), scanner.clone());
+        let outcome = tokio::task::spawn_blocking(move || r.reload(&sc)).await;
+        let result = match outcome {
+            Ok(ReloadOutcome::Swapped(_)) => "ok",
+            _ => "failed",
+        };
+        metrics::counter!(telemetry::RELOADS, "result" => result).increment(1);
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

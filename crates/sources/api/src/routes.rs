@@ -1,0 +1,309 @@
+//! Routes and handlers.
+
+use crate::config::ApiConfig;
+use crate::error::ApiError;
+use crate::scan::{ScanService, record_json};
+use crate::telemetry;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use metrics_exporter_prometheus::PrometheusHandle;
+use moat_core::{Blob, Spool};
+use moat_scanner::Reloader;
+use serde::Deserialize;
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: ScanService,
+    pub cfg: Arc<ApiConfig>,
+    pub tmp_dir: PathBuf,
+    pub limiter: Arc<Semaphore>,
+    pub reloader: Option<Arc<Reloader>>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    pub fn new(
+        service: ScanService,
+        cfg: ApiConfig,
+        tmp_dir: PathBuf,
+        reloader: Option<Arc<Reloader>>,
+        metrics: Option<PrometheusHandle>,
+    ) -> AppState {
+        let limiter = Arc::new(Semaphore::new(cfg.max_concurrent_scans.max(1)));
+        AppState {
+            service,
+            cfg: Arc::new(cfg),
+            tmp_dir,
+            limiter,
+            reloader,
+            metrics,
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/scan", post(scan))
+        .route("/v1/scans", get(list_scans))
+        .route("/v1/scans/{id}", get(get_scan))
+        .route("/v1/engines", get(engines))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        // The scan handler streams bodies and enforces max_body_size itself.
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if st.cfg.auth.allows(header) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct ScanQuery {
+    /// Display name for a raw body.
+    name: Option<String>,
+}
+
+async fn scan(
+    State(st): State<AppState>,
+    Query(q): Query<ScanQuery>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Ok(_permit) = st.limiter.clone().try_acquire_owned() else {
+        metrics::counter!(telemetry::REJECTED, "reason" => "busy").increment(1);
+        return Err(ApiError::Busy);
+    };
+    let limit = st.cfg.max_body_size;
+    if let Some(len) = content_length(req.headers())
+        && len > limit
+    {
+        return Err(ApiError::TooLarge(limit));
+    }
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if is_multipart {
+        let mut mp = Multipart::from_request(req, &st)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let mut files = Vec::new();
+        let mut total: u64 = 0;
+        while let Some(mut field) = mp
+            .next_field()
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))?
+        {
+            let Some(filename) = field.file_name().map(str::to_string) else {
+                continue; // a plain form field, not a file
+            };
+            let mut spool = Spool::new(
+                st.cfg.spool_threshold,
+                limit.saturating_sub(total),
+                &st.tmp_dir,
+            );
+            while let Some(chunk) = field
+                .chunk()
+                .await
+                .map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))?
+            {
+                write_chunk(&mut spool, &chunk, limit)?;
+            }
+            total += spool.len();
+            let (blob, sha) = spool
+                .finish()
+                .map_err(|e| ApiError::Internal(format!("spool: {e}")))?;
+            files.push((filename, blob, sha));
+        }
+        if files.is_empty() {
+            return Err(ApiError::BadRequest(
+                "multipart body has no file parts".into(),
+            ));
+        }
+        let mut out = Vec::with_capacity(files.len());
+        for (name, blob, sha) in files {
+            let rec = st.service.scan("api", &name, blob, sha).await?;
+            out.push(record_json(&rec));
+        }
+        Ok(Json(json!({ "files": out })).into_response())
+    } else {
+        let name = q.name.unwrap_or_else(|| "body".to_string());
+        let (blob, sha) = spool_body(req, &st, limit).await?;
+        let rec = st.service.scan("api", &name, blob, sha).await?;
+        Ok(Json(record_json(&rec)).into_response())
+    }
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn write_chunk(spool: &mut Spool, chunk: &[u8], limit: u64) -> Result<(), ApiError> {
+    spool.write_all(chunk).map_err(|e| {
+        if spool.is_over_limit() {
+            ApiError::TooLarge(limit)
+        } else {
+            ApiError::Internal(format!("spooling body: {e}"))
+        }
+    })
+}
+
+async fn spool_body(req: Request, st: &AppState, limit: u64) -> Result<(Blob, [u8; 32]), ApiError> {
+    let mut spool = Spool::new(st.cfg.spool_threshold, limit, &st.tmp_dir);
+    let mut stream = req.into_body().into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading body: {e}")))?;
+        write_chunk(&mut spool, &chunk, limit)?;
+    }
+    spool
+        .finish()
+        .map_err(|e| ApiError::Internal(format!("spool: {e}")))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn list_scans(
+    State(st): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let recs = st
+        .service
+        .store
+        .list(limit, q.cursor.as_deref())
+        .await
+        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    let next = (recs.len() == limit as usize)
+        .then(|| recs.last().map(|r| r.id.clone()))
+        .flatten();
+    let scans: Vec<_> = recs.iter().map(record_json).collect();
+    Ok(Json(json!({ "scans": scans, "next_cursor": next })).into_response())
+}
+
+async fn get_scan(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match st
+        .service
+        .store
+        .get(&id)
+        .await
+        .map_err(|e| ApiError::Storage(e.to_string()))?
+    {
+        Some(rec) => Ok(Json(record_json(&rec)).into_response()),
+        None => Err(ApiError::NotFound),
+    }
+}
+
+async fn engines(State(st): State<AppState>) -> Response {
+    let set = st.service.scanner.engine_set();
+    let reload_error = st.reloader.as_ref().and_then(|r| r.last_error());
+    let engines: Vec<_> = set
+        .infos()
+        .into_iter()
+        .map(|mut i| {
+            if i.last_reload_error.is_none() {
+                i.last_reload_error = reload_error.clone();
+            }
+            serde_json::to_value(i).unwrap_or_default()
+        })
+        .collect();
+    Json(json!({
+        "fingerprint": set.fingerprint(),
+        "loaded_at": set.loaded_at,
+        "last_reload_error": reload_error,
+        "engines": engines,
+    }))
+    .into_response()
+}
+
+/// Check every engine (bounded by a timeout) and the database.
+pub async fn check_ready(st: &AppState) -> (bool, serde_json::Value) {
+    let set = st.service.scanner.engine_set();
+    let mut ok = true;
+    let mut engines = serde_json::Map::new();
+    for e in set.engines() {
+        let e2 = e.clone();
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::task::spawn_blocking(move || e2.health()),
+        )
+        .await;
+        let state = match r {
+            Ok(Ok(Ok(()))) => "ok".to_string(),
+            Ok(Ok(Err(err))) => err.to_string(),
+            Ok(Err(err)) => format!("health check failed: {err}"),
+            Err(_) => "health check timed out".to_string(),
+        };
+        let up = state == "ok";
+        metrics::gauge!(telemetry::ENGINE_UP, "engine" => e.name().to_string()).set(if up {
+            1.0
+        } else {
+            0.0
+        });
+        ok &= up;
+        engines.insert(e.name().to_string(), state.into());
+    }
+    let db = match st.service.store.ping().await {
+        Ok(()) => "ok".to_string(),
+        Err(e) => {
+            ok = false;
+            e.to_string()
+        }
+    };
+    (
+        ok,
+        json!({ "ready": ok, "engines": engines, "database": db }),
+    )
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    let (ok, body) = check_ready(&st).await;
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics_text(State(st): State<AppState>) -> Response {
+    match &st.metrics {
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics disabled\n").into_response(),
+    }
+}

@@ -1,0 +1,130 @@
+//! Scan a spooled body: verdict cache, the scan itself on a blocking thread,
+//! the record. Shared by every role that scans over HTTP.
+
+use crate::error::ApiError;
+use crate::telemetry;
+use moat_core::{Blob, Policy, Reason, Status, Verdict};
+use moat_db::{ScanRecord, ScanStore};
+use moat_scanner::Scanner;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct ScanService {
+    pub scanner: Arc<Scanner>,
+    pub store: Arc<dyn ScanStore>,
+    pub policy: Policy,
+    pub cache: bool,
+}
+
+/// Whether a verdict may be reused for the same content and engine set.
+/// Timeouts and engine errors are about this attempt, not the content.
+fn cacheable(v: &Verdict) -> bool {
+    match v.status {
+        Status::Error => false,
+        Status::Unscannable => v.reason != Some(Reason::Timeout),
+        _ => true,
+    }
+}
+
+impl ScanService {
+    /// Scan (or answer from cache) and record. Fails only when the record
+    /// cannot be written: an unrecorded verdict is not given out.
+    pub async fn scan(
+        &self,
+        source: &'static str,
+        name: &str,
+        blob: Blob,
+        sha256: [u8; 32],
+    ) -> Result<ScanRecord, ApiError> {
+        let set = self.scanner.engine_set();
+        let fp = set.fingerprint().to_string();
+        let sha_hex = hex::encode(sha256);
+        let mut cached = None;
+        if self.cache {
+            match self.store.cache_get(&sha_hex, &fp).await {
+                Ok(v) => cached = v,
+                Err(e) => tracing::warn!(error = %e, "verdict cache read failed; scanning"),
+            }
+        }
+        let (verdict, was_cached) = match cached {
+            Some(v) => (v, true),
+            None => {
+                let scanner = self.scanner.clone();
+                let owned_name = name.to_string();
+                metrics::gauge!(telemetry::INFLIGHT).increment(1.0);
+                let res = tokio::task::spawn_blocking(move || {
+                    scanner.scan_with(&set, &blob, &owned_name, Some(sha256))
+                })
+                .await;
+                metrics::gauge!(telemetry::INFLIGHT).decrement(1.0);
+                let v = res.map_err(|e| ApiError::Internal(format!("scan task failed: {e}")))?;
+                if self.cache && cacheable(&v) {
+                    if let Err(e) = self.store.cache_put(&fp, &v).await {
+                        tracing::warn!(error = %e, "verdict cache write failed");
+                    }
+                }
+                (v, false)
+            }
+        };
+        telemetry::scanned(source, &verdict, was_cached);
+        let action = self.policy.action(&verdict);
+        let mut rec = ScanRecord::new(source, name, &fp, was_cached, verdict);
+        rec.extra = serde_json::json!({ "action": action });
+        self.store
+            .record(&rec)
+            .await
+            .map_err(|e| ApiError::Storage(format!("could not record the scan: {e}")))?;
+        tracing::info!(
+            id = %rec.id, source, name, status = %rec.verdict.status,
+            reason = rec.verdict.reason.map(|r| r.as_str()).unwrap_or(""),
+            signatures = ?rec.verdict.signatures(), sha256 = %rec.verdict.sha256,
+            size = rec.verdict.size, cached = was_cached, ms = rec.verdict.duration_ms, "scanned"
+        );
+        Ok(rec)
+    }
+}
+
+/// The JSON shape of a record: the verdict's fields plus id, name, action, cached.
+pub fn record_json(rec: &ScanRecord) -> serde_json::Value {
+    let mut v = serde_json::to_value(&rec.verdict).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("id".into(), rec.id.clone().into());
+        obj.insert("name".into(), rec.name.clone().into());
+        obj.insert("source".into(), rec.source.clone().into());
+        obj.insert("created_at".into(), rec.created_at.into());
+        obj.insert("cached".into(), rec.cached.into());
+        obj.insert("fingerprint".into(), rec.fingerprint.clone().into());
+        if let Some(a) = rec.extra.get("action") {
+            obj.insert("action".into(), a.clone());
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moat_core::EngineReport;
+
+    fn v(status: Status, reason: Option<Reason>) -> Verdict {
+        let e = EngineReport {
+            name: "e".into(),
+            version: String::new(),
+            signature_version: String::new(),
+            status,
+            reason,
+            detail: None,
+            duration_ms: 0,
+        };
+        Verdict::aggregate(vec![e], vec![], String::new(), 0, String::new(), 0)
+    }
+
+    #[test]
+    fn errors_and_timeouts_are_not_cached() {
+        assert!(cacheable(&v(Status::Clean, None)));
+        assert!(cacheable(&v(Status::Infected, None)));
+        assert!(cacheable(&v(Status::Unscannable, Some(Reason::Encrypted))));
+        assert!(!cacheable(&v(Status::Unscannable, Some(Reason::Timeout))));
+        assert!(!cacheable(&v(Status::Error, Some(Reason::EngineError))));
+    }
+}

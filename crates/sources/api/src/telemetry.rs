@@ -1,0 +1,41 @@
+//! Metric names (all start with `moat_`) and the Prometheus recorder.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use moat_core::Verdict;
+
+pub const SCANS: &str = "moat_scans_total";
+pub const SCANNED_BYTES: &str = "moat_scanned_bytes_total";
+pub const SCAN_SECONDS: &str = "moat_scan_duration_seconds";
+pub const CACHE_HITS: &str = "moat_verdict_cache_hits_total";
+pub const INFLIGHT: &str = "moat_scans_in_flight";
+pub const REJECTED: &str = "moat_scan_rejected_total";
+pub const ENGINE_UP: &str = "moat_engine_up";
+pub const RELOADS: &str = "moat_engine_reloads_total";
+
+/// Install the global Prometheus recorder (once per process).
+pub fn install_recorder() -> Result<PrometheusHandle, String> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            &[
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                300.0,
+            ],
+        )
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())
+}
+
+/// Count one finished scan.
+pub fn scanned(source: &'static str, v: &Verdict, cached: bool) {
+    let reason = v.reason.map(|r| r.as_str()).unwrap_or("");
+    metrics::counter!(SCANS, "source" => source, "status" => v.status.as_str(), "reason" => reason)
+        .increment(1);
+    if cached {
+        metrics::counter!(CACHE_HITS, "source" => source).increment(1);
+    } else {
+        metrics::counter!(SCANNED_BYTES, "source" => source).increment(v.size);
+        metrics::histogram!(SCAN_SECONDS, "source" => source).record(v.duration_ms as f64 / 1000.0);
+    }
+}
