@@ -78,7 +78,7 @@ fn clamd_engine_finds_eicar_and_an_unreachable_clamd_is_never_clean() {
     let sock = format!("unix:{}", cdir.join("clamd.sock").display());
     let out = moat()
         .args(["scan", "--json", "--clamd", &sock, "--signatures"])
-        .arg(&cdir.join("db"))
+        .arg(cdir.join("db"))
         .arg(&eicar)
         .output()
         .unwrap();

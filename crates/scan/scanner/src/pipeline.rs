@@ -83,11 +83,10 @@ impl Acc {
     /// Record that this engine could not fully scan something. Errors outrank
     /// unscannable; among unscannable reasons the first one stays.
     fn fail(&mut self, status: Status, reason: Reason, detail: String) {
-        let worse = match (self.status, status) {
-            (Status::Clean, _) => true,
-            (Status::Unscannable, Status::Error) => true,
-            _ => false,
-        };
+        let worse = matches!(
+            (self.status, status),
+            (Status::Clean, _) | (Status::Unscannable, Status::Error)
+        );
         if worse {
             self.status = status;
             self.reason = Some(reason);

@@ -307,3 +307,67 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
         None => (StatusCode::NOT_FOUND, "metrics disabled\n").into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request as HttpRequest;
+    use moat_core::Policy;
+    use moat_scanner::{Scanner, config};
+    use tower::ServiceExt;
+
+    async fn state(dir: &std::path::Path, cfg: ApiConfig) -> AppState {
+        let set = config::build_engine_set(&config::default_engines()).unwrap();
+        let scanner = Arc::new(Scanner::new(set, Default::default()));
+        let store = moat_db::open(&format!("sqlite://{}/t.db", dir.display()))
+            .await
+            .unwrap();
+        let service = ScanService {
+            scanner,
+            store,
+            policy: Policy::default(),
+            cache: true,
+        };
+        AppState::new(service, cfg, dir.to_path_buf(), None, None)
+    }
+
+    #[tokio::test]
+    async fn saturated_scanner_answers_503_with_retry_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ApiConfig {
+            max_concurrent_scans: 1,
+            ..Default::default()
+        };
+        let st = state(dir.path(), cfg).await;
+        let held = st.limiter.clone().try_acquire_owned().unwrap();
+        let app = router(st.clone());
+        let req = || {
+            HttpRequest::post("/v1/scan")
+                .body(Body::from("hello"))
+                .unwrap()
+        };
+        let resp = app.clone().oneshot(req()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        drop(held);
+        let resp = app.oneshot(req()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn declared_oversize_body_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ApiConfig {
+            max_body_size: 10,
+            ..Default::default()
+        };
+        let app = router(state(dir.path(), cfg).await);
+        let req = HttpRequest::post("/v1/scan")
+            .header(header::CONTENT_LENGTH, "11")
+            .body(Body::from("01234567890"))
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}

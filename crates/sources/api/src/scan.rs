@@ -58,10 +58,11 @@ impl ScanService {
                 .await;
                 metrics::gauge!(telemetry::INFLIGHT).decrement(1.0);
                 let v = res.map_err(|e| ApiError::Internal(format!("scan task failed: {e}")))?;
-                if self.cache && cacheable(&v) {
-                    if let Err(e) = self.store.cache_put(&fp, &v).await {
-                        tracing::warn!(error = %e, "verdict cache write failed");
-                    }
+                if self.cache
+                    && cacheable(&v)
+                    && let Err(e) = self.store.cache_put(&fp, &v).await
+                {
+                    tracing::warn!(error = %e, "verdict cache write failed");
                 }
                 (v, false)
             }
