@@ -1,0 +1,9 @@
+//! One module per container format. Each walks its members through
+//! [`Walker::member`](crate::walk::Walker::member).
+
+pub(crate) mod stream;
+pub(crate) mod tar;
+pub(crate) mod zip;
+
+/// Read-ahead buffer in front of a blob, so decoders don't issue tiny reads.
+pub(crate) const INPUT_BUFFER: usize = 64 * 1024;

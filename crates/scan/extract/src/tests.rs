@@ -1,0 +1,520 @@
+//! Walker tests over archives built here with the format crates.
+
+use crate::*;
+use std::io::{Cursor, Write};
+use zip::write::SimpleFileOptions;
+
+const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+/// What the visitor saw: (location, depth, content).
+type Seen = Vec<(String, u32, Vec<u8>)>;
+
+fn run(data: Vec<u8>, name: &str, limits: &Limits) -> (WalkReport, Seen) {
+    run_blob(&Blob::from_vec(data), name, limits)
+}
+
+fn run_blob(blob: &Blob, name: &str, limits: &Limits) -> (WalkReport, Seen) {
+    let mut seen = Seen::new();
+    let report = walk::<std::convert::Infallible>(blob, name, limits, &mut |e| {
+        let mut content = vec![0u8; e.data.len() as usize];
+        e.data.read_at(0, &mut content).unwrap();
+        seen.push((e.location.to_string(), e.depth, content));
+        Ok(())
+    })
+    .unwrap();
+    (report, seen)
+}
+
+fn locations(seen: &Seen) -> Vec<&str> {
+    seen.iter().map(|(l, _, _)| l.as_str()).collect()
+}
+
+fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, data) in members {
+        w.start_file(*name, SimpleFileOptions::default()).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+fn stored_zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, data) in members {
+        w.start_file(*name, opts).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// A tar whose names are written raw (the builder would refuse `..`).
+fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_ustar();
+        let raw = name.as_bytes();
+        h.as_old_mut().name[..raw.len()].copy_from_slice(raw);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gz(data: &[u8], fname: Option<&str>) -> Vec<u8> {
+    let mut b = flate2::GzBuilder::new();
+    if let Some(f) = fname {
+        b = b.filename(f);
+    }
+    let mut e = b.write(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn bz2(data: &[u8]) -> Vec<u8> {
+    let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn xz(data: &[u8]) -> Vec<u8> {
+    let mut e =
+        lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).unwrap();
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn zst(data: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(data, 1).unwrap()
+}
+
+fn small_tmp_limits(dir: &std::path::Path) -> Limits {
+    Limits {
+        spool_threshold: 0,
+        tmp_dir: dir.to_path_buf(),
+        ..Limits::default()
+    }
+}
+
+fn limit_whats(r: &WalkReport) -> Vec<&str> {
+    r.problems
+        .iter()
+        .filter_map(|p| match p {
+            Problem::LimitsExceeded { what, .. } => Some(what.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn zip_members_are_visited_with_locations() {
+    let z = zip_of(&[("a.txt", b"alpha"), ("dir/", b""), ("dir/b.bin", EICAR)]);
+    let (r, seen) = run(z, "up.zip", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(locations(&seen), ["up.zip>a.txt", "up.zip>dir/b.bin"]);
+    assert_eq!(seen[1].1, 1);
+    assert_eq!(seen[1].2, EICAR);
+    assert_eq!(r.members, 2);
+    assert_eq!(r.expanded_bytes, 5 + EICAR.len() as u64);
+}
+
+#[test]
+fn entry_sha256_matches_content() {
+    let z = zip_of(&[("a", b"abc")]);
+    let mut digest = None;
+    walk::<()>(&Blob::from_vec(z), "z", &Limits::default(), &mut |e| {
+        digest = Some(e.sha256);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        digest.map(|d| d[..4].to_vec()),
+        Some(vec![0xba, 0x78, 0x16, 0xbf])
+    );
+}
+
+#[test]
+fn tar_regular_files_only() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_size(0);
+    b.append_data(&mut h, "d/", &[][..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "d/link", "/etc/passwd").unwrap();
+    let long = format!("{}/x.txt", "deep".repeat(60));
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    b.append_data(&mut h, &long, &b"abc"[..]).unwrap();
+    let t = b.into_inner().unwrap();
+    let (r, seen) = run(t, "a.tar", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(locations(&seen), [format!("a.tar>{long}").as_str()]);
+    assert_eq!(seen[0].2, b"abc");
+}
+
+#[test]
+fn gzip_uses_fname_or_derived_name() {
+    let (r, seen) = run(gz(b"hello", Some("orig.txt")), "x.gz", &Limits::default());
+    assert!(r.problems.is_empty());
+    assert_eq!(locations(&seen), ["x.gz>orig.txt"]);
+    assert_eq!(seen[0].2, b"hello");
+    let (_, seen) = run(gz(b"hello", None), "notes.txt.gz", &Limits::default());
+    assert_eq!(locations(&seen), ["notes.txt.gz>notes.txt"]);
+    let (_, seen) = run(gz(b"hello", None), "upload", &Limits::default());
+    assert_eq!(locations(&seen), ["upload>data"]);
+}
+
+#[test]
+fn multi_member_gzip_is_read_fully() {
+    let mut data = gz(b"first ", None);
+    data.extend(gz(b"second", None));
+    let (r, seen) = run(data, "m.gz", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(seen[0].2, b"first second");
+}
+
+#[test]
+fn bzip2_xz_zstd() {
+    for (data, name, inner) in [
+        (bz2(EICAR), "e.bz2", "e.bz2>e"),
+        (xz(EICAR), "e.xz", "e.xz>e"),
+        (zst(EICAR), "e.zst", "e.zst>e"),
+    ] {
+        let (r, seen) = run(data, name, &Limits::default());
+        assert!(r.problems.is_empty(), "{name}: {:?}", r.problems);
+        assert_eq!(locations(&seen), [inner]);
+        assert_eq!(seen[0].2, EICAR);
+    }
+}
+
+#[test]
+fn nested_zip_in_zip_and_tar_gz_in_zip() {
+    let inner_tar = tar_of(&[("bin/payload", EICAR)]);
+    let tgz = gz(&inner_tar, None);
+    let inner_zip = zip_of(&[("deep.txt", b"deep")]);
+    let outer = zip_of(&[("inner.zip", &inner_zip), ("pkg.tar.gz", &tgz)]);
+    let (r, seen) = run(outer, "outer.zip", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(
+        locations(&seen),
+        [
+            "outer.zip>inner.zip",
+            "outer.zip>inner.zip>deep.txt",
+            "outer.zip>pkg.tar.gz",
+            "outer.zip>pkg.tar.gz>pkg.tar",
+            "outer.zip>pkg.tar.gz>pkg.tar>bin/payload",
+        ]
+    );
+    let depths: Vec<u32> = seen.iter().map(|s| s.1).collect();
+    assert_eq!(depths, [1, 2, 1, 2, 3]);
+    assert_eq!(seen[4].2, EICAR);
+}
+
+#[test]
+fn gz_of_tar() {
+    let t = tar_of(&[("a", b"1"), ("b", b"2")]);
+    let (r, seen) = run(gz(&t, None), "x.tgz", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(
+        locations(&seen),
+        ["x.tgz>x.tar", "x.tgz>x.tar>a", "x.tgz>x.tar>b"]
+    );
+}
+
+/// 300 MiB of zeros deflated into a ~300 KiB zip, spooled to disk: the walk
+/// gives up at the ratio limit, having inflated only a few MiB.
+#[test]
+fn zip_bomb_is_stopped_by_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = tempfile::tempfile_in(dir.path()).unwrap();
+    let mut w = zip::ZipWriter::new(file);
+    let opts = SimpleFileOptions::default()
+        .compression_level(Some(1))
+        .large_file(true);
+    w.start_file("zeros.bin", opts).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..300 {
+        w.write_all(&chunk).unwrap();
+    }
+    w.start_file("after.txt", SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(b"after the bomb").unwrap();
+    let file = w.finish().unwrap();
+    let len = file.metadata().unwrap().len();
+    assert!(len < 4 << 20, "bomb is small: {len}");
+    let blob = Blob::File {
+        file: std::sync::Arc::new(file),
+        len,
+    };
+    let limits = small_tmp_limits(dir.path());
+    let (r, seen) = run_blob(&blob, "bomb.zip", &limits);
+    assert_eq!(limit_whats(&r), ["ratio"]);
+    assert_eq!(r.problems[0].location(), "bomb.zip>zeros.bin");
+    // Never inflated past the ratio cap (plus one chunk).
+    assert!(
+        r.expanded_bytes <= len * limits.max_ratio + (64 << 10),
+        "{}",
+        r.expanded_bytes
+    );
+    assert!(r.expanded_bytes < 300 << 20);
+    // The bomb was not visited; the member after it was.
+    assert_eq!(locations(&seen), ["bomb.zip>after.txt"]);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn gzip_bomb_is_stopped_by_ratio() {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        e.write_all(&chunk).unwrap();
+    }
+    let g = e.finish().unwrap();
+    let (r, seen) = run(g.clone(), "z.gz", &Limits::default());
+    assert_eq!(limit_whats(&r), ["ratio"]);
+    assert!(seen.is_empty());
+    assert!(r.expanded_bytes <= (g.len() as u64 * 200).max(1 << 20) + (64 << 10));
+}
+
+/// Many members that each pass the ratio check still stop at the walk-wide
+/// expanded-bytes budget, and the walk stops there.
+#[test]
+fn expanded_bytes_budget_stops_the_walk() {
+    let data = vec![7u8; 4 << 20];
+    let members: Vec<(String, &[u8])> = (0..10).map(|i| (format!("m{i}"), &data[..])).collect();
+    let refs: Vec<(&str, &[u8])> = members.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+    let z = zip_of(&refs);
+    let limits = Limits {
+        max_expanded_bytes: 10 << 20,
+        max_ratio: u64::MAX,
+        ..Limits::default()
+    };
+    let (r, seen) = run(z, "big.zip", &limits);
+    assert_eq!(limit_whats(&r), ["expanded_bytes"]);
+    assert_eq!(seen.len(), 2);
+    assert!(r.expanded_bytes <= 10 << 20);
+}
+
+#[test]
+fn member_size_limit_skips_member_only() {
+    let big = vec![1u8; 3 << 20];
+    let z = stored_zip_of(&[("big", &big), ("small", b"s")]);
+    let limits = Limits {
+        max_member_size: 1 << 20,
+        ..Limits::default()
+    };
+    let (r, seen) = run(z, "z.zip", &limits);
+    assert_eq!(limit_whats(&r), ["member_size"]);
+    assert_eq!(locations(&seen), ["z.zip>small"]);
+}
+
+fn eicar_zip_encrypted(method: u16) -> Vec<u8> {
+    let mut z = stored_zip_of(&[("eicar.com", EICAR), ("readme.txt", b"plain")]);
+    // Set the "encrypted" flag (bit 0) and the method in the first local
+    // header and the first central-directory header.
+    let local = 0;
+    let central = z.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    for (hdr, flag_at) in [(local, 6), (central, 8)] {
+        z[hdr + flag_at] |= 1;
+        z[hdr + flag_at + 2..hdr + flag_at + 4].copy_from_slice(&method.to_le_bytes());
+    }
+    z
+}
+
+#[test]
+fn encrypted_member_is_reported_and_skipped() {
+    for method in [0u16 /* ZipCrypto over stored */, 99 /* AES */] {
+        let (r, seen) = run(eicar_zip_encrypted(method), "enc.zip", &Limits::default());
+        assert_eq!(
+            r.problems,
+            [Problem::Encrypted {
+                location: "enc.zip>eicar.com".into()
+            }],
+            "method {method}"
+        );
+        assert_eq!(r.problems[0].reason(), moat_core::Reason::Encrypted);
+        assert_eq!(locations(&seen), ["enc.zip>readme.txt"]);
+    }
+}
+
+fn assert_corrupt(r: &WalkReport) {
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| matches!(p, Problem::Corrupt { .. })),
+        "{:?}",
+        r.problems
+    );
+}
+
+#[test]
+fn truncated_zip_is_corrupt_and_earlier_members_seen() {
+    let z = stored_zip_of(&[("first", b"first member"), ("second", &[9u8; 4000])]);
+    let cut = z.len() / 2;
+    let (r, seen) = run(z[..cut].to_vec(), "t.zip", &Limits::default());
+    assert_corrupt(&r);
+    assert_eq!(seen[0].0, "t.zip>first");
+    assert_eq!(seen[0].2, b"first member");
+    // Every prefix that still has the magic: no panic, never a clean report.
+    let z = zip_of(&[("a", EICAR), ("b", &[3u8; 3000])]);
+    for cut in 4..z.len() {
+        let (r, _) = run(z[..cut].to_vec(), "t.zip", &Limits::default());
+        assert!(!r.problems.is_empty(), "cut at {cut}");
+    }
+}
+
+#[test]
+fn truncated_gzip_is_corrupt_and_partial_content_visited() {
+    let data: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let g = gz(&data, Some("d"));
+    for cut in [11, 100, g.len() / 2, g.len() - 4] {
+        let (r, _) = run(g[..cut].to_vec(), "t.gz", &Limits::default());
+        assert_corrupt(&r);
+    }
+    let (_, seen) = run(g[..g.len() / 2].to_vec(), "t.gz", &Limits::default());
+    assert!(!seen[0].2.is_empty() && data.starts_with(&seen[0].2));
+}
+
+#[test]
+fn truncated_tar_is_corrupt() {
+    let t = tar_of(&[("a", b"alpha"), ("b", &[5u8; 5000])]);
+    for cut in [300, 512 + 100, 1024 + 512 + 100, 1024 + 700] {
+        let (r, _) = run(t[..cut].to_vec(), "t.tar", &Limits::default());
+        assert_corrupt(&r);
+    }
+}
+
+#[test]
+fn corrupt_streams_never_panic() {
+    let mut garbage = vec![0x1f, 0x8b, 8, 0];
+    garbage.extend([0xffu8; 64]);
+    let mut xz_bad = b"\xfd7zXZ\x00".to_vec();
+    xz_bad.extend([0x55u8; 64]);
+    let mut zstd_bad = vec![0x28, 0xb5, 0x2f, 0xfd];
+    zstd_bad.extend([0xaau8; 64]);
+    let mut bz_bad = b"BZh91AY&SY".to_vec();
+    bz_bad.extend([0x11u8; 64]);
+    for data in [
+        garbage,
+        xz_bad,
+        zstd_bad,
+        bz_bad,
+        b"PK\x03\x04junk".to_vec(),
+    ] {
+        let (r, _) = run(data, "bad", &Limits::default());
+        assert_corrupt(&r);
+    }
+}
+
+#[test]
+fn hostile_names_never_touch_the_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = small_tmp_limits(dir.path());
+    let names = [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "..\\..\\boot.ini",
+        "a/../../b",
+    ];
+    let members: Vec<(&str, &[u8])> = names.iter().map(|n| (*n, &b"x"[..])).collect();
+    let before = std::env::current_dir().unwrap().read_dir().unwrap().count();
+    for (data, root) in [(zip_of(&members), "n.zip"), (tar_of(&members), "n.tar")] {
+        let (r, seen) = run(data, root, &limits);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let expected: Vec<String> = names.iter().map(|n| format!("{root}>{n}")).collect();
+        assert_eq!(locations(&seen), expected);
+    }
+    // Every member was spooled to an anonymous file: nothing is left, nothing named.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    assert_eq!(
+        std::env::current_dir().unwrap().read_dir().unwrap().count(),
+        before
+    );
+}
+
+fn nested_zips(levels: usize) -> Vec<u8> {
+    let mut data = zip_of(&[("core.txt", b"core")]);
+    for i in 0..levels {
+        data = zip_of(&[(&format!("l{i}.zip"), &data)]);
+    }
+    data
+}
+
+#[test]
+fn depth_limit_stops_descent() {
+    let limits = Limits {
+        max_depth: 3,
+        ..Limits::default()
+    };
+    let (r, seen) = run(nested_zips(5), "n.zip", &limits);
+    assert_eq!(limit_whats(&r), ["depth"]);
+    assert_eq!(seen.iter().map(|s| s.1).max(), Some(3));
+    assert_eq!(seen.len(), 3);
+    let (r, seen) = run(nested_zips(5), "n.zip", &Limits::default());
+    assert!(r.problems.is_empty());
+    assert_eq!(seen.len(), 6);
+    assert_eq!(seen[5].1, 6);
+}
+
+#[test]
+fn member_count_limit_stops_the_walk() {
+    let names: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+    let members: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    let limits = Limits {
+        max_members: 5,
+        ..Limits::default()
+    };
+    let (r, seen) = run(tar_of(&members), "many.tar", &limits);
+    assert_eq!(limit_whats(&r), ["members"]);
+    assert_eq!(seen.len(), 5);
+    assert_eq!(r.members, 5);
+}
+
+#[test]
+fn empty_archives() {
+    let (r, seen) = run(zip_of(&[]), "e.zip", &Limits::default());
+    assert_eq!((r.problems.len(), r.members, seen.len()), (0, 0, 0));
+    let (r, seen) = run(gz(&tar_of(&[]), None), "e.tar.gz", &Limits::default());
+    assert!(r.problems.is_empty());
+    assert_eq!(locations(&seen), ["e.tar.gz>e.tar"]);
+    let (r, seen) = run(gz(b"", None), "e.gz", &Limits::default());
+    assert!(r.problems.is_empty());
+    assert_eq!(seen[0].2, b"");
+}
+
+#[test]
+fn non_container_root_and_unsupported_members() {
+    let (r, seen) = run(b"just text".to_vec(), "t.txt", &Limits::default());
+    assert_eq!(r, WalkReport::default());
+    assert!(seen.is_empty());
+    let seven = b"7z\xbc\xaf\x27\x1c\x00\x04rest".to_vec();
+    let (r, _) = run(seven.clone(), "a.7z", &Limits::default());
+    assert!(matches!(&r.problems[..], [Problem::Unsupported { .. }]));
+    let (r, seen) = run(zip_of(&[("x.7z", &seven)]), "o.zip", &Limits::default());
+    assert_eq!(
+        r.problems,
+        [Problem::Unsupported {
+            location: "o.zip>x.7z".into(),
+            what: "7z archive".into()
+        }]
+    );
+    assert_eq!(seen.len(), 1, "the 7z member itself is still visited");
+}
+
+#[test]
+fn visitor_error_aborts() {
+    let z = zip_of(&[("a", b"1"), ("b", b"2")]);
+    let mut calls = 0;
+    let res = walk(&Blob::from_vec(z), "z", &Limits::default(), &mut |_| {
+        calls += 1;
+        Err("stop")
+    });
+    assert!(matches!(res, Err(WalkError::Visit("stop"))));
+    assert_eq!(calls, 1);
+}

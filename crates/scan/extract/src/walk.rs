@@ -1,0 +1,244 @@
+//! The recursive, depth-first walk and the bounded materialisation of members.
+//!
+//! Limit handling (fail closed, never inflate a bomb fully):
+//! * `members` and `expanded_bytes` are budgets of the whole walk: once one is
+//!   exhausted the problem is recorded and the **whole walk stops**.
+//! * `member_size` and `ratio` are checked while a member is decompressed,
+//!   before each chunk is stored: the member is abandoned (not visited), its
+//!   problem recorded, and the walk **goes on with the next member**. The bytes
+//!   inflated before stopping still count against `expanded_bytes`, so a
+//!   container full of bombs is bounded by that budget.
+//! * `depth`: a container at depth `max_depth` is visited but not opened.
+//!
+//! A member whose data ends early or fails to decode is recorded as
+//! [`Problem::Corrupt`]; the bytes that could be read are still visited (and
+//! opened, if they form a container), since that can only add findings.
+
+use crate::detect::{HEAD_LEN, detect, detect_unsupported_archive};
+use crate::{ContainerKind, Entry, Limits, Problem, WalkError, WalkReport, formats};
+use moat_core::{Blob, Spool};
+use std::io::{self, Read, Write};
+
+/// Size of the copy buffer, and so the granularity of the limit checks.
+const CHUNK: usize = 64 * 1024;
+/// Longest member name kept for a location (in chars).
+const MAX_NAME_CHARS: usize = 1024;
+
+/// What a format reader does after handing over one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Go on with the next member.
+    Next,
+    /// Reading the member failed (already recorded); a streaming format
+    /// cannot go on, a random-access one can.
+    ReadFailed,
+    /// A walk-wide budget is exhausted: stop everything.
+    Stop,
+}
+
+/// One member as a format reader sees it.
+pub(crate) struct Member<'r> {
+    pub reader: &'r mut dyn Read,
+    /// Raw name, made displayable here.
+    pub name: &'r str,
+    /// Bytes the member occupies in its container, for the ratio check.
+    pub stored_size: u64,
+    /// Size the container declares, when it does: fewer bytes is corruption.
+    pub declared_size: Option<u64>,
+}
+
+pub(crate) struct Walker<'a, E> {
+    pub limits: &'a Limits,
+    pub visit: &'a mut dyn FnMut(&Entry<'_>) -> Result<(), E>,
+    pub report: WalkReport,
+    pub stopped: bool,
+}
+
+enum Fill {
+    Done,
+    ReadError(io::Error),
+    Limit(&'static str),
+}
+
+impl<E> Walker<'_, E> {
+    pub fn problem(&mut self, p: Problem) {
+        tracing::debug!(problem = %p, "archive problem");
+        self.report.problems.push(p);
+    }
+
+    pub fn corrupt(&mut self, location: &str, detail: impl std::fmt::Display) {
+        self.problem(Problem::Corrupt {
+            location: location.to_string(),
+            detail: detail.to_string(),
+        });
+    }
+
+    fn limit(&mut self, location: &str, what: &str) {
+        self.problem(Problem::LimitsExceeded {
+            location: location.to_string(),
+            what: what.to_string(),
+        });
+    }
+
+    /// Open `blob` (of format `kind`, found at `location`, itself at `depth`)
+    /// and walk its members, which are at `depth + 1`.
+    pub fn container(
+        &mut self,
+        blob: &Blob,
+        location: &str,
+        kind: ContainerKind,
+        depth: u32,
+    ) -> Result<(), WalkError<E>> {
+        if depth >= self.limits.max_depth {
+            self.limit(location, "depth");
+            return Ok(());
+        }
+        tracing::trace!(location, kind = kind.as_str(), depth, "opening container");
+        match kind {
+            ContainerKind::Zip => formats::zip::walk(self, blob, location, depth),
+            ContainerKind::Tar => formats::tar::walk(self, blob, location, depth),
+            ContainerKind::Gzip
+            | ContainerKind::Bzip2
+            | ContainerKind::Xz
+            | ContainerKind::Zstd => formats::stream::walk(self, blob, location, kind, depth),
+        }
+    }
+
+    /// Materialise one member of the container at `parent` (depth `depth - 1`),
+    /// visit it, then open it if it is itself a container.
+    pub fn member(
+        &mut self,
+        m: Member<'_>,
+        parent: &str,
+        depth: u32,
+    ) -> Result<Step, WalkError<E>> {
+        if self.stopped {
+            return Ok(Step::Stop);
+        }
+        let name = display_name(m.name);
+        let location = format!("{parent}>{name}");
+        if self.report.members >= self.limits.max_members {
+            self.limit(&location, "members");
+            self.stopped = true;
+            return Ok(Step::Stop);
+        }
+        self.report.members += 1;
+
+        let mut spool = Spool::new(
+            self.limits.spool_threshold,
+            self.limits.max_member_size,
+            &self.limits.tmp_dir,
+        );
+        let mut step = Step::Next;
+        match self.fill(m.reader, &mut spool, m.stored_size)? {
+            Fill::Done => {}
+            Fill::Limit(what) => {
+                self.limit(&location, what);
+                if matches!(what, "expanded_bytes") {
+                    self.stopped = true;
+                    return Ok(Step::Stop);
+                }
+                return Ok(Step::Next);
+            }
+            Fill::ReadError(e) => {
+                self.corrupt(&location, e);
+                step = Step::ReadFailed;
+            }
+        }
+        if step == Step::Next
+            && let Some(declared) = m.declared_size.filter(|d| spool.len() < *d)
+        {
+            self.corrupt(
+                &location,
+                format!("member truncated: {} of {declared} bytes", spool.len()),
+            );
+            step = Step::ReadFailed;
+        }
+        let (blob, sha256) = spool.finish().map_err(WalkError::Io)?;
+        (self.visit)(&Entry {
+            location: &location,
+            name: &name,
+            depth,
+            data: &blob,
+            sha256,
+        })
+        .map_err(WalkError::Visit)?;
+
+        let head = blob.head(HEAD_LEN).map_err(WalkError::Io)?;
+        if let Some(kind) = detect(&head) {
+            self.container(&blob, &location, kind, depth)?;
+        } else if let Some(what) = detect_unsupported_archive(&head) {
+            self.problem(Problem::Unsupported {
+                location: location.clone(),
+                what: format!("{what} archive"),
+            });
+        }
+        Ok(if self.stopped { Step::Stop } else { step })
+    }
+
+    /// Copy `reader` into `spool` chunk by chunk, checking every limit before
+    /// a chunk is stored. I/O errors of the spool are the caller's (disk full),
+    /// read errors are the archive's.
+    fn fill(
+        &mut self,
+        reader: &mut dyn Read,
+        spool: &mut Spool,
+        stored_size: u64,
+    ) -> Result<Fill, WalkError<E>> {
+        let l = self.limits;
+        let ratio_cap = stored_size.max(1).saturating_mul(l.max_ratio);
+        let mut buf = vec![0u8; CHUNK];
+        let mut total: u64 = 0;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => return Ok(Fill::Done),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Ok(Fill::ReadError(e)),
+            };
+            let next = total + n as u64;
+            if next > l.max_member_size {
+                return Ok(Fill::Limit("member_size"));
+            }
+            if next > l.ratio_min_size && next > ratio_cap {
+                return Ok(Fill::Limit("ratio"));
+            }
+            if self.report.expanded_bytes + n as u64 > l.max_expanded_bytes {
+                return Ok(Fill::Limit("expanded_bytes"));
+            }
+            spool.write_all(&buf[..n]).map_err(WalkError::Io)?;
+            total = next;
+            self.report.expanded_bytes += n as u64;
+        }
+    }
+}
+
+/// A member name made safe for display: lossy UTF-8 already, control
+/// characters replaced, length capped. Never used as a path.
+fn display_name(raw: &str) -> String {
+    let mut out: String = raw
+        .chars()
+        .take(MAX_NAME_CHARS)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if raw.chars().nth(MAX_NAME_CHARS).is_some() {
+        out.push('…');
+    }
+    if out.is_empty() {
+        out.push_str("data");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_sanitised() {
+        assert_eq!(display_name("a\nb"), "a\u{fffd}b");
+        assert_eq!(display_name(""), "data");
+        let long = "x".repeat(5000);
+        assert_eq!(display_name(&long).chars().count(), MAX_NAME_CHARS + 1);
+    }
+}
