@@ -66,7 +66,10 @@ def judge(manifest, detected):
         tp += 1
         norm = [g.replace(".UNOFFICIAL", "") for g in got]
         for sig in want["signatures"]:
-            ok = any("eicar" in n.lower() for n in norm) if sig == "EICAR" else sig in norm
+            # clamscan reports one name per file: a hash set's ".md5" twin of the
+            # expected name is the same planted detection.
+            ok = (any("eicar" in n.lower() for n in norm) if sig == "EICAR"
+                  else any(n == sig or n.startswith(sig + ".") for n in norm))
             if not ok:
                 wrong += 1
                 break

@@ -21,9 +21,15 @@ pub enum DbError {
     #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://...")]
     Url(String),
     #[error("database {op}: {source}")]
-    Sqlx { op: &'static str, source: sqlx::Error },
+    Sqlx {
+        op: &'static str,
+        source: sqlx::Error,
+    },
     #[error("stored verdict for {id} is unreadable: {source}")]
-    Corrupt { id: String, source: serde_json::Error },
+    Corrupt {
+        id: String,
+        source: serde_json::Error,
+    },
 }
 
 /// One recorded scan.
@@ -47,7 +53,13 @@ pub struct ScanRecord {
 }
 
 impl ScanRecord {
-    pub fn new(source: &str, name: &str, fingerprint: &str, cached: bool, verdict: Verdict) -> Self {
+    pub fn new(
+        source: &str,
+        name: &str,
+        fingerprint: &str,
+        cached: bool,
+        verdict: Verdict,
+    ) -> Self {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)

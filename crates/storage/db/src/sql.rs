@@ -48,7 +48,11 @@ impl SqlStore {
         install_default_drivers();
         let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let sep = if path.contains('?') { '&' } else { '?' };
-            let url = if path.contains("mode=") { url.to_string() } else { format!("{url}{sep}mode=rwc") };
+            let url = if path.contains("mode=") {
+                url.to_string()
+            } else {
+                format!("{url}{sep}mode=rwc")
+            };
             ("sqlite", url)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             ("postgres", url.to_string())
@@ -61,9 +65,15 @@ impl SqlStore {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if is_sqlite {
-                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout=5000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode=WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout=5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous=NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -72,7 +82,10 @@ impl SqlStore {
             .await
             .map_err(err("connect"))?;
         for stmt in SCHEMA {
-            sqlx::query(stmt).execute(&pool).await.map_err(err("create schema"))?;
+            sqlx::query(stmt)
+                .execute(&pool)
+                .await
+                .map_err(err("create schema"))?;
         }
         Ok(SqlStore { pool, backend })
     }
@@ -82,8 +95,10 @@ fn row_to_record(row: &sqlx::any::AnyRow) -> Result<ScanRecord, DbError> {
     let id: String = row.try_get("id").map_err(err("read row"))?;
     let verdict: String = row.try_get("verdict").map_err(err("read row"))?;
     let extra: String = row.try_get("extra").map_err(err("read row"))?;
-    let verdict: Verdict =
-        serde_json::from_str(&verdict).map_err(|source| DbError::Corrupt { id: id.clone(), source })?;
+    let verdict: Verdict = serde_json::from_str(&verdict).map_err(|source| DbError::Corrupt {
+        id: id.clone(),
+        source,
+    })?;
     let extra = serde_json::from_str(&extra).unwrap_or(serde_json::Value::Null);
     Ok(ScanRecord {
         created_at: row.try_get("created_at").map_err(err("read row"))?,
@@ -102,8 +117,10 @@ const COLUMNS: &str = "id, created_at, source, name, fingerprint, cached, verdic
 #[async_trait]
 impl ScanStore for SqlStore {
     async fn record(&self, rec: &ScanRecord) -> Result<(), DbError> {
-        let verdict = serde_json::to_string(&rec.verdict)
-            .map_err(|source| DbError::Corrupt { id: rec.id.clone(), source })?;
+        let verdict = serde_json::to_string(&rec.verdict).map_err(|source| DbError::Corrupt {
+            id: rec.id.clone(),
+            source,
+        })?;
         sqlx::query(
             "INSERT INTO moat_scans (id, created_at, source, name, status, reason, sha256, size, fingerprint, cached, verdict, extra)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -139,29 +156,37 @@ impl ScanStore for SqlStore {
     async fn list(&self, limit: u32, before: Option<&str>) -> Result<Vec<ScanRecord>, DbError> {
         let limit = i64::from(limit.clamp(1, 1000));
         let rows = match before {
-            Some(b) => sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM moat_scans WHERE id < $1 ORDER BY id DESC LIMIT $2"
-            ))
-            .bind(b)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await,
-            None => sqlx::query(&format!("SELECT {COLUMNS} FROM moat_scans ORDER BY id DESC LIMIT $1"))
+            Some(b) => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM moat_scans WHERE id < $1 ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(b)
                 .bind(limit)
                 .fetch_all(&self.pool)
-                .await,
+                .await
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM moat_scans ORDER BY id DESC LIMIT $1"
+                ))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+            }
         }
         .map_err(err("list scans"))?;
         rows.iter().map(row_to_record).collect()
     }
 
     async fn cache_get(&self, sha256: &str, fingerprint: &str) -> Result<Option<Verdict>, DbError> {
-        let row = sqlx::query("SELECT verdict FROM moat_verdict_cache WHERE sha256 = $1 AND fingerprint = $2")
-            .bind(sha256)
-            .bind(fingerprint)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err("read verdict cache"))?;
+        let row = sqlx::query(
+            "SELECT verdict FROM moat_verdict_cache WHERE sha256 = $1 AND fingerprint = $2",
+        )
+        .bind(sha256)
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err("read verdict cache"))?;
         let Some(row) = row else { return Ok(None) };
         let text: String = row.try_get("verdict").map_err(err("read verdict cache"))?;
         // A cache entry that no longer parses is a miss, not a failure.
@@ -169,8 +194,10 @@ impl ScanStore for SqlStore {
     }
 
     async fn cache_put(&self, fingerprint: &str, verdict: &Verdict) -> Result<(), DbError> {
-        let text = serde_json::to_string(verdict)
-            .map_err(|source| DbError::Corrupt { id: verdict.sha256.clone(), source })?;
+        let text = serde_json::to_string(verdict).map_err(|source| DbError::Corrupt {
+            id: verdict.sha256.clone(),
+            source,
+        })?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -190,7 +217,10 @@ impl ScanStore for SqlStore {
     }
 
     async fn ping(&self) -> Result<(), DbError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(err("ping"))?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(err("ping"))?;
         Ok(())
     }
 
@@ -225,16 +255,28 @@ mod tests {
         assert_eq!(store.backend(), "sqlite");
         let mut ids = Vec::new();
         for i in 0..5 {
-            let rec = ScanRecord::new("api", &format!("f{i}"), "fp", false, verdict(&format!("{i:064}"), Status::Clean));
+            let rec = ScanRecord::new(
+                "api",
+                &format!("f{i}"),
+                "fp",
+                false,
+                verdict(&format!("{i:064}"), Status::Clean),
+            );
             store.record(&rec).await.unwrap();
             // Recording twice is harmless.
             store.record(&rec).await.unwrap();
             ids.push(rec.id);
         }
         let page = store.list(2, None).await.unwrap();
-        assert_eq!(page.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["f4", "f3"]);
+        assert_eq!(
+            page.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["f4", "f3"]
+        );
         let page2 = store.list(2, Some(&page[1].id)).await.unwrap();
-        assert_eq!(page2.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["f2", "f1"]);
+        assert_eq!(
+            page2.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["f2", "f1"]
+        );
         let got = store.get(&ids[0]).await.unwrap().unwrap();
         assert_eq!(got.name, "f0");
         assert!(store.get("nope").await.unwrap().is_none());
@@ -243,8 +285,17 @@ mod tests {
         assert!(store.cache_get(&v.sha256, "fp").await.unwrap().is_none());
         store.cache_put("fp", &v).await.unwrap();
         store.cache_put("fp", &v).await.unwrap();
-        assert_eq!(store.cache_get(&v.sha256, "fp").await.unwrap(), Some(v.clone()));
-        assert!(store.cache_get(&v.sha256, "other-fp").await.unwrap().is_none());
+        assert_eq!(
+            store.cache_get(&v.sha256, "fp").await.unwrap(),
+            Some(v.clone())
+        );
+        assert!(
+            store
+                .cache_get(&v.sha256, "other-fp")
+                .await
+                .unwrap()
+                .is_none()
+        );
         // Reopening finds the same data (schema creation is idempotent).
         drop(store);
         let store = SqlStore::open(&url).await.unwrap();
@@ -253,6 +304,9 @@ mod tests {
 
     #[tokio::test]
     async fn rejects_unknown_urls() {
-        assert!(matches!(SqlStore::open("mysql://x").await, Err(DbError::Url(_))));
+        assert!(matches!(
+            SqlStore::open("mysql://x").await,
+            Err(DbError::Url(_))
+        ));
     }
 }
