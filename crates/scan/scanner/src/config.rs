@@ -112,6 +112,11 @@ pub enum BuildError {
     },
     #[error("two engines are named {0:?}; give each a unique name")]
     DuplicateName(String),
+    /// Every signature or rule failed to load: scanning with it would pass
+    /// everything, so it is refused (at start-up and on reload, where the
+    /// previous set stays in use).
+    #[error("engine {name:?} loaded nothing: every signature/rule failed ({first_error})")]
+    NothingLoaded { name: String, first_error: String },
 }
 
 /// The default engine set when nothing is configured: builtin with EICAR only.
@@ -189,6 +194,13 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
                 })?)
             }
         };
+        let info = engine.info();
+        if info.signatures.values().sum::<u64>() == 0 && !info.load_errors.is_empty() {
+            return Err(BuildError::NothingLoaded {
+                name,
+                first_error: info.load_errors[0].clone(),
+            });
+        }
         engines.push(engine);
     }
     Ok(EngineSet::new(engines))
@@ -211,6 +223,37 @@ mod tests {
         assert_eq!(w.engines[1].kind(), "clamd");
         let bad: Result<W, _> = serde_json::from_str(r#"{"engines":[{"type":"nope"}]}"#);
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn an_engine_whose_every_rule_failed_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("bad.yar"),
+            "rule Broken { condition: $nope }",
+        )
+        .unwrap();
+        let err = build_engine_set(&[EngineConfig::Yara {
+            name: None,
+            rules: vec![dir.path().to_path_buf()],
+        }]);
+        match err {
+            Err(BuildError::NothingLoaded { name, first_error }) => {
+                assert_eq!(name, "yara");
+                assert!(first_error.contains("bad.yar"), "{first_error}");
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("an engine with no rules and errors must be refused"),
+        }
+        // An empty rule directory is fine: nothing failed.
+        let empty = tempfile::tempdir().unwrap();
+        assert!(
+            build_engine_set(&[EngineConfig::Yara {
+                name: None,
+                rules: vec![empty.path().to_path_buf()],
+            }])
+            .is_ok()
+        );
     }
 
     fn toml_like<T: serde::de::DeserializeOwned>(s: &str) -> T {

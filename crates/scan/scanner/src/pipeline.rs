@@ -388,3 +388,140 @@ fn finish(
         start.elapsed().as_millis() as u64,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ScanConfig, build_engine_set, default_engines};
+    use moat_core::{EngineScan, Hit};
+    use std::io::Write;
+
+    const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+    /// An engine that always answers the same way (stands in for a broken or slow engine).
+    struct Fixed(fn() -> Result<EngineScan, EngineError>, Scope);
+
+    impl Engine for Fixed {
+        fn name(&self) -> &str {
+            "fixed"
+        }
+        fn info(&self) -> EngineInfo {
+            EngineInfo {
+                name: "fixed".into(),
+                ..Default::default()
+            }
+        }
+        fn scan(&self, _: &Object<'_>, _: &ScanContext) -> Result<EngineScan, EngineError> {
+            (self.0)()
+        }
+        fn scope(&self) -> Scope {
+            self.1
+        }
+    }
+
+    fn builtin_plus(extra: Option<Fixed>) -> Scanner {
+        let set = build_engine_set(&default_engines()).unwrap();
+        let mut engines: Vec<Arc<dyn Engine>> = set.engines().to_vec();
+        if let Some(e) = extra {
+            engines.push(Arc::new(e));
+        }
+        Scanner::new(EngineSet::new(engines), ScanConfig::default())
+    }
+
+    fn zip_with(name: &str, data: &[u8]) -> Blob {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let mut z = zip::ZipWriter::new(&mut buf);
+        z.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(data).unwrap();
+        z.finish().unwrap();
+        Blob::from_vec(buf.into_inner())
+    }
+
+    #[test]
+    fn finds_eicar_inside_a_zip_with_its_location() {
+        let v = builtin_plus(None).scan(&zip_with("dir/eicar.com", EICAR), "outer.zip", None);
+        assert_eq!(v.status, Status::Infected);
+        assert_eq!(v.findings[0].location, "outer.zip>dir/eicar.com");
+        assert_eq!(v.content_type, "application/zip");
+        assert_eq!(v.sha256.len(), 64);
+    }
+
+    #[test]
+    fn an_engine_error_is_never_clean_and_infected_still_wins() {
+        let broken = || {
+            Fixed(
+                || Err(EngineError::Unavailable("connection refused".into())),
+                Scope::Whole,
+            )
+        };
+        let s = builtin_plus(Some(broken()));
+        let v = s.scan(&Blob::from_vec(b"harmless".to_vec()), "a.txt", None);
+        assert_eq!(v.status, Status::Error);
+        assert_eq!(v.reason, Some(Reason::EngineError));
+        assert!(
+            v.engines[1]
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains("connection refused")
+        );
+        let v = s.scan(&Blob::from_vec(EICAR.to_vec()), "e.com", None);
+        assert_eq!(v.status, Status::Infected);
+    }
+
+    #[test]
+    fn timeouts_and_unscannable_answers_keep_their_reason() {
+        let s = builtin_plus(Some(Fixed(|| Err(EngineError::Timeout), Scope::Members)));
+        let v = s.scan(&Blob::from_vec(b"harmless".to_vec()), "a.txt", None);
+        assert_eq!(
+            (v.status, v.reason),
+            (Status::Unscannable, Some(Reason::Timeout))
+        );
+        let ok = || {
+            Ok(EngineScan {
+                hits: vec![Hit {
+                    signature: "Heur.X".into(),
+                    suspicious: true,
+                }],
+            })
+        };
+        let s = builtin_plus(Some(Fixed(ok, Scope::Whole)));
+        let v = s.scan(&Blob::from_vec(b"harmless".to_vec()), "a.txt", None);
+        assert_eq!(v.status, Status::Suspicious);
+    }
+
+    #[test]
+    fn oversize_objects_are_too_large_without_scanning() {
+        let set = build_engine_set(&default_engines()).unwrap();
+        let cfg = ScanConfig {
+            max_file_size: 10,
+            ..ScanConfig::default()
+        };
+        let v = Scanner::new(set, cfg).scan(&Blob::from_vec(EICAR.to_vec()), "e.com", None);
+        assert_eq!(
+            (v.status, v.reason),
+            (Status::Unscannable, Some(Reason::TooLarge))
+        );
+        assert!(v.findings.is_empty());
+    }
+
+    #[test]
+    fn encrypted_members_make_the_file_unscannable() {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let mut z = zip::ZipWriter::new(&mut buf);
+        z.start_file("a.txt", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(b"plain").unwrap();
+        z.finish().unwrap();
+        let mut raw = buf.into_inner();
+        raw[6] |= 1; // local header: encrypted
+        let cd = raw.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        raw[cd + 8] |= 1; // central directory: encrypted
+        let v = builtin_plus(None).scan(&Blob::from_vec(raw), "enc.zip", None);
+        assert_eq!(
+            (v.status, v.reason),
+            (Status::Unscannable, Some(Reason::Encrypted))
+        );
+    }
+}
