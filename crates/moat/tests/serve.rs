@@ -297,3 +297,24 @@ fn hot_reload_swaps_new_signatures_and_keeps_the_old_set_on_failure() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn an_unreachable_engine_makes_readyz_fail_and_scans_error_never_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_port();
+    let s = start(
+        &dir.path().join("data"),
+        &[("MOAT_CLAMD", &format!("127.0.0.1:{closed}"))],
+    );
+    let (code, v) = req(&s, &["/readyz"]);
+    assert_eq!(code, 503, "{v}");
+    assert_eq!(v["ready"], false);
+    assert_ne!(v["engines"]["clamd"], "ok");
+    let (code, v) = req(&s, &["--data-binary", "harmless text", "/v1/scan"]);
+    assert_eq!(code, 200);
+    assert_eq!(v["status"], "error", "{v}");
+    assert_eq!(v["action"], "block");
+    // Errors are not cached: the next attempt scans again.
+    let (_, v) = req(&s, &["--data-binary", "harmless text", "/v1/scan"]);
+    assert_eq!(v["cached"], false);
+}
