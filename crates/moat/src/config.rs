@@ -298,6 +298,9 @@ mod tests {
         std::fs::write(&p, "[server.policy.rules]\nunscanable = \"allow\"\n").unwrap();
         let e = format!("{:#}", load_from(Some(&p), &[]).unwrap_err());
         assert!(e.contains("unknown policy key"), "{e}");
+        std::fs::write(&p, "[scan.archive]\nmax_dept = 3\n").unwrap();
+        let e = format!("{:#}", load_from(Some(&p), &[]).unwrap_err());
+        assert!(e.contains("max_dept"), "{e}");
         std::fs::write(&p, "not toml [").unwrap();
         assert!(load_from(Some(&p), &[]).is_err());
         assert!(load_from(Some(Path::new("/nonexistent/moat.toml")), &[]).is_err());

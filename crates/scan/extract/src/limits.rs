@@ -7,9 +7,9 @@ use std::path::PathBuf;
 /// Bounds on what one walk may do. All sizes are bytes.
 ///
 /// Deserialises with every field optional (`#[serde(default)]`): a missing
-/// field keeps its default.
+/// field keeps its default; an unknown field is an error.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Deepest member level that is still extracted: members of the root are
     /// at depth 1; a container found at depth `max_depth` is visited but not
