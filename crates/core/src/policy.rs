@@ -96,15 +96,7 @@ mod tests {
     use crate::verdict::{EngineReport, Reason, Status};
 
     fn verdict(status: Status, reason: Option<Reason>) -> Verdict {
-        let e = EngineReport {
-            name: "e".into(),
-            version: String::new(),
-            signature_version: String::new(),
-            status,
-            reason,
-            detail: None,
-            duration_ms: 0,
-        };
+        let e = EngineReport::new("e", status, reason);
         Verdict::aggregate(vec![e], vec![], String::new(), 0, String::new(), 0)
     }
 

@@ -119,6 +119,21 @@ pub struct EngineReport {
     pub duration_ms: u64,
 }
 
+impl EngineReport {
+    /// A report with no version, detail or timing (synthetic reports, tests).
+    pub fn new(name: &str, status: Status, reason: Option<Reason>) -> EngineReport {
+        EngineReport {
+            name: name.to_string(),
+            version: String::new(),
+            signature_version: String::new(),
+            status,
+            reason,
+            detail: None,
+            duration_ms: 0,
+        }
+    }
+}
+
 /// The verdict for one file or stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -209,15 +224,7 @@ mod tests {
     use super::*;
 
     fn report(status: Status, reason: Option<Reason>) -> EngineReport {
-        EngineReport {
-            name: "e".into(),
-            version: "1".into(),
-            signature_version: "1".into(),
-            status,
-            reason,
-            detail: None,
-            duration_ms: 0,
-        }
+        EngineReport::new("e", status, reason)
     }
 
     fn agg(r: Vec<EngineReport>) -> Verdict {

@@ -235,15 +235,7 @@ mod tests {
     use moat_core::{EngineReport, Status};
 
     pub(crate) fn verdict(sha: &str, status: Status) -> Verdict {
-        let e = EngineReport {
-            name: "builtin".into(),
-            version: "1".into(),
-            signature_version: "abc".into(),
-            status,
-            reason: None,
-            detail: None,
-            duration_ms: 1,
-        };
+        let e = EngineReport::new("builtin", status, None);
         Verdict::aggregate(vec![e], vec![], sha.into(), 3, "text/plain".into(), 1)
     }
 

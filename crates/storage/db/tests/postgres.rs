@@ -10,15 +10,7 @@ fn pg_base() -> String {
 }
 
 fn verdict(sha: &str) -> Verdict {
-    let e = EngineReport {
-        name: "builtin".into(),
-        version: "1".into(),
-        signature_version: "abc".into(),
-        status: Status::Infected,
-        reason: None,
-        detail: None,
-        duration_ms: 1,
-    };
+    let e = EngineReport::new("builtin", Status::Infected, None);
     Verdict::aggregate(vec![e], vec![], sha.into(), 3, "text/plain".into(), 1)
 }
 
