@@ -14,6 +14,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// An immutable set of engines, swapped as a whole on reload.
 pub struct EngineSet {
     engines: Vec<Arc<dyn Engine>>,
+    /// `info()` of every engine when the set was built: the versions that
+    /// scan reports carry and the fingerprint covers. Taken once, so scans
+    /// never call `info()` (which for clamd may ask the daemon).
+    snapshot: Vec<EngineInfo>,
     fingerprint: String,
     /// Unix seconds when this set was built.
     pub loaded_at: u64,
@@ -28,12 +32,14 @@ impl EngineSet {
             h.update([0u8]);
         }
         let fingerprint = hex::encode(&h.finalize()[..12]);
+        let snapshot = engines.iter().map(|e| e.info()).collect();
         let loaded_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         EngineSet {
             engines,
+            snapshot,
             fingerprint,
             loaded_at,
         }
@@ -49,6 +55,7 @@ impl EngineSet {
         &self.fingerprint
     }
 
+    /// Current engine information (live: asks each engine now).
     pub fn infos(&self) -> Vec<EngineInfo> {
         self.engines.iter().map(|e| e.info()).collect()
     }
@@ -204,7 +211,7 @@ impl Scanner {
         };
         let size = blob.len();
         let engines = set.engines();
-        let infos: Vec<EngineInfo> = engines.iter().map(|e| e.info()).collect();
+        let infos = &set.snapshot;
         let mut accs: Vec<Acc> = engines.iter().map(|_| Acc::new()).collect();
 
         let head = blob.head(sniff::SNIFF_LEN);
@@ -224,7 +231,7 @@ impl Scanner {
                 }
                 return finish(
                     engines,
-                    &infos,
+                    infos,
                     accs,
                     String::new(),
                     size,
@@ -247,7 +254,7 @@ impl Scanner {
                     ),
                 );
             }
-            return finish(engines, &infos, accs, sha_hex, size, content_type, start);
+            return finish(engines, infos, accs, sha_hex, size, content_type, start);
         }
 
         let root = Object {
@@ -296,7 +303,7 @@ impl Scanner {
         for (i, acc) in whole_accs {
             accs[i] = acc;
         }
-        finish(engines, &infos, accs, sha_hex, size, content_type, start)
+        finish(engines, infos, accs, sha_hex, size, content_type, start)
     }
 
     fn scan_members(
