@@ -1,0 +1,2 @@
+//! moat-notify: telling others about results (webhook, AMQP, NATS).
+#![forbid(unsafe_code)]
