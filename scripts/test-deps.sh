@@ -5,6 +5,9 @@
 #   ClamAV (clamd, clamscan)   apt: clamav clamav-daemon (tests start their own clamd)
 #   PostgreSQL on 127.0.0.1:5432 with a database `test`
 #   python3                    for ../shared/bench generators
+#   RabbitMQ on 127.0.0.1:5672 (guest/guest)      apt: rabbitmq-server
+#   NATS with JetStream on 127.0.0.1:4222         apt: nats-server
+#   a Python virtualenv with moto[server] (S3 and SQS) and boto3
 set -euo pipefail
 
 log() { echo "test-deps: $*" >&2; }
@@ -50,3 +53,35 @@ if [ -z "$PG_URL" ]; then
     fi
 fi
 echo "export MOAT_TEST_POSTGRES_URL='$PG_URL'"
+
+# --- RabbitMQ
+if ! port_open 5672; then
+    [ -x /usr/sbin/rabbitmq-server ] || apt_install rabbitmq-server
+    log "starting RabbitMQ"
+    (rabbitmq-server -detached >/dev/null 2>&1 || service rabbitmq-server start >/dev/null 2>&1) || true
+    for _ in $(seq 1 60); do port_open 5672 && break; sleep 1; done
+    port_open 5672 || { log "RabbitMQ did not start"; exit 1; }
+fi
+echo "export MOAT_TEST_AMQP_URL='${MOAT_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}'"
+
+# --- NATS with JetStream
+if ! port_open 4222; then
+    command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || apt_install nats-server
+    NATS_DIR="${TMPDIR:-/tmp}/moat-test-nats"
+    mkdir -p "$NATS_DIR"
+    log "starting nats-server with JetStream"
+    PATH="$PATH:/usr/sbin" nohup nats-server -a 127.0.0.1 -p 4222 -js -sd "$NATS_DIR" >"$NATS_DIR/log" 2>&1 &
+    for _ in $(seq 1 30); do port_open 4222 && break; sleep 1; done
+    port_open 4222 || { log "nats-server did not start"; exit 1; }
+fi
+echo "export MOAT_TEST_NATS_URL='${MOAT_TEST_NATS_URL:-nats://127.0.0.1:4222}'"
+
+# --- Python virtualenv: moto (S3 + SQS server) and boto3 (a real S3 client)
+VENV="${MOAT_TEST_VENV:-$HOME/.cache/moat-test-venv}"
+if [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/python" -c 'import boto3, moto' 2>/dev/null; then
+    python3 -m venv "$VENV" >&2 2>/dev/null || { apt_install python3-venv; python3 -m venv "$VENV" >&2; }
+    log "installing moto[server] and boto3 into $VENV"
+    "$VENV/bin/pip" install -q 'moto[server]' boto3 >&2
+fi
+echo "export MOAT_TEST_PYTHON='$VENV/bin/python'"
+echo "export MOAT_TEST_MOTO_SERVER='$VENV/bin/moto_server'"
