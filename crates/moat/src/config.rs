@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub engines: Option<Vec<EngineConfig>>,
     pub reload: ReloadConfig,
     pub log: LogConfig,
+    /// The edge proxy role; `moat serve` starts its listeners when present.
+    pub proxy: Option<moat_proxy::ProxyConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +62,7 @@ pub struct Settings {
     pub engines: Vec<EngineConfig>,
     pub reload: ReloadConfig,
     pub log_json: bool,
+    pub proxy: Option<moat_proxy::ProxyConfig>,
 }
 
 /// Read `path` (if given), apply the environment, validate.
@@ -227,6 +230,11 @@ fn validate(raw: RawConfig) -> Result<Settings> {
         Some(e) => e,
         None => moat_scanner::config::default_engines(),
     };
+    // A [proxy] section with only limits (e.g. from MOAT__PROXY__* with the
+    // quick-start flags) is completed by `moat proxy`; validate full ones.
+    if let Some(p) = raw.proxy.as_ref().filter(|p| !p.listeners.is_empty()) {
+        p.validate().map_err(anyhow::Error::msg).context("[proxy]")?;
+    }
     Ok(Settings {
         data_dir,
         database_url,
@@ -235,6 +243,7 @@ fn validate(raw: RawConfig) -> Result<Settings> {
         engines,
         reload: raw.reload,
         log_json,
+        proxy: raw.proxy,
     })
 }
 
@@ -316,5 +325,32 @@ mod example_tests {
         assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.engines.len(), 1);
         assert_eq!(s.scan.archive.max_depth, 16);
+        assert!(s.proxy.is_none(), "the [proxy] example is commented out");
+    }
+
+    /// The commented `[proxy]` example, uncommented, is a valid configuration.
+    #[test]
+    fn the_commented_proxy_example_is_valid() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../moat.example.toml");
+        let text = std::fs::File::open(&p)
+            .map(std::io::BufReader::new)
+            .map(|r| std::io::BufRead::lines(r).map_while(Result::ok).collect::<Vec<_>>())
+            .unwrap();
+        let start = text.iter().position(|l| l.contains("BEGIN proxy example")).unwrap();
+        let end = text.iter().position(|l| l.contains("END proxy example")).unwrap();
+        let body: String = text[start + 1..end]
+            .iter()
+            .filter(|l| !l.starts_with("##"))
+            .map(|l| format!("{}\n", l.strip_prefix("# ").or(l.strip_prefix('#')).unwrap_or(l)))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("proxy.toml");
+        std::fs::write(&f, body).unwrap();
+        let s = super::load_from(Some(&f), &[]).unwrap();
+        let px = s.proxy.unwrap();
+        assert_eq!(px.listeners.len(), 2);
+        assert_eq!(px.pools["app"].servers.len(), 3);
+        assert!(px.pools["app"].servers[2].backup);
+        assert_eq!(px.routes.len(), 2);
     }
 }

@@ -7,6 +7,7 @@
 mod cli_scan;
 mod config;
 mod logging;
+mod proxy;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Cmd {
     Scan(cli_scan::ScanArgs),
     /// Run the configured roles (scan API by default) on embedded defaults.
     Serve(serve::ServeArgs),
+    /// Run the edge proxy: scan uploads, then forward them to upstream pools.
+    Proxy(proxy::ProxyArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Scan(a) => cli_scan::run(a),
         Cmd::Serve(a) => serve::run(a),
+        Cmd::Proxy(a) => proxy::run(a),
     };
     match result {
         Ok(code) => code,

@@ -92,6 +92,10 @@ async fn serve(mut s: Settings) -> Result<()> {
         cache: s.server.cache,
     };
     let listen = s.server.listen;
+    if let Some(pc) = s.proxy.take().filter(|p| !p.listeners.is_empty()) {
+        let m = metrics.clone();
+        crate::proxy::spawn(pc, service.clone(), tmp_dir.clone(), Some(Arc::new(move || m.render())))?;
+    }
     let state = AppState::new(
         service,
         s.server.clone(),
@@ -120,20 +124,20 @@ async fn serve(mut s: Settings) -> Result<()> {
     Ok(())
 }
 
-fn restrict(dir: &std::path::Path) -> Result<()> {
+pub(crate) fn restrict(dir: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("setting mode 0700 on {}", dir.display()))
 }
 
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(a), Some(b)) if b > a => format!("{}://***@{}", &url[..a], &url[b + 1..]),
         _ => url.to_string(),
     }
 }
 
-async fn reload_loop(scanner: Arc<Scanner>, reloader: Arc<Reloader>, poll_secs: u64) {
+pub(crate) async fn reload_loop(scanner: Arc<Scanner>, reloader: Arc<Reloader>, poll_secs: u64) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(h) => Some(h),
@@ -171,7 +175,7 @@ async fn reload_loop(scanner: Arc<Scanner>, reloader: Arc<Reloader>, poll_secs: 
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = async {
         match signal(SignalKind::terminate()) {

@@ -1,0 +1,1099 @@
+//! The proxy: listeners (plain or TLS, HTTP/1.1 and HTTP/2), routing, the
+//! scan gate, forwarding with failover, WebSocket pass-through, response
+//! scanning, the admin listener, metrics and the access log.
+
+use crate::body::{self, Body, BodyError, BoxError};
+use crate::config::{ProxyConfig, ScanRules};
+use crate::pool::Pool;
+use crate::tls::CertStore;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Frame, Incoming};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use moat_api::ScanService;
+use moat_core::{Action, Blob, Status};
+use moat_db::ScanRecord;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+pub const REQUESTS: &str = "moat_proxy_requests_total";
+pub const REQUEST_SECONDS: &str = "moat_proxy_request_duration_seconds";
+pub const UPSTREAM_SECONDS: &str = "moat_proxy_upstream_duration_seconds";
+pub const SCANNED: &str = "moat_proxy_scanned_bodies_total";
+pub const RETRIES: &str = "moat_proxy_upstream_retries_total";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("invalid proxy configuration: {0}")]
+    Config(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("listening on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// Renders the Prometheus exposition for the admin listener's `/metrics`.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+struct Route {
+    host: Option<String>,
+    prefix: String,
+    pool: Arc<Pool>,
+    scan: ScanRules,
+    scan_responses: bool,
+}
+
+struct Inner {
+    cfg: ProxyConfig,
+    routes: Vec<Route>,
+    pools: Vec<Arc<Pool>>,
+    client: Client<HttpConnector, Body>,
+    service: ScanService,
+    tmp_dir: PathBuf,
+    certs: Vec<Option<Arc<CertStore>>>,
+}
+
+/// The edge proxy role. Cheap to clone.
+#[derive(Clone)]
+pub struct Proxy(Arc<Inner>);
+
+/// What the access log line and metrics say about one request.
+#[derive(Default)]
+struct Log {
+    pool: String,
+    upstream: String,
+    attempts: u32,
+    scanned: Vec<(String, String)>,
+    bytes_in: u64,
+    note: &'static str,
+}
+
+impl Proxy {
+    /// Validate the configuration, build pools and load TLS key pairs.
+    pub fn new(
+        cfg: ProxyConfig,
+        service: ScanService,
+        tmp_dir: PathBuf,
+    ) -> Result<Proxy, ProxyError> {
+        cfg.validate().map_err(ProxyError::Config)?;
+        let mut pools = Vec::new();
+        for (name, pc) in &cfg.pools {
+            pools.push(Arc::new(Pool::new(name, pc).map_err(ProxyError::Config)?));
+        }
+        let mut routes: Vec<Route> = cfg
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let pool = pools.iter().find(|p| p.name == r.pool)?.clone();
+                Some(Route {
+                    host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                    prefix: r.path_prefix.clone(),
+                    pool,
+                    scan: r.scan.clone(),
+                    scan_responses: r.scan_responses,
+                })
+            })
+            .collect();
+        // Host-specific routes first, then the longest prefix.
+        routes.sort_by(|a, b| {
+            (b.host.is_some(), b.prefix.len()).cmp(&(a.host.is_some(), a.prefix.len()))
+        });
+        let mut certs = Vec::new();
+        for l in &cfg.listeners {
+            certs.push(match (&l.tls_cert, &l.tls_key) {
+                (Some(c), Some(k)) => Some(CertStore::open(c, k).map_err(ProxyError::Tls)?),
+                _ => None,
+            });
+        }
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(Duration::from_secs(cfg.connect_timeout_secs)));
+        conn.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(cfg.idle_timeout_secs))
+            .pool_timer(TokioTimer::new())
+            .build(conn);
+        Ok(Proxy(Arc::new(Inner {
+            cfg,
+            routes,
+            pools,
+            client,
+            service,
+            tmp_dir,
+            certs,
+        })))
+    }
+
+    /// Re-read every listener's certificate and key (SIGHUP). A pair that
+    /// fails to load leaves the previous one in use.
+    pub fn reload_tls(&self) -> Result<usize, ProxyError> {
+        let mut n = 0;
+        for c in self.0.certs.iter().flatten() {
+            c.reload().map_err(ProxyError::Tls)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Pools and servers as JSON (the admin `/status`).
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::json!({ "pools": self.0.pools.iter().map(|p| p.status_json()).collect::<Vec<_>>() })
+    }
+
+    /// Bind every listener (so a port in use fails start-up), then serve
+    /// them, the health checks and the admin listener until the future is dropped.
+    pub async fn run(self, metrics: Option<MetricsRender>) -> Result<(), ProxyError> {
+        let mut bound = Vec::new();
+        for (i, l) in self.0.cfg.listeners.iter().enumerate() {
+            let tcp = TcpListener::bind(l.listen)
+                .await
+                .map_err(|e| ProxyError::Bind(l.listen, e))?;
+            let tls = match &self.0.certs[i] {
+                Some(c) => Some(c.server_config().map_err(ProxyError::Tls)?),
+                None => None,
+            };
+            tracing::info!(listen = %tcp.local_addr().unwrap_or(l.listen), tls = tls.is_some(), "proxy listening");
+            bound.push((tcp, tls));
+        }
+        let admin = match self.0.cfg.admin_listen {
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .map_err(|e| ProxyError::Bind(a, e))?,
+            ),
+            None => None,
+        };
+        for p in &self.0.pools {
+            if p.cfg.health.is_some() {
+                tokio::spawn(health_loop(self.0.client.clone(), p.clone()));
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(a) = admin {
+            tracing::info!(listen = %a.local_addr().map(|x| x.to_string()).unwrap_or_default(), "proxy admin listening");
+            tasks.spawn(self.clone().admin_loop(a, metrics));
+        }
+        for (tcp, tls) in bound {
+            tasks.spawn(self.clone().accept_loop(tcp, tls));
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    async fn accept_loop(self, tcp: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) {
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+        loop {
+            let (sock, peer) = match tcp.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = sock.set_nodelay(true);
+            let this = self.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let hs = Duration::from_secs(this.0.cfg.client_timeout_secs);
+                match acceptor {
+                    Some(acc) => match tokio::time::timeout(hs, acc.accept(sock)).await {
+                        Ok(Ok(s)) => this.serve_conn(TokioIo::new(s), peer, true).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    },
+                    None => this.serve_conn(TokioIo::new(sock), peer, false).await,
+                }
+            });
+        }
+    }
+
+    async fn serve_conn<I>(self, io: I, peer: SocketAddr, tls: bool)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let cfg = &self.0.cfg;
+        let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        b.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(cfg.client_timeout_secs))
+            .max_buf_size(cfg.max_header_size.max(8192))
+            .keep_alive(true);
+        b.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(cfg.max_header_size).unwrap_or(u32::MAX));
+        let this = self.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let this = this.clone();
+            async move { Ok::<_, Infallible>(this.handle(req, peer, tls).await) }
+        });
+        if let Err(e) = b.serve_connection_with_upgrades(io, svc).await {
+            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<Body> {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let host = request_host(&req);
+        let version = req.version();
+        let html = wants_html(req.headers());
+        let mut log = Log::default();
+        let resp = self.dispatch(req, peer, tls, &host, html, &mut log).await;
+        let status = resp.status().as_u16();
+        let secs = start.elapsed().as_secs_f64();
+        let pool = if log.pool.is_empty() {
+            "-".to_string()
+        } else {
+            log.pool.clone()
+        };
+        metrics::counter!(REQUESTS, "pool" => pool.clone(), "status" => status.to_string())
+            .increment(1);
+        metrics::histogram!(REQUEST_SECONDS, "pool" => pool.clone()).record(secs);
+        let scanned = log
+            .scanned
+            .iter()
+            .map(|(n, s)| format!("{n}:{s}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        tracing::info!(
+            target: "moat::access",
+            peer = %peer.ip(), method = %method, host = %host, path = %path,
+            proto = ?version, tls, status, ms = (secs * 1000.0) as u64, pool = %pool,
+            upstream = %log.upstream, attempts = log.attempts, bytes_in = log.bytes_in,
+            scanned = %scanned, note = log.note, "request"
+        );
+        resp
+    }
+
+    fn route(&self, host: &str, path: &str) -> Option<&Route> {
+        let bare = host_without_port(host);
+        self.0.routes.iter().find(|r| {
+            r.host.as_deref().is_none_or(|h| h == bare) && path.starts_with(r.prefix.as_str())
+        })
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+        host: &str,
+        html: bool,
+        log: &mut Log,
+    ) -> Response<Body> {
+        let cfg = &self.0.cfg;
+        let Some(route) = self.route(host, req.uri().path()) else {
+            log.note = "no_route";
+            return error_page(StatusCode::NOT_FOUND, html, "no route for this host and path");
+        };
+        log.pool = route.pool.name.clone();
+        if is_upgrade(&req) {
+            return self.websocket(req, route, peer, tls, host, log).await;
+        }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > cfg.max_body_size) {
+            log.note = "too_large";
+            return error_page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                html,
+                &format!("the body is larger than {} bytes", cfg.max_body_size),
+            );
+        }
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let has_body = !body::is_empty_body(req.body());
+        let scan = has_body
+            && route
+                .scan
+                .matches(req.method().as_str(), req.uri().path(), &content_type);
+        let (parts, incoming) = req.into_parts();
+        let fwd = if scan {
+            let idle = Duration::from_secs(cfg.client_timeout_secs);
+            let spooled = body::spool(
+                incoming,
+                cfg.spool_threshold,
+                cfg.max_body_size,
+                &self.0.tmp_dir,
+                idle,
+            )
+            .await;
+            let (blob, sha) = match spooled {
+                Ok(x) => x,
+                Err(e) => return body_error(e, html, log),
+            };
+            log.bytes_in = blob.len();
+            if let Err(resp) = self.scan_request(&parts, &content_type, &blob, sha, html, log).await {
+                return resp;
+            }
+            Fwd::Blob(blob)
+        } else if has_body {
+            Fwd::Stream(Some(incoming))
+        } else {
+            Fwd::Empty
+        };
+        let resp = match self.forward(&parts, fwd, route, peer, tls, host, log).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        if route.scan_responses && parts.method == Method::GET && resp.status().is_success() {
+            return self.scan_response(resp, &parts, html, log).await;
+        }
+        resp
+    }
+
+    /// Scan a spooled request body. `Err` is the response that blocks it.
+    async fn scan_request(
+        &self,
+        parts: &hyper::http::request::Parts,
+        content_type: &str,
+        blob: &Blob,
+        sha: [u8; 32],
+        html: bool,
+        log: &mut Log,
+    ) -> Result<(), Response<Body>> {
+        let cfg = &self.0.cfg;
+        let name = object_name(parts.uri.path());
+        let mut records = Vec::new();
+        if let Some(boundary) = body::multipart_boundary(content_type) {
+            let boundary = boundary.map_err(|e| body_error(e, html, log))?;
+            let files = body::multipart_parts(
+                blob,
+                &boundary,
+                cfg.spool_threshold,
+                cfg.max_body_size,
+                &self.0.tmp_dir,
+            )
+            .await
+            .map_err(|e| body_error(e, html, log))?;
+            for f in files {
+                let rec = self.scan_one(&f.name, f.blob, f.sha256, html).await?;
+                records.push((f.name, rec));
+            }
+        } else if body::is_aws_chunked(&parts.headers) {
+            let (b, t, l, d) = (
+                blob.clone(),
+                cfg.spool_threshold,
+                cfg.max_body_size,
+                self.0.tmp_dir.clone(),
+            );
+            let decoded =
+                tokio::task::spawn_blocking(move || body::decode_aws_chunked(&b, t, l, &d)).await;
+            let (payload, psha) = match decoded {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => return Err(body_error(e, html, log)),
+                Err(e) => {
+                    return Err(body_error(
+                        BodyError::Io(std::io::Error::other(e.to_string())),
+                        html,
+                        log,
+                    ));
+                }
+            };
+            let rec = self.scan_one(&name, payload, psha, html).await?;
+            records.push((name, rec));
+        } else {
+            let rec = self.scan_one(&name, blob.clone(), sha, html).await?;
+            records.push((name, rec));
+        }
+        for (n, r) in &records {
+            log.scanned
+                .push((n.clone(), r.verdict.policy_key()));
+            metrics::counter!(SCANNED, "status" => r.verdict.status.as_str()).increment(1);
+        }
+        match blocking(&self.0.service, &records) {
+            None => Ok(()),
+            Some(i) => {
+                log.note = "blocked";
+                Err(blocked_page(&records, i, html))
+            }
+        }
+    }
+
+    async fn scan_one(
+        &self,
+        name: &str,
+        blob: Blob,
+        sha: [u8; 32],
+        html: bool,
+    ) -> Result<ScanRecord, Response<Body>> {
+        self.0
+            .service
+            .scan("proxy", name, blob, sha)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, name, "scan failed");
+                let mut r = error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    html,
+                    "the upload could not be scanned; try again later",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                r
+            })
+    }
+
+    async fn scan_response(
+        &self,
+        resp: Response<Body>,
+        parts: &hyper::http::request::Parts,
+        html: bool,
+        log: &mut Log,
+    ) -> Response<Body> {
+        let cfg = &self.0.cfg;
+        let (mut rparts, rbody) = resp.into_parts();
+        let spooled = body::spool(
+            rbody,
+            cfg.spool_threshold,
+            cfg.max_body_size,
+            &self.0.tmp_dir,
+            Duration::from_secs(cfg.read_timeout_secs),
+        )
+        .await;
+        let (blob, sha) = match spooled {
+            Ok(x) => x,
+            Err(BodyError::TooLarge(n)) => {
+                log.note = "download_too_large";
+                return error_page(
+                    StatusCode::FORBIDDEN,
+                    html,
+                    &format!("the download is larger than {n} bytes and could not be scanned"),
+                );
+            }
+            Err(e) => {
+                log.note = "upstream_body_error";
+                return error_page(StatusCode::BAD_GATEWAY, html, &e.to_string());
+            }
+        };
+        let name = object_name(parts.uri.path());
+        let rec = match self.scan_one(&name, blob.clone(), sha, html).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        log.scanned.push((name.clone(), rec.verdict.policy_key()));
+        metrics::counter!(SCANNED, "status" => rec.verdict.status.as_str()).increment(1);
+        let records = vec![(name, rec)];
+        if let Some(i) = blocking(&self.0.service, &records) {
+            log.note = "download_blocked";
+            return blocked_page(&records, i, html);
+        }
+        rparts.headers.remove(header::TRANSFER_ENCODING);
+        rparts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(blob.len()));
+        Response::from_parts(rparts, body::blob_body(blob))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        parts: &hyper::http::request::Parts,
+        mut fwd: Fwd,
+        route: &Route,
+        peer: SocketAddr,
+        tls: bool,
+        host: &str,
+        log: &mut Log,
+    ) -> Result<Response<Body>, Response<Body>> {
+        let pool = &route.pool;
+        let html = wants_html(&parts.headers);
+        let idempotent = matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+        );
+        let read_timeout = Duration::from_secs(self.0.cfg.read_timeout_secs);
+        let mut tried = Vec::new();
+        loop {
+            let Some(i) = pool.pick(&tried) else {
+                log.note = "upstream_unavailable";
+                let mut r = error_page(
+                    StatusCode::BAD_GATEWAY,
+                    html,
+                    "no upstream server could take the request",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                return Err(r);
+            };
+            tried.push(i);
+            let server = &pool.servers[i];
+            log.upstream = server.url.clone();
+            log.attempts += 1;
+            if log.attempts > 1 {
+                metrics::counter!(RETRIES, "pool" => pool.name.clone()).increment(1);
+            }
+            let (body, len) = match &mut fwd {
+                Fwd::Empty => (body::empty(), None),
+                Fwd::Blob(b) => (body::blob_body(b.clone()), Some(b.len())),
+                Fwd::Stream(s) => match s.take() {
+                    Some(inc) => (inc.map_err(BoxError::from).boxed_unsync(), None),
+                    None => (body::empty(), None),
+                },
+            };
+            let req = match upstream_request(parts, &server.authority, body, len, peer, tls, host, false) {
+                Ok(r) => r,
+                Err(e) => {
+                    log.note = "bad_request";
+                    return Err(error_page(StatusCode::BAD_REQUEST, html, &e));
+                }
+            };
+            let guard = pool.begin(i);
+            let t0 = Instant::now();
+            let res = tokio::time::timeout(read_timeout, self.0.client.request(req)).await;
+            metrics::histogram!(UPSTREAM_SECONDS, "pool" => pool.name.clone())
+                .record(t0.elapsed().as_secs_f64());
+            let replayable = !matches!(fwd, Fwd::Stream(_));
+            match res {
+                Ok(Ok(resp)) => {
+                    let (mut rp, rb) = resp.into_parts();
+                    strip_hop_by_hop(&mut rp.headers);
+                    let b = Guarded {
+                        inner: rb.map_err(BoxError::from).boxed_unsync(),
+                        _guard: guard,
+                    };
+                    return Ok(Response::from_parts(rp, b.boxed_unsync()));
+                }
+                Ok(Err(e)) => {
+                    pool.fail(i);
+                    let connect = e.is_connect();
+                    let buffered = matches!(fwd, Fwd::Blob(_));
+                    tracing::warn!(pool = %pool.name, server = %server.url, error = %error_chain(&e), connect, "upstream request failed");
+                    if replayable && (connect || idempotent || buffered) {
+                        continue;
+                    }
+                    log.note = "upstream_error";
+                    return Err(error_page(
+                        StatusCode::BAD_GATEWAY,
+                        html,
+                        "the upstream server failed",
+                    ));
+                }
+                Err(_) => {
+                    pool.fail(i);
+                    tracing::warn!(pool = %pool.name, server = %server.url, "upstream response timed out");
+                    if replayable && idempotent {
+                        continue;
+                    }
+                    log.note = "upstream_timeout";
+                    return Err(error_page(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        html,
+                        "the upstream server did not answer in time",
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn websocket(
+        &self,
+        mut req: Request<Incoming>,
+        route: &Route,
+        peer: SocketAddr,
+        tls: bool,
+        host: &str,
+        log: &mut Log,
+    ) -> Response<Body> {
+        let html = wants_html(req.headers());
+        let client_up = hyper::upgrade::on(&mut req);
+        let (parts, _) = req.into_parts();
+        let pool = &route.pool;
+        let mut tried = Vec::new();
+        while let Some(i) = pool.pick(&tried) {
+            tried.push(i);
+            let server = &pool.servers[i];
+            log.upstream = server.url.clone();
+            log.attempts += 1;
+            let upreq = match upstream_request(&parts, &server.authority, body::empty(), None, peer, tls, host, true) {
+                Ok(r) => r,
+                Err(e) => return error_page(StatusCode::BAD_REQUEST, html, &e),
+            };
+            let res = tokio::time::timeout(
+                Duration::from_secs(self.0.cfg.read_timeout_secs),
+                self.0.client.request(upreq),
+            )
+            .await;
+            let mut resp = match res {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) if e.is_connect() => {
+                    pool.fail(i);
+                    continue;
+                }
+                _ => {
+                    pool.fail(i);
+                    log.note = "upstream_error";
+                    return error_page(StatusCode::BAD_GATEWAY, html, "the upstream server failed");
+                }
+            };
+            if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+                let (rp, rb) = resp.into_parts();
+                return Response::from_parts(rp, rb.map_err(BoxError::from).boxed_unsync());
+            }
+            let upstream_up = hyper::upgrade::on(&mut resp);
+            let guard = pool.begin(i);
+            tokio::spawn(async move {
+                let _guard = guard;
+                match tokio::try_join!(client_up, upstream_up) {
+                    Ok((c, u)) => {
+                        let mut c = TokioIo::new(c);
+                        let mut u = TokioIo::new(u);
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                            tracing::debug!(error = %e, "websocket tunnel ended");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+                }
+            });
+            log.note = "upgraded";
+            let (rp, _) = resp.into_parts();
+            return Response::from_parts(rp, body::empty());
+        }
+        log.note = "upstream_unavailable";
+        error_page(StatusCode::BAD_GATEWAY, html, "no upstream server could take the request")
+    }
+
+    async fn admin_loop(self, tcp: TcpListener, metrics: Option<MetricsRender>) {
+        loop {
+            let Ok((sock, _)) = tcp.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let this = self.clone();
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let this = this.clone();
+                    let metrics = metrics.clone();
+                    async move {
+                        let r = match req.uri().path() {
+                            "/healthz" => text(StatusCode::OK, "ok\n".into()),
+                            "/status" => json(StatusCode::OK, &this.status_json()),
+                            "/metrics" => match &metrics {
+                                Some(m) => text(StatusCode::OK, m()),
+                                None => text(StatusCode::NOT_FOUND, "metrics are off\n".into()),
+                            },
+                            _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+                        };
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(sock), svc)
+                    .await;
+            });
+        }
+    }
+}
+
+enum Fwd {
+    Empty,
+    Blob(Blob),
+    Stream(Option<Incoming>),
+}
+
+/// A response body that keeps the server's in-flight count until it ends.
+struct Guarded {
+    inner: Body,
+    _guard: crate::pool::InFlight,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+async fn health_loop(client: Client<HttpConnector, Body>, pool: Arc<Pool>) {
+    let Some(h) = pool.cfg.health.clone() else {
+        return;
+    };
+    loop {
+        for (i, s) in pool.servers.iter().enumerate() {
+            let uri = format!("http://{}{}", s.authority, h.path);
+            let req = Request::get(uri)
+                .header(header::HOST, s.authority.as_str())
+                .header(header::USER_AGENT, "moat-proxy-health")
+                .body(body::empty());
+            let up = match req {
+                Ok(req) => matches!(
+                    tokio::time::timeout(Duration::from_secs(h.timeout_secs.max(1)), client.request(req)).await,
+                    Ok(Ok(r)) if r.status().as_u16() == h.expect_status
+                ),
+                Err(_) => false,
+            };
+            pool.set_active(i, up);
+        }
+        tokio::time::sleep(Duration::from_secs(h.interval_secs)).await;
+    }
+}
+
+/// Index of the record that blocks the request (highest severity), if any.
+fn blocking(service: &ScanService, records: &[(String, ScanRecord)]) -> Option<usize> {
+    records
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, r))| {
+            matches!(
+                service.policy.action(&r.verdict),
+                Action::Block | Action::Quarantine
+            )
+        })
+        .max_by_key(|(_, (_, r))| r.verdict.status.severity())
+        .map(|(i, _)| i)
+}
+
+fn blocked_page(records: &[(String, ScanRecord)], i: usize, html: bool) -> Response<Body> {
+    let (name, rec) = &records[i];
+    let v = &rec.verdict;
+    let (status, retry) = match v.status {
+        Status::Error => (StatusCode::SERVICE_UNAVAILABLE, true),
+        _ => (StatusCode::FORBIDDEN, false),
+    };
+    let sigs = v.signatures();
+    let mut resp = if html {
+        let what = match v.status {
+            Status::Infected | Status::Suspicious => {
+                format!("{} ({})", v.status, sigs.join(", "))
+            }
+            Status::Error => "could not be scanned (engine error); try again later".to_string(),
+            _ => format!("could not be scanned ({})", v.policy_key()),
+        };
+        let page = format!(
+            "<!doctype html><html><head><title>{code}</title></head><body><h1>{code}</h1><p>Blocked by moat: <b>{}</b> {}.</p><p>Scan id {}</p></body></html>\n",
+            escape(name),
+            escape(&what),
+            escape(&rec.id),
+            code = status
+        );
+        let mut r = Response::new(body::full(page));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        r
+    } else {
+        let files: Vec<serde_json::Value> = records
+            .iter()
+            .map(|(n, r)| {
+                serde_json::json!({
+                    "name": n,
+                    "status": r.verdict.status,
+                    "reason": r.verdict.reason,
+                    "signatures": r.verdict.signatures(),
+                    "sha256": r.verdict.sha256,
+                    "scan_id": r.id,
+                })
+            })
+            .collect();
+        let j = serde_json::json!({
+            "error": if retry { "scan_unavailable" } else { "blocked" },
+            "status": v.status,
+            "reason": v.reason,
+            "file": name,
+            "signatures": sigs,
+            "files": files,
+        });
+        let mut r = Response::new(body::full(j.to_string()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    *resp.status_mut() = status;
+    if retry {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+    }
+    resp
+}
+
+fn body_error(e: BodyError, html: bool, log: &mut Log) -> Response<Body> {
+    let (code, note) = match &e {
+        BodyError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        BodyError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "client_timeout"),
+        BodyError::Client(_) => (StatusCode::BAD_REQUEST, "client_error"),
+        BodyError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
+        BodyError::Io(_) => (StatusCode::SERVICE_UNAVAILABLE, "spool_error"),
+    };
+    log.note = note;
+    if code == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::error!(error = %e, "spooling a body failed");
+    }
+    let mut r = error_page(code, html, &e.to_string());
+    if code == StatusCode::REQUEST_TIMEOUT || code == StatusCode::PAYLOAD_TOO_LARGE {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+fn error_page(code: StatusCode, html: bool, msg: &str) -> Response<Body> {
+    let mut r = if html {
+        let page = format!(
+            "<!doctype html><html><head><title>{code}</title></head><body><h1>{code}</h1><p>{}</p></body></html>\n",
+            escape(msg)
+        );
+        let mut r = Response::new(body::full(page));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        r
+    } else {
+        json(code, &serde_json::json!({ "error": msg }))
+    };
+    *r.status_mut() = code;
+    r
+}
+
+fn json(code: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(body::full(v.to_string()));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn text(code: StatusCode, s: String) -> Response<Body> {
+    let mut r = Response::new(body::full(s));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// JSON unless the client asks for HTML (a browser) and not JSON.
+fn wants_html(h: &HeaderMap) -> bool {
+    let accept = h
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+        .to_ascii_lowercase();
+    accept.contains("text/html") && !accept.contains("json")
+}
+
+fn request_host<B>(req: &Request<B>) -> String {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+fn host_without_port(host: &str) -> String {
+    let h = if host.starts_with('[') {
+        host.split(']').next().map(|x| format!("{x}]")).unwrap_or_default()
+    } else {
+        host.split(':').next().unwrap_or("").to_string()
+    };
+    h.to_ascii_lowercase()
+}
+
+/// The object name recorded for a body: the request path (S3: /bucket/key).
+fn object_name(path: &str) -> String {
+    if path.is_empty() { "/".into() } else { path.to_string() }
+}
+
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && connection_tokens(req.headers())
+            .iter()
+            .any(|t| t == "upgrade")
+}
+
+fn connection_tokens(h: &HeaderMap) -> Vec<String> {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    for t in connection_tokens(h) {
+        if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
+            h.remove(n);
+        }
+    }
+    for n in HOP_BY_HOP {
+        h.remove(*n);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn upstream_request(
+    parts: &hyper::http::request::Parts,
+    authority: &str,
+    body: Body,
+    len: Option<u64>,
+    peer: SocketAddr,
+    tls: bool,
+    host: &str,
+    upgrade: bool,
+) -> Result<Request<Body>, String> {
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri: hyper::Uri = format!("http://{authority}{pq}")
+        .parse()
+        .map_err(|e| format!("bad request target: {e}"))?;
+    let mut headers = parts.headers.clone();
+    let upgrade_value = headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::EXPECT);
+    if let Some(n) = len {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    if upgrade && let Some(u) = upgrade_value {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, u);
+    }
+    let ip = peer.ip().to_string();
+    let xff = {
+        let prior: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if prior.is_empty() {
+            ip.clone()
+        } else {
+            format!("{}, {ip}", prior.join(", "))
+        }
+    };
+    let hv = |s: &str| HeaderValue::from_str(s).map_err(|e| format!("header value: {e}"));
+    headers.insert("x-forwarded-for", hv(&xff)?);
+    headers.insert("x-real-ip", hv(&ip)?);
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if tls { "https" } else { "http" }),
+    );
+    if !host.is_empty() {
+        headers.insert("x-forwarded-host", hv(host)?);
+        headers.insert(header::HOST, hv(host)?);
+    }
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_headers_and_hop_by_hop() {
+        let req = Request::post("/up?x=1")
+            .header("host", "files.example:8443")
+            .header("connection", "keep-alive, x-secret")
+            .header("x-secret", "1")
+            .header("transfer-encoding", "chunked")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("expect", "100-continue")
+            .body(())
+            .unwrap();
+        let (parts, _) = req.into_parts();
+        let peer: SocketAddr = "192.0.2.7:5555".parse().unwrap();
+        let r = upstream_request(&parts, "10.1.1.1:80", body::empty(), Some(42), peer, true, "files.example:8443", false).unwrap();
+        let h = r.headers();
+        assert_eq!(r.uri().to_string(), "http://10.1.1.1:80/up?x=1");
+        assert_eq!(h["host"], "files.example:8443");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "files.example:8443");
+        assert_eq!(h["content-length"], "42");
+        for gone in ["connection", "x-secret", "transfer-encoding", "expect"] {
+            assert!(!h.contains_key(gone), "{gone} forwarded");
+        }
+    }
+
+    #[test]
+    fn accept_negotiation_and_hosts() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_html(&h));
+        h.insert("accept", "text/html,application/xhtml+xml,*/*;q=0.8".parse().unwrap());
+        assert!(wants_html(&h));
+        h.insert("accept", "application/json, text/html".parse().unwrap());
+        assert!(!wants_html(&h));
+        assert_eq!(host_without_port("Files.Example:443"), "files.example");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+    }
+}
