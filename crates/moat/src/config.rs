@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub engines: Option<Vec<EngineConfig>>,
     pub reload: ReloadConfig,
     pub log: LogConfig,
+    pub bucket: Option<moat_bucket::BucketConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +61,8 @@ pub struct Settings {
     pub engines: Vec<EngineConfig>,
     pub reload: ReloadConfig,
     pub log_json: bool,
+    /// `[bucket]`, when present (the bucket role).
+    pub bucket: Option<moat_bucket::BucketConfig>,
 }
 
 /// Read `path` (if given), apply the environment, validate.
@@ -71,6 +74,16 @@ pub fn load(path: Option<&Path>) -> Result<Settings> {
 }
 
 pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> Result<Settings> {
+    load_from_with(path, env, |_| Ok(()))
+}
+
+/// [`load_from`], with `pre` applied to the parsed file before the `MOAT_*`
+/// environment (the bucket role's compatibility aliases use it).
+pub fn load_from_with(
+    path: Option<&Path>,
+    env: &[(String, String)],
+    pre: impl FnOnce(&mut toml::Table) -> Result<()>,
+) -> Result<Settings> {
     let mut doc: toml::Table = match path {
         Some(p) => {
             let text = read_config(p)?;
@@ -78,6 +91,7 @@ pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> Result<Settin
         }
         None => toml::Table::new(),
     };
+    pre(&mut doc)?;
     apply_env(&mut doc, env)?;
     let raw: RawConfig = toml::Value::Table(doc)
         .try_into()
@@ -227,7 +241,13 @@ fn validate(raw: RawConfig) -> Result<Settings> {
         Some(e) => e,
         None => moat_scanner::config::default_engines(),
     };
+    if let Some(b) = &raw.bucket {
+        b.validate()
+            .map_err(anyhow::Error::msg)
+            .context("[bucket]")?;
+    }
     Ok(Settings {
+        bucket: raw.bucket,
         data_dir,
         database_url,
         server: raw.server,

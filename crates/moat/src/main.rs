@@ -4,6 +4,7 @@
 //! something unscannable or an engine error, or moat itself could not run
 //! (bad configuration, unreadable signatures, a port in use).
 
+mod bucket;
 mod cli_scan;
 mod config;
 mod logging;
@@ -25,6 +26,8 @@ enum Cmd {
     Scan(cli_scan::ScanArgs),
     /// Run the configured roles (scan API by default) on embedded defaults.
     Serve(serve::ServeArgs),
+    /// The bucket scanner: `watch` S3 event notifications, or `scan` existing objects.
+    Bucket(bucket::BucketArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Scan(a) => cli_scan::run(a),
         Cmd::Serve(a) => serve::run(a),
+        Cmd::Bucket(a) => bucket::run(a),
     };
     match result {
         Ok(code) => code,

@@ -85,6 +85,9 @@ async fn serve(mut s: Settings) -> Result<()> {
         .await
         .with_context(|| format!("opening database {}", redact(&s.database_url)))?;
     let reloader = Arc::new(Reloader::new(s.engines.clone()));
+    let (bucket_stop, bucket_rx) = tokio::sync::watch::channel(false);
+    let bucket_role =
+        crate::bucket::start_in_serve(&s, scanner.clone(), store.clone(), bucket_rx).await?;
     let service = ScanService {
         scanner: scanner.clone(),
         store,
@@ -116,24 +119,28 @@ async fn serve(mut s: Settings) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    if let Some(task) = bucket_role {
+        let _ = bucket_stop.send(true);
+        let _ = task.await;
+    }
     tracing::info!("moat serve stopped");
     Ok(())
 }
 
-fn restrict(dir: &std::path::Path) -> Result<()> {
+pub(crate) fn restrict(dir: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("setting mode 0700 on {}", dir.display()))
 }
 
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(a), Some(b)) if b > a => format!("{}://***@{}", &url[..a], &url[b + 1..]),
         _ => url.to_string(),
     }
 }
 
-async fn reload_loop(scanner: Arc<Scanner>, reloader: Arc<Reloader>, poll_secs: u64) {
+pub(crate) async fn reload_loop(scanner: Arc<Scanner>, reloader: Arc<Reloader>, poll_secs: u64) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(h) => Some(h),
@@ -171,7 +178,7 @@ async fn reload_loop(scanner: Arc<Scanner>, reloader: Arc<Reloader>, poll_secs: 
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = async {
         match signal(SignalKind::terminate()) {
