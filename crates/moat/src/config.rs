@@ -30,6 +30,7 @@ pub struct RawConfig {
     pub log: LogConfig,
     /// The edge proxy role; `moat serve` starts its listeners when present.
     pub proxy: Option<moat_proxy::ProxyConfig>,
+    pub bucket: Option<moat_bucket::BucketConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +64,8 @@ pub struct Settings {
     pub reload: ReloadConfig,
     pub log_json: bool,
     pub proxy: Option<moat_proxy::ProxyConfig>,
+    /// `[bucket]`, when present (the bucket role).
+    pub bucket: Option<moat_bucket::BucketConfig>,
 }
 
 /// Read `path` (if given), apply the environment, validate.
@@ -74,6 +77,16 @@ pub fn load(path: Option<&Path>) -> Result<Settings> {
 }
 
 pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> Result<Settings> {
+    load_from_with(path, env, |_| Ok(()))
+}
+
+/// [`load_from`], with `pre` applied to the parsed file before the `MOAT_*`
+/// environment (the bucket role's compatibility aliases use it).
+pub fn load_from_with(
+    path: Option<&Path>,
+    env: &[(String, String)],
+    pre: impl FnOnce(&mut toml::Table) -> Result<()>,
+) -> Result<Settings> {
     let mut doc: toml::Table = match path {
         Some(p) => {
             let text = read_config(p)?;
@@ -81,6 +94,7 @@ pub fn load_from(path: Option<&Path>, env: &[(String, String)]) -> Result<Settin
         }
         None => toml::Table::new(),
     };
+    pre(&mut doc)?;
     apply_env(&mut doc, env)?;
     let raw: RawConfig = toml::Value::Table(doc)
         .try_into()
@@ -235,7 +249,13 @@ fn validate(raw: RawConfig) -> Result<Settings> {
     if let Some(p) = raw.proxy.as_ref().filter(|p| !p.listeners.is_empty()) {
         p.validate().map_err(anyhow::Error::msg).context("[proxy]")?;
     }
+    if let Some(b) = &raw.bucket {
+        b.validate()
+            .map_err(anyhow::Error::msg)
+            .context("[bucket]")?;
+    }
     Ok(Settings {
+        bucket: raw.bucket,
         data_dir,
         database_url,
         server: raw.server,

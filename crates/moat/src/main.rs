@@ -4,6 +4,7 @@
 //! something unscannable or an engine error, or moat itself could not run
 //! (bad configuration, unreadable signatures, a port in use).
 
+mod bucket;
 mod cli_scan;
 mod config;
 mod logging;
@@ -28,6 +29,8 @@ enum Cmd {
     Serve(serve::ServeArgs),
     /// Run the edge proxy: scan uploads, then forward them to upstream pools.
     Proxy(proxy::ProxyArgs),
+    /// The bucket scanner: `watch` S3 event notifications, or `scan` existing objects.
+    Bucket(bucket::BucketArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Cmd::Scan(a) => cli_scan::run(a),
         Cmd::Serve(a) => serve::run(a),
         Cmd::Proxy(a) => proxy::run(a),
+        Cmd::Bucket(a) => bucket::run(a),
     };
     match result {
         Ok(code) => code,

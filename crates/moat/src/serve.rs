@@ -85,6 +85,9 @@ async fn serve(mut s: Settings) -> Result<()> {
         .await
         .with_context(|| format!("opening database {}", redact(&s.database_url)))?;
     let reloader = Arc::new(Reloader::new(s.engines.clone()));
+    let (bucket_stop, bucket_rx) = tokio::sync::watch::channel(false);
+    let bucket_role =
+        crate::bucket::start_in_serve(&s, scanner.clone(), store.clone(), bucket_rx).await?;
     let service = ScanService {
         scanner: scanner.clone(),
         store,
@@ -120,6 +123,10 @@ async fn serve(mut s: Settings) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    if let Some(task) = bucket_role {
+        let _ = bucket_stop.send(true);
+        let _ = task.await;
+    }
     tracing::info!("moat serve stopped");
     Ok(())
 }

@@ -36,6 +36,20 @@ impl ScanService {
         blob: Blob,
         sha256: [u8; 32],
     ) -> Result<ScanRecord, ApiError> {
+        self.scan_with_extra(source, name, blob, sha256, serde_json::Map::new())
+            .await
+    }
+
+    /// [`ScanService::scan`], with role-specific fields (e.g. the bucket, key
+    /// and version of an object) added to the record's `extra` beside `action`.
+    pub async fn scan_with_extra(
+        &self,
+        source: &'static str,
+        name: &str,
+        blob: Blob,
+        sha256: [u8; 32],
+        mut extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<ScanRecord, ApiError> {
         let set = self.scanner.engine_set();
         let fp = set.fingerprint().to_string();
         let sha_hex = hex::encode(sha256);
@@ -70,7 +84,8 @@ impl ScanService {
         telemetry::scanned(source, &verdict, was_cached);
         let action = self.policy.action(&verdict);
         let mut rec = ScanRecord::new(source, name, &fp, was_cached, verdict);
-        rec.extra = serde_json::json!({ "action": action });
+        extra.insert("action".into(), serde_json::json!(action));
+        rec.extra = serde_json::Value::Object(extra);
         self.store
             .record(&rec)
             .await

@@ -61,3 +61,6 @@ pub trait EventSource: Send {
     fn name(&self) -> String;
     async fn next(&mut self) -> Result<Box<dyn Delivery>, SourceError>;
 }
+
+pub mod amqp;
+pub mod event;

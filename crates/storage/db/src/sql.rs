@@ -35,7 +35,7 @@ const SCHEMA: &[&str] = &[
 ];
 
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: &'static str,
 }
 
