@@ -6,6 +6,7 @@
 //! schema is created on open and is idempotent.
 #![forbid(unsafe_code)]
 
+mod queue;
 mod sql;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use moat_core::Verdict;
 use serde_json::Value;
 use std::sync::Arc;
 
+pub use queue::{EventQueue, QueuedEvent, SqlQueue, open_queue};
 pub use sql::SqlStore;
 
 /// A database error, with what was being done.
