@@ -9,6 +9,10 @@
 //! the broker, which redelivers it: a crash never loses an event.
 #![forbid(unsafe_code)]
 
+pub mod nats;
+pub mod sqs;
+pub mod webhook;
+
 use async_trait::async_trait;
 use std::time::Duration;
 

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod objects;
+mod queue;
 mod sql;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 pub use objects::{ObjectLedger, ObjectRow, ObjectState, open_objects};
+pub use queue::{EventQueue, QueuedEvent, SqlQueue, open_queue};
 pub use sql::SqlStore;
 
 /// A database error, with what was being done.
