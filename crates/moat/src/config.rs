@@ -247,7 +247,9 @@ fn validate(raw: RawConfig) -> Result<Settings> {
     // A [proxy] section with only limits (e.g. from MOAT__PROXY__* with the
     // quick-start flags) is completed by `moat proxy`; validate full ones.
     if let Some(p) = raw.proxy.as_ref().filter(|p| !p.listeners.is_empty()) {
-        p.validate().map_err(anyhow::Error::msg).context("[proxy]")?;
+        p.validate()
+            .map_err(anyhow::Error::msg)
+            .context("[proxy]")?;
     }
     if let Some(b) = &raw.bucket {
         b.validate()
@@ -354,14 +356,29 @@ mod example_tests {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../moat.example.toml");
         let text = std::fs::File::open(&p)
             .map(std::io::BufReader::new)
-            .map(|r| std::io::BufRead::lines(r).map_while(Result::ok).collect::<Vec<_>>())
+            .map(|r| {
+                std::io::BufRead::lines(r)
+                    .map_while(Result::ok)
+                    .collect::<Vec<_>>()
+            })
             .unwrap();
-        let start = text.iter().position(|l| l.contains("BEGIN proxy example")).unwrap();
-        let end = text.iter().position(|l| l.contains("END proxy example")).unwrap();
+        let start = text
+            .iter()
+            .position(|l| l.contains("BEGIN proxy example"))
+            .unwrap();
+        let end = text
+            .iter()
+            .position(|l| l.contains("END proxy example"))
+            .unwrap();
         let body: String = text[start + 1..end]
             .iter()
             .filter(|l| !l.starts_with("##"))
-            .map(|l| format!("{}\n", l.strip_prefix("# ").or(l.strip_prefix('#')).unwrap_or(l)))
+            .map(|l| {
+                format!(
+                    "{}\n",
+                    l.strip_prefix("# ").or(l.strip_prefix('#')).unwrap_or(l)
+                )
+            })
             .collect();
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("proxy.toml");

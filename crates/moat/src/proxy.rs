@@ -62,7 +62,9 @@ pub fn run(a: ProxyArgs) -> Result<ExitCode> {
         }
         (None, true) => match s.proxy.take() {
             Some(p) => p,
-            None => bail!("give --listen and --upstream, or a configuration with a [proxy] section"),
+            None => {
+                bail!("give --listen and --upstream, or a configuration with a [proxy] section")
+            }
         },
         _ => bail!("--listen and --upstream go together"),
     };
@@ -165,7 +167,9 @@ fn spawn_tls_reload(proxy: Proxy) {
             match proxy.reload_tls() {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(listeners = n, "SIGHUP: TLS certificates reloaded"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the previous certificates"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the previous certificates")
+                }
             }
         }
     });

@@ -97,7 +97,12 @@ async fn serve(mut s: Settings) -> Result<()> {
     let listen = s.server.listen;
     if let Some(pc) = s.proxy.take().filter(|p| !p.listeners.is_empty()) {
         let m = metrics.clone();
-        crate::proxy::spawn(pc, service.clone(), tmp_dir.clone(), Some(Arc::new(move || m.render())))?;
+        crate::proxy::spawn(
+            pc,
+            service.clone(),
+            tmp_dir.clone(),
+            Some(Arc::new(move || m.render())),
+        )?;
     }
     let state = AppState::new(
         service,

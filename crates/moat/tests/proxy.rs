@@ -177,7 +177,15 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 /// curl returning just the HTTP status code.
 fn http_code(args: &[&str]) -> String {
     let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "60"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "60",
+        ])
         .args(args)
         .output()
         .unwrap();
@@ -199,9 +207,15 @@ fn curl(args: &[&str]) -> (String, String) {
 /// A self-signed certificate for localhost/127.0.0.1: DIR/NAME.crt, DIR/NAME.key.
 fn gen_cert(dir: &Path, name: &str, cn: &str) {
     let ok = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
         .arg(format!("/CN={cn}"))
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
         .arg(dir.join(format!("{name}.key")))
         .arg("-out")
         .arg(dir.join(format!("{name}.crt")))
@@ -244,7 +258,12 @@ fn pseudo_random(n: usize, seed: u32) -> Vec<u8> {
 /// A multipart/form-data body with one text field and the given files.
 fn multipart(boundary: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = Vec::new();
-    b.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"comment\"\r\n\r\nhello\r\n").as_bytes());
+    b.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"comment\"\r\n\r\nhello\r\n"
+        )
+        .as_bytes(),
+    );
     for (i, (name, data)) in files.iter().enumerate() {
         b.extend_from_slice(
             format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file{i}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
@@ -259,7 +278,10 @@ fn multipart(boundary: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
 #[test]
 fn uploads_are_scanned_blocked_or_forwarded_byte_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let ups = [Upstream::start(dir.path(), "a"), Upstream::start(dir.path(), "b")];
+    let ups = [
+        Upstream::start(dir.path(), "a"),
+        Upstream::start(dir.path(), "b"),
+    ];
     let m = Moat::quick(dir.path(), &[&ups[0], &ups[1]], &[]);
     let seen = || ups.iter().map(|u| u.bodies()).collect::<Vec<_>>().concat();
 
@@ -279,8 +301,19 @@ fn uploads_are_scanned_blocked_or_forwarded_byte_exact() {
     let j: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(j["status"], "infected");
     assert_eq!(j["file"], "eicar.com.txt");
-    assert!(j["signatures"][0].as_str().unwrap().contains("EICAR"), "{j}");
-    assert_eq!(j["files"].as_array().unwrap().len(), 2, "every file part is scanned: {j}");
+    assert!(
+        j["signatures"][0]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("eicar"),
+        "{j}"
+    );
+    assert_eq!(
+        j["files"].as_array().unwrap().len(),
+        2,
+        "every file part is scanned: {j}"
+    );
     // A browser gets a short HTML page naming file and signature.
     let (code, html) = curl(&[
         "-H",
@@ -290,16 +323,36 @@ fn uploads_are_scanned_blocked_or_forwarded_byte_exact() {
         &m.url("/upload"),
     ]);
     assert_eq!(code, "403");
-    assert!(html.contains("<html") && html.contains("eicar.com.txt") && html.contains("EICAR"), "{html}");
+    assert!(
+        html.contains("<html") && html.contains("eicar.com.txt") && html.contains("Eicar"),
+        "{html}"
+    );
     // Raw EICAR body: 403 too.
-    let (code, _) = curl(&["-X", "PUT", "--data-binary", &format!("@{}", eicar.display()), &m.url("/objects/x.bin")]);
+    let (code, _) = curl(&[
+        "-X",
+        "PUT",
+        "--data-binary",
+        &format!("@{}", eicar.display()),
+        &m.url("/objects/x.bin"),
+    ]);
     assert_eq!(code, "403");
-    assert!(seen().is_empty(), "an upstream received a blocked body: {:?}", seen());
+    assert!(
+        seen().is_empty(),
+        "an upstream received a blocked body: {:?}",
+        seen()
+    );
 
     // Clean multipart with 3 files (one spills to disk): 200, upstream got exactly the client's bytes.
     let big = pseudo_random(3 << 20, 7);
     let small = pseudo_random(1000, 8);
-    let body = multipart("moatBOUNDARY42", &[("a.bin", &big), ("b.txt", b"hello world"), ("c.dat", &small)]);
+    let body = multipart(
+        "moatBOUNDARY42",
+        &[
+            ("a.bin", &big),
+            ("b.txt", b"hello world"),
+            ("c.dat", &small),
+        ],
+    );
     let body_file = dir.path().join("multipart.body");
     std::fs::write(&body_file, &body).unwrap();
     let (code, resp) = curl(&[
@@ -312,33 +365,62 @@ fn uploads_are_scanned_blocked_or_forwarded_byte_exact() {
     assert_eq!(code, "200", "{resp}");
     let j: serde_json::Value = serde_json::from_str(&resp).unwrap();
     assert_eq!(j["sha256"], sha_hex(&body));
-    assert!(seen().iter().any(|l| l == &format!("POST /upload?x=1 {} {}", sha_hex(&body), body.len())), "{:?}", seen());
+    assert!(
+        seen()
+            .iter()
+            .any(|l| l == &format!("POST /upload?x=1 {} {}", sha_hex(&body), body.len())),
+        "{:?}",
+        seen()
+    );
     // curl -F with 3 clean files, chunked transfer encoding from the client, and HTTP/2 prior knowledge.
     let (code, _) = curl(&[
-        "-F", &format!("a=@{}", clean_txt.display()),
-        "-F", &format!("b=@{}", body_file.display()),
-        "-F", &format!("c=@{}", clean_txt.display()),
+        "-F",
+        &format!("a=@{}", clean_txt.display()),
+        "-F",
+        &format!("b=@{}", body_file.display()),
+        "-F",
+        &format!("c=@{}", clean_txt.display()),
         &m.url("/upload"),
     ]);
     assert_eq!(code, "200");
     let raw = pseudo_random(200_000, 9);
     let raw_file = dir.path().join("raw.bin");
     std::fs::write(&raw_file, &raw).unwrap();
-    let (code, resp) = curl(&["-T", &raw_file.display().to_string(), "-H", "Transfer-Encoding: chunked", &m.url("/objects/raw.bin")]);
+    let (code, resp) = curl(&[
+        "-T",
+        &raw_file.display().to_string(),
+        "-H",
+        "Transfer-Encoding: chunked",
+        &m.url("/objects/raw.bin"),
+    ]);
     assert_eq!(code, "200", "{resp}");
     assert!(resp.contains(&sha_hex(&raw)), "{resp}");
-    let (code, resp) = curl(&["--http2-prior-knowledge", "--data-binary", &format!("@{}", raw_file.display()), &m.url("/h2")]);
+    let (code, resp) = curl(&[
+        "--http2-prior-knowledge",
+        "--data-binary",
+        &format!("@{}", raw_file.display()),
+        &m.url("/h2"),
+    ]);
     assert_eq!(code, "200", "{resp}");
     assert!(resp.contains(&sha_hex(&raw)), "{resp}");
-    let (code, _) = curl(&["--http2-prior-knowledge", "--data-binary", &format!("@{}", eicar.display()), &m.url("/h2")]);
+    let (code, _) = curl(&[
+        "--http2-prior-knowledge",
+        "--data-binary",
+        &format!("@{}", eicar.display()),
+        &m.url("/h2"),
+    ]);
     assert_eq!(code, "403");
 
     // Forwarded headers, Host preserved, hop-by-hop removed.
     let (code, resp) = curl(&[
-        "-H", "Host: files.example:8443",
-        "-H", "X-Forwarded-For: 198.51.100.9",
-        "-H", "Connection: keep-alive, X-Drop-Me",
-        "-H", "X-Drop-Me: 1",
+        "-H",
+        "Host: files.example:8443",
+        "-H",
+        "X-Forwarded-For: 198.51.100.9",
+        "-H",
+        "Connection: keep-alive, X-Drop-Me",
+        "-H",
+        "X-Drop-Me: 1",
         &m.url("/echo"),
     ]);
     assert_eq!(code, "200");
@@ -352,18 +434,31 @@ fn uploads_are_scanned_blocked_or_forwarded_byte_exact() {
     assert!(h.get("x-drop-me").is_none(), "{h}");
     // Round-robin: both upstreams answered.
     let servers: std::collections::BTreeSet<String> = (0..4)
-        .map(|_| serde_json::from_str::<serde_json::Value>(&curl(&[&m.url("/rr")]).1).unwrap()["server"].as_str().unwrap().to_string())
+        .map(|_| {
+            serde_json::from_str::<serde_json::Value>(&curl(&[&m.url("/rr")]).1).unwrap()["server"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(servers.len(), 2, "{servers:?}");
 
     // Every scanned body is recorded and counted; the access log is JSON.
     let metrics = m.metrics();
-    assert!(metrics.contains("moat_proxy_scanned_bodies_total{status=\"infected\"}"), "{metrics}");
     assert!(
-        metrics.lines().any(|l| l.starts_with("moat_scans_total{") && l.contains("source=\"proxy\"")),
+        metrics.contains("moat_proxy_scanned_bodies_total{status=\"infected\"}"),
         "{metrics}"
     );
-    assert!(metrics.contains("moat_proxy_request_duration_seconds_bucket"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("moat_scans_total{") && l.contains("source=\"proxy\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("moat_proxy_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
     assert!(metrics.contains("moat_proxy_upstream_up"), "{metrics}");
     let log = m.log();
     let access: Vec<serde_json::Value> = log
@@ -371,8 +466,18 @@ fn uploads_are_scanned_blocked_or_forwarded_byte_exact() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["target"] == "moat::access")
         .collect();
-    assert!(access.iter().any(|v| v["status"] == 403 && v["note"] == "blocked"), "{log}");
-    assert!(access.iter().any(|v| v["status"] == 200 && v["path"] == "/upload"), "{log}");
+    assert!(
+        access
+            .iter()
+            .any(|v| v["status"] == 403 && v["note"] == "blocked"),
+        "{log}"
+    );
+    assert!(
+        access
+            .iter()
+            .any(|v| v["status"] == 200 && v["path"] == "/upload"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -382,25 +487,46 @@ fn bad_input_gets_clear_errors_and_the_proxy_keeps_serving() {
     let m = Moat::quick(
         dir.path(),
         &[&up],
-        &[("MOAT__PROXY__MAX_BODY_SIZE", "100000"), ("MOAT__PROXY__CLIENT_TIMEOUT_SECS", "2")],
+        &[
+            ("MOAT__PROXY__MAX_BODY_SIZE", "100000"),
+            ("MOAT__PROXY__CLIENT_TIMEOUT_SECS", "2"),
+        ],
     );
     // Malformed multipart: the closing boundary never comes.
     let (code, body) = curl(&[
-        "-H", "Content-Type: multipart/form-data; boundary=XX",
-        "--data-binary", "--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\nabc",
+        "-H",
+        "Content-Type: multipart/form-data; boundary=XX",
+        "--data-binary",
+        "--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\nabc",
         &m.url("/upload"),
     ]);
     assert_eq!(code, "400", "{body}");
     assert!(body.contains("multipart"), "{body}");
-    let (code, _) = curl(&["-H", "Content-Type: multipart/form-data", "--data-binary", "x", &m.url("/upload")]);
+    let (code, _) = curl(&[
+        "-H",
+        "Content-Type: multipart/form-data",
+        "--data-binary",
+        "x",
+        &m.url("/upload"),
+    ]);
     assert_eq!(code, "400", "multipart without a boundary");
     m.still_serves();
     // Too large: declared, and chunked without a length (counted while spooling).
     let big = dir.path().join("big.bin");
     std::fs::write(&big, vec![b'a'; 200_000]).unwrap();
-    let (code, _) = curl(&["--data-binary", &format!("@{}", big.display()), &m.url("/up")]);
+    let (code, _) = curl(&[
+        "--data-binary",
+        &format!("@{}", big.display()),
+        &m.url("/up"),
+    ]);
     assert_eq!(code, "413");
-    let (code, _) = curl(&["-H", "Transfer-Encoding: chunked", "--data-binary", &format!("@{}", big.display()), &m.url("/up")]);
+    let (code, _) = curl(&[
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &format!("@{}", big.display()),
+        &m.url("/up"),
+    ]);
     assert_eq!(code, "413");
     m.still_serves();
     // Headers too large.
@@ -410,7 +536,8 @@ fn bad_input_gets_clear_errors_and_the_proxy_keeps_serving() {
     // A slow client: the head arrives, the body stalls -> 408 after the client timeout.
     let mut s = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly a little").unwrap();
+    s.write_all(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly a little")
+        .unwrap();
     let t = Instant::now();
     let resp = read_until_closed(&mut s);
     let resp = String::from_utf8_lossy(&resp);
@@ -422,7 +549,10 @@ fn bad_input_gets_clear_errors_and_the_proxy_keeps_serving() {
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
     let t = Instant::now();
     let _ = read_until_closed(&mut s);
-    assert!(t.elapsed() < Duration::from_secs(15), "slow head not timed out");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "slow head not timed out"
+    );
     m.still_serves();
     assert!(up.bodies().is_empty(), "{:?}", up.bodies());
 }
@@ -431,7 +561,11 @@ fn bad_input_gets_clear_errors_and_the_proxy_keeps_serving() {
 fn a_one_gib_streamed_upload_passes_with_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let up = Upstream::start(dir.path(), "a");
-    let m = Moat::quick(dir.path(), &[&up], &[("MOAT__PROXY__MAX_BODY_SIZE", "2147483648")]);
+    let m = Moat::quick(
+        dir.path(),
+        &[&up],
+        &[("MOAT__PROXY__MAX_BODY_SIZE", "2147483648")],
+    );
     const N: u64 = 1 << 30;
     let t = Instant::now();
     let out = Command::new("bash")
@@ -445,16 +579,27 @@ fn a_one_gib_streamed_upload_passes_with_bounded_memory() {
         .unwrap();
     let code = String::from_utf8_lossy(&out.stdout).into_owned();
     let hwm = m.vm_hwm_kib();
-    println!("1 GiB upload through moat proxy: {:?}, proxy VmHWM {} MiB", t.elapsed(), hwm / 1024);
+    println!(
+        "1 GiB upload through moat proxy: {:?}, proxy VmHWM {} MiB",
+        t.elapsed(),
+        hwm / 1024
+    );
     assert_eq!(code, "200", "{}", m.log());
     let sha_file = dir.path().join("sent.sha");
-    wait_for("sha256sum", || std::fs::read_to_string(&sha_file).is_ok_and(|s| s.len() >= 64));
+    wait_for("sha256sum", || {
+        std::fs::read_to_string(&sha_file).is_ok_and(|s| s.len() >= 64)
+    });
     let sent = std::fs::read_to_string(&sha_file).unwrap();
     let sent = sent.split_whitespace().next().unwrap();
-    assert_eq!(up.bodies(), vec![format!("PUT /objects/big.bin {sent} {N}")]);
+    assert_eq!(
+        up.bodies(),
+        vec![format!("PUT /objects/big.bin {sent} {N}")]
+    );
     assert!(hwm < 200 * 1024, "proxy RSS peaked at {} MiB", hwm / 1024);
     // No spilled body is left behind.
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("data/tmp")).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("data/tmp"))
+        .unwrap()
+        .collect();
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -518,7 +663,11 @@ scan_responses = true
                     } else {
                         http_code(&["--data-binary", &format!("body {w} {i}"), &url])
                     };
-                    if code == "200" { ok += 1 } else { failed.push(code) }
+                    if code == "200" {
+                        ok += 1
+                    } else {
+                        failed.push(code)
+                    }
                 }
                 (ok, failed)
             })
@@ -531,7 +680,10 @@ scan_responses = true
     wait_for("a marked down", || server_up(&m, 0) == Some(false));
     std::thread::sleep(Duration::from_secs(2));
     let st = m.status();
-    assert_eq!(st["pools"][0]["servers"][0]["active_check_up"], false, "{st}");
+    assert_eq!(
+        st["pools"][0]["servers"][0]["active_check_up"], false,
+        "{st}"
+    );
     assert_eq!(st["pools"][0]["servers"][1]["up"], true, "{st}");
     // Back on the same port: the active check brings it back (the passive ban would last 300 s).
     a.restart();
@@ -542,24 +694,38 @@ scan_responses = true
     let mut total = 0;
     for w in workers {
         let (ok, failed) = w.join().unwrap();
-        assert!(failed.is_empty(), "failed requests during failover: {failed:?}\n{}", m.log());
+        assert!(
+            failed.is_empty(),
+            "failed requests during failover: {failed:?}\n{}",
+            m.log()
+        );
         total += ok;
     }
     println!("failover: {total} requests, none failed");
-    assert!(a.bodies().len() > a_back, "a took no traffic after recovering");
+    assert!(
+        a.bodies().len() > a_back,
+        "a took no traffic after recovering"
+    );
     let log = m.log();
-    assert!(log.contains("upstream marked down (passive)") || log.contains("active health check failing"), "{log}");
+    assert!(
+        log.contains("upstream marked down (passive)")
+            || log.contains("active health check failing"),
+        "{log}"
+    );
     assert!(log.contains("active health check passing"), "{log}");
-    assert!(m.metrics().contains("moat_proxy_upstream_up{pool=\"app\""), "metrics");
+    assert!(
+        m.metrics().contains("moat_proxy_upstream_up{pool=\"app\""),
+        "metrics"
+    );
 }
 
 #[test]
 fn tls_termination_http2_sighup_reload_and_websocket() {
     let dir = tempfile::tempdir().unwrap();
     let up = Upstream::start(dir.path(), "a");
-    let gen = |name: &str, cn: &str| gen_cert(dir.path(), name, cn);
-    gen("one", "moat-one");
-    gen("two", "moat-two");
+    let mkcert = |name: &str, cn: &str| gen_cert(dir.path(), name, cn);
+    mkcert("one", "moat-one");
+    mkcert("two", "moat-two");
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::copy(dir.path().join("one.crt"), &cert).unwrap();
     std::fs::copy(dir.path().join("one.key"), &key).unwrap();
@@ -567,7 +733,16 @@ fn tls_termination_http2_sighup_reload_and_websocket() {
     let listen = format!("127.0.0.1:{port}");
     let m = Moat::start(
         dir.path(),
-        &["--listen", &listen, "--upstream", &up.url(), "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+        &[
+            "--listen",
+            &listen,
+            "--upstream",
+            &up.url(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
         &[],
         port,
     );
@@ -576,7 +751,15 @@ fn tls_termination_http2_sighup_reload_and_websocket() {
     let resolve = format!("localhost:{port}:127.0.0.1");
     let tls = |ca: &Path, extra: &[&str], path: &str| -> (String, String) {
         let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "--max-time", "30"])
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{http_version}",
+                "--max-time",
+                "30",
+            ])
             .args(["--resolve", &resolve, "--cacert", ca.to_str().unwrap()])
             .args(extra)
             .arg(format!("{https}{path}"))
@@ -587,25 +770,42 @@ fn tls_termination_http2_sighup_reload_and_websocket() {
         (code.to_string(), ver.to_string())
     };
     assert_eq!(tls(&ca1, &["--http2"], "/"), ("200".into(), "2".into()));
-    assert_eq!(tls(&ca1, &["--http1.1", "--tlsv1.2", "--tls-max", "1.2"], "/"), ("200".into(), "1.1".into()));
+    assert_eq!(
+        tls(&ca1, &["--http1.1", "--tlsv1.2", "--tls-max", "1.2"], "/"),
+        ("200".into(), "1.1".into())
+    );
     assert_eq!(tls(&ca1, &["--tlsv1.3"], "/"), ("200".into(), "2".into()));
     let eicar = dir.path().join("eicar.txt");
     std::fs::write(&eicar, EICAR).unwrap();
     let form = format!("f=@{}", eicar.display());
     assert_eq!(tls(&ca1, &["--http2", "-F", &form], "/upload").0, "403");
     // X-Forwarded-Proto says https.
-    let (code, body) = curl(&["--resolve", &resolve, "--cacert", ca1.to_str().unwrap(), &format!("{https}/echo")]);
+    let (code, body) = curl(&[
+        "--resolve",
+        &resolve,
+        "--cacert",
+        ca1.to_str().unwrap(),
+        &format!("{https}/echo"),
+    ]);
     assert_eq!(code, "200");
     assert!(body.contains("\"x-forwarded-proto\": \"https\""), "{body}");
 
     // SIGHUP reload: swap the files, signal, the new certificate is served.
     std::fs::copy(dir.path().join("two.crt"), &cert).unwrap();
     std::fs::copy(dir.path().join("two.key"), &key).unwrap();
-    let ok = Command::new("kill").args(["-HUP", &m.proc.0.id().to_string()]).status().unwrap().success();
+    let ok = Command::new("kill")
+        .args(["-HUP", &m.proc.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
     assert!(ok);
     let ca2 = dir.path().join("two.crt");
     wait_for("reloaded certificate", || tls(&ca2, &[], "/").0 == "200");
-    assert_ne!(tls(&ca1, &[], "/").0, "200", "the old certificate is still served");
+    assert_ne!(
+        tls(&ca1, &[], "/").0,
+        "200",
+        "the old certificate is still served"
+    );
     assert!(m.log().contains("TLS certificates reloaded"));
 
     // WebSocket through a plain listener: handshake, then bytes both ways.
@@ -645,7 +845,9 @@ fn aws_chunked_put_object_from_boto3_through_the_proxy_to_moto() {
             .expect("moto_server (set MOAT_TEST_MOTO_SERVER)"),
     );
     let moto = format!("http://127.0.0.1:{moto_port}");
-    wait_for("moto", || http_code(&[&format!("{moto}/moto-api/")]) != "000");
+    wait_for("moto", || {
+        http_code(&[&format!("{moto}/moto-api/")]) != "000"
+    });
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     // botocore sends aws-chunked (STREAMING-UNSIGNED-PAYLOAD-TRAILER) only over HTTPS.
@@ -653,7 +855,16 @@ fn aws_chunked_put_object_from_boto3_through_the_proxy_to_moto() {
     let (cert, key) = (dir.path().join("s3.crt"), dir.path().join("s3.key"));
     let m = Moat::start(
         dir.path(),
-        &["--listen", &listen, "--upstream", &moto, "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+        &[
+            "--listen",
+            &listen,
+            "--upstream",
+            &moto,
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
         &[],
         port,
     );
@@ -670,17 +881,17 @@ seen = []
 def note(request, **_):
     seen.append((request.headers.get("Content-Encoding"), request.headers.get("x-amz-content-sha256")))
 s3.meta.events.register("before-send.s3.PutObject", note)
-s3.create_bucket(Bucket="up")
+s3.create_bucket(Bucket="uploads")
 try:
-    s3.put_object(Bucket="up", Key="eicar.com", Body=eicar)
+    s3.put_object(Bucket="uploads", Key="eicar.com", Body=eicar)
     print("EICAR ACCEPTED")
 except botocore.exceptions.ClientError as e:
     print("eicar", e.response["ResponseMetadata"]["HTTPStatusCode"])
 clean = bytes(range(256)) * 4096 + b"tail"
-s3.put_object(Bucket="up", Key="dir/clean.bin", Body=clean)
-got = direct.get_object(Bucket="up", Key="dir/clean.bin")["Body"].read()
+s3.put_object(Bucket="uploads", Key="dir/clean.bin", Body=clean)
+got = direct.get_object(Bucket="uploads", Key="dir/clean.bin")["Body"].read()
 print("clean", got == clean, len(got))
-keys = [o["Key"] for o in direct.list_objects_v2(Bucket="up").get("Contents", [])]
+keys = [o["Key"] for o in direct.list_objects_v2(Bucket="uploads").get("Contents", [])]
 print("keys", ",".join(keys))
 print("encodings", seen)
 "#;
@@ -692,9 +903,17 @@ print("encodings", seen)
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
-    assert!(out.status.success(), "{stdout}\n{}\n{}", String::from_utf8_lossy(&out.stderr), m.log());
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        m.log()
+    );
     assert!(stdout.contains("eicar 403"), "{stdout}");
     assert!(stdout.contains("clean True 1048580"), "{stdout}");
     assert!(stdout.contains("keys dir/clean.bin\n"), "{stdout}");
-    assert!(stdout.contains("aws-chunked") || stdout.contains("STREAMING-"), "boto3 did not use aws-chunked: {stdout}");
+    assert!(
+        stdout.contains("aws-chunked") || stdout.contains("STREAMING-"),
+        "boto3 did not use aws-chunked: {stdout}"
+    );
 }

@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Body as _, Frame};
+use hyper::body::Frame;
 use moat_core::{Blob, Spool};
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -30,7 +30,9 @@ pub enum BodyError {
 }
 
 pub fn empty() -> Body {
-    http_body_util::Empty::new().map_err(|e| match e {}).boxed_unsync()
+    http_body_util::Empty::new()
+        .map_err(|e| match e {})
+        .boxed_unsync()
 }
 
 pub fn full(b: impl Into<Bytes>) -> Body {
@@ -125,7 +127,8 @@ pub fn blob_stream(
 }
 
 pub fn blob_body(blob: Blob) -> Body {
-    StreamBody::new(blob_stream(blob).map(|r| r.map(Frame::data).map_err(BoxError::from))).boxed_unsync()
+    StreamBody::new(blob_stream(blob).map(|r| r.map(Frame::data).map_err(BoxError::from)))
+        .boxed_unsync()
 }
 
 /// Whether a body is known to be empty without reading it.
@@ -236,7 +239,7 @@ pub fn decode_aws_chunked(
     let mut buf = vec![0u8; CHUNK];
     loop {
         line.clear();
-        let n = (&mut r).take(4096).read_until(b'\n', &mut line)?;
+        let n = Read::take(&mut r, 4096).read_until(b'\n', &mut line)?;
         if n == 0 || !line.ends_with(b"\r\n") {
             return Err(bad("truncated or over-long chunk header"));
         }
@@ -249,7 +252,7 @@ pub fn decode_aws_chunked(
             // Trailers (e.g. x-amz-checksum-*) until an empty line, or the end.
             loop {
                 line.clear();
-                let n = (&mut r).take(8192).read_until(b'\n', &mut line)?;
+                let n = Read::take(&mut r, 8192).read_until(b'\n', &mut line)?;
                 if n == 0 || line == b"\r\n" {
                     break;
                 }
@@ -331,7 +334,10 @@ mod tests {
         let names: Vec<_> = parts.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["one.txt", "two.bin"]);
         assert_eq!(parts[1].blob.head(100).unwrap(), b"2222");
-        let bad = Blob::from_vec(b"--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\nabc".to_vec());
+        let bad = Blob::from_vec(
+            b"--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\nabc"
+                .to_vec(),
+        );
         assert!(matches!(
             multipart_parts(&bad, "XX", 2, 1 << 20, &std::env::temp_dir()).await,
             Err(BodyError::Malformed(_))

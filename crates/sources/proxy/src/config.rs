@@ -279,7 +279,10 @@ impl ProxyConfig {
         }
         for r in &self.routes {
             if !self.pools.contains_key(&r.pool) {
-                return Err(format!("proxy route {:?}: unknown pool {:?}", r.path_prefix, r.pool));
+                return Err(format!(
+                    "proxy route {:?}: unknown pool {:?}",
+                    r.path_prefix, r.pool
+                ));
             }
             if !r.path_prefix.starts_with('/') {
                 return Err(format!(
@@ -296,7 +299,10 @@ impl ProxyConfig {
                 crate::pool::parse_upstream(&s.url)
                     .map_err(|e| format!("proxy pool {name:?}: {e}"))?;
                 if s.weight == 0 {
-                    return Err(format!("proxy pool {name:?}: server {} has weight 0", s.url));
+                    return Err(format!(
+                        "proxy pool {name:?}: server {} has weight 0",
+                        s.url
+                    ));
                 }
             }
             if p.max_fails == 0 {

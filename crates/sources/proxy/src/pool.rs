@@ -3,8 +3,8 @@
 //! `fail_timeout` takes a server out for `fail_timeout`) and active checks.
 
 use crate::config::{Balance, PoolConfig};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const UPSTREAM_UP: &str = "moat_proxy_upstream_up";
@@ -188,7 +188,9 @@ impl Pool {
         let window = Duration::from_secs(self.cfg.fail_timeout_secs);
         let newly_down = {
             let mut p = s.passive.lock().unwrap_or_else(|e| e.into_inner());
-            if p.window_start.is_none_or(|t| now.duration_since(t) > window) {
+            if p.window_start
+                .is_none_or(|t| now.duration_since(t) > window)
+            {
                 p.window_start = Some(now);
                 p.fails = 0;
             }
@@ -292,7 +294,11 @@ mod tests {
         p.fail(0);
         assert!(!p.servers[0].is_up());
         assert_eq!(p.pick(&[]), Some(1));
-        assert_eq!(p.pick(&[1]), Some(0), "nothing healthy left: try the primary anyway");
+        assert_eq!(
+            p.pick(&[1]),
+            Some(0),
+            "nothing healthy left: try the primary anyway"
+        );
         p.set_active(0, true);
         assert!(p.servers[0].is_up(), "a passing active check ends the ban");
         p.set_active(0, false);

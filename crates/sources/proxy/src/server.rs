@@ -8,7 +8,7 @@ use crate::pool::Pool;
 use crate::tls::CertStore;
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Body as HttpBody, Frame, Incoming};
+use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::client::legacy::Client;
@@ -295,7 +295,11 @@ impl Proxy {
         let cfg = &self.0.cfg;
         let Some(route) = self.route(host, req.uri().path()) else {
             log.note = "no_route";
-            return error_page(StatusCode::NOT_FOUND, html, "no route for this host and path");
+            return error_page(
+                StatusCode::NOT_FOUND,
+                html,
+                "no route for this host and path",
+            );
         };
         log.pool = route.pool.name.clone();
         if is_upgrade(&req) {
@@ -341,7 +345,10 @@ impl Proxy {
                 Err(e) => return body_error(e, html, log),
             };
             log.bytes_in = blob.len();
-            if let Err(resp) = self.scan_request(&parts, &content_type, &blob, sha, html, log).await {
+            if let Err(resp) = self
+                .scan_request(&parts, &content_type, &blob, sha, html, log)
+                .await
+            {
                 return resp;
             }
             Fwd::Blob(blob)
@@ -415,8 +422,7 @@ impl Proxy {
             records.push((name, rec));
         }
         for (n, r) in &records {
-            log.scanned
-                .push((n.clone(), r.verdict.policy_key()));
+            log.scanned.push((n.clone(), r.verdict.policy_key()));
             metrics::counter!(SCANNED, "status" => r.verdict.status.as_str()).increment(1);
         }
         match blocking(&self.0.service, &records) {
@@ -518,7 +524,12 @@ impl Proxy {
         let html = wants_html(&parts.headers);
         let idempotent = matches!(
             parts.method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
         );
         let read_timeout = Duration::from_secs(self.0.cfg.read_timeout_secs);
         let mut tried = Vec::new();
@@ -549,13 +560,15 @@ impl Proxy {
                     None => (body::empty(), None),
                 },
             };
-            let req = match upstream_request(parts, &server.authority, body, len, peer, tls, host, false) {
-                Ok(r) => r,
-                Err(e) => {
-                    log.note = "bad_request";
-                    return Err(error_page(StatusCode::BAD_REQUEST, html, &e));
-                }
-            };
+            let req =
+                match upstream_request(parts, &server.authority, body, len, peer, tls, host, false)
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        log.note = "bad_request";
+                        return Err(error_page(StatusCode::BAD_REQUEST, html, &e));
+                    }
+                };
             let guard = pool.begin(i);
             let t0 = Instant::now();
             let res = tokio::time::timeout(read_timeout, self.0.client.request(req)).await;
@@ -623,7 +636,16 @@ impl Proxy {
             let server = &pool.servers[i];
             log.upstream = server.url.clone();
             log.attempts += 1;
-            let upreq = match upstream_request(&parts, &server.authority, body::empty(), None, peer, tls, host, true) {
+            let upreq = match upstream_request(
+                &parts,
+                &server.authority,
+                body::empty(),
+                None,
+                peer,
+                tls,
+                host,
+                true,
+            ) {
                 Ok(r) => r,
                 Err(e) => return error_page(StatusCode::BAD_REQUEST, html, &e),
             };
@@ -668,7 +690,11 @@ impl Proxy {
             return Response::from_parts(rp, body::empty());
         }
         log.note = "upstream_unavailable";
-        error_page(StatusCode::BAD_GATEWAY, html, "no upstream server could take the request")
+        error_page(
+            StatusCode::BAD_GATEWAY,
+            html,
+            "no upstream server could take the request",
+        )
     }
 
     async fn admin_loop(self, tcp: TcpListener, metrics: Option<MetricsRender>) {
@@ -927,7 +953,10 @@ fn request_host<B>(req: &Request<B>) -> String {
 
 fn host_without_port(host: &str) -> String {
     let h = if host.starts_with('[') {
-        host.split(']').next().map(|x| format!("{x}]")).unwrap_or_default()
+        host.split(']')
+            .next()
+            .map(|x| format!("{x}]"))
+            .unwrap_or_default()
     } else {
         host.split(':').next().unwrap_or("").to_string()
     };
@@ -936,7 +965,11 @@ fn host_without_port(host: &str) -> String {
 
 /// The object name recorded for a body: the request path (S3: /bucket/key).
 fn object_name(path: &str) -> String {
-    if path.is_empty() { "/".into() } else { path.to_string() }
+    if path.is_empty() {
+        "/".into()
+    } else {
+        path.to_string()
+    }
 }
 
 fn is_upgrade<B>(req: &Request<B>) -> bool {
@@ -1071,7 +1104,17 @@ mod tests {
             .unwrap();
         let (parts, _) = req.into_parts();
         let peer: SocketAddr = "192.0.2.7:5555".parse().unwrap();
-        let r = upstream_request(&parts, "10.1.1.1:80", body::empty(), Some(42), peer, true, "files.example:8443", false).unwrap();
+        let r = upstream_request(
+            &parts,
+            "10.1.1.1:80",
+            body::empty(),
+            Some(42),
+            peer,
+            true,
+            "files.example:8443",
+            false,
+        )
+        .unwrap();
         let h = r.headers();
         assert_eq!(r.uri().to_string(), "http://10.1.1.1:80/up?x=1");
         assert_eq!(h["host"], "files.example:8443");
@@ -1089,7 +1132,10 @@ mod tests {
     fn accept_negotiation_and_hosts() {
         let mut h = HeaderMap::new();
         assert!(!wants_html(&h));
-        h.insert("accept", "text/html,application/xhtml+xml,*/*;q=0.8".parse().unwrap());
+        h.insert(
+            "accept",
+            "text/html,application/xhtml+xml,*/*;q=0.8".parse().unwrap(),
+        );
         assert!(wants_html(&h));
         h.insert("accept", "application/json, text/html".parse().unwrap());
         assert!(!wants_html(&h));
