@@ -246,11 +246,18 @@ pub fn apply_aliases(doc: &mut toml::Table, env: &[(String, String)]) -> Result<
             toml::Value::Integer((gb * (1u64 << 30) as f64) as i64),
         )?;
     }
-    for k in ["REPORT_CLEAN", "PUBLISH_URL"] {
-        if e(k).is_some() {
-            tracing::warn!(
-                "{k} is not supported by this build (notifications are not wired yet); ignored"
-            );
+    if let Some(v) = e("PUBLISH_URL") {
+        set_default(doc, &["bucket", "notify", "url"], s(&v))?;
+    }
+    if let Some(v) = e("REPORT_CLEAN") {
+        if get(doc, &["bucket", "notify"]).is_some() {
+            set_default(
+                doc,
+                &["bucket", "notify", "report_clean"],
+                toml::Value::Boolean(truthy(&v)),
+            )?;
+        } else {
+            tracing::warn!("REPORT_CLEAN without PUBLISH_URL (or [bucket.notify]) has no effect");
         }
     }
     Ok(())
@@ -314,11 +321,14 @@ async fn watch_cmd(s: Settings) -> Result<()> {
         bail!("no event sources: configure [[bucket.sources]] (or RABBITMQ_* variables)");
     }
     let b = build(&s, None, None).await?;
+    let opened = moat_bucket::open_sources(&cfg, &s.database_url)
+        .await
+        .context("connecting the event sources")?;
     if let Some(addr) = cfg.metrics_listen {
         let handle = telemetry::install_recorder()
             .map_err(anyhow::Error::msg)
             .context("installing metrics")?;
-        let app = axum::Router::new()
+        let mut app = axum::Router::new()
             .route(
                 "/metrics",
                 axum::routing::get(move || {
@@ -327,15 +337,10 @@ async fn watch_cmd(s: Settings) -> Result<()> {
                 }),
             )
             .route("/healthz", axum::routing::get(|| async { "ok" }));
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
-        tracing::info!(listen = %addr, "metrics");
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, app).await {
-                tracing::error!(error = %e, "metrics listener failed");
-            }
-        });
+        if let Some(r) = opened.routes {
+            app = app.merge(r);
+        }
+        serve_http(addr, app).await?;
     }
     let reloader = Arc::new(moat_scanner::Reloader::new(s.engines.clone()));
     tokio::spawn(crate::serve::reload_loop(
@@ -343,9 +348,7 @@ async fn watch_cmd(s: Settings) -> Result<()> {
         reloader,
         s.reload.poll_secs,
     ));
-    let sources = moat_bucket::open_sources(&cfg)
-        .await
-        .context("connecting the event sources")?;
+    let sources = opened.sources;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         crate::serve::shutdown_signal().await;
@@ -375,9 +378,14 @@ pub(crate) async fn start_in_serve(
         bail!("[bucket] enabled = true but no [[bucket.sources]]");
     }
     let b = build(s, Some(scanner), Some(store)).await?;
-    let sources = moat_bucket::open_sources(&cfg)
+    let opened = moat_bucket::open_sources(&cfg, &s.database_url)
         .await
         .context("connecting the bucket event sources")?;
+    if let (Some(addr), Some(r)) = (cfg.metrics_listen, opened.routes) {
+        let app = r.route("/healthz", axum::routing::get(|| async { "ok" }));
+        serve_http(addr, app).await?;
+    }
+    let sources = opened.sources;
     tracing::info!(sources = sources.len(), "bucket role started");
     Ok(Some(tokio::spawn(moat_bucket::watch(
         b,
@@ -385,6 +393,20 @@ pub(crate) async fn start_in_serve(
         stop,
         Duration::from_secs(30),
     ))))
+}
+
+/// Serve `app` on `addr` in the background (metrics, health, webhook events).
+async fn serve_http(addr: std::net::SocketAddr, app: axum::Router) -> Result<()> {
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    tracing::info!(listen = %addr, "bucket HTTP listener (metrics, health, webhook events)");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(l, app).await {
+            tracing::error!(error = %e, "bucket HTTP listener failed");
+        }
+    });
+    Ok(())
 }
 
 fn parse_target(t: &str) -> Result<(String, String)> {
@@ -477,6 +499,8 @@ mod tests {
                 ("TAG_FILES", "true"),
                 ("TAG_KEY", "av"),
                 ("VOLUME_SIZE", "2"),
+                ("PUBLISH_URL", "http://hooks:8080/av"),
+                ("REPORT_CLEAN", "true"),
             ]),
         )
         .unwrap();
@@ -485,7 +509,9 @@ mod tests {
         assert_eq!(cfg.s3.endpoint.as_deref(), Some("http://file:9000"));
         assert_eq!(cfg.s3.access_key.as_deref(), Some("ak"));
         assert_eq!(cfg.default_bucket.as_deref(), Some("uploads"));
-        let moat_bucket::SourceConfig::Amqp(a) = &cfg.sources[0];
+        let moat_bucket::SourceConfig::Amqp(a) = &cfg.sources[0] else {
+            panic!("expected the amqp source");
+        };
         assert_eq!(a.url, "amqp://u:p%40ss@rabbit:5672/%2f");
         assert_eq!(a.queue, "q");
         assert_eq!(a.exchange.as_deref(), Some("minio"));
@@ -497,6 +523,12 @@ mod tests {
             Some(&moat_core::Action::Block)
         );
         assert_eq!(cfg.max_size, 2 << 30);
+        let n = cfg
+            .notify
+            .as_ref()
+            .expect("PUBLISH_URL configures the notify webhook");
+        assert_eq!(n.url, "http://hooks:8080/av");
+        assert!(n.report_clean);
         assert_eq!(doc["engines"].as_array().unwrap().len(), 2);
     }
 

@@ -658,7 +658,7 @@ scan_responses = true
                 let mut i = 0u32;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     i += 1;
-                    let code = if (i + w) % 2 == 0 {
+                    let code = if (i + w).is_multiple_of(2) {
                         http_code(&[&url])
                     } else {
                         http_code(&["--data-binary", &format!("body {w} {i}"), &url])

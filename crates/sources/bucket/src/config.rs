@@ -72,9 +72,17 @@ pub struct BucketConfig {
     /// Bucket for `moat bucket scan` when none is given (MINIO_BUCKET_NAME).
     #[serde(default)]
     pub default_bucket: Option<String>,
-    /// `moat bucket watch` serves /metrics and /healthz here when set.
+    /// `moat bucket watch` serves /metrics and /healthz here when set; webhook
+    /// sources (`POST /v1/events/s3`) are served here too and require it.
     #[serde(default)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `[bucket.notify]`: POST every result (HMAC-signed JSON, retried) to a
+    /// webhook; clean results only with `report_clean = true` (PUBLISH_URL).
+    #[serde(default)]
+    pub notify: Option<moat_notify::WebhookConfig>,
+    /// `[[bucket.publish]]`: publish every result to AMQP or NATS.
+    #[serde(default)]
+    pub publish: Vec<PublishConfig>,
 }
 
 fn four() -> usize {
@@ -110,6 +118,8 @@ impl Default for BucketConfig {
             retry: RetryConfig::default(),
             default_bucket: None,
             metrics_listen: None,
+            notify: None,
+            publish: vec![],
         }
     }
 }
@@ -118,7 +128,26 @@ impl Default for BucketConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SourceConfig {
+    /// RabbitMQ (AMQP 0-9-1): see `moat_events::amqp::AmqpConfig`.
     Amqp(AmqpConfig),
+    /// NATS JetStream durable pull consumer: see `moat_events::nats::NatsConfig`.
+    Nats(moat_events::nats::NatsConfig),
+    /// SQS long polling: see `moat_events::sqs::SqsConfig`.
+    Sqs(moat_events::sqs::SqsConfig),
+    /// `POST /v1/events/s3` (MinIO's webhook target) into the embedded durable
+    /// queue, served on `bucket.metrics_listen`: see
+    /// `moat_events::webhook::WebhookSourceConfig`.
+    Webhook(moat_events::webhook::WebhookSourceConfig),
+}
+
+/// `[[bucket.publish]]`, tagged by `type`: where each result is published.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum PublishConfig {
+    /// An AMQP exchange, with publisher confirms.
+    Amqp(moat_notify::AmqpPublishConfig),
+    /// A NATS subject (optionally JetStream, acknowledged).
+    Nats(moat_notify::NatsPublishConfig),
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -336,7 +365,38 @@ impl BucketConfig {
                         return Err("[[bucket.sources]] type = \"amqp\" needs url and queue".into());
                     }
                 }
+                SourceConfig::Nats(n) => {
+                    if n.url.is_empty() || n.stream.is_empty() || n.consumer.is_empty() {
+                        return Err(
+                            "[[bucket.sources]] type = \"nats\" needs url, stream and consumer"
+                                .into(),
+                        );
+                    }
+                }
+                SourceConfig::Sqs(q) => {
+                    if q.queue_url.is_empty() {
+                        return Err("[[bucket.sources]] type = \"sqs\" needs queue_url".into());
+                    }
+                }
+                SourceConfig::Webhook(w) => {
+                    w.validate()
+                        .map_err(|e| format!("[[bucket.sources]] type = \"webhook\": {e}"))?;
+                    if self.metrics_listen.is_none() {
+                        return Err("[[bucket.sources]] type = \"webhook\" is served on bucket.metrics_listen; set it".into());
+                    }
+                }
             }
+        }
+        let webhooks = self
+            .sources
+            .iter()
+            .filter(|s| matches!(s, SourceConfig::Webhook(_)))
+            .count();
+        if webhooks > 1 {
+            return Err("only one [[bucket.sources]] type = \"webhook\" (it serves one path); give it several tokens instead".into());
+        }
+        if let Some(n) = &self.notify {
+            moat_notify::Webhook::new(n.clone()).map_err(|e| format!("[bucket.notify] {e}"))?;
         }
         Ok(())
     }

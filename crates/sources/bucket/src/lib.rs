@@ -13,7 +13,7 @@ pub mod config;
 pub mod metrics;
 pub mod pipeline;
 
-pub use config::{BucketConfig, SourceConfig};
+pub use config::{BucketConfig, PublishConfig, SourceConfig};
 pub use pipeline::{Bucket, Failure, ObjectRef, Outcome};
 
 use moat_events::{EventSource, SourceError};
@@ -22,9 +22,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch as wch};
 
+/// The opened sources, and the HTTP routes webhook sources need served
+/// (`POST /v1/events/s3`; the caller serves them on `bucket.metrics_listen`).
+pub struct Opened {
+    pub sources: Vec<Box<dyn EventSource>>,
+    pub routes: Option<axum::Router>,
+}
+
 /// Open every configured source (connecting now, so errors show at start).
-pub async fn open_sources(cfg: &BucketConfig) -> Result<Vec<Box<dyn EventSource>>, SourceError> {
+/// Webhook sources keep their events in the embedded durable queue in the
+/// database at `database_url`.
+pub async fn open_sources(cfg: &BucketConfig, database_url: &str) -> Result<Opened, SourceError> {
     let mut out: Vec<Box<dyn EventSource>> = Vec::new();
+    let mut routes: Option<axum::Router> = None;
     for s in &cfg.sources {
         match s {
             SourceConfig::Amqp(a) => {
@@ -34,9 +44,35 @@ pub async fn open_sources(cfg: &BucketConfig) -> Result<Vec<Box<dyn EventSource>
                 }
                 out.push(Box::new(moat_events::amqp::AmqpSource::connect(a).await?));
             }
+            SourceConfig::Nats(n) => {
+                out.push(Box::new(moat_events::nats::NatsSource::connect(n).await?));
+            }
+            SourceConfig::Sqs(q) => {
+                out.push(Box::new(moat_events::sqs::SqsSource::connect(q).await?));
+            }
+            SourceConfig::Webhook(w) => {
+                let queue = moat_db::open_queue(database_url).await.map_err(|e| {
+                    SourceError::Connection {
+                        source_name: "webhook",
+                        detail: format!("opening the durable event queue: {e}"),
+                    }
+                })?;
+                let r = moat_events::webhook::router(queue.clone(), w.clone());
+                routes = Some(match routes {
+                    Some(prev) => prev.merge(r),
+                    None => r,
+                });
+                out.push(Box::new(moat_events::webhook::QueueSource::new(
+                    queue,
+                    w.clone(),
+                )));
+            }
         }
     }
-    Ok(out)
+    Ok(Opened {
+        sources: out,
+        routes,
+    })
 }
 
 /// Consume every source until `stop` turns true; at most `concurrency`

@@ -4,7 +4,7 @@
 //! And one delivery: parse → every object through the pipeline → ack, or
 //! retry with backoff, or dead-letter with the reason.
 
-use crate::config::BucketConfig;
+use crate::config::{BucketConfig, PublishConfig};
 use crate::metrics as m;
 use moat_api::ScanService;
 use moat_core::{Action, EngineReport, Reason, Spool, Status, Verdict};
@@ -27,6 +27,39 @@ pub struct Bucket {
     quarantine: Quarantine,
     /// Test hook: pause this long after the work and before the ack.
     pause_before_ack: Option<Duration>,
+    /// `[bucket.notify]`, built up front (the URL was validated with the config).
+    webhook: Option<moat_notify::Webhook>,
+    /// `[[bucket.publish]]`, connected on first use: a broker that is down
+    /// fails that attempt, which is retried like any other action.
+    publishers: tokio::sync::OnceCell<Vec<Publisher>>,
+}
+
+enum Publisher {
+    Amqp(moat_notify::AmqpPublisher),
+    Nats(moat_notify::NatsPublisher),
+}
+
+impl Publisher {
+    async fn connect(c: &PublishConfig) -> Result<Publisher, moat_notify::NotifyError> {
+        Ok(match c {
+            PublishConfig::Amqp(a) => {
+                Publisher::Amqp(moat_notify::AmqpPublisher::connect(a).await?)
+            }
+            PublishConfig::Nats(n) => {
+                Publisher::Nats(moat_notify::NatsPublisher::connect(n).await?)
+            }
+        })
+    }
+
+    async fn publish(
+        &self,
+        m: &moat_notify::ResultMessage,
+    ) -> Result<(), moat_notify::NotifyError> {
+        match self {
+            Publisher::Amqp(p) => p.publish(m).await,
+            Publisher::Nats(p) => p.publish(m).await,
+        }
+    }
 }
 
 /// The object an event or a listing names.
@@ -69,7 +102,21 @@ impl Bucket {
             .ok()
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis);
+        let webhook = cfg
+            .notify
+            .clone()
+            .and_then(|n| match moat_notify::Webhook::new(n) {
+                Ok(w) => Some(w),
+                // validate() builds the same webhook, so this is not reached with
+                // a validated configuration; say so loudly if it is.
+                Err(e) => {
+                    tracing::error!(error = %e, "[bucket.notify] unusable; notifications are off");
+                    None
+                }
+            });
         Arc::new(Bucket {
+            webhook,
+            publishers: tokio::sync::OnceCell::new(),
             tagger: cfg.tag.tagger(),
             quarantine: cfg.quarantine.location(),
             cfg,
@@ -346,7 +393,7 @@ impl Bucket {
             }
         }
         if !destructive {
-            return Ok(());
+            return self.notify(o, version, rec).await;
         }
         match action {
             Action::Block => {
@@ -371,6 +418,55 @@ impl Bucket {
                 tracing::info!(object = %name, to = %format!("s3://{db}/{dk}"), status = %v.status, "quarantined");
             }
             _ => {}
+        }
+        self.notify(o, version, rec).await
+    }
+
+    /// The notify webhook and the publishers: after the object actions, so a
+    /// receiver never hears of a result whose tag or deletion then failed.
+    /// Receivers dedupe on the message's `event_id` when an event is redone.
+    async fn notify(
+        &self,
+        o: &ObjectRef,
+        version: Option<&str>,
+        rec: &ScanRecord,
+    ) -> Result<(), Failure> {
+        if self.webhook.is_none() && self.cfg.publish.is_empty() {
+            return Ok(());
+        }
+        let at = std::time::UNIX_EPOCH
+            + Duration::from_millis(u64::try_from(rec.created_at).unwrap_or(0));
+        let msg =
+            moat_notify::ResultMessage::from_verdict(&o.bucket, &o.key, version, &rec.verdict, at);
+        let name = format!("s3://{}/{}", o.bucket, o.key);
+        if let Some(w) = &self.webhook {
+            w.send(&msg).await.map_err(|e| {
+                metrics::counter!(m::ACTION_ERRORS, "action" => "notify").increment(1);
+                Failure(format!("notifying about {name}: {e}"))
+            })?;
+        }
+        if self.cfg.publish.is_empty() {
+            return Ok(());
+        }
+        let pubs = self
+            .publishers
+            .get_or_try_init(|| async {
+                let mut v = Vec::new();
+                for c in &self.cfg.publish {
+                    v.push(Publisher::connect(c).await?);
+                }
+                Ok::<_, moat_notify::NotifyError>(v)
+            })
+            .await
+            .map_err(|e| {
+                metrics::counter!(m::ACTION_ERRORS, "action" => "publish").increment(1);
+                Failure(format!("connecting the result publishers: {e}"))
+            })?;
+        for p in pubs {
+            p.publish(&msg).await.map_err(|e| {
+                metrics::counter!(m::ACTION_ERRORS, "action" => "publish").increment(1);
+                Failure(format!("publishing the result for {name}: {e}"))
+            })?;
         }
         Ok(())
     }

@@ -195,7 +195,7 @@ impl Pool {
                 p.fails = 0;
             }
             p.fails += 1;
-            if p.fails >= self.cfg.max_fails && !p.down_until.is_some_and(|t| now < t) {
+            if p.fails >= self.cfg.max_fails && p.down_until.is_none_or(|t| now >= t) {
                 p.down_until = Some(now + window);
                 p.fails = 0;
                 p.window_start = None;
