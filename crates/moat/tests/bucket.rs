@@ -266,7 +266,22 @@ fn watcher(config: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
     for (k, v) in env {
         c.env(k, v);
     }
-    Proc(c.spawn().unwrap())
+    let mut p = Proc(c.spawn().unwrap());
+    // The watcher declares and binds its queue when it starts: events
+    // published before that would be unroutable, so wait until it is ready.
+    let t = Instant::now();
+    while !log_tail(log).contains("moat bucket watch ready") {
+        if let Ok(Some(st)) = p.0.try_wait() {
+            panic!("moat bucket watch exited ({st}):\n{}", log_tail(log));
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "moat bucket watch not ready:\n{}",
+            log_tail(log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    p
 }
 
 fn log_tail(log: &Path) -> String {
