@@ -7,7 +7,7 @@
 //! only redoes the (idempotent) actions.
 
 use crate::DbError;
-use crate::sql::SqlStore;
+use crate::sql::{SqlStore, err};
 use sqlx::{AnyPool, Row};
 
 const SCHEMA: &[&str] = &["CREATE TABLE IF NOT EXISTS moat_bucket_objects (
@@ -81,10 +81,6 @@ pub struct ObjectRow {
 #[derive(Clone)]
 pub struct ObjectLedger {
     pool: AnyPool,
-}
-
-fn err(op: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Sqlx { op, source }
 }
 
 fn now_ms() -> i64 {

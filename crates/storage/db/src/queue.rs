@@ -14,8 +14,8 @@
 //! PostgreSQL queue should keep their clocks in sync (NTP).
 
 use crate::DbError;
+use crate::sql::{Tuning, connect, err};
 use async_trait::async_trait;
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,10 +59,6 @@ pub async fn open_queue(url: &str) -> Result<Arc<dyn EventQueue>, DbError> {
     Ok(Arc::new(SqlQueue::open(url).await?))
 }
 
-fn err(op: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Sqlx { op, source }
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -82,44 +78,18 @@ pub struct SqlQueue {
 
 impl SqlQueue {
     pub async fn open(url: &str) -> Result<SqlQueue, DbError> {
-        install_default_drivers();
-        let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
-            let sep = if path.contains('?') { '&' } else { '?' };
-            let url = if path.contains("mode=") {
-                url.to_string()
-            } else {
-                format!("{url}{sep}mode=rwc")
-            };
-            ("sqlite", url)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            ("postgres", url.to_string())
-        } else {
-            return Err(DbError::Url(url.to_string()));
-        };
+        // An acknowledged webhook must survive a power cut, not only a
+        // crash: SQLite syncs the WAL on every commit.
+        let (pool, backend) = connect(
+            url,
+            Tuning {
+                max_postgres: 8,
+                busy_timeout_ms: 10000,
+                synchronous: "FULL",
+            },
+        )
+        .await?;
         let is_sqlite = backend == "sqlite";
-        let pool = AnyPoolOptions::new()
-            .max_connections(if is_sqlite { 4 } else { 8 })
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if is_sqlite {
-                        sqlx::query("PRAGMA journal_mode=WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout=10000")
-                            .execute(&mut *conn)
-                            .await?;
-                        // An acknowledged webhook must survive a power cut,
-                        // not only a crash: sync the WAL on every commit.
-                        sqlx::query("PRAGMA synchronous=FULL")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await
-            .map_err(err("connect"))?;
         let blob = if is_sqlite { "BLOB" } else { "BYTEA" };
         let schema = [
             format!(

@@ -39,48 +39,71 @@ pub struct SqlStore {
     backend: &'static str,
 }
 
-fn err(op: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+pub(crate) fn err(op: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
     move |source| DbError::Sqlx { op, source }
+}
+
+/// Pool size and SQLite pragmas, per use of the database.
+pub(crate) struct Tuning {
+    /// Connections to PostgreSQL (SQLite always gets 4).
+    pub max_postgres: u32,
+    pub busy_timeout_ms: u32,
+    /// SQLite `synchronous`: `NORMAL`, or `FULL` where a commit must survive a power cut.
+    pub synchronous: &'static str,
+}
+
+/// Open a pool on `sqlite://PATH` (created if missing, WAL mode) or
+/// `postgres://...`; returns the pool and the backend name.
+pub(crate) async fn connect(url: &str, t: Tuning) -> Result<(AnyPool, &'static str), DbError> {
+    install_default_drivers();
+    let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = if path.contains("mode=") {
+            url.to_string()
+        } else {
+            format!("{url}{sep}mode=rwc")
+        };
+        ("sqlite", url)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        ("postgres", url.to_string())
+    } else {
+        return Err(DbError::Url(url.to_string()));
+    };
+    let is_sqlite = backend == "sqlite";
+    let busy = format!("PRAGMA busy_timeout={}", t.busy_timeout_ms);
+    let sync = format!("PRAGMA synchronous={}", t.synchronous);
+    let pool = AnyPoolOptions::new()
+        .max_connections(if is_sqlite { 4 } else { t.max_postgres })
+        .after_connect(move |conn, _| {
+            let (busy, sync) = (busy.clone(), sync.clone());
+            Box::pin(async move {
+                if is_sqlite {
+                    sqlx::query("PRAGMA journal_mode=WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(&busy).execute(&mut *conn).await?;
+                    sqlx::query(&sync).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .map_err(err("connect"))?;
+    Ok((pool, backend))
 }
 
 impl SqlStore {
     pub async fn open(url: &str) -> Result<SqlStore, DbError> {
-        install_default_drivers();
-        let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
-            let sep = if path.contains('?') { '&' } else { '?' };
-            let url = if path.contains("mode=") {
-                url.to_string()
-            } else {
-                format!("{url}{sep}mode=rwc")
-            };
-            ("sqlite", url)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            ("postgres", url.to_string())
-        } else {
-            return Err(DbError::Url(url.to_string()));
-        };
-        let is_sqlite = backend == "sqlite";
-        let pool = AnyPoolOptions::new()
-            .max_connections(if is_sqlite { 4 } else { 16 })
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if is_sqlite {
-                        sqlx::query("PRAGMA journal_mode=WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout=5000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous=NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await
-            .map_err(err("connect"))?;
+        let (pool, backend) = connect(
+            url,
+            Tuning {
+                max_postgres: 16,
+                busy_timeout_ms: 5000,
+                synchronous: "NORMAL",
+            },
+        )
+        .await?;
         for stmt in SCHEMA {
             sqlx::query(stmt)
                 .execute(&pool)
