@@ -91,19 +91,7 @@ fn set_default(doc: &mut toml::Table, path: &[&str], v: toml::Value) -> Result<(
     if get(doc, path).is_some() {
         return Ok(());
     }
-    let (last, parents) = path.split_last().context("empty path")?;
-    let mut t = doc;
-    for p in parents {
-        let e = t
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        t = match e {
-            toml::Value::Table(tt) => tt,
-            _ => bail!("{} is not a table", path.join(".")),
-        };
-    }
-    t.insert(last.to_string(), v);
-    Ok(())
+    crate::config::set(doc, path, v)
 }
 
 fn truthy(v: &str) -> bool {

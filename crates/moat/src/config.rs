@@ -68,6 +68,19 @@ pub struct Settings {
     pub bucket: Option<moat_bucket::BucketConfig>,
 }
 
+impl Settings {
+    /// `--data-dir`: the directory, and the default SQLite database inside it
+    /// unless a database was chosen explicitly (MOAT_DATABASE_URL).
+    pub fn set_data_dir(&mut self, d: PathBuf) {
+        if std::env::var_os("MOAT_DATABASE_URL").is_none()
+            && self.database_url.starts_with("sqlite://./moat-data")
+        {
+            self.database_url = format!("sqlite://{}", d.join("moat.db").display());
+        }
+        self.data_dir = d;
+    }
+}
+
 /// Read `path` (if given), apply the environment, validate.
 pub fn load(path: Option<&Path>) -> Result<Settings> {
     let env: Vec<(String, String)> = std::env::vars()
@@ -120,7 +133,7 @@ fn read_config(p: &Path) -> Result<String> {
     Ok(text)
 }
 
-fn set(doc: &mut toml::Table, path: &[&str], value: toml::Value) -> Result<()> {
+pub(crate) fn set(doc: &mut toml::Table, path: &[&str], value: toml::Value) -> Result<()> {
     let (last, parents) = path.split_last().context("empty key")?;
     let mut t = doc;
     for p in parents {

@@ -42,12 +42,7 @@ pub struct ProxyArgs {
 pub fn run(a: ProxyArgs) -> Result<ExitCode> {
     let mut s = config::load(a.config.as_deref())?;
     if let Some(d) = a.data_dir {
-        if std::env::var_os("MOAT_DATABASE_URL").is_none()
-            && s.database_url.starts_with("sqlite://./moat-data")
-        {
-            s.database_url = format!("sqlite://{}", d.join("moat.db").display());
-        }
-        s.data_dir = d;
+        s.set_data_dir(d);
     }
     let mut pc = match (a.listen, a.upstreams.is_empty()) {
         (Some(l), false) => {

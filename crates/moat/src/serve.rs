@@ -30,12 +30,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         s.server.listen = l;
     }
     if let Some(d) = a.data_dir {
-        if std::env::var_os("MOAT_DATABASE_URL").is_none()
-            && s.database_url.starts_with("sqlite://./moat-data")
-        {
-            s.database_url = format!("sqlite://{}", d.join("moat.db").display());
-        }
-        s.data_dir = d;
+        s.set_data_dir(d);
     }
     crate::logging::init(s.log_json, "info");
     let rt = tokio::runtime::Builder::new_multi_thread()
