@@ -166,7 +166,8 @@ pub struct Spool {
     threshold: usize,
     limit: u64,
     dir: PathBuf,
-    hasher: Sha256,
+    /// `None` once [`Spool::unhashed`] turned hashing off.
+    hasher: Option<Sha256>,
     over: bool,
 }
 
@@ -183,9 +184,28 @@ impl Spool {
             threshold,
             limit,
             dir: dir.into(),
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             over: false,
         }
+    }
+
+    /// Don't hash while writing (for content whose digest nobody needs, e.g.
+    /// a multipart body whose parts are hashed one by one). Finish with
+    /// [`Spool::finish_blob`]; [`Spool::finish`] would read the content back
+    /// to hash it.
+    pub fn unhashed(mut self) -> Spool {
+        self.hasher = None;
+        self
+    }
+
+    /// Reserve memory for `expected` bytes (capped at the threshold), so a
+    /// body of known length is not copied while its buffer grows.
+    pub fn reserve(mut self, expected: u64) -> Spool {
+        let n = usize::try_from(expected)
+            .unwrap_or(usize::MAX)
+            .min(self.threshold);
+        self.mem.reserve_exact(n);
+        self
     }
 
     pub fn len(&self) -> u64 {
@@ -203,22 +223,26 @@ impl Spool {
 
     /// Finish: the content and its SHA-256.
     pub fn finish(mut self) -> io::Result<(Blob, [u8; 32])> {
-        let digest: [u8; 32] = self.hasher.finalize().into();
+        let hasher = self.hasher.take();
+        let blob = self.finish_blob()?;
+        let digest = match hasher {
+            Some(h) => h.finalize().into(),
+            None => blob.sha256()?,
+        };
+        Ok((blob, digest))
+    }
+
+    /// Finish without the digest.
+    pub fn finish_blob(mut self) -> io::Result<Blob> {
         match self.file.take() {
-            None => Ok((
-                Blob::Memory(Arc::new(std::mem::take(&mut self.mem))),
-                digest,
-            )),
+            None => Ok(Blob::Memory(Arc::new(std::mem::take(&mut self.mem)))),
             Some(mut f) => {
                 f.flush()?;
                 f.seek(SeekFrom::Start(0))?;
-                Ok((
-                    Blob::File {
-                        file: Arc::new(f),
-                        len: self.len,
-                    },
-                    digest,
-                ))
+                Ok(Blob::File {
+                    file: Arc::new(f),
+                    len: self.len,
+                })
             }
         }
     }
@@ -230,7 +254,9 @@ impl Write for Spool {
             self.over = true;
             return Err(io::Error::other(SPOOL_LIMIT_MSG));
         }
-        self.hasher.update(buf);
+        if let Some(h) = &mut self.hasher {
+            h.update(buf);
+        }
         self.len += buf.len() as u64;
         if self.file.is_none() && self.mem.len() + buf.len() > self.threshold {
             let mut f = tempfile::tempfile_in(&self.dir)?;
@@ -280,6 +306,20 @@ mod tests {
         assert_eq!(&out, b"world");
         // The temporary file has no name in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn unhashed_spool_keeps_content_and_finish_still_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::new(4, 100, dir.path()).unhashed().reserve(1 << 30);
+        s.write_all(b"hello world").unwrap();
+        let (b, d) = s.finish().unwrap();
+        assert_eq!(b.len(), 11);
+        assert_eq!(hex::encode(d), hex::encode(Sha256::digest(b"hello world")));
+        let mut s = Spool::new(64, 100, dir.path()).unhashed().reserve(11);
+        s.write_all(b"hello world").unwrap();
+        let b = s.finish_blob().unwrap();
+        assert_eq!(b.as_slice(), Some(&b"hello world"[..]));
     }
 
     #[test]

@@ -60,9 +60,10 @@ impl ScanService {
                 Err(e) => tracing::warn!(error = %e, "verdict cache read failed; scanning"),
             }
         }
-        let (verdict, was_cached) = match cached {
-            Some(v) => (v, true),
+        let (verdict, took) = match cached {
+            Some(v) => (v, None),
             None => {
+                let started = std::time::Instant::now();
                 let scanner = self.scanner.clone();
                 let owned_name = name.to_string();
                 metrics::gauge!(telemetry::INFLIGHT).increment(1.0);
@@ -72,16 +73,18 @@ impl ScanService {
                 .await;
                 metrics::gauge!(telemetry::INFLIGHT).decrement(1.0);
                 let v = res.map_err(|e| ApiError::Internal(format!("scan task failed: {e}")))?;
+                let took = started.elapsed();
                 if self.cache
                     && cacheable(&v)
                     && let Err(e) = self.store.cache_put(&fp, &v).await
                 {
                     tracing::warn!(error = %e, "verdict cache write failed");
                 }
-                (v, false)
+                (v, Some(took))
             }
         };
-        telemetry::scanned(source, &verdict, was_cached);
+        let was_cached = took.is_none();
+        telemetry::scanned(source, &verdict, took);
         let action = self.policy.action(&verdict);
         let mut rec = ScanRecord::new(source, name, &fp, was_cached, verdict);
         extra.insert("action".into(), serde_json::json!(action));
