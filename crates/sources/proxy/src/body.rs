@@ -43,18 +43,27 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 
 /// Read a whole body into a spool: memory up to `threshold`, then an
 /// anonymous 0600 file in `dir`. `idle` bounds the wait for each frame.
+/// The SHA-256 is computed only when `hash` is set (a body that is scanned
+/// whole); multipart and aws-chunked bodies are hashed part by part instead.
 pub async fn spool<B>(
     mut body: B,
     threshold: usize,
     limit: u64,
     dir: &Path,
     idle: Duration,
-) -> Result<(Blob, [u8; 32]), BodyError>
+    hash: bool,
+) -> Result<(Blob, Option<[u8; 32]>), BodyError>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
     let mut sp = Spool::new(threshold, limit, dir);
+    if let Some(n) = body.size_hint().exact() {
+        sp = sp.reserve(n);
+    }
+    if !hash {
+        sp = sp.unhashed();
+    }
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(BodyError::Timeout(idle)),
@@ -72,7 +81,12 @@ where
             });
         }
     }
-    Ok(sp.finish()?)
+    if hash {
+        let (blob, sha) = sp.finish()?;
+        Ok((blob, Some(sha)))
+    } else {
+        Ok((sp.finish_blob()?, None))
+    }
 }
 
 /// `Bytes` sharing a memory blob's buffer (no copy).

@@ -3,11 +3,16 @@
 //! `fail_timeout` takes a server out for `fail_timeout`) and active checks.
 
 use crate::config::{Balance, PoolConfig};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const UPSTREAM_UP: &str = "moat_proxy_upstream_up";
+pub const REQUESTS: &str = "moat_proxy_requests_total";
+pub const REQUEST_SECONDS: &str = "moat_proxy_request_duration_seconds";
+pub const UPSTREAM_SECONDS: &str = "moat_proxy_upstream_duration_seconds";
+pub const RETRIES: &str = "moat_proxy_upstream_retries_total";
 
 /// `http://host:port` → (authority, base URL without trailing slash).
 pub fn parse_upstream(url: &str) -> Result<String, String> {
@@ -27,6 +32,8 @@ pub fn parse_upstream(url: &str) -> Result<String, String> {
 pub struct Server {
     pub url: String,
     pub authority: String,
+    /// `authority`, parsed once for building request URIs.
+    pub uri_authority: hyper::http::uri::Authority,
     pub weight: u32,
     pub backup: bool,
     /// Requests in flight to this server.
@@ -77,14 +84,42 @@ pub struct Pool {
     pub cfg: PoolConfig,
     /// Smooth weighted round-robin state, one per server.
     current: Mutex<Vec<i64>>,
+    /// Metric handles, registered on first use (after the recorder is
+    /// installed) so the request path does not look labels up every time.
+    handles: OnceLock<Handles>,
+}
+
+#[derive(Debug)]
+pub struct Handles {
+    pub request_seconds: metrics::Histogram,
+    pub upstream_seconds: metrics::Histogram,
+    pub retries: metrics::Counter,
+    /// `moat_proxy_requests_total` by status code.
+    requests: Mutex<HashMap<u16, metrics::Counter>>,
+}
+
+impl Handles {
+    pub fn count_request(&self, pool: &str, status: u16) {
+        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(status)
+            .or_insert_with(|| {
+                metrics::counter!(REQUESTS, "pool" => pool.to_string(), "status" => status.to_string())
+            })
+            .increment(1);
+    }
 }
 
 impl Pool {
     pub fn new(name: &str, cfg: &PoolConfig) -> Result<Pool, String> {
         let mut servers = Vec::new();
         for s in &cfg.servers {
+            let authority = parse_upstream(&s.url)?;
+            let uri_authority = authority
+                .parse()
+                .map_err(|e| format!("upstream {:?}: {e}", s.url))?;
             servers.push(Server {
-                authority: parse_upstream(&s.url)?,
+                authority,
+                uri_authority,
                 url: s.url.trim_end_matches('/').to_string(),
                 weight: s.weight.max(1),
                 backup: s.backup,
@@ -100,11 +135,22 @@ impl Pool {
             current: Mutex::new(vec![0; servers.len()]),
             servers,
             cfg: cfg.clone(),
+            handles: OnceLock::new(),
         };
         for s in &pool.servers {
             pool.gauge(s);
         }
         Ok(pool)
+    }
+
+    /// This pool's metric handles.
+    pub fn metrics(&self) -> &Handles {
+        self.handles.get_or_init(|| Handles {
+            request_seconds: metrics::histogram!(REQUEST_SECONDS, "pool" => self.name.clone()),
+            upstream_seconds: metrics::histogram!(UPSTREAM_SECONDS, "pool" => self.name.clone()),
+            retries: metrics::counter!(RETRIES, "pool" => self.name.clone()),
+            requests: Mutex::new(HashMap::new()),
+        })
     }
 
     fn gauge(&self, s: &Server) {

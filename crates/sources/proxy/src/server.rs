@@ -26,11 +26,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
-pub const REQUESTS: &str = "moat_proxy_requests_total";
-pub const REQUEST_SECONDS: &str = "moat_proxy_request_duration_seconds";
-pub const UPSTREAM_SECONDS: &str = "moat_proxy_upstream_duration_seconds";
+pub use crate::pool::{REQUEST_SECONDS, REQUESTS};
 pub const SCANNED: &str = "moat_proxy_scanned_bodies_total";
-pub const RETRIES: &str = "moat_proxy_upstream_retries_total";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -69,9 +66,9 @@ pub struct Proxy(Arc<Inner>);
 
 /// What the access log line and metrics say about one request.
 #[derive(Default)]
-struct Log {
-    pool: String,
-    upstream: String,
+struct Log<'a> {
+    pool: Option<&'a Pool>,
+    upstream: &'a str,
     attempts: u32,
     scanned: Vec<(String, String)>,
     bytes_in: u64,
@@ -243,36 +240,48 @@ impl Proxy {
 
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<Body> {
         let start = Instant::now();
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        // What only the access log needs is kept only when it is on.
+        let access = tracing::enabled!(target: "moat::access", tracing::Level::INFO).then(|| {
+            (
+                req.method().clone(),
+                req.uri().path().to_string(),
+                req.version(),
+            )
+        });
         let host = request_host(&req);
-        let version = req.version();
         let html = wants_html(req.headers());
         let mut log = Log::default();
         let resp = self.dispatch(req, peer, tls, &host, html, &mut log).await;
         let status = resp.status().as_u16();
         let secs = start.elapsed().as_secs_f64();
-        let pool = if log.pool.is_empty() {
-            "-".to_string()
-        } else {
-            log.pool.clone()
-        };
-        metrics::counter!(REQUESTS, "pool" => pool.clone(), "status" => status.to_string())
-            .increment(1);
-        metrics::histogram!(REQUEST_SECONDS, "pool" => pool.clone()).record(secs);
-        let scanned = log
-            .scanned
-            .iter()
-            .map(|(n, s)| format!("{n}:{s}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        tracing::info!(
-            target: "moat::access",
-            peer = %peer.ip(), method = %method, host = %host, path = %path,
-            proto = ?version, tls, status, ms = (secs * 1000.0) as u64, pool = %pool,
-            upstream = %log.upstream, attempts = log.attempts, bytes_in = log.bytes_in,
-            scanned = %scanned, note = log.note, "request"
-        );
+        let pool_name = log.pool.map_or("-", |p| p.name.as_str());
+        match log.pool {
+            Some(p) => {
+                let h = p.metrics();
+                h.count_request(&p.name, status);
+                h.request_seconds.record(secs);
+            }
+            None => {
+                metrics::counter!(REQUESTS, "pool" => "-", "status" => status.to_string())
+                    .increment(1);
+                metrics::histogram!(REQUEST_SECONDS, "pool" => "-").record(secs);
+            }
+        }
+        if let Some((method, path, version)) = access {
+            let scanned = log
+                .scanned
+                .iter()
+                .map(|(n, s)| format!("{n}:{s}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            tracing::info!(
+                target: "moat::access",
+                peer = %peer.ip(), method = %method, host = %host, path = %path,
+                proto = ?version, tls, status, ms = (secs * 1000.0) as u64, pool = %pool_name,
+                upstream = %log.upstream, attempts = log.attempts, bytes_in = log.bytes_in,
+                scanned = %scanned, note = log.note, "request"
+            );
+        }
         resp
     }
 
@@ -283,14 +292,14 @@ impl Proxy {
         })
     }
 
-    async fn dispatch(
-        &self,
+    async fn dispatch<'a>(
+        &'a self,
         req: Request<Incoming>,
         peer: SocketAddr,
         tls: bool,
         host: &str,
         html: bool,
-        log: &mut Log,
+        log: &mut Log<'a>,
     ) -> Response<Body> {
         let cfg = &self.0.cfg;
         let Some(route) = self.route(host, req.uri().path()) else {
@@ -301,9 +310,12 @@ impl Proxy {
                 "no route for this host and path",
             );
         };
-        log.pool = route.pool.name.clone();
+        log.pool = Some(&route.pool);
+        // The scan, upgrade and response-scan paths are boxed so that the
+        // common pass-through request's future stays small (it is moved on
+        // every request).
         if is_upgrade(&req) {
-            return self.websocket(req, route, peer, tls, host, log).await;
+            return Box::pin(self.websocket(req, route, peer, tls, host, html, log)).await;
         }
         let declared = req
             .headers()
@@ -332,22 +344,25 @@ impl Proxy {
         let (parts, incoming) = req.into_parts();
         let fwd = if scan {
             let idle = Duration::from_secs(cfg.client_timeout_secs);
-            let spooled = body::spool(
+            // Multipart and aws-chunked bodies are hashed part by part.
+            let whole = body::multipart_boundary(&content_type).is_none()
+                && !body::is_aws_chunked(&parts.headers);
+            let spooled = Box::pin(body::spool(
                 incoming,
                 cfg.spool_threshold,
                 cfg.max_body_size,
                 &self.0.tmp_dir,
                 idle,
-            )
+                whole,
+            ))
             .await;
             let (blob, sha) = match spooled {
                 Ok(x) => x,
                 Err(e) => return body_error(e, html, log),
             };
             log.bytes_in = blob.len();
-            if let Err(resp) = self
-                .scan_request(&parts, &content_type, &blob, sha, html, log)
-                .await
+            if let Err(resp) =
+                Box::pin(self.scan_request(&parts, &content_type, &blob, sha, html, log)).await
             {
                 return resp;
             }
@@ -357,12 +372,15 @@ impl Proxy {
         } else {
             Fwd::Empty
         };
-        let resp = match self.forward(&parts, fwd, route, peer, tls, host, log).await {
+        let resp = match self
+            .forward(&parts, fwd, route, peer, tls, host, html, log)
+            .await
+        {
             Ok(r) => r,
             Err(r) => return r,
         };
         if route.scan_responses && parts.method == Method::GET && resp.status().is_success() {
-            return self.scan_response(resp, &parts, html, log).await;
+            return Box::pin(self.scan_response(resp, &parts, html, log)).await;
         }
         resp
     }
@@ -373,9 +391,9 @@ impl Proxy {
         parts: &hyper::http::request::Parts,
         content_type: &str,
         blob: &Blob,
-        sha: [u8; 32],
+        sha: Option<[u8; 32]>,
         html: bool,
-        log: &mut Log,
+        log: &mut Log<'_>,
     ) -> Result<(), Response<Body>> {
         let cfg = &self.0.cfg;
         let name = object_name(parts.uri.path());
@@ -418,6 +436,9 @@ impl Proxy {
             let rec = self.scan_one(&name, payload, psha, html).await?;
             records.push((name, rec));
         } else {
+            let sha = sha
+                .map_or_else(|| blob.sha256(), Ok)
+                .map_err(|e| body_error(BodyError::Io(e), html, log))?;
             let rec = self.scan_one(&name, blob.clone(), sha, html).await?;
             records.push((name, rec));
         }
@@ -463,7 +484,7 @@ impl Proxy {
         resp: Response<Body>,
         parts: &hyper::http::request::Parts,
         html: bool,
-        log: &mut Log,
+        log: &mut Log<'_>,
     ) -> Response<Body> {
         let cfg = &self.0.cfg;
         let (mut rparts, rbody) = resp.into_parts();
@@ -473,6 +494,7 @@ impl Proxy {
             cfg.max_body_size,
             &self.0.tmp_dir,
             Duration::from_secs(cfg.read_timeout_secs),
+            true,
         )
         .await;
         let (blob, sha) = match spooled {
@@ -491,6 +513,13 @@ impl Proxy {
             }
         };
         let name = object_name(parts.uri.path());
+        let sha = match sha.map_or_else(|| blob.sha256(), Ok) {
+            Ok(s) => s,
+            Err(e) => {
+                log.note = "upstream_body_error";
+                return error_page(StatusCode::BAD_GATEWAY, html, &e.to_string());
+            }
+        };
         let rec = match self.scan_one(&name, blob.clone(), sha, html).await {
             Ok(r) => r,
             Err(r) => return r,
@@ -510,18 +539,18 @@ impl Proxy {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn forward(
+    async fn forward<'a>(
         &self,
         parts: &hyper::http::request::Parts,
         mut fwd: Fwd,
-        route: &Route,
+        route: &'a Route,
         peer: SocketAddr,
         tls: bool,
         host: &str,
-        log: &mut Log,
+        html: bool,
+        log: &mut Log<'a>,
     ) -> Result<Response<Body>, Response<Body>> {
         let pool = &route.pool;
-        let html = wants_html(&parts.headers);
         let idempotent = matches!(
             parts.method,
             Method::GET
@@ -547,10 +576,10 @@ impl Proxy {
             };
             tried.push(i);
             let server = &pool.servers[i];
-            log.upstream = server.url.clone();
+            log.upstream = &server.url;
             log.attempts += 1;
             if log.attempts > 1 {
-                metrics::counter!(RETRIES, "pool" => pool.name.clone()).increment(1);
+                pool.metrics().retries.increment(1);
             }
             let (body, len) = match &mut fwd {
                 Fwd::Empty => (body::empty(), None),
@@ -560,19 +589,18 @@ impl Proxy {
                     None => (body::empty(), None),
                 },
             };
-            let req =
-                match upstream_request(parts, &server.authority, body, len, peer, tls, host, false)
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        log.note = "bad_request";
-                        return Err(error_page(StatusCode::BAD_REQUEST, html, &e));
-                    }
-                };
+            let req = match upstream_request(parts, server, body, len, peer, tls, host, false) {
+                Ok(r) => r,
+                Err(e) => {
+                    log.note = "bad_request";
+                    return Err(error_page(StatusCode::BAD_REQUEST, html, &e));
+                }
+            };
             let guard = pool.begin(i);
             let t0 = Instant::now();
             let res = tokio::time::timeout(read_timeout, self.0.client.request(req)).await;
-            metrics::histogram!(UPSTREAM_SECONDS, "pool" => pool.name.clone())
+            pool.metrics()
+                .upstream_seconds
                 .record(t0.elapsed().as_secs_f64());
             let replayable = !matches!(fwd, Fwd::Stream(_));
             match res {
@@ -617,16 +645,17 @@ impl Proxy {
         }
     }
 
-    async fn websocket(
+    #[allow(clippy::too_many_arguments)]
+    async fn websocket<'a>(
         &self,
         mut req: Request<Incoming>,
-        route: &Route,
+        route: &'a Route,
         peer: SocketAddr,
         tls: bool,
         host: &str,
-        log: &mut Log,
+        html: bool,
+        log: &mut Log<'a>,
     ) -> Response<Body> {
-        let html = wants_html(req.headers());
         let client_up = hyper::upgrade::on(&mut req);
         let (parts, _) = req.into_parts();
         let pool = &route.pool;
@@ -634,11 +663,11 @@ impl Proxy {
         while let Some(i) = pool.pick(&tried) {
             tried.push(i);
             let server = &pool.servers[i];
-            log.upstream = server.url.clone();
+            log.upstream = &server.url;
             log.attempts += 1;
             let upreq = match upstream_request(
                 &parts,
-                &server.authority,
+                server,
                 body::empty(),
                 None,
                 peer,
@@ -932,6 +961,9 @@ fn escape(s: &str) -> String {
 
 /// JSON unless the client asks for HTML (a browser) and not JSON.
 fn wants_html(h: &HeaderMap) -> bool {
+    if !h.contains_key(header::ACCEPT) {
+        return false;
+    }
     let accept = h
         .get_all(header::ACCEPT)
         .iter()
@@ -990,33 +1022,40 @@ fn connection_tokens(h: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
 ];
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    for t in connection_tokens(h) {
-        if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
-            h.remove(n);
+    if h.contains_key(header::CONNECTION) {
+        for t in connection_tokens(h) {
+            if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
+                h.remove(n);
+            }
         }
     }
-    for n in HOP_BY_HOP {
-        h.remove(*n);
+    for n in &HOP_BY_HOP {
+        h.remove(n);
     }
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 #[allow(clippy::too_many_arguments)]
 fn upstream_request(
     parts: &hyper::http::request::Parts,
-    authority: &str,
+    server: &crate::pool::Server,
     body: Body,
     len: Option<u64>,
     peer: SocketAddr,
@@ -1024,14 +1063,17 @@ fn upstream_request(
     host: &str,
     upgrade: bool,
 ) -> Result<Request<Body>, String> {
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let uri: hyper::Uri = format!("http://{authority}{pq}")
-        .parse()
-        .map_err(|e| format!("bad request target: {e}"))?;
+    let mut up = hyper::http::uri::Parts::default();
+    up.scheme = Some(hyper::http::uri::Scheme::HTTP);
+    up.authority = Some(server.uri_authority.clone());
+    up.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
+    );
+    let uri = hyper::Uri::from_parts(up).map_err(|e| format!("bad request target: {e}"))?;
     let mut headers = parts.headers.clone();
     let upgrade_value = headers.get(header::UPGRADE).cloned();
     strip_hop_by_hop(&mut headers);
@@ -1047,7 +1089,7 @@ fn upstream_request(
     let xff = {
         let prior: Vec<&str> = parts
             .headers
-            .get_all("x-forwarded-for")
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
@@ -1058,14 +1100,14 @@ fn upstream_request(
         }
     };
     let hv = |s: &str| HeaderValue::from_str(s).map_err(|e| format!("header value: {e}"));
-    headers.insert("x-forwarded-for", hv(&xff)?);
-    headers.insert("x-real-ip", hv(&ip)?);
+    headers.insert(X_FORWARDED_FOR, hv(&xff)?);
+    headers.insert(X_REAL_IP, hv(&ip)?);
     headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if tls { "https" } else { "http" }),
     );
     if !host.is_empty() {
-        headers.insert("x-forwarded-host", hv(host)?);
+        headers.insert(X_FORWARDED_HOST, hv(host)?);
         headers.insert(header::HOST, hv(host)?);
     }
     let mut req = Request::new(body);
@@ -1104,9 +1146,21 @@ mod tests {
             .unwrap();
         let (parts, _) = req.into_parts();
         let peer: SocketAddr = "192.0.2.7:5555".parse().unwrap();
+        let pool = Pool::new(
+            "p",
+            &crate::config::PoolConfig {
+                servers: vec![crate::config::ServerConfig {
+                    url: "http://10.1.1.1:80".into(),
+                    weight: 1,
+                    backup: false,
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let r = upstream_request(
             &parts,
-            "10.1.1.1:80",
+            &pool.servers[0],
             body::empty(),
             Some(42),
             peer,
