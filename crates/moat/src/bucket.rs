@@ -34,7 +34,8 @@ enum BucketCmd {
         target: Option<String>,
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Objects scanned at once (default: bucket.concurrency).
+        /// Objects scanned at once (default: bucket.concurrency); up to
+        /// bucket.fetch_ahead more are listed, fetched and tagged meanwhile.
         #[arg(long)]
         concurrency: Option<usize>,
         /// Scan again objects already scanned with the current engines.
@@ -423,8 +424,12 @@ async fn scan_cmd(
         (None, Some(b)) => (b, String::new()),
         (None, None) => bail!("which bucket? give s3://BUCKET[/PREFIX] (or set MINIO_BUCKET_NAME)"),
     };
+    let mut s = s;
+    if let Some(n) = concurrency {
+        s.bucket.get_or_insert_with(Default::default).concurrency = n.max(1);
+    }
     let b = build(&s, None, None).await?;
-    let n = concurrency.unwrap_or(b.cfg.concurrency).max(1);
+    let n = b.cfg.in_flight();
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         crate::serve::shutdown_signal().await;

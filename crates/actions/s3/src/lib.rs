@@ -3,8 +3,10 @@
 //! * [`S3Config`] → [`S3`]: any endpoint (MinIO, AWS, Ceph, Garage), path-style
 //!   addressing, region, static keys or the default AWS credential chain, an
 //!   extra CA bundle for self-signed endpoints (verification stays on).
-//! * [`S3::head`] (size, ETag, version, tags), [`S3::get_into`] streams the
-//!   body into a [`Spool`] chunk by chunk (never whole in memory).
+//! * [`S3::fetch`] starts a GET and returns its head (size, ETag, version;
+//!   tags only when the object has some) before any of the body is read;
+//!   [`Fetch::read_into`] streams the body into a [`Spool`] chunk by chunk
+//!   (never whole in memory). [`S3::head`] is HEAD plus the tags.
 //! * [`S3::tag`] merges a [`Tagger`] scheme's tags into the existing ones;
 //!   [`S3::delete`] (version-aware); [`S3::quarantine`] (copy with the
 //!   original location in metadata, then delete).
@@ -90,7 +92,7 @@ impl S3Error {
     }
 }
 
-/// What HEAD (plus GetObjectTagging) says about an object.
+/// What HEAD or the head of a GET (plus GetObjectTagging) says about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub size: u64,
@@ -98,6 +100,44 @@ pub struct ObjectInfo {
     pub etag: String,
     pub version_id: Option<String>,
     pub tags: Vec<(String, String)>,
+}
+
+/// A started GET: the object's head, and its body still unread.
+pub struct Fetch {
+    pub info: ObjectInfo,
+    body: aws_sdk_s3::primitives::ByteStream,
+    name: String,
+}
+
+impl Fetch {
+    /// Stream the body into `spool`. Returns the byte count. A body larger
+    /// than the spool's limit is [`S3Error::TooLarge`].
+    pub async fn read_into(self, spool: &mut Spool, limit: u64) -> Result<u64, S3Error> {
+        read_body(self.body, &self.name, spool, limit).await
+    }
+}
+
+async fn read_body(
+    mut body: aws_sdk_s3::primitives::ByteStream,
+    name: &str,
+    spool: &mut Spool,
+    limit: u64,
+) -> Result<u64, S3Error> {
+    let mut n = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| S3Error::Request {
+            op: "GetObject",
+            detail: format!("{name}: reading the body: {e}"),
+        })?;
+        n += chunk.len() as u64;
+        if let Err(e) = spool.write_all(&chunk) {
+            if spool.is_over_limit() {
+                return Err(S3Error::TooLarge { limit });
+            }
+            return Err(S3Error::Io(e));
+        }
+    }
+    Ok(n)
 }
 
 /// One listed object (backfill).
@@ -265,16 +305,18 @@ impl S3 {
             .collect())
     }
 
-    /// Stream the object into `spool`. Returns the byte count. A body larger
-    /// than the spool's limit is [`S3Error::TooLarge`].
-    pub async fn get_into(
+    /// Start a GET: the response head (size, ETag, version, tags) without
+    /// the body. Tags are read with a GetObjectTagging only when the GET says
+    /// the object has some (`x-amz-tagging-count`); an endpoint that never
+    /// sends that header gets an empty tag set here, which can only cause an
+    /// extra scan (tagging re-reads the tags before merging). Dropping the
+    /// returned [`Fetch`] without [`Fetch::read_into`] abandons the body.
+    pub async fn fetch(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
-        spool: &mut Spool,
-        limit: u64,
-    ) -> Result<u64, S3Error> {
+    ) -> Result<Fetch, S3Error> {
         let out = self
             .client
             .get_object()
@@ -284,22 +326,23 @@ impl S3 {
             .send()
             .await
             .map_err(|e| map_err("GetObject", bucket, key, e))?;
-        let mut body = out.body;
-        let mut n = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| S3Error::Request {
-                op: "GetObject",
-                detail: format!("s3://{bucket}/{key}: reading the body: {e}"),
-            })?;
-            n += chunk.len() as u64;
-            if let Err(e) = spool.write_all(&chunk) {
-                if spool.is_over_limit() {
-                    return Err(S3Error::TooLarge { limit });
-                }
-                return Err(S3Error::Io(e));
-            }
+        let info = ObjectInfo {
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            etag: etag(out.e_tag()),
+            version_id: out.version_id().map(str::to_string).filter(|v| v != "null"),
+            tags: Vec::new(),
+        };
+        let tagged = out.tag_count().is_some_and(|n| n > 0);
+        let mut f = Fetch {
+            info,
+            body: out.body,
+            name: format!("s3://{bucket}/{key}"),
+        };
+        if tagged {
+            let v = version.map(str::to_string).or(f.info.version_id.clone());
+            f.info.tags = self.get_tags(bucket, key, v.as_deref()).await?;
         }
-        Ok(n)
+        Ok(f)
     }
 
     /// Merge `tagger`'s tags for this verdict into the object's tags.

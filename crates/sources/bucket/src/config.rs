@@ -3,7 +3,9 @@
 //! ```toml
 //! [bucket]
 //! enabled = true              # start the role inside `moat serve`
-//! concurrency = 4             # objects scanned at once (and AMQP prefetch)
+//! concurrency = 4             # objects scanned at once
+//! fetch_ahead = 4             # more objects fetched, tagged and reported meanwhile
+//!                             # (default: concurrency; AMQP prefetch = the sum)
 //! max_size = 1073741824       # bigger objects are unscannable/too_large, tagged, never fetched
 //!
 //! [bucket.s3]
@@ -45,8 +47,15 @@ pub struct BucketConfig {
     pub s3: S3Config,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Objects scanned at once (engine concurrency).
     #[serde(default = "four")]
     pub concurrency: usize,
+    /// Objects that may be in the other stages (GET, tagging, notifying)
+    /// while `concurrency` are being scanned, so the engines are not idle
+    /// while an object downloads. Default: `concurrency`. In-flight objects
+    /// (and the AMQP prefetch) = concurrency + fetch_ahead.
+    #[serde(default)]
+    pub fetch_ahead: Option<usize>,
     /// Objects larger than this (bytes) are `unscannable/too_large` without being fetched.
     #[serde(default = "one_gib")]
     pub max_size: u64,
@@ -108,6 +117,7 @@ impl Default for BucketConfig {
             s3: S3Config::default(),
             sources: vec![],
             concurrency: four(),
+            fetch_ahead: None,
             max_size: one_gib(),
             spool_threshold: eight_mib(),
             tmp_dir: None,
@@ -335,6 +345,12 @@ fn destructive(a: Action) -> bool {
 
 impl BucketConfig {
     /// Reject configurations that cannot work or would be unsafe.
+    /// Objects in flight at once: scanning plus fetching ahead.
+    pub fn in_flight(&self) -> usize {
+        let n = self.concurrency.max(1);
+        n.saturating_add(self.fetch_ahead.unwrap_or(n))
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         self.policy
             .validate()

@@ -40,7 +40,7 @@ pub async fn open_sources(cfg: &BucketConfig, database_url: &str) -> Result<Open
             SourceConfig::Amqp(a) => {
                 let mut a = a.clone();
                 if a.prefetch == 0 {
-                    a.prefetch = u16::try_from(cfg.concurrency).unwrap_or(u16::MAX);
+                    a.prefetch = u16::try_from(cfg.in_flight()).unwrap_or(u16::MAX);
                 }
                 out.push(Box::new(moat_events::amqp::AmqpSource::connect(a).await?));
             }
@@ -85,7 +85,7 @@ pub async fn watch(
     stop: wch::Receiver<bool>,
     grace: Duration,
 ) {
-    let n = b.cfg.concurrency.max(1);
+    let n = b.cfg.in_flight();
     let sem = Arc::new(Semaphore::new(n));
     let mut tasks = tokio::task::JoinSet::new();
     for mut s in sources {

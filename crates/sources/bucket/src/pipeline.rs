@@ -32,6 +32,9 @@ pub struct Bucket {
     /// `[[bucket.publish]]`, connected on first use: a broker that is down
     /// fails that attempt, which is retried like any other action.
     publishers: tokio::sync::OnceCell<Vec<Publisher>>,
+    /// `concurrency` permits: scans at once, while up to `fetch_ahead` more
+    /// objects are in the other stages.
+    scan_slots: tokio::sync::Semaphore,
 }
 
 enum Publisher {
@@ -115,6 +118,7 @@ impl Bucket {
                 }
             });
         Arc::new(Bucket {
+            scan_slots: tokio::sync::Semaphore::new(cfg.concurrency.max(1)),
             webhook,
             publishers: tokio::sync::OnceCell::new(),
             tagger: cfg.tag.tagger(),
@@ -161,16 +165,21 @@ impl Bucket {
             return Ok(Outcome::Skipped(why));
         }
         let fp = self.fingerprint();
-        let head = match self
+        // GET first (no HEAD): its response head carries the size, ETag,
+        // version and tag count; the body is read only if the object is to
+        // be scanned, and abandoned otherwise (skipped, already scanned, too
+        // large). Two S3 requests fewer per object than HEAD + tags + GET.
+        let fetch = match self
             .s3
-            .head(&o.bucket, &o.key, o.version_id.as_deref())
+            .fetch(&o.bucket, &o.key, o.version_id.as_deref())
             .await
         {
-            Ok(h) => h,
+            Ok(f) => f,
             Err(e) if e.is_not_found() => return self.missing(o, &fp).await,
-            Err(e) => return Err(Failure(format!("HEAD {name}: {e}"))),
+            Err(e) => return Err(Failure(format!("GET {name}: {e}"))),
         };
-        // Work on the exact version HEAD saw, so tags and deletes hit what was scanned.
+        let head = fetch.info.clone();
+        // Work on the exact version the GET saw, so tags and deletes hit what was scanned.
         let version = o.version_id.clone().or(head.version_id.clone());
         let vkey = version.clone().unwrap_or_default();
         if let Some(why) = self.cfg.skip.by_head(head.size, &head.tags) {
@@ -210,6 +219,9 @@ impl Bucket {
             }
         }
         let started = Instant::now();
+        // A retry that reuses the recorded verdict keeps the row as it is
+        // (`ActionFailed` with its reason) until the actions' outcome is known.
+        let reused = reuse.is_some();
         let rec = match reuse {
             Some(r) => {
                 tracing::info!(object = %name, id = %r.id, "reusing the recorded verdict; redoing actions");
@@ -235,19 +247,14 @@ impl Bucket {
                         self.cfg.max_size,
                         self.tmp_dir.clone(),
                     );
-                    match self
-                        .s3
-                        .get_into(
-                            &o.bucket,
-                            &o.key,
-                            version.as_deref(),
-                            &mut spool,
-                            self.cfg.max_size,
-                        )
-                        .await
-                    {
+                    match fetch.read_into(&mut spool, self.cfg.max_size).await {
                         Ok(n) => {
                             metrics::counter!(m::BYTES).increment(n);
+                            let _slot = self
+                                .scan_slots
+                                .acquire()
+                                .await
+                                .map_err(|e| Failure(format!("scan slots: {e}")))?;
                             let (blob, sha) = spool
                                 .finish()
                                 .map_err(|e| Failure(format!("spooling {name}: {e}")))?;
@@ -294,7 +301,9 @@ impl Bucket {
             self.put_row(row).await?;
             return Err(Failure(why));
         }
-        self.put_row(row.clone()).await?;
+        if !reused {
+            self.put_row(row.clone()).await?;
+        }
         if let Err(e) = self.actions(o, version.as_deref(), &rec).await {
             row.state = ObjectState::ActionFailed;
             row.action_error = e.0.clone();
