@@ -1,8 +1,16 @@
 //! Shared helpers for the binary's integration tests: they run the real `moat`.
 #![allow(dead_code)]
 
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use moat_db::{ObjectLedger, ObjectState};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
@@ -93,4 +101,412 @@ pub fn python(script: &str, args: &[&Path]) {
         .unwrap()
         .success();
     assert!(ok, "python helper failed: {script}");
+}
+
+// --- The bucket role (`moat bucket watch` / `scan`): moto S3, RabbitMQ, the watcher.
+
+pub fn amqp_url() -> String {
+    std::env::var("MOAT_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+pub fn uniq(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), n % 1_000_000_000)
+}
+
+/// Kills the child on drop.
+pub struct Proc(pub Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn wait_port(port: u16, secs: u64) {
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "port {port} never opened"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// moto_server on a free port.
+pub fn moto() -> (Proc, String) {
+    let bin = std::env::var("MOAT_TEST_MOTO_SERVER")
+        .expect("MOAT_TEST_MOTO_SERVER (eval \"$(bash scripts/test-deps.sh)\")");
+    let port = free_port();
+    let child = Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting moto_server");
+    let p = Proc(child);
+    wait_port(port, 60);
+    (p, format!("http://127.0.0.1:{port}"))
+}
+
+pub async fn s3(endpoint: &str) -> moat_s3::S3 {
+    moat_s3::S3::new(&moat_s3::S3Config {
+        endpoint: Some(endpoint.into()),
+        access_key: Some("testing".into()),
+        secret_key: Some("testing".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+pub async fn put(
+    s: &moat_s3::S3,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+    tagging: Option<&str>,
+) -> String {
+    let out = s
+        .client()
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .set_tagging(tagging.map(str::to_string))
+        .body(aws_sdk_s3::primitives::ByteStream::from(body))
+        .send()
+        .await
+        .unwrap();
+    out.e_tag()
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_string()
+}
+
+pub async fn mkbucket(s: &moat_s3::S3, b: &str) {
+    s.client().create_bucket().bucket(b).send().await.unwrap();
+}
+
+pub async fn tags(s: &moat_s3::S3, b: &str, k: &str) -> Vec<(String, String)> {
+    s.get_tags(b, k, None).await.unwrap_or_default()
+}
+
+pub fn tag<'a>(t: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    t.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str())
+}
+
+/// The key as MinIO encodes it in events (Go's url.QueryEscape).
+pub fn query_escape(s: &str) -> String {
+    let mut o = String::new();
+    for b in s.bytes() {
+        match b {
+            b' ' => o.push('+'),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                o.push(b as char)
+            }
+            _ => o.push_str(&format!("%{b:02X}")),
+        }
+    }
+    o
+}
+
+/// Exactly what MinIO publishes to an AMQP target.
+pub fn minio_event(name: &str, bucket: &str, key: &str, size: usize, etag: &str) -> Vec<u8> {
+    let k = query_escape(key);
+    serde_json::json!({
+        "EventName": name,
+        "Key": format!("{bucket}/{key}"),
+        "Records": [{
+            "eventVersion": "2.0",
+            "eventSource": "minio:s3",
+            "awsRegion": "",
+            "eventTime": "2026-11-22T22:00:00.000Z",
+            "eventName": name,
+            "userIdentity": {"principalId": "minioadmin"},
+            "requestParameters": {"principalId": "minioadmin", "region": "", "sourceIPAddress": "127.0.0.1"},
+            "responseElements": {"x-amz-id-2": "dd9025bab4ad464b049177c95eb6ebf374d3b3fd1af9251148b658df7ac2e3e8",
+                "x-amz-request-id": "17CB1A8B3F0F0A4B", "x-minio-deployment-id": "0b3a1c2d",
+                "x-minio-origin-endpoint": "http://127.0.0.1:9000"},
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "configurationId": "Config",
+                "bucket": {"name": bucket, "ownerIdentity": {"principalId": "minioadmin"}, "arn": format!("arn:aws:s3:::{bucket}")},
+                "object": {"key": k, "size": size, "eTag": etag, "contentType": "application/octet-stream",
+                    "userMetadata": {"content-type": "application/octet-stream"}, "sequencer": "17CB1A8B3F2C3D4E"}
+            },
+            "source": {"host": "127.0.0.1", "port": "", "userAgent": "MinIO (linux; amd64) minio-go/v7.0.70"}
+        }]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+pub struct Amqp {
+    pub ch: lapin::Channel,
+    pub _conn: Connection,
+}
+
+impl Amqp {
+    pub async fn new(exchange: &str) -> Amqp {
+        let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ at MOAT_TEST_AMQP_URL");
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        ch.exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        Amqp { ch, _conn: conn }
+    }
+    pub async fn publish(&self, exchange: &str, body: &[u8]) {
+        let c = self
+            .ch
+            .basic_publish(
+                exchange.into(),
+                "bucketlogs".into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_content_type("application/json".into()),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(c.is_ack());
+    }
+    pub async fn count(&self, queue: &str) -> u32 {
+        self.ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(|q| q.message_count())
+            .unwrap_or(0)
+    }
+    /// Take one dead letter: (body, x-moat-reason).
+    pub async fn get(&self, queue: &str) -> Option<(Vec<u8>, String)> {
+        let m = self
+            .ch
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .ok()??;
+        let reason = m
+            .delivery
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-moat-reason").cloned())
+            .map(|v| match v {
+                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).to_string(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default();
+        Some((m.delivery.data.clone(), reason))
+    }
+}
+
+pub async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t = Instant::now();
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A `moat bucket watch` process (killed on drop) writing its log to `log`.
+pub fn watcher(config: &Path, log: &Path, env: &[(&str, &str)]) -> Proc {
+    let f = std::fs::File::create(log).unwrap();
+    let mut c = moat();
+    c.args(["bucket", "watch", "--config"])
+        .arg(config)
+        .env("MOAT_LOG", "info,moat_bucket=debug")
+        .stdout(Stdio::null())
+        .stderr(f);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut p = Proc(c.spawn().unwrap());
+    // The watcher declares and binds its queue when it starts: events
+    // published before that would be unroutable, so wait until it is ready.
+    let t = Instant::now();
+    while !log_tail(log).contains("moat bucket watch ready") {
+        if let Ok(Some(st)) = p.0.try_wait() {
+            panic!("moat bucket watch exited ({st}):\n{}", log_tail(log));
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "moat bucket watch not ready:\n{}",
+            log_tail(log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    p
+}
+
+pub fn log_tail(log: &Path) -> String {
+    let s = String::from_utf8_lossy(&read_small(log)).to_string();
+    let n = s.len().saturating_sub(4000);
+    let i = s
+        .char_indices()
+        .map(|(i, _)| i)
+        .find(|&i| i >= n)
+        .unwrap_or(s.len());
+    s[i..].to_string()
+}
+
+pub fn read_small(p: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut v = Vec::new();
+    if let Ok(f) = std::fs::File::open(p) {
+        #[allow(clippy::disallowed_methods)] // bounded by take()
+        let _ = f.take(1 << 20).read_to_end(&mut v);
+    }
+    v
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub endpoint: String,
+    pub _moto: Proc,
+    pub s3: moat_s3::S3,
+    pub bucket: String,
+    pub queue: String,
+    pub exchange: String,
+    pub amqp: Amqp,
+}
+
+impl Env {
+    pub async fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let (moto, endpoint) = moto();
+        let s3 = s3(&endpoint).await;
+        let bucket = uniq("up").to_lowercase();
+        mkbucket(&s3, &bucket).await;
+        let exchange = uniq("minio");
+        let amqp = Amqp::new(&exchange).await;
+        Env {
+            dir,
+            endpoint,
+            _moto: moto,
+            s3,
+            bucket,
+            queue: uniq("moat-q"),
+            exchange,
+            amqp,
+        }
+    }
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}/moat.db", self.dir.path().display())
+    }
+    /// A config file with the S3/AMQP wiring plus `extra` TOML in [bucket].
+    pub fn config(&self, name: &str, engines: &str, bucket_extra: &str, tail: &str) -> PathBuf {
+        let amqp = format!(
+            r#"[[bucket.sources]]
+type = "amqp"
+url = "{amqp}"
+queue = "{q}"
+exchange = "{x}"
+routing_key = "bucketlogs"
+"#,
+            amqp = amqp_url(),
+            q = self.queue,
+            x = self.exchange,
+        );
+        self.config_sources(name, engines, bucket_extra, &amqp, tail)
+    }
+    /// A config file with the S3 wiring, `bucket_extra` TOML in [bucket]
+    /// and the given `[[bucket.sources]]` tables.
+    pub fn config_sources(
+        &self,
+        name: &str,
+        engines: &str,
+        bucket_extra: &str,
+        sources: &str,
+        tail: &str,
+    ) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                r#"data_dir = "{dir}"
+{engines}
+[bucket]
+concurrency = 4
+{bucket_extra}
+[bucket.s3]
+endpoint = "{ep}"
+access_key = "testing"
+secret_key = "testing"
+{sources}
+{tail}
+"#,
+                dir = self.dir.path().display(),
+                ep = self.endpoint,
+            ),
+        )
+        .unwrap();
+        p
+    }
+    pub async fn ledger(&self) -> ObjectLedger {
+        moat_db::open_objects(&self.db_url()).await.unwrap()
+    }
+    pub async fn put_and_notify(&self, key: &str, body: Vec<u8>, tagging: Option<&str>) {
+        let size = body.len();
+        let etag = put(&self.s3, &self.bucket, key, body, tagging).await;
+        self.amqp
+            .publish(
+                &self.exchange,
+                &minio_event("s3:ObjectCreated:Put", &self.bucket, key, size, &etag),
+            )
+            .await;
+    }
+}
+
+pub async fn state(l: &ObjectLedger, b: &str, k: &str) -> Option<ObjectState> {
+    l.get(b, k, "").await.ok().flatten().map(|r| r.state)
+}
+
+pub async fn records_named(url: &str, name: &str) -> Vec<moat_db::ScanRecord> {
+    let store = moat_db::open(url).await.unwrap();
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.list(500, cursor.as_deref()).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = page.last().map(|r| r.id.clone());
+        out.extend(page.into_iter().filter(|r| r.name == name));
+    }
+    out
 }
