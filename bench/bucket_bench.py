@@ -138,7 +138,7 @@ def upload(endpoint, bucket, objs, conc):
 
 
 # --------------------------------------------------------------- phase 1: S3 GET
-def get_throughput(endpoint, bucket, objs, conc):
+def get_throughput(a, endpoint, bucket, objs, conc):
     u = urllib.parse.urlparse(endpoint)
     tl = threading.local()
     # Presigned URLs, made before the clock starts: moto refuses anonymous GETs.
@@ -167,7 +167,7 @@ def get_throughput(endpoint, bucket, objs, conc):
         return n
 
     t0 = time.monotonic()
-    with ThreadPoolExecutor(conc) as ex:
+    with on_engine_cpu(a), ThreadPoolExecutor(conc) as ex:
         total = sum(ex.map(get, objs))
     return time.monotonic() - t0, total
 
@@ -200,8 +200,9 @@ def restart_clamd(a):
     of clean files it has scanned, so a second pass over the same objects
     would mostly be cache hits (seen here: 29 MB/s first pass, 130 MB/s
     second)."""
+    pin = ["taskset", "-c", str(a.engine_cpu)] if a.engine_cpu is not None else []
     for cmd in (["stop", a.clamd_dir], ["start", a.clamd_dir, str(a.clamd_port)]):
-        subprocess.run(["bash", "scripts/clamd-test.sh", *cmd], check=True,
+        subprocess.run([*pin, "bash", "scripts/clamd-test.sh", *cmd], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -266,6 +267,30 @@ class Receiver:
             self.got = {}
 
 
+def clamd_pid(a):
+    try:
+        with open(os.path.join(a.clamd_dir, "clamd.pid")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+class on_engine_cpu:
+    """With --engine-cpu, threads started inside this block run on that CPU
+    only (Linux threads inherit the affinity of the thread that creates them)."""
+    def __init__(self, a):
+        self.cpu = a.engine_cpu
+
+    def __enter__(self):
+        if self.cpu is not None:
+            self.saved = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {self.cpu})
+
+    def __exit__(self, *exc):
+        if self.cpu is not None:
+            os.sched_setaffinity(0, self.saved)
+
+
 def proc_cpu(pid):
     """CPU seconds (user + system) a process has used so far."""
     try:
@@ -328,9 +353,13 @@ report_clean = true
 ''')
     env = dict(os.environ, MOAT_LOG="warn,moat=info", **engine_env)
     logf = open(os.path.join(work, "moat.log"), "wb")
-    p = subprocess.Popen([a.moat, "bucket", "watch", "--config", cfg], env=env,
+    pin = ["taskset", "-c", str(a.engine_cpu)] if a.engine_cpu is not None else []
+    p = subprocess.Popen([*pin, a.moat, "bucket", "watch", "--config", cfg], env=env,
                          stdout=subprocess.DEVNULL, stderr=logf)
-    cpu0 = {n: proc_cpu(pid) for n, pid in (("moat", p.pid), ("moto", a.moto_pid))}
+    procs = [("moat", p.pid), ("moto", a.moto_pid)]
+    if "MOAT_CLAMD" in engine_env or "clamd" in extra:
+        procs.append(("clamd", clamd_pid(a)))
+    cpu0 = {n: proc_cpu(pid) for n, pid in procs}
     try:
         t0 = time.time()
         while b"moat bucket watch ready" not in open(os.path.join(work, "moat.log"), "rb").read():
@@ -363,10 +392,9 @@ report_clean = true
                  if (got[o["key"]][1].get("status") == "infected") != bool(o["infected"])
                  or got[o["key"]][1].get("sha256") != o["sha256"]]
         print(f"moat + {label:<8} burst   {fmt_rate(len(objs), nbytes, t_end - t_start)}")
-        busy = {n: (proc_cpu(pid) - cpu0[n]) / (t_end - t_start) * 100
-                for n, pid in (("moat", p.pid), ("moto", a.moto_pid))}
-        print(f"    CPU during the burst: moat {busy['moat']:.0f}%, moto (the S3 server) {busy['moto']:.0f}% "
-              f"of one core")
+        busy = {n: (proc_cpu(pid) - cpu0[n]) / (t_end - t_start) * 100 for n, pid in procs}
+        print(f"    CPU during the burst: moat {busy['moat']:.0f}%, moto (the S3 server) {busy['moto']:.0f}%"
+              f"{', clamd {:.0f}%'.format(busy['clamd']) if 'clamd' in busy else ''} of one core")
         print(f"    event-to-verdict p50 {pct(lags, 50):8.0f} ms   p99 {pct(lags, 99):8.0f} ms   "
               f"(all {len(objs)} events published in {t_pub:.1f} s, so this includes queueing)")
         print(f"    verdicts {json.dumps(status, sort_keys=True)}; expected infected {expected}; "
@@ -409,6 +437,9 @@ def main():
                     help="moat's clamd engine pool_size (idle IDSESSION connections; 0 = none)")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--timeout", type=int, default=1800)
+    ap.add_argument("--engine-cpu", type=int, default=None,
+                    help="run what is measured (moat, the raw GET client) on this CPU only; "
+                         "bucket.sh pins moto and the load generators to the other CPU, clamd to this one")
     ap.add_argument("--only", default="",
                     help="comma list of phases: get,clamd,builtin,builtin-notag,moat-clamd")
     a = ap.parse_args()
@@ -437,15 +468,18 @@ def main():
 
     get_rate = clamd_rate = None
     if "get" in phases:
-        secs, total = get_throughput(a.s3, bucket, objs, a.concurrency)
+        secs, total = get_throughput(a, a.s3, bucket, objs, a.concurrency)
         get_rate = (len(objs) / secs, total / secs)
         print(f"S3 GET (moto), raw      {fmt_rate(len(objs), total, secs)}")
     if "clamd" in phases:
         restart_clamd(a)
+        cpid = clamd_pid(a)
+        c0 = proc_cpu(cpid)
         secs, total, found, errors = clamd_throughput(a.clamd_port, objs, a.concurrency)
         clamd_rate = (len(objs) / secs, total / secs)
         print(f"clamd INSTREAM, raw     {fmt_rate(len(objs), total, secs)}  FOUND {found}"
               f"{'; errors: ' + repr(errors[:3]) if errors else ''}")
+        print(f"    CPU: clamd {(proc_cpu(cpid) - c0) / secs * 100:.0f}% of one core")
     if "builtin-notag" in phases:
         # Tagging off (first, while the objects are untagged: a tagged object
         # with the same engines would be skipped): GET, scan, record, notify. Separates
