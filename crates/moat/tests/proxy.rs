@@ -490,6 +490,8 @@ fn bad_input_gets_clear_errors_and_the_proxy_keeps_serving() {
         &[
             ("MOAT__PROXY__MAX_BODY_SIZE", "100000"),
             ("MOAT__PROXY__CLIENT_TIMEOUT_SECS", "2"),
+            // The listeners on the main runtime (no worker threads).
+            ("MOAT__PROXY__WORKERS", "0"),
         ],
     );
     // Malformed multipart: the closing boundary never comes.
@@ -617,6 +619,8 @@ fn failover_passive_marking_and_active_recovery() {
 [proxy]
 connect_timeout_secs = 2
 read_timeout_secs = 10
+# More workers than CPUs: passive marks and health are shared by all of them.
+workers = 3
 [[proxy.listeners]]
 listen = "127.0.0.1:{port}"
 [proxy.pools.app]

@@ -29,6 +29,10 @@ pub struct ProxyConfig {
     pub client_timeout_secs: u64,
     /// Idle keep-alive connections to upstreams are closed after this. Default 60 s.
     pub idle_timeout_secs: u64,
+    /// Threads serving the listeners, each with its own single-threaded
+    /// runtime, accept socket (`SO_REUSEPORT`) and upstream connections.
+    /// Default: one per CPU. 0 serves them on the process's shared runtime.
+    pub workers: Option<usize>,
 }
 
 impl Default for ProxyConfig {
@@ -45,6 +49,7 @@ impl Default for ProxyConfig {
             read_timeout_secs: 60,
             client_timeout_secs: 30,
             idle_timeout_secs: 60,
+            workers: None,
         }
     }
 }

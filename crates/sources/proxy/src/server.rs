@@ -37,6 +37,8 @@ pub enum ProxyError {
     Tls(String),
     #[error("listening on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    #[error("proxy worker: {0}")]
+    Worker(String),
 }
 
 /// Renders the Prometheus exposition for the admin listener's `/metrics`.
@@ -54,15 +56,28 @@ struct Inner {
     cfg: ProxyConfig,
     routes: Vec<Route>,
     pools: Vec<Arc<Pool>>,
-    client: Client<HttpConnector, Body>,
     service: ScanService,
     tmp_dir: PathBuf,
     certs: Vec<Option<Arc<CertStore>>>,
 }
 
-/// The edge proxy role. Cheap to clone.
+/// The edge proxy role: shared state and the upstream client of the runtime
+/// it serves on (pooled upstream connections belong to one runtime). Cheap
+/// to clone.
 #[derive(Clone)]
-pub struct Proxy(Arc<Inner>);
+pub struct Proxy(Arc<Inner>, Client<HttpConnector, Body>);
+
+/// The upstream HTTP client; its connection tasks run on the runtime that
+/// first uses it.
+fn upstream_client(cfg: &ProxyConfig) -> Client<HttpConnector, Body> {
+    let mut conn = HttpConnector::new();
+    conn.set_connect_timeout(Some(Duration::from_secs(cfg.connect_timeout_secs)));
+    conn.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(cfg.idle_timeout_secs))
+        .pool_timer(TokioTimer::new())
+        .build(conn)
+}
 
 /// What the access log line and metrics say about one request.
 #[derive(Default)]
@@ -112,22 +127,18 @@ impl Proxy {
                 _ => None,
             });
         }
-        let mut conn = HttpConnector::new();
-        conn.set_connect_timeout(Some(Duration::from_secs(cfg.connect_timeout_secs)));
-        conn.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(cfg.idle_timeout_secs))
-            .pool_timer(TokioTimer::new())
-            .build(conn);
-        Ok(Proxy(Arc::new(Inner {
-            cfg,
-            routes,
-            pools,
+        let client = upstream_client(&cfg);
+        Ok(Proxy(
+            Arc::new(Inner {
+                cfg,
+                routes,
+                pools,
+                service,
+                tmp_dir,
+                certs,
+            }),
             client,
-            service,
-            tmp_dir,
-            certs,
-        })))
+        ))
     }
 
     /// Re-read every listener's certificate and key (SIGHUP). A pair that
@@ -147,19 +158,43 @@ impl Proxy {
     }
 
     /// Bind every listener (so a port in use fails start-up), then serve
-    /// them, the health checks and the admin listener until the future is dropped.
+    /// them, the health checks and the admin listener until the future is
+    /// dropped.
+    ///
+    /// With `workers` > 0 (default: one per CPU) the listeners are served by
+    /// that many threads, each with its own single-threaded runtime, its own
+    /// accept socket on every listener (`SO_REUSEPORT`: the kernel spreads
+    /// connections) and its own upstream connections, so a request and its
+    /// upstream exchange stay on one thread. Health checks and the admin
+    /// listener run on the calling runtime; scans on each worker's blocking
+    /// pool. With 0, everything runs on the calling runtime.
     pub async fn run(self, metrics: Option<MetricsRender>) -> Result<(), ProxyError> {
-        let mut bound = Vec::new();
-        for (i, l) in self.0.cfg.listeners.iter().enumerate() {
-            let tcp = TcpListener::bind(l.listen)
-                .await
-                .map_err(|e| ProxyError::Bind(l.listen, e))?;
-            let tls = match &self.0.certs[i] {
-                Some(c) => Some(c.server_config().map_err(ProxyError::Tls)?),
-                None => None,
-            };
-            tracing::info!(listen = %tcp.local_addr().unwrap_or(l.listen), tls = tls.is_some(), "proxy listening");
-            bound.push((tcp, tls));
+        let workers = self
+            .0
+            .cfg
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        // One socket set per worker (or one, served here); the first fixes
+        // the port when the configuration asks for port 0.
+        let mut sets: Vec<Vec<(TcpListener, Option<Arc<rustls::ServerConfig>>)>> = Vec::new();
+        for w in 0..workers.max(1) {
+            let mut set = Vec::new();
+            for (i, l) in self.0.cfg.listeners.iter().enumerate() {
+                let addr = match sets.first().and_then(|s| s.get(i)) {
+                    Some((first, _)) => first.local_addr().unwrap_or(l.listen),
+                    None => l.listen,
+                };
+                let tcp = listen(addr, workers > 0).map_err(|e| ProxyError::Bind(l.listen, e))?;
+                let tls = match &self.0.certs[i] {
+                    Some(c) => Some(c.server_config().map_err(ProxyError::Tls)?),
+                    None => None,
+                };
+                if w == 0 {
+                    tracing::info!(listen = %tcp.local_addr().unwrap_or(l.listen), tls = tls.is_some(), workers, "proxy listening");
+                }
+                set.push((tcp, tls));
+            }
+            sets.push(set);
         }
         let admin = match self.0.cfg.admin_listen {
             Some(a) => Some(
@@ -171,18 +206,60 @@ impl Proxy {
         };
         for p in &self.0.pools {
             if p.cfg.health.is_some() {
-                tokio::spawn(health_loop(self.0.client.clone(), p.clone()));
+                tokio::spawn(health_loop(self.1.clone(), p.clone()));
             }
         }
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut tasks: tokio::task::JoinSet<Result<(), ProxyError>> = tokio::task::JoinSet::new();
         if let Some(a) = admin {
             tracing::info!(listen = %a.local_addr().map(|x| x.to_string()).unwrap_or_default(), "proxy admin listening");
-            tasks.spawn(self.clone().admin_loop(a, metrics));
+            let this = self.clone();
+            tasks.spawn(async move {
+                this.admin_loop(a, metrics).await;
+                Ok(())
+            });
         }
-        for (tcp, tls) in bound {
-            tasks.spawn(self.clone().accept_loop(tcp, tls));
+        if workers == 0 {
+            for (tcp, tls) in sets.into_iter().flatten() {
+                let this = self.clone();
+                tasks.spawn(async move {
+                    this.accept_loop(tcp, tls).await;
+                    Ok(())
+                });
+            }
+        } else {
+            for (w, set) in sets.into_iter().enumerate() {
+                let mut socks = Vec::new();
+                for (tcp, tls) in set {
+                    // Deregistered here, registered again on the worker's runtime.
+                    let std = tcp
+                        .into_std()
+                        .map_err(|e| ProxyError::Worker(e.to_string()))?;
+                    socks.push((std, tls));
+                }
+                let inner = self.0.clone();
+                let (tx, done) = tokio::sync::oneshot::channel();
+                std::thread::Builder::new()
+                    .name(format!("moat-proxy-{w}"))
+                    .spawn(move || {
+                        let _ = tx.send(worker(inner, socks));
+                    })
+                    .map_err(|e| ProxyError::Worker(format!("starting thread {w}: {e}")))?;
+                // A worker only ends on a start-up failure or a panic: the
+                // proxy stops rather than serve a share of connections nowhere.
+                tasks.spawn(async move {
+                    Err(match done.await {
+                        Ok(Err(e)) => e,
+                        Ok(Ok(())) => ProxyError::Worker(format!("worker {w} stopped")),
+                        Err(_) => ProxyError::Worker(format!("worker {w} panicked")),
+                    })
+                });
+            }
         }
-        while tasks.join_next().await.is_some() {}
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(Err(e)) = r {
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
@@ -598,7 +675,7 @@ impl Proxy {
             };
             let guard = pool.begin(i);
             let t0 = Instant::now();
-            let res = tokio::time::timeout(read_timeout, self.0.client.request(req)).await;
+            let res = tokio::time::timeout(read_timeout, self.1.request(req)).await;
             pool.metrics()
                 .upstream_seconds
                 .record(t0.elapsed().as_secs_f64());
@@ -680,7 +757,7 @@ impl Proxy {
             };
             let res = tokio::time::timeout(
                 Duration::from_secs(self.0.cfg.read_timeout_secs),
-                self.0.client.request(upreq),
+                self.1.request(upreq),
             )
             .await;
             let mut resp = match res {
@@ -786,6 +863,44 @@ impl hyper::body::Body for Guarded {
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// A listening socket; `reuse_port` lets every worker bind its own.
+fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    if reuse_port {
+        sock.set_reuseport(true)?;
+    }
+    sock.bind(addr)?;
+    sock.listen(1024)
+}
+
+/// One proxy worker thread: a single-threaded runtime serving its sockets
+/// with its own upstream client, until the process ends.
+fn worker(
+    inner: Arc<Inner>,
+    socks: Vec<(std::net::TcpListener, Option<Arc<rustls::ServerConfig>>)>,
+) -> Result<(), ProxyError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ProxyError::Worker(format!("runtime: {e}")))?;
+    rt.block_on(async move {
+        let client = upstream_client(&inner.cfg);
+        let this = Proxy(inner, client);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (std, tls) in socks {
+            let tcp = TcpListener::from_std(std).map_err(|e| ProxyError::Worker(e.to_string()))?;
+            tasks.spawn(this.clone().accept_loop(tcp, tls));
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    })
 }
 
 async fn health_loop(client: Client<HttpConnector, Body>, pool: Arc<Pool>) {
