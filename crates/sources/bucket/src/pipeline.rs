@@ -242,11 +242,14 @@ impl Bucket {
                     self.record_too_large(&name, head.size, &fp, extra(head.size))
                         .await?
                 } else {
+                    // The GET said how large the body is: one allocation
+                    // (up to the spool threshold) instead of doubling copies.
                     let mut spool = Spool::new(
                         self.cfg.spool_threshold,
                         self.cfg.max_size,
                         self.tmp_dir.clone(),
-                    );
+                    )
+                    .reserve(head.size);
                     match fetch.read_into(&mut spool, self.cfg.max_size).await {
                         Ok(n) => {
                             metrics::counter!(m::BYTES).increment(n);
