@@ -11,6 +11,8 @@
 #   MOAT=/path/to/release/moat bash bench/bucket.sh
 #   PIN=1 bash bench/bucket.sh    # CPU 0: moto, RabbitMQ clients, load generators;
 #                                 # CPU 1: what is measured (moat, clamd, the raw GET client)
+#                                 # (with clamd, moat runs on CPU 0 and clamd has CPU 1;
+#                                 #  MOAT_CLAMD_CPU=engine puts moat on CPU 1 beside clamd)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_DIR="${BENCH_DIR:-/tmp/moat-bucket-bench}"
@@ -35,6 +37,9 @@ LOAD_CPU=(); ENGINE_CPU=(); ENGINE_ARG=()
 if [ "${PIN:-0}" = 1 ]; then
     [ "$(nproc)" -ge 2 ] || { echo "PIN=1 needs two CPUs" >&2; exit 1; }
     LOAD_CPU=(taskset -c 0); ENGINE_CPU=(taskset -c 1); ENGINE_ARG=(--engine-cpu 1)
+    # With clamd as the engine, clamd keeps CPU 1 to itself (as in the raw
+    # INSTREAM phase) and moat runs beside moto, unless MOAT_CLAMD_CPU=engine.
+    if [ "${MOAT_CLAMD_CPU:-load}" = engine ]; then ENGINE_ARG+=(--moat-clamd-cpu 1); else ENGINE_ARG+=(--moat-clamd-cpu 0); fi
 fi
 
 # The same signature set for both engines: clamd's database directory.

@@ -324,7 +324,7 @@ def minio_event(bucket, o, t):
     }).encode()
 
 
-def run_moat(a, label, engine_env, bucket, objs, recv, one_at_a_time, extra=""):
+def run_moat(a, label, engine_env, bucket, objs, recv, one_at_a_time, extra="", cpu=None):
     work = os.path.join(a.dir, f"moat-{label}")
     subprocess.run(["rm", "-rf", work], check=True)
     os.makedirs(work)
@@ -353,7 +353,7 @@ report_clean = true
 ''')
     env = dict(os.environ, MOAT_LOG="warn,moat=info", **engine_env)
     logf = open(os.path.join(work, "moat.log"), "wb")
-    pin = ["taskset", "-c", str(a.engine_cpu)] if a.engine_cpu is not None else []
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
     p = subprocess.Popen([*pin, a.moat, "bucket", "watch", "--config", cfg], env=env,
                          stdout=subprocess.DEVNULL, stderr=logf)
     procs = [("moat", p.pid), ("moto", a.moto_pid)]
@@ -437,6 +437,10 @@ def main():
                     help="moat's clamd engine pool_size (idle IDSESSION connections; 0 = none)")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--timeout", type=int, default=1800)
+    ap.add_argument("--moat-clamd-cpu", type=int, default=None,
+                    help="CPU for moat in the moat+clamd phase (bucket.sh: the load CPU, so that "
+                         "clamd has the engine CPU to itself as in the raw phase; MOAT_CLAMD_CPU=engine "
+                         "puts moat beside clamd)")
     ap.add_argument("--engine-cpu", type=int, default=None,
                     help="run what is measured (moat, the raw GET client) on this CPU only; "
                          "bucket.sh pins moto and the load generators to the other CPU, clamd to this one")
@@ -485,12 +489,13 @@ def main():
         # with the same engines would be skipped): GET, scan, record, notify. Separates
         # moat's own pipeline from the two tagging requests per object.
         r = run_moat(a, "notag", {"MOAT_SIGNATURES": a.sigs}, bucket, objs, Receiver(), one,
-                     extra="[bucket.tag]\nenabled = false\n")
+                     extra="[bucket.tag]\nenabled = false\n", cpu=a.engine_cpu)
         if get_rate:
             print(f"    => moat builtin without tagging / S3 GET: {r[0] / get_rate[0] * 100:.0f}% of objects/s, "
                   f"{r[1] / get_rate[1] * 100:.0f}% of MB/s")
     if "builtin" in phases:
-        r = run_moat(a, "builtin", {"MOAT_SIGNATURES": a.sigs}, bucket, objs, Receiver(), one)
+        r = run_moat(a, "builtin", {"MOAT_SIGNATURES": a.sigs}, bucket, objs, Receiver(), one,
+                     cpu=a.engine_cpu)
         if get_rate:
             print(f"    => moat builtin / S3 GET: {r[0] / get_rate[0] * 100:.0f}% of objects/s, "
                   f"{r[1] / get_rate[1] * 100:.0f}% of MB/s (target >= 80%)")
@@ -502,7 +507,12 @@ def main():
             engine_env = {}
             extra = (f'[[engines]]\ntype = "clamd"\naddress = "127.0.0.1:{a.clamd_port}"\n'
                      f"pool_size = {a.clamd_pool_size}\n")
-        r = run_moat(a, "clamd", engine_env, bucket, objs, Receiver(), one, extra=extra)
+        # clamd is the engine here and keeps the engine CPU to itself, as in
+        # the raw phase; moat runs where --moat-clamd-cpu says.
+        if a.moat_clamd_cpu is not None:
+            print(f"    (moat on CPU {a.moat_clamd_cpu}, clamd on CPU {a.engine_cpu})")
+        r = run_moat(a, "clamd", engine_env, bucket, objs, Receiver(), one, extra=extra,
+                     cpu=a.moat_clamd_cpu)
         if clamd_rate:
             print(f"    => moat clamd / clamd raw: {r[0] / clamd_rate[0] * 100:.0f}% of objects/s, "
                   f"{r[1] / clamd_rate[1] * 100:.0f}% of MB/s (target >= 90%)")
