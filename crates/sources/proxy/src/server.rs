@@ -162,10 +162,10 @@ impl Proxy {
     /// dropped.
     ///
     /// With `workers` > 0 (default: one per CPU) the listeners are served by
-    /// that many threads, each with its own single-threaded runtime, its own
-    /// accept socket on every listener (`SO_REUSEPORT`: the kernel spreads
-    /// connections) and its own upstream connections, so a request and its
-    /// upstream exchange stay on one thread. Health checks and the admin
+    /// that many threads, each with its own single-threaded runtime
+    /// accepting on the shared listening sockets (a worker with time to
+    /// spare takes the next connection) and its own upstream connections,
+    /// so a request and its upstream exchange stay on one thread. Health checks and the admin
     /// listener run on the calling runtime; scans on each worker's blocking
     /// pool. With 0, everything runs on the calling runtime.
     pub async fn run(self, metrics: Option<MetricsRender>) -> Result<(), ProxyError> {
@@ -176,15 +176,17 @@ impl Proxy {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         // One socket set per worker (or one, served here); the first fixes
         // the port when the configuration asks for port 0.
-        let mut sets: Vec<Vec<(TcpListener, Option<Arc<rustls::ServerConfig>>)>> = Vec::new();
+        let mut sets: Vec<Vec<(std::net::TcpListener, Option<Arc<rustls::ServerConfig>>)>> =
+            Vec::new();
         for w in 0..workers.max(1) {
             let mut set = Vec::new();
             for (i, l) in self.0.cfg.listeners.iter().enumerate() {
-                let addr = match sets.first().and_then(|s| s.get(i)) {
-                    Some((first, _)) => first.local_addr().unwrap_or(l.listen),
-                    None => l.listen,
-                };
-                let tcp = listen(addr, workers > 0).map_err(|e| ProxyError::Bind(l.listen, e))?;
+                let first = sets.first().and_then(|s| s.get(i)).map(|(f, _)| f);
+                let tcp = match first {
+                    Some(f) => f.try_clone(),
+                    None => listen(l.listen),
+                }
+                .map_err(|e| ProxyError::Bind(l.listen, e))?;
                 let tls = match &self.0.certs[i] {
                     Some(c) => Some(c.server_config().map_err(ProxyError::Tls)?),
                     None => None,
@@ -219,7 +221,9 @@ impl Proxy {
             });
         }
         if workers == 0 {
-            for (tcp, tls) in sets.into_iter().flatten() {
+            for (std, tls) in sets.into_iter().flatten() {
+                let tcp = TcpListener::from_std(std)
+                    .map_err(|e| ProxyError::Worker(format!("listener: {e}")))?;
                 let this = self.clone();
                 tasks.spawn(async move {
                     this.accept_loop(tcp, tls).await;
@@ -227,15 +231,7 @@ impl Proxy {
                 });
             }
         } else {
-            for (w, set) in sets.into_iter().enumerate() {
-                let mut socks = Vec::new();
-                for (tcp, tls) in set {
-                    // Deregistered here, registered again on the worker's runtime.
-                    let std = tcp
-                        .into_std()
-                        .map_err(|e| ProxyError::Worker(e.to_string()))?;
-                    socks.push((std, tls));
-                }
+            for (w, socks) in sets.into_iter().enumerate() {
                 let inner = self.0.clone();
                 let (tx, done) = tokio::sync::oneshot::channel();
                 std::thread::Builder::new()
@@ -865,19 +861,17 @@ impl hyper::body::Body for Guarded {
     }
 }
 
-/// A listening socket; `reuse_port` lets every worker bind its own.
-fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+/// A listening socket, handed over as a std listener so that any runtime
+/// can take it (workers each get a duplicate of the same socket).
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let sock = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
     sock.set_reuseaddr(true)?;
-    if reuse_port {
-        sock.set_reuseport(true)?;
-    }
     sock.bind(addr)?;
-    sock.listen(1024)
+    sock.listen(1024)?.into_std()
 }
 
 /// One proxy worker thread: a single-threaded runtime serving its sockets
