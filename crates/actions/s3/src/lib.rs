@@ -112,32 +112,23 @@ pub struct Fetch {
 impl Fetch {
     /// Stream the body into `spool`. Returns the byte count. A body larger
     /// than the spool's limit is [`S3Error::TooLarge`].
-    pub async fn read_into(self, spool: &mut Spool, limit: u64) -> Result<u64, S3Error> {
-        read_body(self.body, &self.name, spool, limit).await
-    }
-}
-
-async fn read_body(
-    mut body: aws_sdk_s3::primitives::ByteStream,
-    name: &str,
-    spool: &mut Spool,
-    limit: u64,
-) -> Result<u64, S3Error> {
-    let mut n = 0u64;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| S3Error::Request {
-            op: "GetObject",
-            detail: format!("{name}: reading the body: {e}"),
-        })?;
-        n += chunk.len() as u64;
-        if let Err(e) = spool.write_all(&chunk) {
-            if spool.is_over_limit() {
-                return Err(S3Error::TooLarge { limit });
+    pub async fn read_into(mut self, spool: &mut Spool, limit: u64) -> Result<u64, S3Error> {
+        let mut n = 0u64;
+        while let Some(chunk) = self.body.next().await {
+            let chunk = chunk.map_err(|e| S3Error::Request {
+                op: "GetObject",
+                detail: format!("{}: reading the body: {e}", self.name),
+            })?;
+            n += chunk.len() as u64;
+            if let Err(e) = spool.write_all(&chunk) {
+                if spool.is_over_limit() {
+                    return Err(S3Error::TooLarge { limit });
+                }
+                return Err(S3Error::Io(e));
             }
-            return Err(S3Error::Io(e));
         }
+        Ok(n)
     }
-    Ok(n)
 }
 
 /// One listed object (backfill).

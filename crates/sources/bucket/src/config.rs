@@ -344,13 +344,13 @@ fn destructive(a: Action) -> bool {
 }
 
 impl BucketConfig {
-    /// Reject configurations that cannot work or would be unsafe.
     /// Objects in flight at once: scanning plus fetching ahead.
     pub fn in_flight(&self) -> usize {
         let n = self.concurrency.max(1);
         n.saturating_add(self.fetch_ahead.unwrap_or(n))
     }
 
+    /// Reject configurations that cannot work or would be unsafe.
     pub fn validate(&self) -> Result<(), String> {
         self.policy
             .validate()

@@ -165,38 +165,26 @@ impl Proxy {
     /// that many threads, each with its own single-threaded runtime
     /// accepting on the shared listening sockets (a worker with time to
     /// spare takes the next connection) and its own upstream connections,
-    /// so a request and its upstream exchange stay on one thread. Health checks and the admin
-    /// listener run on the calling runtime; scans on each worker's blocking
-    /// pool. With 0, everything runs on the calling runtime.
+    /// so a request and its upstream exchange stay on one thread. Health
+    /// checks and the admin listener run on the calling runtime; scans on
+    /// each worker's blocking pool. With 0, everything runs on the calling
+    /// runtime.
     pub async fn run(self, metrics: Option<MetricsRender>) -> Result<(), ProxyError> {
         let workers = self
             .0
             .cfg
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        // One socket set per worker (or one, served here); the first fixes
-        // the port when the configuration asks for port 0.
-        let mut sets: Vec<Vec<(std::net::TcpListener, Option<Arc<rustls::ServerConfig>>)>> =
-            Vec::new();
-        for w in 0..workers.max(1) {
-            let mut set = Vec::new();
-            for (i, l) in self.0.cfg.listeners.iter().enumerate() {
-                let first = sets.first().and_then(|s| s.get(i)).map(|(f, _)| f);
-                let tcp = match first {
-                    Some(f) => f.try_clone(),
-                    None => listen(l.listen),
-                }
-                .map_err(|e| ProxyError::Bind(l.listen, e))?;
-                let tls = match &self.0.certs[i] {
-                    Some(c) => Some(c.server_config().map_err(ProxyError::Tls)?),
-                    None => None,
-                };
-                if w == 0 {
-                    tracing::info!(listen = %tcp.local_addr().unwrap_or(l.listen), tls = tls.is_some(), workers, "proxy listening");
-                }
-                set.push((tcp, tls));
-            }
-            sets.push(set);
+        // Each listener is bound once; workers accept on duplicates of it.
+        let mut bound = Vec::new();
+        for (i, l) in self.0.cfg.listeners.iter().enumerate() {
+            let tcp = listen(l.listen).map_err(|e| ProxyError::Bind(l.listen, e))?;
+            let tls = match &self.0.certs[i] {
+                Some(c) => Some(c.server_config().map_err(ProxyError::Tls)?),
+                None => None,
+            };
+            tracing::info!(listen = %tcp.local_addr().unwrap_or(l.listen), tls = tls.is_some(), workers, "proxy listening");
+            bound.push((l.listen, tcp, tls));
         }
         let admin = match self.0.cfg.admin_listen {
             Some(a) => Some(
@@ -221,7 +209,7 @@ impl Proxy {
             });
         }
         if workers == 0 {
-            for (std, tls) in sets.into_iter().flatten() {
+            for (_, std, tls) in bound {
                 let tcp = TcpListener::from_std(std)
                     .map_err(|e| ProxyError::Worker(format!("listener: {e}")))?;
                 let this = self.clone();
@@ -231,7 +219,12 @@ impl Proxy {
                 });
             }
         } else {
-            for (w, socks) in sets.into_iter().enumerate() {
+            for w in 0..workers {
+                let mut socks = Vec::new();
+                for (addr, tcp, tls) in &bound {
+                    let dup = tcp.try_clone().map_err(|e| ProxyError::Bind(*addr, e))?;
+                    socks.push((dup, tls.clone()));
+                }
                 let inner = self.0.clone();
                 let (tx, done) = tokio::sync::oneshot::channel();
                 std::thread::Builder::new()
