@@ -597,3 +597,80 @@ async fn backfill_interrupted_and_resumed() {
         "{err}"
     );
 }
+
+/// An HTTPS S3 endpoint with a self-signed certificate: refused by default,
+/// trusted through `ca_bundle`, or accepted with the explicit
+/// `tls_verify = false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_tls_verified_by_default_ca_bundle_or_explicit_opt_out() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_ca_signed_cert(dir.path(), "s3");
+    let (cert, key) = (dir.path().join("s3.crt"), dir.path().join("s3.key"));
+    let ca_cert = dir.path().join("s3-ca.crt");
+    let (_moto, endpoint) = moto_with(&[
+        "-c".as_ref(),
+        cert.as_os_str(),
+        "-k".as_ref(),
+        key.as_os_str(),
+    ]);
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+    // The test's own client trusts the certificate through ca_bundle.
+    let s3 = moat_s3::S3::new(&moat_s3::S3Config {
+        endpoint: Some(endpoint.clone()),
+        access_key: Some("testing".into()),
+        secret_key: Some("testing".into()),
+        ca_bundle: Some(ca_cert.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    mkbucket(&s3, "tls").await;
+    put(&s3, "tls", "clean.txt", b"just text".to_vec(), None).await;
+    put(&s3, "tls", "eicar.com", EICAR.to_vec(), None).await;
+    let config = |name: &str, s3_extra: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "data_dir = \"{d}\"\n[bucket.s3]\nendpoint = \"{endpoint}\"\naccess_key = \"testing\"\nsecret_key = \"testing\"\n{s3_extra}\n",
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let scan = |cfg: &Path| {
+        moat()
+            .args(["bucket", "scan", "--quiet", "--rescan", "--config"])
+            .arg(cfg)
+            .arg("s3://tls")
+            .env("MOAT_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    // Default: verification on, and the self-signed certificate is refused.
+    let out = scan(&config("verify.toml", ""));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // The CA bundle makes it trusted.
+    let ca = format!("ca_bundle = \"{}\"", ca_cert.display());
+    let out = scan(&config("ca.toml", &ca));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Scanned now: 2 "), "{err}");
+    // So does the explicit opt-out, which says so in the log.
+    let out = scan(&config("insecure.toml", "tls_verify = false"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Scanned now: 2 "), "{err}");
+    assert!(err.contains("verification is OFF"), "{err}");
+    let t = tags(&s3, "tls", "eicar.com").await;
+    assert_eq!(tag(&t, "moat-status"), Some("infected"), "{t:?}");
+    // Both at once is a configuration error, not a silent choice.
+    let both = config("both.toml", &format!("{ca}\ntls_verify = false"));
+    let out = scan(&both);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("contradict"), "{err}");
+}

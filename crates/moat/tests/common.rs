@@ -140,18 +140,26 @@ pub fn wait_port(port: u16, secs: u64) {
 
 /// moto_server on a free port.
 pub fn moto() -> (Proc, String) {
+    moto_with(&[])
+}
+
+/// moto_server on a free port with extra arguments (`-c CERT -k KEY` for
+/// HTTPS: the URL returned is then `https://`).
+pub fn moto_with(extra: &[&std::ffi::OsStr]) -> (Proc, String) {
     let bin = std::env::var("MOAT_TEST_MOTO_SERVER")
         .expect("MOAT_TEST_MOTO_SERVER (eval \"$(bash scripts/test-deps.sh)\")");
     let port = free_port();
+    let scheme = if extra.is_empty() { "http" } else { "https" };
     let child = Command::new(bin)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting moto_server");
     let p = Proc(child);
     wait_port(port, 60);
-    (p, format!("http://127.0.0.1:{port}"))
+    (p, format!("{scheme}://127.0.0.1:{port}"))
 }
 
 pub async fn s3(endpoint: &str) -> moat_s3::S3 {
@@ -509,4 +517,94 @@ pub async fn records_named(url: &str, name: &str) -> Vec<moat_db::ScanRecord> {
         out.extend(page.into_iter().filter(|r| r.name == name));
     }
     out
+}
+
+/// A self-signed certificate for localhost/127.0.0.1: DIR/NAME.crt, DIR/NAME.key.
+pub fn gen_cert(dir: &Path, name: &str, cn: &str) {
+    let ok = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg(format!("/CN={cn}"))
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(dir.join(format!("{name}.key")))
+        .arg("-out")
+        .arg(dir.join(format!("{name}.crt")))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "openssl failed");
+}
+
+/// A private CA (DIR/NAME-ca.crt) and a server certificate it signed for
+/// localhost/127.0.0.1 (DIR/NAME.crt, DIR/NAME.key): how a self-hosted
+/// MinIO is usually set up, and what rustls insists on (a CA certificate is
+/// not accepted as the server's own).
+pub fn gen_ca_signed_cert(dir: &Path, name: &str) {
+    let f = |suffix: &str| dir.join(format!("{name}{suffix}"));
+    let run = |args: Vec<std::ffi::OsString>| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "openssl failed");
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    run(vec![
+        os("req"),
+        os("-x509"),
+        os("-newkey"),
+        os("rsa:2048"),
+        os("-nodes"),
+        os("-days"),
+        os("2"),
+        os("-subj"),
+        os("/CN=moat test CA"),
+        os("-keyout"),
+        f("-ca.key").into(),
+        os("-out"),
+        f("-ca.crt").into(),
+    ]);
+    run(vec![
+        os("req"),
+        os("-newkey"),
+        os("rsa:2048"),
+        os("-nodes"),
+        os("-subj"),
+        os("/CN=localhost"),
+        os("-keyout"),
+        f(".key").into(),
+        os("-out"),
+        f(".csr").into(),
+    ]);
+    std::fs::write(
+        f(".ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(vec![
+        os("x509"),
+        os("-req"),
+        os("-days"),
+        os("2"),
+        os("-in"),
+        f(".csr").into(),
+        os("-CA"),
+        f("-ca.crt").into(),
+        os("-CAkey"),
+        f("-ca.key").into(),
+        os("-CAcreateserial"),
+        os("-extfile"),
+        f(".ext").into(),
+        os("-out"),
+        f(".crt").into(),
+    ]);
 }

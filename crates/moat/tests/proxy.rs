@@ -204,28 +204,6 @@ fn curl(args: &[&str]) -> (String, String) {
     (code.to_string(), body.to_string())
 }
 
-/// A self-signed certificate for localhost/127.0.0.1: DIR/NAME.crt, DIR/NAME.key.
-fn gen_cert(dir: &Path, name: &str, cn: &str) {
-    let ok = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        ])
-        .arg(format!("/CN={cn}"))
-        .args([
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-        ])
-        .arg(dir.join(format!("{name}.key")))
-        .arg("-out")
-        .arg(dir.join(format!("{name}.crt")))
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "openssl failed");
-}
-
 /// Read until the peer closes, an error or 1 MiB.
 fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();

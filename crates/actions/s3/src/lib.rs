@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod tags;
+mod unverified;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
@@ -48,6 +49,11 @@ pub struct S3Config {
     /// PEM file of extra CA certificates to trust (self-signed MinIO).
     #[serde(default)]
     pub ca_bundle: Option<PathBuf>,
+    /// Verify the endpoint's TLS certificate (default). `false` accepts any
+    /// certificate: an explicit opt-out for lab endpoints, logged as a
+    /// warning at start-up; it cannot be combined with `ca_bundle`.
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
 }
 
 fn default_region() -> String {
@@ -66,6 +72,7 @@ impl Default for S3Config {
             access_key: None,
             secret_key: None,
             ca_bundle: None,
+            tls_verify: true,
         }
     }
 }
@@ -221,7 +228,19 @@ impl S3 {
                 ));
             }
         }
-        if let Some(ca) = &cfg.ca_bundle {
+        if !cfg.tls_verify {
+            if cfg.ca_bundle.is_some() {
+                return Err(S3Error::Config(
+                    "ca_bundle and tls_verify = false contradict each other; keep one".into(),
+                ));
+            }
+            tracing::warn!(endpoint = ?cfg.endpoint, "S3 TLS certificate verification is OFF (tls_verify = false)");
+            let http = unverified::UnverifiedClient::new()
+                .map_err(|e| S3Error::Config(format!("TLS: {e}")))?;
+            loader = loader.http_client(
+                aws_smithy_runtime_api::client::http::SharedHttpClient::new(http),
+            );
+        } else if let Some(ca) = &cfg.ca_bundle {
             let pem = read_pem(ca)?;
             use aws_smithy_http_client::tls;
             let ctx = tls::TlsContext::builder()
