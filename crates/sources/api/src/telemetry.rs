@@ -12,9 +12,12 @@ pub const REJECTED: &str = "moat_scan_rejected_total";
 pub const ENGINE_UP: &str = "moat_engine_up";
 pub const RELOADS: &str = "moat_engine_reloads_total";
 
-/// Install the global Prometheus recorder (once per process).
+/// Install the global Prometheus recorder (once per process), with a
+/// thread that runs its upkeep every 5 s: histogram samples are buffered
+/// until drained, and without upkeep only a scrape drains them, so a moat
+/// nobody scrapes would grow by every request it timed.
 pub fn install_recorder() -> Result<PrometheusHandle, String> {
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Suffix("_seconds".into()),
             &[
@@ -24,7 +27,18 @@ pub fn install_recorder() -> Result<PrometheusHandle, String> {
         )
         .map_err(|e| e.to_string())?
         .install_recorder()
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    let h = handle.clone();
+    std::thread::Builder::new()
+        .name("moat-metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                h.run_upkeep();
+            }
+        })
+        .map_err(|e| format!("starting the metrics upkeep thread: {e}"))?;
+    Ok(handle)
 }
 
 /// Count one finished scan. `took` is the scan's wall time (engines plus the
