@@ -16,6 +16,7 @@ pub mod config;
 pub mod pool;
 mod server;
 mod tls;
+pub mod upstream;
 
 pub use config::ProxyConfig;
 pub use server::{MetricsRender, Proxy, ProxyError};

@@ -31,9 +31,10 @@ pub fn parse_upstream(url: &str) -> Result<String, String> {
 #[derive(Debug)]
 pub struct Server {
     pub url: String,
-    pub authority: String,
-    /// `authority`, parsed once for building request URIs.
-    pub uri_authority: hyper::http::uri::Authority,
+    /// `host:port`, what connections are pooled by.
+    pub authority: std::sync::Arc<str>,
+    /// `authority` as a Host header, for requests that came without one.
+    pub host_header: hyper::header::HeaderValue,
     pub weight: u32,
     pub backup: bool,
     /// Requests in flight to this server.
@@ -114,12 +115,15 @@ impl Pool {
         let mut servers = Vec::new();
         for s in &cfg.servers {
             let authority = parse_upstream(&s.url)?;
-            let uri_authority = authority
-                .parse()
+            // A valid authority is also a valid Host header value.
+            authority
+                .parse::<hyper::http::uri::Authority>()
+                .map_err(|e| format!("upstream {:?}: {e}", s.url))?;
+            let host_header = hyper::header::HeaderValue::from_str(&authority)
                 .map_err(|e| format!("upstream {:?}: {e}", s.url))?;
             servers.push(Server {
-                authority,
-                uri_authority,
+                authority: authority.into(),
+                host_header,
                 url: s.url.trim_end_matches('/').to_string(),
                 weight: s.weight.max(1),
                 backup: s.backup,

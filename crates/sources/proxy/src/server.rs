@@ -6,13 +6,12 @@ use crate::body::{self, Body, BodyError, BoxError};
 use crate::config::{ProxyConfig, ScanRules};
 use crate::pool::Pool;
 use crate::tls::CertStore;
+use crate::upstream::{Lease, Upstream};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Version};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use moat_api::ScanService;
 use moat_core::{Action, Blob, Status};
@@ -22,6 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -61,22 +61,19 @@ struct Inner {
     certs: Vec<Option<Arc<CertStore>>>,
 }
 
-/// The edge proxy role: shared state and the upstream client of the runtime
-/// it serves on (pooled upstream connections belong to one runtime). Cheap
-/// to clone.
+/// The edge proxy role: shared state and the upstream connection pool of
+/// the runtime it serves on (pooled upstream connections belong to one
+/// runtime). Cheap to clone.
 #[derive(Clone)]
-pub struct Proxy(Arc<Inner>, Client<HttpConnector, Body>);
+pub struct Proxy(Arc<Inner>, Upstream);
 
-/// The upstream HTTP client; its connection tasks run on the runtime that
-/// first uses it.
-fn upstream_client(cfg: &ProxyConfig) -> Client<HttpConnector, Body> {
-    let mut conn = HttpConnector::new();
-    conn.set_connect_timeout(Some(Duration::from_secs(cfg.connect_timeout_secs)));
-    conn.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(cfg.idle_timeout_secs))
-        .pool_timer(TokioTimer::new())
-        .build(conn)
+/// The upstream connection pool; its connection tasks run on the runtime
+/// that opens them.
+fn upstream_client(cfg: &ProxyConfig) -> Upstream {
+    Upstream::new(
+        Duration::from_secs(cfg.connect_timeout_secs),
+        Duration::from_secs(cfg.idle_timeout_secs),
+    )
 }
 
 /// What the access log line and metrics say about one request.
@@ -161,21 +158,22 @@ impl Proxy {
     /// them, the health checks and the admin listener until the future is
     /// dropped.
     ///
-    /// With `workers` > 0 (default: one per CPU) the listeners are served by
-    /// that many threads, each with its own single-threaded runtime
-    /// accepting on the shared listening sockets (a worker with time to
-    /// spare takes the next connection) and its own upstream connections,
-    /// so a request and its upstream exchange stay on one thread. Health
-    /// checks and the admin listener run on the calling runtime; scans on
-    /// each worker's blocking pool. With 0, everything runs on the calling
-    /// runtime.
+    /// With `workers` > 0 (default: one per CPU) connections are served by
+    /// that many threads, each with its own single-threaded runtime and its
+    /// own upstream connections, so a request and its upstream exchange stay
+    /// on one thread. The listeners are accepted on the calling runtime,
+    /// which hands each new connection to the worker with the fewest open
+    /// ones: letting workers race for the socket (or `SO_REUSEPORT`) left
+    /// one worker with most of a burst of keep-alive connections while the
+    /// other idled. Health checks and the admin listener run on the calling
+    /// runtime; scans on each worker's blocking pool. With 0, everything
+    /// runs on the calling runtime.
     pub async fn run(self, metrics: Option<MetricsRender>) -> Result<(), ProxyError> {
         let workers = self
             .0
             .cfg
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        // Each listener is bound once; workers accept on duplicates of it.
         let mut bound = Vec::new();
         for (i, l) in self.0.cfg.listeners.iter().enumerate() {
             let tcp = listen(l.listen).map_err(|e| ProxyError::Bind(l.listen, e))?;
@@ -184,7 +182,7 @@ impl Proxy {
                 None => None,
             };
             tracing::info!(listen = %tcp.local_addr().unwrap_or(l.listen), tls = tls.is_some(), workers, "proxy listening");
-            bound.push((l.listen, tcp, tls));
+            bound.push((tcp, tls));
         }
         let admin = match self.0.cfg.admin_listen {
             Some(a) => Some(
@@ -209,7 +207,7 @@ impl Proxy {
             });
         }
         if workers == 0 {
-            for (_, std, tls) in bound {
+            for (std, tls) in bound {
                 let tcp = TcpListener::from_std(std)
                     .map_err(|e| ProxyError::Worker(format!("listener: {e}")))?;
                 let this = self.clone();
@@ -219,18 +217,21 @@ impl Proxy {
                 });
             }
         } else {
+            let tls: Vec<_> = bound.iter().map(|(_, t)| t.clone()).collect();
+            let mut handles = Vec::new();
             for w in 0..workers {
-                let mut socks = Vec::new();
-                for (addr, tcp, tls) in &bound {
-                    let dup = tcp.try_clone().map_err(|e| ProxyError::Bind(*addr, e))?;
-                    socks.push((dup, tls.clone()));
-                }
-                let inner = self.0.clone();
+                let (conns, rx) = tokio::sync::mpsc::unbounded_channel();
+                let open = Arc::new(AtomicUsize::new(0));
+                handles.push(WorkerHandle {
+                    conns,
+                    open: open.clone(),
+                });
+                let (inner, tls) = (self.0.clone(), tls.clone());
                 let (tx, done) = tokio::sync::oneshot::channel();
                 std::thread::Builder::new()
                     .name(format!("moat-proxy-{w}"))
                     .spawn(move || {
-                        let _ = tx.send(worker(inner, socks));
+                        let _ = tx.send(worker(inner, tls, rx, open));
                     })
                     .map_err(|e| ProxyError::Worker(format!("starting thread {w}: {e}")))?;
                 // A worker only ends on a start-up failure or a panic: the
@@ -242,6 +243,12 @@ impl Proxy {
                         Err(_) => ProxyError::Worker(format!("worker {w} panicked")),
                     })
                 });
+            }
+            let handles: Arc<[WorkerHandle]> = handles.into();
+            for (listener, (std, _)) in bound.into_iter().enumerate() {
+                let tcp = TcpListener::from_std(std)
+                    .map_err(|e| ProxyError::Worker(format!("listener: {e}")))?;
+                tasks.spawn(hand_out(tcp, listener, handles.clone()));
             }
         }
         while let Some(r) = tasks.join_next().await {
@@ -255,28 +262,29 @@ impl Proxy {
     async fn accept_loop(self, tcp: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) {
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         loop {
-            let (sock, peer) = match tcp.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            let Some((sock, peer)) = accept(&tcp).await else {
+                continue;
             };
-            let _ = sock.set_nodelay(true);
-            let this = self.clone();
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let hs = Duration::from_secs(this.0.cfg.client_timeout_secs);
-                match acceptor {
-                    Some(acc) => match tokio::time::timeout(hs, acc.accept(sock)).await {
-                        Ok(Ok(s)) => this.serve_conn(TokioIo::new(s), peer, true).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    },
-                    None => this.serve_conn(TokioIo::new(sock), peer, false).await,
-                }
-            });
+            tokio::spawn(self.clone().serve_socket(sock, peer, acceptor.clone()));
+        }
+    }
+
+    /// One accepted connection: the TLS handshake (within the client
+    /// timeout) if the listener has TLS, then HTTP until it closes.
+    async fn serve_socket(
+        self,
+        sock: tokio::net::TcpStream,
+        peer: SocketAddr,
+        acceptor: Option<tokio_rustls::TlsAcceptor>,
+    ) {
+        let hs = Duration::from_secs(self.0.cfg.client_timeout_secs);
+        match acceptor {
+            Some(acc) => match tokio::time::timeout(hs, acc.accept(sock)).await {
+                Ok(Ok(s)) => self.serve_conn(TokioIo::new(s), peer, true).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            },
+            None => self.serve_conn(TokioIo::new(sock), peer, false).await,
         }
     }
 
@@ -354,7 +362,10 @@ impl Proxy {
     fn route(&self, host: &str, path: &str) -> Option<&Route> {
         let bare = host_without_port(host);
         self.0.routes.iter().find(|r| {
-            r.host.as_deref().is_none_or(|h| h == bare) && path.starts_with(r.prefix.as_str())
+            r.host
+                .as_deref()
+                .is_none_or(|h| h.eq_ignore_ascii_case(bare))
+                && path.starts_with(r.prefix.as_str())
         })
     }
 
@@ -664,18 +675,19 @@ impl Proxy {
             };
             let guard = pool.begin(i);
             let t0 = Instant::now();
-            let res = tokio::time::timeout(read_timeout, self.1.request(req)).await;
+            let res = tokio::time::timeout(read_timeout, self.1.send(&server.authority, req)).await;
             pool.metrics()
                 .upstream_seconds
                 .record(t0.elapsed().as_secs_f64());
             let replayable = !matches!(fwd, Fwd::Stream(_));
             match res {
-                Ok(Ok(resp)) => {
+                Ok(Ok((resp, lease))) => {
                     let (mut rp, rb) = resp.into_parts();
                     strip_hop_by_hop(&mut rp.headers);
                     let b = Guarded {
-                        inner: rb.map_err(BoxError::from).boxed_unsync(),
+                        inner: rb,
                         _guard: guard,
+                        _lease: lease,
                     };
                     return Ok(Response::from_parts(rp, b.boxed_unsync()));
                 }
@@ -746,10 +758,12 @@ impl Proxy {
             };
             let res = tokio::time::timeout(
                 Duration::from_secs(self.0.cfg.read_timeout_secs),
-                self.1.request(upreq),
+                self.1.send(&server.authority, upreq),
             )
             .await;
-            let mut resp = match res {
+            // The connection is the tunnel's once upgraded; otherwise it
+            // goes back to the pool with the response.
+            let (mut resp, _lease) = match res {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) if e.is_connect() => {
                     pool.fail(i);
@@ -831,10 +845,12 @@ enum Fwd {
     Stream(Option<Incoming>),
 }
 
-/// A response body that keeps the server's in-flight count until it ends.
+/// An upstream response body that keeps the server's in-flight count, and
+/// its connection out of the pool, until it ends.
 struct Guarded {
-    inner: Body,
+    inner: Incoming,
     _guard: crate::pool::InFlight,
+    _lease: Lease,
 }
 
 impl hyper::body::Body for Guarded {
@@ -844,7 +860,9 @@ impl hyper::body::Body for Guarded {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map_err(BoxError::from)
     }
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
@@ -854,8 +872,7 @@ impl hyper::body::Body for Guarded {
     }
 }
 
-/// A listening socket, handed over as a std listener so that any runtime
-/// can take it (workers each get a duplicate of the same socket).
+/// A listening socket, as a std listener so that any runtime can take it.
 fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let sock = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
@@ -867,11 +884,90 @@ fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     sock.listen(1024)?.into_std()
 }
 
-/// One proxy worker thread: a single-threaded runtime serving its sockets
-/// with its own upstream client, until the process ends.
+/// The next connection, with Nagle off; `None` after a failed accept (out
+/// of file descriptors, say), which is logged and paced.
+async fn accept(tcp: &TcpListener) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    match tcp.accept().await {
+        Ok((sock, peer)) => {
+            let _ = sock.set_nodelay(true);
+            Some((sock, peer))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
+/// A connection accepted for a worker: the socket (left non-blocking),
+/// the peer and which listener it came in on.
+struct Accepted {
+    sock: std::net::TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+}
+
+/// How the acceptor reaches one worker, and how many connections it holds.
+struct WorkerHandle {
+    conns: tokio::sync::mpsc::UnboundedSender<Accepted>,
+    open: Arc<AtomicUsize>,
+}
+
+/// Accept on one listener and give each connection to the worker holding
+/// the fewest (ties in turn).
+async fn hand_out(
+    tcp: TcpListener,
+    listener: usize,
+    workers: Arc<[WorkerHandle]>,
+) -> Result<(), ProxyError> {
+    let n = workers.len();
+    let mut next = 0;
+    loop {
+        let Some((sock, peer)) = accept(&tcp).await else {
+            continue;
+        };
+        let w = (0..n)
+            .map(|k| (next + k) % n)
+            .min_by_key(|&i| workers[i].open.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        next = (w + 1) % n;
+        let sock = match sock.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "handing a connection to a worker failed");
+                continue;
+            }
+        };
+        workers[w].open.fetch_add(1, Ordering::Relaxed);
+        let a = Accepted {
+            sock,
+            peer,
+            listener,
+        };
+        if workers[w].conns.send(a).is_err() {
+            return Err(ProxyError::Worker(format!("worker {w} stopped")));
+        }
+    }
+}
+
+/// Counts a connection against its worker until dropped.
+struct Held(Arc<AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One proxy worker thread: a single-threaded runtime with its own
+/// upstream client, serving the connections the acceptor hands it until
+/// the process ends.
 fn worker(
     inner: Arc<Inner>,
-    socks: Vec<(std::net::TcpListener, Option<Arc<rustls::ServerConfig>>)>,
+    tls: Vec<Option<Arc<rustls::ServerConfig>>>,
+    mut conns: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
+    open: Arc<AtomicUsize>,
 ) -> Result<(), ProxyError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -880,31 +976,44 @@ fn worker(
     rt.block_on(async move {
         let client = upstream_client(&inner.cfg);
         let this = Proxy(inner, client);
-        let mut tasks = tokio::task::JoinSet::new();
-        for (std, tls) in socks {
-            let tcp = TcpListener::from_std(std).map_err(|e| ProxyError::Worker(e.to_string()))?;
-            tasks.spawn(this.clone().accept_loop(tcp, tls));
+        let acceptors: Vec<_> = tls
+            .into_iter()
+            .map(|t| t.map(tokio_rustls::TlsAcceptor::from))
+            .collect();
+        while let Some(a) = conns.recv().await {
+            let held = Held(open.clone());
+            let sock = match tokio::net::TcpStream::from_std(a.sock) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(peer = %a.peer, error = %e, "taking over a connection failed");
+                    continue;
+                }
+            };
+            let acceptor = acceptors.get(a.listener).cloned().flatten();
+            let this = this.clone();
+            tokio::spawn(async move {
+                let _held = held;
+                this.serve_socket(sock, a.peer, acceptor).await;
+            });
         }
-        while tasks.join_next().await.is_some() {}
         Ok(())
     })
 }
 
-async fn health_loop(client: Client<HttpConnector, Body>, pool: Arc<Pool>) {
+async fn health_loop(client: Upstream, pool: Arc<Pool>) {
     let Some(h) = pool.cfg.health.clone() else {
         return;
     };
     loop {
         for (i, s) in pool.servers.iter().enumerate() {
-            let uri = format!("http://{}{}", s.authority, h.path);
-            let req = Request::get(uri)
-                .header(header::HOST, s.authority.as_str())
+            let req = Request::get(h.path.as_str())
+                .header(header::HOST, s.host_header.clone())
                 .header(header::USER_AGENT, "moat-proxy-health")
                 .body(body::empty());
             let up = match req {
                 Ok(req) => matches!(
-                    tokio::time::timeout(Duration::from_secs(h.timeout_secs.max(1)), client.request(req)).await,
-                    Ok(Ok(r)) if r.status().as_u16() == h.expect_status
+                    tokio::time::timeout(Duration::from_secs(h.timeout_secs.max(1)), client.send(&s.authority, req)).await,
+                    Ok(Ok((r, _))) if r.status().as_u16() == h.expect_status
                 ),
                 Err(_) => false,
             };
@@ -1085,16 +1194,14 @@ fn request_host<B>(req: &Request<B>) -> String {
         .unwrap_or_default()
 }
 
-fn host_without_port(host: &str) -> String {
-    let h = if host.starts_with('[') {
-        host.split(']')
-            .next()
-            .map(|x| format!("{x}]"))
-            .unwrap_or_default()
+/// The host part of a Host header (`[v6]` keeps its brackets), as sent:
+/// compare it ignoring ASCII case.
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        host.find(']').map_or("", |i| &host[..=i])
     } else {
-        host.split(':').next().unwrap_or("").to_string()
-    };
-    h.to_ascii_lowercase()
+        host.split(':').next().unwrap_or("")
+    }
 }
 
 /// The object name recorded for a body: the request path (S3: /bucket/key).
@@ -1165,17 +1272,14 @@ fn upstream_request(
     host: &str,
     upgrade: bool,
 ) -> Result<Request<Body>, String> {
-    let mut up = hyper::http::uri::Parts::default();
-    up.scheme = Some(hyper::http::uri::Scheme::HTTP);
-    up.authority = Some(server.uri_authority.clone());
-    up.path_and_query = Some(
+    // Origin form (`/path?query`): what an HTTP/1.1 server expects.
+    let uri = hyper::Uri::from(
         parts
             .uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
     );
-    let uri = hyper::Uri::from_parts(up).map_err(|e| format!("bad request target: {e}"))?;
     let mut headers = parts.headers.clone();
     let upgrade_value = headers.get(header::UPGRADE).cloned();
     strip_hop_by_hop(&mut headers);
@@ -1208,9 +1312,22 @@ fn upstream_request(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(if tls { "https" } else { "http" }),
     );
-    if !host.is_empty() {
-        headers.insert(X_FORWARDED_HOST, hv(host)?);
-        headers.insert(header::HOST, hv(host)?);
+    // The client's Host header (already among the copied headers) is
+    // reused as is; only an HTTP/2 request's :authority needs converting.
+    let host_value = match parts.headers.get(header::HOST) {
+        Some(v) => Some(v.clone()),
+        None if !host.is_empty() => Some(hv(host)?),
+        None => None,
+    };
+    match host_value {
+        Some(v) => {
+            headers.insert(header::HOST, v.clone());
+            headers.insert(X_FORWARDED_HOST, v);
+        }
+        // No Host at all (HTTP/1.0): name the upstream, as HTTP/1.1 requires.
+        None => {
+            headers.insert(header::HOST, server.host_header.clone());
+        }
     }
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
@@ -1272,7 +1389,7 @@ mod tests {
         )
         .unwrap();
         let h = r.headers();
-        assert_eq!(r.uri().to_string(), "http://10.1.1.1:80/up?x=1");
+        assert_eq!(r.uri().to_string(), "/up?x=1");
         assert_eq!(h["host"], "files.example:8443");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-real-ip"], "192.0.2.7");
@@ -1295,7 +1412,8 @@ mod tests {
         assert!(wants_html(&h));
         h.insert("accept", "application/json, text/html".parse().unwrap());
         assert!(!wants_html(&h));
-        assert_eq!(host_without_port("Files.Example:443"), "files.example");
+        assert_eq!(host_without_port("Files.Example:443"), "Files.Example");
+        assert_eq!(host_without_port("files.example"), "files.example");
         assert_eq!(host_without_port("[::1]:80"), "[::1]");
     }
 }
