@@ -75,13 +75,16 @@ impl ServerCertVerifier for AnyCertificate {
 }
 
 /// An [`HttpClient`] whose connectors skip certificate verification. One
-/// pooled hyper client per connect timeout the SDK asks for (in practice
-/// one), so connections are reused across requests.
+/// pooled hyper client per (connect, read) timeout pair the SDK asks for
+/// (in practice one), so connections are reused across requests.
 #[derive(Debug)]
 pub(crate) struct UnverifiedClient {
     tls: rustls::ClientConfig,
-    clients: Mutex<Vec<(Option<Duration>, SharedHttpConnector)>>,
+    clients: Mutex<Vec<(Timeouts, SharedHttpConnector)>>,
 }
+
+/// Connect and read timeouts: what a cached connector is built with.
+type Timeouts = (Option<Duration>, Option<Duration>);
 
 impl UnverifiedClient {
     pub(crate) fn new() -> Result<UnverifiedClient, rustls::Error> {
@@ -97,7 +100,7 @@ impl UnverifiedClient {
         })
     }
 
-    fn build(&self, connect_timeout: Option<Duration>, read_timeout: Option<Duration>) -> Hyper {
+    fn build(&self, (connect_timeout, read_timeout): Timeouts) -> Hyper {
         let mut tcp = TcpConnector::new();
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
@@ -120,7 +123,7 @@ impl HttpClient for UnverifiedClient {
         settings: &HttpConnectorSettings,
         _components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        let key = settings.connect_timeout();
+        let key = (settings.connect_timeout(), settings.read_timeout());
         let mut clients = match self.clients.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -128,7 +131,7 @@ impl HttpClient for UnverifiedClient {
         if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
             return c.clone();
         }
-        let c = SharedHttpConnector::new(self.build(key, settings.read_timeout()));
+        let c = SharedHttpConnector::new(self.build(key));
         clients.push((key, c.clone()));
         c
     }
