@@ -30,7 +30,8 @@ pub struct ProxyConfig {
     /// Idle keep-alive connections to upstreams are closed after this. Default 60 s.
     pub idle_timeout_secs: u64,
     /// Threads serving the listeners, each with its own single-threaded
-    /// runtime and upstream connections, all accepting on the same sockets.
+    /// runtime and upstream connections; each new connection goes to the
+    /// worker holding the fewest.
     /// Default: one per CPU. 0 serves them on the process's shared runtime.
     pub workers: Option<usize>,
 }
