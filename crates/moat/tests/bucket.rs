@@ -607,12 +607,7 @@ async fn s3_tls_verified_by_default_ca_bundle_or_explicit_opt_out() {
     gen_ca_signed_cert(dir.path(), "s3");
     let (cert, key) = (dir.path().join("s3.crt"), dir.path().join("s3.key"));
     let ca_cert = dir.path().join("s3-ca.crt");
-    let (_moto, endpoint) = moto_with(&[
-        "-c".as_ref(),
-        cert.as_os_str(),
-        "-k".as_ref(),
-        key.as_os_str(),
-    ]);
+    let (_moto, endpoint) = moto_https(&cert, &key);
     assert!(endpoint.starts_with("https://"), "{endpoint}");
     // The test's own client trusts the certificate through ca_bundle.
     let s3 = moat_s3::S3::new(&moat_s3::S3Config {

@@ -140,25 +140,31 @@ pub fn wait_port(port: u16, secs: u64) {
 
 /// moto_server on a free port.
 pub fn moto() -> (Proc, String) {
-    moto_with(&[])
+    spawn_moto(None)
 }
 
-/// moto_server on a free port with extra arguments (`-c CERT -k KEY` for
-/// HTTPS: the URL returned is then `https://`).
-pub fn moto_with(extra: &[&std::ffi::OsStr]) -> (Proc, String) {
+/// moto_server over HTTPS with the given certificate and key.
+pub fn moto_https(cert: &Path, key: &Path) -> (Proc, String) {
+    spawn_moto(Some((cert, key)))
+}
+
+fn spawn_moto(tls: Option<(&Path, &Path)>) -> (Proc, String) {
     let bin = std::env::var("MOAT_TEST_MOTO_SERVER")
         .expect("MOAT_TEST_MOTO_SERVER (eval \"$(bash scripts/test-deps.sh)\")");
     let port = free_port();
-    let scheme = if extra.is_empty() { "http" } else { "https" };
-    let child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .args(extra)
+    let mut cmd = Command::new(bin);
+    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    if let Some((cert, key)) = tls {
+        cmd.arg("-c").arg(cert).arg("-k").arg(key);
+    }
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting moto_server");
     let p = Proc(child);
     wait_port(port, 60);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     (p, format!("{scheme}://127.0.0.1:{port}"))
 }
 
