@@ -48,7 +48,11 @@ nginx_conf "$BENCH_DIR/nginx-proxy" "
                           proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } }"
 nginx -c "$BENCH_DIR/nginx-up/nginx.conf"
 nginx -c "$BENCH_DIR/nginx-proxy/nginx.conf"
-MOAT_LOG=warn MOAT__SERVER__CACHE=false "$MOAT" proxy --listen "127.0.0.1:$MP" --upstream "http://127.0.0.1:$UP" \
+# setsid: moat gets its own session, as the nginx daemons do. With the
+# kernel's scheduler autogroups (sched_autogroup_enabled=1) each session is
+# a CPU-share group; moat left in this script's session would share one with
+# wrk while nginx has its own, and lose up to a third of its CPU to that.
+MOAT_LOG=warn MOAT__SERVER__CACHE=false setsid "$MOAT" proxy --listen "127.0.0.1:$MP" --upstream "http://127.0.0.1:$UP" \
     --admin "127.0.0.1:$ADM" --data-dir "$BENCH_DIR/data" 2> "$BENCH_DIR/moat.log" &
 MOAT_PID=$!
 cleanup() {
@@ -80,6 +84,7 @@ EOF
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2); moat: $("$MOAT" --version)"
+echo "scheduler autogroups: $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo n/a); moat $(cat /proc/$MOAT_PID/autogroup 2>/dev/null), nginx proxy $(cat /proc/"$(cat "$BENCH_DIR/nginx-proxy/nginx.pid")"/autogroup 2>/dev/null)"
 
 run() { # label url wrk-args...
     local label=$1 url=$2; shift 2

@@ -899,3 +899,206 @@ print("encodings", seen)
         "boto3 did not use aws-chunked: {stdout}"
     );
 }
+
+/// One HTTP/1.1 response read off a keep-alive connection: status, headers
+/// (lower-cased names) and the body (chunked decoded; trailers dropped).
+/// `head_only` for the answer to a HEAD.
+fn read_response(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_only: bool,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) {
+        let mut chunk = [0u8; 65536];
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed mid-response");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    fn line(s: &mut TcpStream, buf: &mut Vec<u8>) -> String {
+        loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                let l = String::from_utf8(buf[..i].to_vec()).unwrap();
+                buf.drain(..i + 2);
+                return l;
+            }
+            fill(s, buf);
+        }
+    }
+    fn take(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Vec<u8> {
+        while buf.len() < n {
+            fill(s, buf);
+        }
+        buf.drain(..n).collect()
+    }
+    let status_line = line(s, buf);
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let l = line(s, buf);
+        if l.is_empty() {
+            break;
+        }
+        let (n, v) = l.split_once(':').unwrap();
+        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if head_only {
+    } else if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        loop {
+            let size = line(s, buf);
+            let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+            if size == 0 {
+                while !line(s, buf).is_empty() {}
+                break;
+            }
+            body.extend(take(s, buf, size));
+            assert_eq!(line(s, buf), "");
+        }
+    } else if let Some(n) = get("content-length") {
+        body = take(s, buf, n.parse().unwrap());
+    } else {
+        body = std::mem::take(buf);
+        body.extend(read_until_closed(s));
+    }
+    (status, headers, body)
+}
+
+/// What `proxy_upstream.py` sends for `/bytes/N`.
+fn upstream_bytes(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 32);
+    let mut i = 0;
+    while out.len() < n {
+        out.extend_from_slice(&Sha256::digest(format!("{n}:{i}").as_bytes()));
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+#[test]
+fn pass_through_framings_keep_alive_pipelining_and_hand_off_to_the_full_path() {
+    // The lean pass-through path (default) and hyper's full path must
+    // behave the same.
+    for fast in ["true", "false"] {
+        pass_through(fast);
+    }
+}
+
+fn pass_through(fast_path: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start(dir.path(), "a");
+    let m = Moat::quick(dir.path(), &[&up], &[("MOAT__PROXY__FAST_PATH", fast_path)]);
+    let mut s = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = Vec::new();
+    let get = |path: &str, extra: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: files.example\r\n{extra}\r\n").into_bytes()
+    };
+
+    // A chunked body (extensions, a trailer, a chunk larger than a read)
+    // arrives whole, and the connection serves the next request after it.
+    s.write_all(&get("/chunked", "")).unwrap();
+    let (code, h, body) = read_response(&mut s, &mut buf, false);
+    assert_eq!(code, 200);
+    assert!(
+        h.iter()
+            .any(|(n, v)| n == "transfer-encoding" && v == "chunked")
+    );
+    let mut want = b"first chunk\nsecond;\r\n".to_vec();
+    want.extend(std::iter::repeat_n(b'x', 70000));
+    assert_eq!(body, want);
+
+    // Headers: hop-by-hop and Connection-named ones gone, X-Forwarded-For
+    // appended, the others set; Host kept.
+    s.write_all(&get(
+        "/echo?q=1",
+        "X-Forwarded-For: 10.0.0.1\r\nConnection: keep-alive, x-secret\r\nX-Secret: 1\r\nX-Real-IP: 6.6.6.6\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\n",
+    ))
+    .unwrap();
+    let (code, _, body) = read_response(&mut s, &mut buf, false);
+    assert_eq!(code, 200);
+    let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let eh = &j["headers"];
+    assert_eq!(j["path"], "/echo?q=1");
+    assert_eq!(eh["host"], "files.example");
+    assert_eq!(eh["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+    assert_eq!(eh["x-real-ip"], "127.0.0.1");
+    assert_eq!(eh["x-forwarded-proto"], "http");
+    assert_eq!(eh["x-forwarded-host"], "files.example");
+    assert_eq!(eh["x-kept"], "yes");
+    for gone in ["x-secret", "keep-alive"] {
+        assert!(eh.get(gone).is_none(), "{gone} forwarded: {eh}");
+    }
+
+    // A body of several reads, byte for byte.
+    let n = 3_000_000;
+    s.write_all(&get(&format!("/bytes/{n}"), "")).unwrap();
+    let (code, _, body) = read_response(&mut s, &mut buf, false);
+    assert_eq!(code, 200);
+    assert_eq!(sha_hex(&body), sha_hex(&upstream_bytes(n)));
+
+    // HEAD: the length header, no body; then two pipelined requests in one
+    // write, answered in order.
+    s.write_all(b"HEAD /bytes/10 HTTP/1.1\r\nHost: files.example\r\n\r\n")
+        .unwrap();
+    let (code, h, body) = read_response(&mut s, &mut buf, true);
+    assert_eq!(code, 200);
+    assert!(h.iter().any(|(n, v)| n == "content-length" && v == "10"));
+    assert!(body.is_empty());
+    s.write_all(&[get("/bytes/5", ""), get("/bytes/7", "")].concat())
+        .unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).2, upstream_bytes(5));
+    assert_eq!(read_response(&mut s, &mut buf, false).2, upstream_bytes(7));
+
+    // A request with a body goes to the full path (scanned, forwarded), and
+    // the connection keeps working there.
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: files.example\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello")
+        .unwrap();
+    let (code, _, body) = read_response(&mut s, &mut buf, false);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(up.bodies().len(), 1, "{:?}", up.bodies());
+    s.write_all(&get("/bytes/9", "")).unwrap();
+    assert_eq!(read_response(&mut s, &mut buf, false).2, upstream_bytes(9));
+
+    // A body ended by the server closing: all of it, framed for the client
+    // either by closing its connection too (pass-through path) or chunked
+    // (hyper).
+    let mut s = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = Vec::new();
+    s.write_all(&get("/until-close", "")).unwrap();
+    let (code, h, body) = read_response(&mut s, &mut buf, false);
+    assert_eq!(code, 200);
+    assert!(
+        h.iter().any(|(n, v)| (n == "connection" && v == "close")
+            || (n == "transfer-encoding" && v == "chunked")),
+        "{h:?}"
+    );
+    assert_eq!(
+        body,
+        b"no length, ends when the server closes\n".repeat(1000)
+    );
+
+    // Metrics count these requests like any other; with the upstream gone
+    // the answer is moat's own 502 with Retry-After, as JSON.
+    let metrics = m.metrics();
+    assert!(
+        metrics.contains("moat_proxy_requests_total{pool=\"default\",status=\"200\"}"),
+        "{metrics}"
+    );
+    let mut up = up;
+    up.kill();
+    let out = Command::new("curl")
+        .args(["-s", "-i", "--max-time", "30", &m.url("/x")])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(out.starts_with("http/1.1 502"), "{out}");
+    assert!(out.contains("retry-after: 5"), "{out}");
+    assert!(out.contains("content-type: application/json"), "{out}");
+    assert!(
+        out.contains("\"error\":\"no upstream server could take the request\""),
+        "{out}"
+    );
+}

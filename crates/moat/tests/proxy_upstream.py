@@ -4,7 +4,11 @@ usage: proxy_upstream.py PORT LOGFILE NAME
 
 * GET /health -> 200 "ok"
 * GET /download/eicar, /download/clean -> a body to download
+* GET /chunked -> a chunked body (extensions, a trailer), keep-alive
+* GET /until-close -> a body without a length, ended by closing
+* GET /bytes/N -> N bytes (SHA-256 of "N:0", "N:1", ... concatenated), with Content-Length
 * GET anything else -> 200 JSON {server, path, headers}
+* HEAD -> the GET's head without its body
 * POST/PUT/PATCH -> reads the body (Content-Length or chunked), appends
   "METHOD PATH SHA256 LEN" to LOGFILE, answers JSON {server, sha256, len}
 * Upgrade: websocket -> 101, then echoes raw bytes until the peer closes
@@ -30,7 +34,8 @@ class H(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def do_GET(self):
         if self.headers.get("Upgrade", "").lower() == "websocket":
@@ -55,12 +60,37 @@ class H(BaseHTTPRequestHandler):
             return self.reply(200, b"ok\n", "text/plain")
         if self.path == "/download/eicar":
             return self.reply(200, EICAR, "application/octet-stream")
+        if self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Trailer", "X-Checksum")
+            self.end_headers()
+            for i, part in enumerate([b"first chunk\n", b"second;\r\n", b"x" * 70000]):
+                self.wfile.write(b"%x;n=%d\r\n" % (len(part), i) + part + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\nX-Checksum: 42\r\n\r\n")
+            return
+        if self.path == "/until-close":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"no length, ends when the server closes\n" * 1000)
+            self.close_connection = True
+            return
+        if self.path.startswith("/bytes/"):
+            n = int(self.path[len("/bytes/"):])
+            out = b"".join(hashlib.sha256(b"%d:%d" % (n, i)).digest() for i in range(n // 32 + 1))
+            return self.reply(200, out[:n], "application/octet-stream")
         if self.path == "/download/clean":
             return self.reply(200, b"just a clean download\n" * 100, "application/octet-stream")
         body = json.dumps(
             {"server": NAME, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}}
         ).encode()
         self.reply(200, body)
+
+    do_HEAD = do_GET
 
     def read_body(self, h):
         n = 0

@@ -34,6 +34,10 @@ pub struct ProxyConfig {
     /// worker holding the fewest.
     /// Default: one per CPU. 0 serves them on the process's shared runtime.
     pub workers: Option<usize>,
+    /// Plain-HTTP/1.1 requests that need no scanning (bodiless GET, HEAD,
+    /// OPTIONS) go through moat's own lean pass-through path; everything
+    /// else, and every request when this is off, through hyper. Default on.
+    pub fast_path: bool,
 }
 
 impl Default for ProxyConfig {
@@ -51,6 +55,7 @@ impl Default for ProxyConfig {
             client_timeout_secs: 30,
             idle_timeout_secs: 60,
             workers: None,
+            fast_path: true,
         }
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod body;
 pub mod config;
+mod fast;
 pub mod pool;
 mod server;
 mod tls;

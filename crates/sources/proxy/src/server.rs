@@ -44,16 +44,16 @@ pub enum ProxyError {
 /// Renders the Prometheus exposition for the admin listener's `/metrics`.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
-struct Route {
+pub(crate) struct Route {
     host: Option<String>,
     prefix: String,
-    pool: Arc<Pool>,
+    pub(crate) pool: Arc<Pool>,
     scan: ScanRules,
-    scan_responses: bool,
+    pub(crate) scan_responses: bool,
 }
 
-struct Inner {
-    cfg: ProxyConfig,
+pub(crate) struct Inner {
+    pub(crate) cfg: ProxyConfig,
     routes: Vec<Route>,
     pools: Vec<Arc<Pool>>,
     service: ScanService,
@@ -65,7 +65,7 @@ struct Inner {
 /// the runtime it serves on (pooled upstream connections belong to one
 /// runtime). Cheap to clone.
 #[derive(Clone)]
-pub struct Proxy(Arc<Inner>, Upstream);
+pub struct Proxy(pub(crate) Arc<Inner>, pub(crate) Upstream);
 
 /// The upstream connection pool; its connection tasks run on the runtime
 /// that opens them.
@@ -78,13 +78,21 @@ fn upstream_client(cfg: &ProxyConfig) -> Upstream {
 
 /// What the access log line and metrics say about one request.
 #[derive(Default)]
-struct Log<'a> {
-    pool: Option<&'a Pool>,
-    upstream: &'a str,
-    attempts: u32,
-    scanned: Vec<(String, String)>,
-    bytes_in: u64,
-    note: &'static str,
+pub(crate) struct Log<'a> {
+    pub(crate) pool: Option<&'a Pool>,
+    pub(crate) upstream: &'a str,
+    pub(crate) attempts: u32,
+    pub(crate) scanned: Vec<(String, String)>,
+    pub(crate) bytes_in: u64,
+    pub(crate) note: &'static str,
+}
+
+/// What only the access log needs, kept only when it is on.
+pub(crate) struct Access {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) version: Version,
+    pub(crate) host: String,
 }
 
 impl Proxy {
@@ -284,11 +292,12 @@ impl Proxy {
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             },
+            None if self.0.cfg.fast_path => self.serve_plain(sock, peer).await,
             None => self.serve_conn(TokioIo::new(sock), peer, false).await,
         }
     }
 
-    async fn serve_conn<I>(self, io: I, peer: SocketAddr, tls: bool)
+    pub(crate) async fn serve_conn<I>(self, io: I, peer: SocketAddr, tls: bool)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
@@ -314,19 +323,31 @@ impl Proxy {
 
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<Body> {
         let start = Instant::now();
-        // What only the access log needs is kept only when it is on.
-        let access = tracing::enabled!(target: "moat::access", tracing::Level::INFO).then(|| {
-            (
-                req.method().clone(),
-                req.uri().path().to_string(),
-                req.version(),
-            )
-        });
         let host = request_host(&req);
+        let access =
+            tracing::enabled!(target: "moat::access", tracing::Level::INFO).then(|| Access {
+                method: req.method().clone(),
+                path: req.uri().path().to_string(),
+                version: req.version(),
+                host: host.clone(),
+            });
         let html = wants_html(req.headers());
         let mut log = Log::default();
         let resp = self.dispatch(req, peer, tls, &host, html, &mut log).await;
-        let status = resp.status().as_u16();
+        self.record(&log, resp.status().as_u16(), start, access, peer, tls);
+        resp
+    }
+
+    /// Metrics and the access log line for one finished request.
+    pub(crate) fn record(
+        &self,
+        log: &Log<'_>,
+        status: u16,
+        start: Instant,
+        access: Option<Access>,
+        peer: SocketAddr,
+        tls: bool,
+    ) {
         let secs = start.elapsed().as_secs_f64();
         let pool_name = log.pool.map_or("-", |p| p.name.as_str());
         match log.pool {
@@ -341,7 +362,13 @@ impl Proxy {
                 metrics::histogram!(REQUEST_SECONDS, "pool" => "-").record(secs);
             }
         }
-        if let Some((method, path, version)) = access {
+        if let Some(Access {
+            method,
+            path,
+            version,
+            host,
+        }) = access
+        {
             let scanned = log
                 .scanned
                 .iter()
@@ -356,10 +383,9 @@ impl Proxy {
                 scanned = %scanned, note = log.note, "request"
             );
         }
-        resp
     }
 
-    fn route(&self, host: &str, path: &str) -> Option<&Route> {
+    pub(crate) fn route(&self, host: &str, path: &str) -> Option<&Route> {
         let bare = host_without_port(host);
         self.0.routes.iter().find(|r| {
             r.host
@@ -1124,7 +1150,7 @@ fn body_error(e: BodyError, html: bool, log: &mut Log) -> Response<Body> {
     r
 }
 
-fn error_page(code: StatusCode, html: bool, msg: &str) -> Response<Body> {
+pub(crate) fn error_page(code: StatusCode, html: bool, msg: &str) -> Response<Body> {
     let mut r = if html {
         let page = format!(
             "<!doctype html><html><head><title>{code}</title></head><body><h1>{code}</h1><p>{}</p></body></html>\n",
@@ -1262,7 +1288,7 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 #[allow(clippy::too_many_arguments)]
-fn upstream_request(
+pub(crate) fn upstream_request(
     parts: &hyper::http::request::Parts,
     server: &crate::pool::Server,
     body: Body,

@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// Idle connections kept per server; more are closed when they come back.
 const MAX_IDLE_PER_SERVER: usize = 512;
@@ -41,6 +42,14 @@ impl UpstreamError {
     }
 }
 
+/// Whether an idle connection is still usable: nothing to read on it. No
+/// system call unless the runtime has seen it become readable (the server
+/// closed it, or sent something unasked).
+fn still_open(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 struct Idle {
     send: SendRequest<Body>,
     since: Instant,
@@ -54,7 +63,13 @@ struct Shared {
     connect_timeout: Duration,
     idle_timeout: Duration,
     idle: Mutex<HashMap<Arc<str>, Vec<Idle>>>,
+    /// Plain sockets of the pass-through path (`crate::fast`), which speaks
+    /// HTTP/1.1 on them itself.
+    raw: Mutex<HashMap<Arc<str>, Vec<IdleSocket>>>,
 }
+
+/// A plain socket and since when it has been idle.
+type IdleSocket = (TcpStream, Instant);
 
 /// A connection lent to one exchange; it returns to the pool when dropped
 /// (keep it alive as long as the response body).
@@ -80,7 +95,46 @@ impl Upstream {
             connect_timeout,
             idle_timeout,
             idle: Mutex::new(HashMap::new()),
+            raw: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// The most recently used idle plain socket to `authority` that is
+    /// still open and within the idle timeout.
+    pub fn checkout_raw(&self, authority: &str) -> Option<TcpStream> {
+        let mut raw = self.0.raw.lock().unwrap_or_else(|p| p.into_inner());
+        let list = raw.get_mut(authority)?;
+        if let Some(limit) = Instant::now().checked_sub(self.0.idle_timeout) {
+            let keep = list.partition_point(|(_, since)| *since <= limit);
+            list.drain(..keep);
+        }
+        while let Some((s, _)) = list.pop() {
+            if still_open(&s) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Give a plain socket whose last exchange ended cleanly back to the pool.
+    pub fn put_back_raw(&self, authority: &Arc<str>, s: TcpStream) {
+        let mut raw = self.0.raw.lock().unwrap_or_else(|p| p.into_inner());
+        let list = raw.entry(authority.clone()).or_default();
+        if list.len() < MAX_IDLE_PER_SERVER {
+            list.push((s, Instant::now()));
+        }
+    }
+
+    /// A new plain socket to `authority` (connect timeout, Nagle off).
+    pub async fn connect_raw(&self, authority: &str) -> Result<TcpStream, UpstreamError> {
+        let t = self.0.connect_timeout;
+        let tcp = match tokio::time::timeout(t, TcpStream::connect(authority)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(UpstreamError::Connect(authority.into(), e)),
+            Err(_) => return Err(UpstreamError::ConnectTimeout(authority.into(), t)),
+        };
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Vec<Idle>>> {
@@ -120,13 +174,7 @@ impl Upstream {
     }
 
     async fn connect(&self, authority: &str) -> Result<SendRequest<Body>, UpstreamError> {
-        let t = self.0.connect_timeout;
-        let tcp = match tokio::time::timeout(t, tokio::net::TcpStream::connect(authority)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(UpstreamError::Connect(authority.into(), e)),
-            Err(_) => return Err(UpstreamError::ConnectTimeout(authority.into(), t)),
-        };
-        let _ = tcp.set_nodelay(true);
+        let tcp = self.connect_raw(authority).await?;
         let (send, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(tcp))
             .await
