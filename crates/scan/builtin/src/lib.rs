@@ -26,6 +26,7 @@
 pub mod cvd;
 pub mod eicar;
 mod engine;
+pub mod exe;
 pub mod hashdb;
 mod load;
 mod names;
