@@ -11,7 +11,9 @@
 //! a broken container is reported and whatever was read from it is kept.
 
 use crate::cvd;
-use crate::hashdb::{Buckets, HashEntry, HashFile, HashKind, parse_hash_bytes};
+use crate::hashdb::{
+    Buckets, HashBuckets, HashEntry, HashFile, HashKind, HashVecs, parse_hash_bytes,
+};
 use crate::names::NameArena;
 use crate::ndb::{self, CompiledSig, NdbLineError, parse_ndb_bytes};
 use moat_core::Blob;
@@ -68,9 +70,8 @@ enum Class {
 }
 
 const UNSUPPORTED: &[&str] = &[
-    "ldb", "ldu", "cdb", "idb", "fp", "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "ftm", "mdb",
-    "mdu", "msb", "msu", "imp", "crb", "cfg", "info", "cbc", "hwp", "pwdb", "yar", "yara", "zmd",
-    "rmd", "sdb", "ndbx",
+    "ldb", "ldu", "cdb", "idb", "fp", "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "ftm", "crb",
+    "cfg", "info", "cbc", "hwp", "pwdb", "yar", "yara", "zmd", "rmd", "sdb", "ndbx",
 ];
 
 fn classify(ext: &str) -> Option<Class> {
@@ -80,6 +81,9 @@ fn classify(ext: &str) -> Option<Class> {
         "hdu" => fk(Kind::Hash(HashFile::Hdb), true),
         "hsb" => fk(Kind::Hash(HashFile::Hsb), false),
         "hsu" => fk(Kind::Hash(HashFile::Hsb), true),
+        "mdb" | "msb" => fk(Kind::Hash(HashFile::Mdb), false),
+        "mdu" | "msu" => fk(Kind::Hash(HashFile::Mdb), true),
+        "imp" => fk(Kind::Hash(HashFile::Imp), false),
         "ndb" => fk(Kind::Ndb, false),
         "ndu" => fk(Kind::Ndb, true),
         "cvd" | "cld" => Some(Class::Container),
@@ -105,6 +109,9 @@ struct BlockOut {
     md5: Vec<HashEntry<16>>,
     sha1: Vec<HashEntry<20>>,
     sha256: Vec<HashEntry<32>>,
+    /// `.mdb`/`.msb` section hashes and `.imp` import hashes.
+    mdb: HashVecs,
+    imp: HashVecs,
     ndb: Vec<CompiledSig>,
     loaded: u64,
     unsupported: BTreeMap<&'static str, u64>,
@@ -136,6 +143,17 @@ impl BlockOut {
                         self.error(local, "too many signature names".into());
                         return;
                     };
+                    if matches!(file, HashFile::Mdb | HashFile::Imp) {
+                        let v = if file == HashFile::Mdb {
+                            &mut self.mdb
+                        } else {
+                            &mut self.imp
+                        };
+                        if v.push(&p, id) {
+                            self.loaded += 1;
+                        }
+                        return;
+                    }
                     let pushed = match p.kind {
                         HashKind::Md5 => {
                             HashEntry::new(&p.digest, p.size, id).map(|e| self.md5.push(e))
@@ -254,6 +272,8 @@ pub(crate) struct Loaded {
     pub(crate) md5: Buckets<16>,
     pub(crate) sha1: Buckets<20>,
     pub(crate) sha256: Buckets<32>,
+    pub(crate) mdb: HashBuckets,
+    pub(crate) imp: HashBuckets,
     pub(crate) ndb: Vec<CompiledSig>,
     pub(crate) signatures: BTreeMap<String, u64>,
     pub(crate) unsupported: BTreeMap<String, u64>,
@@ -271,6 +291,8 @@ impl Loaded {
             md5: Buckets::default(),
             sha1: Buckets::default(),
             sha256: Buckets::default(),
+            mdb: HashBuckets::default(),
+            imp: HashBuckets::default(),
             ndb: Vec::new(),
             signatures: BTreeMap::new(),
             unsupported: BTreeMap::new(),
@@ -315,6 +337,8 @@ impl Loaded {
         let kind_key = match fk.kind {
             Kind::Hash(HashFile::Hdb) => "hdb",
             Kind::Hash(HashFile::Hsb) => "hsb",
+            Kind::Hash(HashFile::Mdb) => "mdb",
+            Kind::Hash(HashFile::Imp) => "imp",
             Kind::Ndb => "ndb",
             Kind::Unsupported(_) => "",
         };
@@ -332,6 +356,8 @@ impl Loaded {
             self.md5.absorb(b.md5, base);
             self.sha1.absorb(b.sha1, base);
             self.sha256.absorb(b.sha256, base);
+            self.mdb.absorb(b.mdb, base);
+            self.imp.absorb(b.imp, base);
             self.ndb.extend(b.ndb.into_iter().map(|mut c| {
                 c.name += base;
                 c
