@@ -5,7 +5,7 @@ use crate::exe::{self, PeMode, Src};
 use crate::hashdb::{HashDb, HashTable};
 use crate::load::{self, LoadError, MAX_ERRORS};
 use crate::names::NameArena;
-use crate::ndb::{Cursor, NdbSet, parse::TARGET_HEAD};
+use crate::ndb::{Cursor, Layout, NdbSet, parse::TARGET_HEAD};
 use md5::Md5;
 use moat_core::{Blob, Engine, EngineError, EngineInfo, EngineScan, Hit, Object, ScanContext};
 use sha1::Sha1;
@@ -193,6 +193,9 @@ impl BuiltinEngine {
         let mut sha1 = self.hashes.sha1.wants(len).then(Sha1::new);
         let mut sha = (sha256.is_none() && self.hashes.sha256.wants(len)).then(Sha256::new);
         let mut st = self.ndb.start(&head);
+        if self.ndb.needs_layout() {
+            st.layout = self.layout(blob, &head)?;
+        }
         let need_ndb = !self.ndb.is_empty();
         let mut update = |data: &[u8]| {
             if let Some(h) = md5.as_mut() {
@@ -304,6 +307,26 @@ impl BuiltinEngine {
 }
 
 impl BuiltinEngine {
+    /// The executable layout for offsets (`cli_targetinfo`): PE for
+    /// `MZ`, ELF for `\x7fELF`, broken when those headers do not parse.
+    fn layout(&self, blob: &Blob, head: &[u8]) -> Result<Layout, EngineError> {
+        let src = Src::new(blob, head);
+        let is_exe =
+            head.starts_with(b"MZ") || head.starts_with(b"ZM") || head.starts_with(b"\x7fELF");
+        if !is_exe {
+            return Ok(Layout::NotExe);
+        }
+        match exe::parse(&src, PeMode::Target) {
+            Ok(Some(info)) => Ok(Layout::Exe(info)),
+            Ok(None) => Ok(Layout::NotExe),
+            Err(exe::ExeError::Io(e)) => Err(EngineError::Io(e)),
+            Err(e) => {
+                tracing::debug!(engine = %self.name, "executable headers not parsed: {e}");
+                Ok(Layout::Broken)
+            }
+        }
+    }
+
     /// `.mdb`/`.msb` and `.imp` signatures on a PE (as `cli_scanpe`): each
     /// section's raw data (`rsz` bytes at `raw`) is hashed, and for PE32
     /// files the import table. A file whose headers ClamAV would refuse

@@ -659,7 +659,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             p.join("a.ndb"),
-            "B:0:*:41424344\nC:0:EP+0:41424344\nD:4:*:4142\n",
+            "B:0:*:41424344\nC:1:EP+0:41424344\nD:4:*:4142\nE:0:EP+0:41424344\n",
         )
         .unwrap();
         std::fs::write(p.join("a.ldb"), "L1;x\nL2;y\n").unwrap();
@@ -669,12 +669,21 @@ mod tests {
         let l = load_paths(&[p.to_path_buf()]).unwrap();
         assert_eq!(l.signatures.get("hdb"), Some(&1));
         assert_eq!(l.signatures.get("hsb"), Some(&1));
-        assert_eq!(l.signatures.get("ndb"), Some(&1));
+        assert_eq!(l.signatures.get("ndb"), Some(&2));
         assert_eq!(l.unsupported.get("ldb"), Some(&2));
-        assert_eq!(l.unsupported.get("ndb_offset_ep"), Some(&1));
         assert_eq!(l.unsupported.get("ndb_target_mail"), Some(&1));
-        assert_eq!(l.error_total, 1);
-        assert!(l.errors[0].contains("a.hdb:2:"), "{:?}", l.errors);
+        // `E:0:EP+0:..`: an entry-point offset on target 0 is malformed.
+        assert_eq!(l.error_total, 2);
+        assert!(
+            l.errors.iter().any(|e| e.contains("a.hdb:2:")),
+            "{:?}",
+            l.errors
+        );
+        assert!(
+            l.errors.iter().any(|e| e.contains("a.ndb:4:")),
+            "{:?}",
+            l.errors
+        );
         assert!(
             l.names
                 .is_pua(l.sha256.0.iter().flatten().next().unwrap().name_id())

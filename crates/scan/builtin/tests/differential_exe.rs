@@ -215,3 +215,122 @@ fn section_and_import_hashes_match_clamscan() {
         assert!(!got[ce].is_empty());
     }
 }
+
+const ELF_SRC: &str = "#include <stdio.h>\nint main(void) { puts(\"moat\"); return 0; }\n";
+
+/// `n` bytes at `off` as a hex signature body, if inside the file.
+fn hex_at(data: &[u8], off: u64, n: usize) -> Option<String> {
+    let off = usize::try_from(off).ok()?;
+    data.get(off..off + n).map(hex::encode)
+}
+
+#[test]
+fn exe_relative_ndb_offsets_match_clamscan() {
+    use moat_builtin::exe::{self, PeMode, Src};
+    if !have("clamscan") {
+        eprintln!("SKIP: clamscan not installed (apt clamav)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(p) = build(
+        "x86_64-w64-mingw32-gcc",
+        PE_SRC,
+        &dir.path().join("m.exe"),
+        &["-O1", "-s"],
+    ) {
+        files.push(p);
+    }
+    if let Some(p) = build("gcc", ELF_SRC, &dir.path().join("e.elf"), &["-O1"]) {
+        files.push(p);
+    }
+    for n in ["clam.exe", "clam-upx.exe", "clam-petite.exe"] {
+        let p = Path::new(TESTFILES).join(n);
+        if p.exists() {
+            files.push(p);
+        }
+    }
+    // An MZ file whose PE headers do not parse, and a plain file: EOF-n
+    // resolves only on the plain one (ClamAV's target info status -1).
+    let tail = b"\x11\x22\x33\x44moat-tail-bytes";
+    let broken = dir.path().join("broken.exe");
+    std::fs::write(&broken, [b"MZ".as_slice(), &[0u8; 100], tail].concat()).unwrap();
+    let plain = dir.path().join("plain.bin");
+    std::fs::write(&plain, [b"plain".as_slice(), &[0u8; 100], tail].concat()).unwrap();
+    files.push(broken);
+    files.push(plain);
+    let mut ndb = format!("Eof.Tail:0:EOF-{}:{}\n", tail.len(), hex::encode(tail));
+    ndb.push_str(&format!(
+        "EofPe.Tail:1:EOF-{}:{}\n",
+        tail.len(),
+        hex::encode(tail)
+    ));
+    let mut with_layout = 0;
+    for (i, f) in files.iter().enumerate() {
+        let data = std::fs::read(f).unwrap();
+        let blob = Blob::from_vec(data.clone());
+        let Ok(Some(info)) = exe::parse(&Src::new(&blob, &[]), PeMode::Target) else {
+            continue;
+        };
+        with_layout += 1;
+        let t = if info.kind == exe::ExeKind::Pe { 1 } else { 6 };
+        let other = 7 - t; // the other executable target: must not match
+        let ep = info.ep.unwrap();
+        let mut add = |name: String, target: u32, off: String, at: u64| {
+            if let Some(h) = hex_at(&data, at, 12) {
+                ndb.push_str(&format!("{name}:{target}:{off}:{h}\n"));
+            }
+        };
+        add(format!("Ep0.F{i}"), t, "EP+0".into(), ep);
+        add(format!("Ep7.F{i}"), t, "EP+7".into(), ep + 7);
+        add(format!("EpOther.F{i}"), other, "EP+0".into(), ep);
+        add(format!("EpWrong.F{i}"), t, "EP+1".into(), ep);
+        if ep >= 3 {
+            add(format!("EpMinus.F{i}"), t, "EP-3".into(), ep - 3);
+        }
+        add(format!("EpShift.F{i}"), t, "EP+0,16".into(), ep + 9);
+        add(format!("EpShiftShort.F{i}"), t, "EP+0,4".into(), ep + 9);
+        let n = info.sections.len();
+        for (j, s) in info
+            .sections
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.rsz >= 64)
+        {
+            let raw = u64::from(s.raw);
+            add(format!("S{j}Plus.F{i}"), t, format!("S{j}+16"), raw + 16);
+            add(
+                format!("SE{j}.F{i}"),
+                t,
+                format!("SE{j}"),
+                raw + u64::from(s.rsz) / 2,
+            );
+            if j + 1 == n {
+                add(format!("SL.F{i}"), t, "SL+8".into(), raw + 8);
+            }
+        }
+        // A section index past the table never resolves.
+        add(format!("SPast.F{i}"), t, format!("S{n}+0"), ep);
+    }
+    assert!(with_layout >= 1 || files.len() == 2, "no executable parsed");
+    let db = dir.path().join("db");
+    std::fs::create_dir(&db).unwrap();
+    std::fs::write(db.join("t.ndb"), &ndb).unwrap();
+    let want = clamscan(&db, &files);
+    let got = moat(&db, &files);
+    for f in &files {
+        let (w, g) = (&want[f], &got[f]);
+        if unpacked_by_clamav(f) {
+            assert!(g.is_subset(w), "{}: moat {g:?} clamscan {w:?}", f.display());
+        } else {
+            assert_eq!(g, w, "{}", f.display());
+        }
+    }
+    let plain_hits = &got[&dir.path().join("plain.bin")];
+    assert!(plain_hits.contains("Eof.Tail"), "{plain_hits:?}");
+    let total: usize = got.values().map(BTreeSet::len).sum();
+    eprintln!(
+        "exe offsets: {} signatures, {total} detections agreed",
+        ndb.lines().count()
+    );
+}

@@ -15,7 +15,8 @@ pub mod prefilter;
 
 pub use matcher::Cursor;
 pub use parse::{
-    ByteM, Elem, NdbLineError, NdbSignature, Offset, Target, parse_ndb_bytes, parse_ndb_line,
+    ByteM, Elem, Layout, NdbLineError, NdbSignature, Offset, Target, parse_ndb_bytes,
+    parse_ndb_line,
 };
 
 use moat_core::EngineError;
@@ -67,6 +68,10 @@ pub struct NdbScan {
     pub found: Vec<u32>,
     /// Bit per [`Target`] accepted by this object's first bytes.
     targets: u16,
+    /// The object's executable layout, for `EOF-n`, `EP±n`, `Sx+n`,
+    /// `SEx` and `SL+n` offsets (set by the caller when
+    /// [`NdbSet::needs_layout`]).
+    pub layout: Layout,
 }
 
 /// Every loaded body signature.
@@ -80,6 +85,8 @@ pub struct NdbSet {
     pat_start: Vec<u32>,
     refs: Vec<AnchorRef>,
     sigs: Vec<SigMeta>,
+    /// Some signature's offset needs the object's executable layout.
+    needs_layout: bool,
 }
 
 const TARGETS: [Target; 8] = [
@@ -152,6 +159,9 @@ impl NdbSet {
             .collect();
         let index = GramIndex::build(&patterns);
         drop(patterns);
+        let needs_layout = metas
+            .iter()
+            .any(|s| !matches!(s.offset, Offset::Any | Offset::Abs { .. }));
         NdbSet {
             index,
             pat_bytes,
@@ -159,6 +169,7 @@ impl NdbSet {
             pat_start,
             refs,
             sigs: metas,
+            needs_layout,
         }
     }
 
@@ -182,6 +193,7 @@ impl NdbSet {
             pat_start: vec![0],
             refs: Vec::new(),
             sigs: Vec::new(),
+            needs_layout: false,
         }
     }
 
@@ -192,6 +204,12 @@ impl NdbSet {
 
     pub fn is_empty(&self) -> bool {
         self.sigs.is_empty()
+    }
+
+    /// Whether some signature's offset depends on the object's executable
+    /// layout (`EOF-n` too: it does not resolve on a broken PE or ELF).
+    pub fn needs_layout(&self) -> bool {
+        self.needs_layout
     }
 
     /// Heap bytes used by the candidate index.
@@ -216,6 +234,7 @@ impl NdbSet {
             matched: vec![0; self.sigs.len().div_ceil(64)],
             found: Vec::new(),
             targets,
+            layout: Layout::NotExe,
         }
     }
 
@@ -282,13 +301,8 @@ impl NdbSet {
             if st.targets & target_bit(meta.target) == 0 {
                 continue;
             }
-            let (lo, hi) = match meta.offset {
-                Offset::Any => (0, u64::MAX),
-                Offset::Abs { start, span } => (start, start.saturating_add(span)),
-                Offset::Eof { back, span } => match cur.len().checked_sub(back) {
-                    Some(s) => (s, s.saturating_add(span)),
-                    None => continue,
-                },
+            let Some((lo, hi)) = meta.offset.resolve(cur.len(), &st.layout) else {
+                continue;
             };
             if matcher::verify(cur, start, alen, &r.prefix_rev, &r.suffix, lo, hi)? {
                 st.matched[si / 64] |= 1 << (si % 64);
@@ -425,12 +439,12 @@ mod tests {
 
     #[test]
     fn unsupported_kinds_reported() {
-        let (_, errs) = set_from_lines(&["A:0:EP+0:41424344", "B:0:*:aa*bb", "C:3:*:4142"]);
+        let (_, errs) = set_from_lines(&["A:9:EP+0:41424344", "B:0:*:aa*bb", "C:3:*:4142"]);
         let kinds: Vec<_> = errs.into_iter().map(|(_, e)| e).collect();
         assert_eq!(
             kinds,
             vec![
-                NdbLineError::Unsupported("ndb_offset_ep"),
+                NdbLineError::Unsupported("ndb_offset_macho"),
                 NdbLineError::Unsupported("ndb_no_anchor"),
                 NdbLineError::Unsupported("ndb_target_html"),
             ]

@@ -3,8 +3,10 @@
 //! Supported hex syntax: bytes, `??`, nibble wildcards (`a?`, `?a`), `*`,
 //! `{n}`, `{n-m}`, `{n-}`, `{-m}`, `[n-m]`, `(aa|bb|cc)` alternatives (of
 //! any lengths, with wildcards) and `!(aa|bb)` negated alternatives of equal
-//! length. Offsets: `*`, `n`, `n,m`, `EOF-n`, `EOF-n,m`. Things that need PE
-//! parsing or ClamAV's normalisation are [`NdbLineError::Unsupported`] with a
+//! length. Offsets: `*`, `n`, `EOF-n`, `EP+n`, `EP-n`, `Sx+n`, `SEx`, `SL+n`,
+//! each with an optional `,MaxShift` (the exe-relative ones only for target
+//! types 1, 6 and 9, as ClamAV requires). Things that need
+//! ClamAV's normalisation are [`NdbLineError::Unsupported`] with a
 //! kind to count under, never a silent drop.
 
 use crate::hashdb::{HEX, parse_u64};
@@ -80,19 +82,82 @@ pub enum Offset {
     Abs { start: u64, span: u64 },
     /// `EOF-n` or `EOF-n,m`: start in `len-n..=len-n+m`.
     Eof { back: u64, span: u64 },
+    /// `EP+n` / `EP-n` (`delta` = ±n), from the entry point's file offset.
+    Ep { delta: i64, span: u64 },
+    /// `Sx+n`: from the start of section `x` (0-based).
+    Section { index: u32, add: u64, span: u64 },
+    /// `SEx`: anywhere in section `x` (start in `raw..=raw+rsz+span`).
+    SectionWhole { index: u32, span: u64 },
+    /// `SL+n`: from the start of the last section.
+    LastSection { add: u64, span: u64 },
+}
+
+/// What an object's executable headers say, for resolving offsets
+/// (ClamAV's `cli_target_info`).
+#[derive(Debug, Clone, Default)]
+pub enum Layout {
+    /// Not an executable type: no header to parse (`status` 0).
+    #[default]
+    NotExe,
+    /// Parsed PE or ELF headers (`status` 1).
+    Exe(crate::exe::ExeInfo),
+    /// A PE or ELF whose headers did not parse (`status` -1): as in ClamAV,
+    /// no `EOF-n` or exe-relative offset resolves for it.
+    Broken,
 }
 
 impl Offset {
-    /// Whether a match starting at `start` in an object of `len` bytes is allowed.
+    /// Whether this offset needs the object's executable layout.
+    pub fn is_exe_relative(self) -> bool {
+        !matches!(self, Offset::Any | Offset::Abs { .. } | Offset::Eof { .. })
+    }
+
+    /// The range `lo..=hi` where a match may start in an object of `len`
+    /// bytes with this layout; `None` when it does not resolve (as ClamAV's
+    /// `cli_caloff`, the signature then cannot match).
+    pub fn resolve(self, len: u64, layout: &Layout) -> Option<(u64, u64)> {
+        let exe = match (self, layout) {
+            (Offset::Any, _) => return Some((0, u64::MAX)),
+            (Offset::Abs { start, span }, _) => return Some((start, start.saturating_add(span))),
+            (_, Layout::Broken) => return None,
+            (Offset::Eof { back, span }, _) => {
+                let s = len.checked_sub(back)?;
+                return Some((s, s.saturating_add(span)));
+            }
+            (_, Layout::NotExe) => return None,
+            (_, Layout::Exe(e)) => e,
+        };
+        let section = |i: u32| exe.sections.get(i as usize);
+        let (lo, span) = match self {
+            Offset::Ep { delta, span } => {
+                let ep = exe.ep?;
+                let lo = if delta >= 0 {
+                    ep.checked_add(delta.unsigned_abs())?
+                } else {
+                    ep.checked_sub(delta.unsigned_abs())?
+                };
+                (lo, span)
+            }
+            Offset::Section { index, add, span } => {
+                (u64::from(section(index)?.raw).checked_add(add)?, span)
+            }
+            Offset::SectionWhole { index, span } => {
+                let s = section(index)?;
+                (u64::from(s.raw), u64::from(s.rsz).saturating_add(span))
+            }
+            Offset::LastSection { add, span } => {
+                (u64::from(exe.sections.last()?.raw).checked_add(add)?, span)
+            }
+            Offset::Any | Offset::Abs { .. } | Offset::Eof { .. } => return None,
+        };
+        Some((lo, lo.saturating_add(span)))
+    }
+
+    /// Whether a match starting at `start` in an object of `len` bytes is
+    /// allowed (offsets that need no executable layout).
     pub fn allows(self, start: u64, len: u64) -> bool {
-        match self {
-            Offset::Any => true,
-            Offset::Abs { start: s, span } => start >= s && start - s <= span,
-            Offset::Eof { back, span } => match len.checked_sub(back) {
-                Some(s) => start >= s && start - s <= span,
-                None => false,
-            },
-        }
+        self.resolve(len, &Layout::NotExe)
+            .is_some_and(|(lo, hi)| start >= lo && start <= hi)
     }
 }
 
@@ -185,6 +250,17 @@ pub fn parse_ndb_bytes(line: &[u8]) -> Result<NdbSignature<'_>, NdbLineError> {
     }
     let target = parse_target(f[1])?;
     let offset = parse_offset(f[2])?;
+    if offset.is_exe_relative() && target == Target::MachO {
+        // Valid for ClamAV, but Mach-O headers are not parsed here.
+        return Err(NdbLineError::Unsupported("ndb_offset_macho"));
+    }
+    if offset.is_exe_relative() && !matches!(target, Target::Pe | Target::Elf) {
+        // ClamAV refuses these (`cli_caloff`: invalid offset type for target).
+        return Err(bad(format!(
+            "offset {:?} needs target type 1 (PE), 6 (ELF) or 9 (Mach-O)",
+            String::from_utf8_lossy(f[2])
+        )));
+    }
     let elems = parse_hex(f[3])?;
     Ok(NdbSignature {
         name,
@@ -231,31 +307,61 @@ fn parse_offset(o: &[u8]) -> Result<Offset, NdbLineError> {
     if o == b"*" {
         return Ok(Offset::Any);
     }
-    if o.starts_with(b"EP+") || o.starts_with(b"EP-") {
-        return Err(NdbLineError::Unsupported("ndb_offset_ep"));
+    if o.len() > 64 {
+        return Err(bad("offset string longer than 64 bytes"));
     }
-    if o.starts_with(b"SL+")
-        || o.starts_with(b"SE")
-        || (o.first() == Some(&b'S') && o.get(1).is_some_and(u8::is_ascii_digit))
-    {
-        return Err(NdbLineError::Unsupported("ndb_offset_section"));
+    let (body, span) = match o.iter().position(|&b| b == b',') {
+        Some(i) => (&o[..i], num(&o[i + 1..], "offset shift")?),
+        None => (o, 0),
+    };
+    if let Some(n) = body.strip_prefix(b"EP+") {
+        let n = i64::try_from(num(n, "offset")?).map_err(|_| bad("offset too large"))?;
+        return Ok(Offset::Ep { delta: n, span });
     }
-    if o.starts_with(b"VI") {
+    if let Some(n) = body.strip_prefix(b"EP-") {
+        let n = i64::try_from(num(n, "offset")?).map_err(|_| bad("offset too large"))?;
+        return Ok(Offset::Ep { delta: -n, span });
+    }
+    if let Some(rest) = body.strip_prefix(b"S") {
+        let index = |x: &[u8]| {
+            u32::try_from(num(x, "section number")?).map_err(|_| bad("section number too large"))
+        };
+        if let Some(x) = rest.strip_prefix(b"E") {
+            return Ok(Offset::SectionWhole {
+                index: index(x)?,
+                span,
+            });
+        }
+        if let Some(n) = rest.strip_prefix(b"L+") {
+            return Ok(Offset::LastSection {
+                add: num(n, "offset")?,
+                span,
+            });
+        }
+        if let Some(plus) = rest.iter().position(|&b| b == b'+') {
+            return Ok(Offset::Section {
+                index: index(&rest[..plus])?,
+                add: num(&rest[plus + 1..], "offset")?,
+                span,
+            });
+        }
+        return Err(bad(format!(
+            "invalid offset {:?}",
+            String::from_utf8_lossy(o)
+        )));
+    }
+    if body.starts_with(b"VI") {
         return Err(NdbLineError::Unsupported("ndb_offset_vi"));
     }
-    let (body, eof) = match o.strip_prefix(b"EOF-") {
-        Some(rest) => (rest, true),
-        None => (o, false),
-    };
-    let (a, span) = match body.iter().position(|&b| b == b',') {
-        Some(i) => (&body[..i], num(&body[i + 1..], "offset span")?),
-        None => (body, 0),
-    };
-    let a = num(a, "offset")?;
-    Ok(if eof {
-        Offset::Eof { back: a, span }
-    } else {
-        Offset::Abs { start: a, span }
+    if let Some(n) = body.strip_prefix(b"EOF-") {
+        return Ok(Offset::Eof {
+            back: num(n, "offset")?,
+            span,
+        });
+    }
+    Ok(Offset::Abs {
+        start: num(body, "offset")?,
+        span,
     })
 }
 
@@ -562,27 +668,40 @@ mod tests {
         assert_eq!(off("10,5"), Ok(Offset::Abs { start: 10, span: 5 }));
         assert_eq!(off("EOF-20"), Ok(Offset::Eof { back: 20, span: 0 }));
         assert_eq!(off("EOF-20,4"), Ok(Offset::Eof { back: 20, span: 4 }));
+        let pe = |o: &str| parse_ndb_line(&format!("N:1:{o}:aabb")).map(|s| s.offset);
+        assert_eq!(pe("EP+10"), Ok(Offset::Ep { delta: 10, span: 0 }));
         assert_eq!(
-            off("EP+10"),
-            Err(NdbLineError::Unsupported("ndb_offset_ep"))
+            pe("EP-10,3"),
+            Ok(Offset::Ep {
+                delta: -10,
+                span: 3
+            })
         );
         assert_eq!(
-            off("EP-10"),
-            Err(NdbLineError::Unsupported("ndb_offset_ep"))
+            pe("S2+4"),
+            Ok(Offset::Section {
+                index: 2,
+                add: 4,
+                span: 0
+            })
         );
+        assert_eq!(pe("SL+4,9"), Ok(Offset::LastSection { add: 4, span: 9 }));
+        assert_eq!(pe("SE1"), Ok(Offset::SectionWhole { index: 1, span: 0 }));
         assert_eq!(
-            off("S2+4"),
-            Err(NdbLineError::Unsupported("ndb_offset_section"))
+            parse_ndb_line("N:6:SE0,16:aabb").map(|s| s.offset),
+            Ok(Offset::SectionWhole { index: 0, span: 16 })
         );
+        // Exe-relative offsets need a PE or ELF target (ClamAV refuses the line).
+        for o in ["EP+10", "S2+4", "SE1", "SL+0"] {
+            assert!(matches!(off(o), Err(NdbLineError::Malformed(_))), "{o}");
+        }
         assert_eq!(
-            off("SL+4"),
-            Err(NdbLineError::Unsupported("ndb_offset_section"))
+            parse_ndb_line("N:9:EP+0:aabb").map(|s| s.offset),
+            Err(NdbLineError::Unsupported("ndb_offset_macho"))
         );
-        assert_eq!(
-            off("SE1"),
-            Err(NdbLineError::Unsupported("ndb_offset_section"))
-        );
-        assert!(matches!(off("abc"), Err(NdbLineError::Malformed(_))));
+        for o in ["EP+", "EP+x", "S+4", "Sx+4", "S1", "SEx", "SL+", "EP+1,x"] {
+            assert!(matches!(pe(o), Err(NdbLineError::Malformed(_))), "{o}");
+        }
         assert!(matches!(off("EOF+3"), Err(NdbLineError::Malformed(_))));
 
         let eof = Offset::Eof { back: 10, span: 2 };
