@@ -70,9 +70,9 @@ enum Class {
 }
 
 const UNSUPPORTED: &[&str] = &[
-    "cdb", "idb", "fp", "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "ftm", "mdb",
-    "mdu", "msb", "msu", "imp", "crb", "cfg", "info", "cbc", "hwp", "pwdb", "yar", "yara", "zmd",
-    "rmd", "sdb", "ndbx",
+    "cdb", "idb", "fp", "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "ftm", "mdb", "mdu", "msb",
+    "msu", "imp", "crb", "cfg", "info", "cbc", "hwp", "pwdb", "yar", "yara", "zmd", "rmd", "sdb",
+    "ndbx",
 ];
 
 fn classify(ext: &str) -> Option<Class> {

@@ -104,31 +104,43 @@ pub fn parse(sub: &[u8]) -> Result<ByteCmp, NdbLineError> {
         (false, false, false, false, false, false, false);
     for &o in &opts[..nopt] {
         let ok = match o {
-            b'h' => !(dec || bin || auto) && {
-                hex = true;
-                true
-            },
-            b'd' => !(hex || bin || auto || le) && {
-                dec = true;
-                be = true;
-                true
-            },
-            b'i' => !(hex || dec || auto) && {
-                bin = true;
-                true
-            },
-            b'a' => !(hex || dec || bin) && {
-                auto = true;
-                true
-            },
-            b'l' => !(be || dec) && {
-                le = true;
-                true
-            },
-            b'b' => !le && {
-                be = true;
-                true
-            },
+            b'h' => {
+                !(dec || bin || auto) && {
+                    hex = true;
+                    true
+                }
+            }
+            b'd' => {
+                !(hex || bin || auto || le) && {
+                    dec = true;
+                    be = true;
+                    true
+                }
+            }
+            b'i' => {
+                !(hex || dec || auto) && {
+                    bin = true;
+                    true
+                }
+            }
+            b'a' => {
+                !(hex || dec || bin) && {
+                    auto = true;
+                    true
+                }
+            }
+            b'l' => {
+                !(be || dec) && {
+                    le = true;
+                    true
+                }
+            }
+            b'b' => {
+                !le && {
+                    be = true;
+                    true
+                }
+            }
             b'e' => {
                 exact = true;
                 true
@@ -195,10 +207,12 @@ fn strntol(b: &[u8], radix: u32) -> Option<(i64, usize)> {
         neg = s == b'-';
         i += 1;
     }
-    if radix == 16 && b.get(i) == Some(&b'0') && matches!(b.get(i + 1), Some(b'x' | b'X')) {
-        if b.get(i + 2).is_some_and(u8::is_ascii_hexdigit) {
-            i += 2;
-        }
+    if radix == 16
+        && b.get(i) == Some(&b'0')
+        && matches!(b.get(i + 1), Some(b'x' | b'X'))
+        && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+    {
+        i += 2;
     }
     let start = i;
     let mut v: i64 = 0;
@@ -254,10 +268,7 @@ impl ByteCmp {
                 v as i64
             }
             Encoding::Hex | Encoding::Decimal | Encoding::Auto => {
-                let pad = field
-                    .iter()
-                    .take_while(|c| c.is_ascii_whitespace())
-                    .count();
+                let pad = field.iter().take_while(|c| c.is_ascii_whitespace()).count();
                 let trimmed = &field[pad..];
                 let radix = match self.encoding {
                     Encoding::Hex => 16,
@@ -305,7 +316,10 @@ mod tests {
         assert_eq!(b.offset, -6);
         assert_eq!(b.encoding, Encoding::Hex);
         assert_eq!(b.comparisons, vec![(b'=', 0x1c), (b'<', 100)]);
-        assert_eq!(parse(b"0(>>0#de4#=10)").unwrap().encoding, Encoding::Decimal);
+        assert_eq!(
+            parse(b"0(>>0#de4#=10)").unwrap().encoding,
+            Encoding::Decimal
+        );
         assert!(parse(b"0(>>0#de4#=10)").unwrap().exact);
         assert_eq!(
             parse(b"0(>>0#hl4#=10)"),
@@ -348,7 +362,10 @@ mod tests {
         assert!(d.check(b"N1234", 0) && !d.check(b"N0999", 0));
         let d5 = parse(b"0(>>1#db5#>1000)").unwrap();
         assert!(d5.check(b"N 2000", 0), "leading space trimmed");
-        assert!(!parse(b"0(>>1#de5#>1000)").unwrap().check(b"N 2000", 0), "exact: no padding");
+        assert!(
+            !parse(b"0(>>1#de5#>1000)").unwrap().check(b"N 2000", 0),
+            "exact: no padding"
+        );
         let de = parse(b"0(>>1#de4#=12)").unwrap();
         assert!(!de.check(b"N12xx", 0) && de.check(b"N0012", 0));
         let h = parse(b"0(>>1#hb4#=0x1f)").unwrap();

@@ -341,7 +341,9 @@ mod tests {
 
     #[test]
     fn malformed_expressions_are_errors() {
-        for e in ["", "(0", "0)", "&1", "0&", "x", "0=", "(0|1)=", "64", "0&(1|)", "()"] {
+        for e in [
+            "", "(0", "0)", "&1", "0&", "x", "0=", "(0|1)=", "64", "0&(1|)", "()",
+        ] {
             assert!(
                 matches!(parse(e.as_bytes()), Err(NdbLineError::Malformed(_))),
                 "{e:?} should be malformed"

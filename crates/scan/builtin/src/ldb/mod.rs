@@ -21,16 +21,18 @@
 pub mod bytecmp;
 pub mod expr;
 pub mod pcre;
+mod set;
 pub mod tdb;
 
-use crate::exe::ExeInfo;
+pub use set::{LdbSet, ObjectView};
+
 use crate::ndb::{
     self, ByteM, CompiledSig, Elem, NdbLineError, NdbSignature, Offset, anchor, parse::parse_hex,
 };
 use bytecmp::ByteCmp;
 use expr::{Expr, MAX_SUBSIGS};
 use pcre::PcreSub;
-use tdb::{Placement, Tdb};
+use tdb::Tdb;
 
 fn bad(msg: impl Into<String>) -> NdbLineError {
     NdbLineError::Malformed(msg.into())
@@ -390,6 +392,7 @@ fn compile_variant(
                 target,
                 offset,
                 pieces,
+                all_matches: true,
             })
         }
         Err(e) => Err(ldb_err(e)),
@@ -530,7 +533,10 @@ mod tests {
             "N;;0;4142",
         ] {
             assert!(
-                matches!(parse_ldb_bytes(l.as_bytes()), Err(NdbLineError::Malformed(_))),
+                matches!(
+                    parse_ldb_bytes(l.as_bytes()),
+                    Err(NdbLineError::Malformed(_))
+                ),
                 "{l}"
             );
         }

@@ -122,7 +122,9 @@ fn translate(pat: &[u8], dollar_end_only: bool, multiline: bool) -> Result<Strin
                     || rest.starts_with(b"*")
                     || rest.first().is_some_and(|_| {
                         rest.starts_with(b"?")
-                            && rest.get(1).is_some_and(|b| b.is_ascii_digit() || *b == b'&')
+                            && rest
+                                .get(1)
+                                .is_some_and(|b| b.is_ascii_digit() || *b == b'&')
                     })
                 {
                     return Err(unsupported("ldb_pcre_syntax"));
@@ -309,7 +311,11 @@ impl PcreSub {
                 break;
             }
             // Next search from the end of this match (at least one byte on).
-            offset = if m.end() > offset { m.end() } else { offset + 1 };
+            offset = if m.end() > offset {
+                m.end()
+            } else {
+                offset + 1
+            };
             if !self.global || offset >= hay.len() {
                 break;
             }

@@ -4,9 +4,9 @@
 use crate::exe::ExeInfo;
 use crate::ndb::{NdbLineError, Target, parse::parse_target};
 
-/// ClamAV 1.4's functionality level (`CL_FLEVEL`): signatures whose
+/// ClamAV 1.4.6's functionality level (`CL_FLEVEL`): signatures whose
 /// `Engine:min-max` range excludes it are skipped, as ClamAV skips them.
-pub const FLEVEL: u32 = 215;
+pub const FLEVEL: u32 = 216;
 /// Most attributes read (`ATTRIB_TOKENS`).
 const MAX_ATTRS: usize = 10;
 /// Most types in an `Intermediates` chain (`EXPR_TOKEN_MAX`).
@@ -151,10 +151,10 @@ impl Tdb {
     /// satisfies the block. Containers are only known for top-level objects:
     /// an embedded object does not satisfy `Container`/`Intermediates`.
     pub fn accepts(&self, size: u64, exe: Option<&ExeInfo>, place: Placement) -> bool {
-        if let Some(c) = self.container {
-            if place.depth != 0 || c != TYPE_ANY {
-                return false;
-            }
+        if let Some(c) = self.container
+            && (place.depth != 0 || c != TYPE_ANY)
+        {
+            return false;
         }
         if let Some(chain) = &self.intermediates {
             // ClamAV needs at least as many ancestors as the chain is long.
@@ -200,11 +200,9 @@ fn number(s: &[u8]) -> Option<u32> {
         return None;
     }
     // atoi: wrap like C would not matter for sane input; saturate instead.
-    Some(
-        s.iter()
-            .fold(0u64, |v, &b| (v * 10 + u64::from(b - b'0')).min(u64::from(u32::MAX)))
-            as u32,
-    )
+    Some(s.iter().fold(0u64, |v, &b| {
+        (v * 10 + u64::from(b - b'0')).min(u64::from(u32::MAX))
+    }) as u32)
 }
 
 fn range(v: &[u8], name: &str) -> Result<Range, NdbLineError> {
@@ -406,8 +404,9 @@ mod tests {
 
     #[test]
     fn accepts_checks_size_exe_and_container() {
-        let t = parse(b"Engine:51-255,Target:1,FileSize:10-20,EntryPoint:100-200,NumberOfSections:2-3")
-            .unwrap();
+        let t =
+            parse(b"Engine:51-255,Target:1,FileSize:10-20,EntryPoint:100-200,NumberOfSections:2-3")
+                .unwrap();
         let exe = ExeInfo {
             kind: ExeKind::Pe,
             ep: Some(150),
