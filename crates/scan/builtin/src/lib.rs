@@ -31,6 +31,7 @@ pub mod hashdb;
 mod load;
 mod names;
 pub mod ndb;
+pub mod normalize;
 
 pub use engine::{BuiltinEngine, DEFAULT_CHUNK};
 pub use hashdb::{HashFile, HashKind, HashLineError, ParsedHash, parse_hash_line};

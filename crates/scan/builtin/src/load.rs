@@ -633,7 +633,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             p.join("a.ndb"),
-            "B:0:*:41424344\nC:0:EP+0:41424344\nD:4:*:4142\n",
+            "B:0:*:41424344\nC:0:EP+0:41424344\nD:11:*:4142\n",
         )
         .unwrap();
         std::fs::write(p.join("a.ldb"), "L1;x\nL2;y\n").unwrap();
@@ -646,7 +646,7 @@ mod tests {
         assert_eq!(l.signatures.get("ndb"), Some(&1));
         assert_eq!(l.unsupported.get("ldb"), Some(&2));
         assert_eq!(l.unsupported.get("ndb_offset_ep"), Some(&1));
-        assert_eq!(l.unsupported.get("ndb_target_mail"), Some(&1));
+        assert_eq!(l.unsupported.get("ndb_target_flash"), Some(&1));
         assert_eq!(l.error_total, 1);
         assert!(l.errors[0].contains("a.hdb:2:"), "{:?}", l.errors);
         assert!(
