@@ -4,7 +4,8 @@
 //!
 //! Usage: `htmlnorm OUTDIR FILE...`
 
-use moat_builtin::normalize::html::normalize_html;
+use moat_builtin::normalize::{MAX_HTML_NORMALIZE, html::normalize_html};
+use std::io::Read;
 
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -13,7 +14,12 @@ fn main() -> std::io::Result<()> {
         std::process::exit(2);
     };
     for (i, f) in files.iter().enumerate() {
-        let data = std::fs::read(f)?;
+        // Bounded like the engine: ClamAV does not normalise larger HTML.
+        let mut data = Vec::new();
+        #[allow(clippy::disallowed_methods)] // bounded by `take`
+        std::fs::File::open(f)?
+            .take(MAX_HTML_NORMALIZE)
+            .read_to_end(&mut data)?;
         let n = normalize_html(&data);
         let dir = std::path::Path::new(out).join(i.to_string());
         std::fs::create_dir_all(&dir)?;
