@@ -7,6 +7,7 @@ use crate::ldb::{LdbSet, ObjectView, tdb::Placement};
 use crate::load::{self, LoadError, MAX_ERRORS};
 use crate::names::NameArena;
 use crate::ndb::{Cursor, NdbSet, parse::TARGET_HEAD};
+use crate::normalize::{self, FileKind};
 use md5::Md5;
 use moat_core::{
     Blob, Engine, EngineError, EngineInfo, EngineScan, Hit, Object, Reason, ScanContext,
@@ -209,11 +210,22 @@ impl BuiltinEngine {
                 suspicious: false,
             });
         }
-        let mut md5 = self.hashes.md5.wants(len).then(Md5::new);
-        let mut sha1 = self.hashes.sha1.wants(len).then(Sha1::new);
-        let mut sha = (sha256.is_none() && self.hashes.sha256.wants(len)).then(Sha256::new);
+        // ClamAV's file type decides which layers are scanned with which
+        // targets (see `normalize`): HTML's raw bytes are not scanned at all.
+        let kind = normalize::classify(&head);
+        let raw = normalize::raw_plan(kind);
+        let mut md5 = (raw.scan && self.hashes.md5.wants(len)).then(Md5::new);
+        let mut sha1 = (raw.scan && self.hashes.sha1.wants(len)).then(Sha1::new);
+        let mut sha =
+            (raw.scan && sha256.is_none() && self.hashes.sha256.wants(len)).then(Sha256::new);
         let mut st = self.ndb.start(&head);
-        let need_ndb = !self.ndb.is_empty();
+        if let Some(t) = raw.extra {
+            st.enable(t);
+        }
+        let need_ndb = raw.scan && !self.ndb.is_empty();
+        let needs_pass = need_ndb
+            || (raw.scan && !self.ldb.is_empty())
+            || md5.is_some() || sha1.is_some() || sha.is_some();
         let mut update = |data: &[u8]| {
             if let Some(h) = md5.as_mut() {
                 h.update(data);
@@ -225,11 +237,6 @@ impl BuiltinEngine {
                 h.update(data);
             }
         };
-        let needs_pass = need_ndb
-            || !self.ldb.is_empty()
-            || self.hashes.md5.wants(len)
-            || self.hashes.sha1.wants(len)
-            || (sha256.is_none() && self.hashes.sha256.wants(len));
         if needs_pass {
             let deadline = Some(ctx.deadline);
             match blob.as_slice() {
@@ -304,7 +311,7 @@ impl BuiltinEngine {
         }
         let digest: Option<[u8; 32]> = sha.map(|h| h.finalize().into()).or(sha256);
         match digest {
-            Some(d) if self.hashes.sha256.wants(len) => {
+            Some(d) if raw.scan && self.hashes.sha256.wants(len) => {
                 self.hashes.sha256.lookup(&d, len, &mut ids)
             }
             _ => {}
@@ -329,6 +336,7 @@ impl BuiltinEngine {
             };
             ids.extend(self.ldb.evaluate(&st.hits, &view, Some(ctx.deadline))?);
         }
+        self.scan_normalised(blob, kind, ctx, &mut ids)?;
         for id in ids {
             let h = self.hit(id);
             if !hits.iter().any(|x: &Hit| x.signature == h.signature) {
@@ -340,6 +348,77 @@ impl BuiltinEngine {
         }
         Ok(EngineScan { hits })
     }
+
+    /// Scan ClamAV's normalised layers of a text or HTML object (see
+    /// [`crate::normalize`]): each layer's body signatures with target 0 and
+    /// the layer's target, and its hashes when ClamAV checks them.
+    fn scan_normalised(
+        &self,
+        blob: &Blob,
+        kind: FileKind,
+        ctx: &ScanContext,
+        ids: &mut Vec<u32>,
+    ) -> Result<(), EngineError> {
+        let len = blob.len();
+        let any_hash =
+            self.hashes.md5.len() + self.hashes.sha1.len() + self.hashes.sha256.len() > 0;
+        if !normalize::wants_layers(kind, len) || (self.ndb.is_empty() && !any_hash) {
+            return Ok(());
+        }
+        let owned;
+        let data: &[u8] = match blob.as_slice() {
+            Some(d) => d,
+            None => {
+                owned = read_all(blob)?;
+                &owned
+            }
+        };
+        for layer in normalize::layers(kind, data) {
+            if ctx.expired() {
+                return Err(EngineError::Timeout);
+            }
+            if layer.hashes {
+                let n = layer.data.len() as u64;
+                if self.hashes.md5.wants(n) {
+                    self.hashes.md5.lookup(&Md5::digest(&layer.data), n, ids);
+                }
+                if self.hashes.sha1.wants(n) {
+                    self.hashes.sha1.lookup(&Sha1::digest(&layer.data), n, ids);
+                }
+                if self.hashes.sha256.wants(n) {
+                    self.hashes
+                        .sha256
+                        .lookup(&Sha256::digest(&layer.data), n, ids);
+                }
+            }
+            if !self.ndb.is_empty() {
+                let found =
+                    self.ndb
+                        .scan_layer(&layer.data, &[layer.target], Some(ctx.deadline))?;
+                ids.extend_from_slice(&found);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The whole content of a blob (callers bound its size).
+fn read_all(blob: &Blob) -> Result<Vec<u8>, EngineError> {
+    let len = usize::try_from(blob.len())
+        .map_err(|_| EngineError::Io(std::io::Error::other("object too large to normalise")))?;
+    let mut buf = vec![0u8; len];
+    let mut at = 0usize;
+    while at < len {
+        let n = blob.read_at(at as u64, &mut buf[at..])?;
+        if n == 0 {
+            return Err(EngineError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("content ended at {at} of {len} bytes"),
+            )));
+        }
+        at += n;
+    }
+    Ok(buf)
 }
 
 impl BuiltinEngine {
@@ -575,6 +654,9 @@ mod tests {
     fn late_hit_at_end_of_big_object_and_eof_offset() {
         let (_d, e) = engine_with(&[("b.ndb", NDB)]);
         let mut data = noise(5 << 20, 7);
+        // Binary data for ClamAV's type detection (random bytes usually
+        // pass as UTF-16 text, whose normalised layer drops the final NUL).
+        data[..4].copy_from_slice(&[0, 1, 0, 2]);
         let n = data.len();
         data[n - 8..].copy_from_slice(b"eeeeeeee");
         for blob in [Blob::from_vec(data.clone()), file_blob(&data)] {

@@ -32,6 +32,7 @@ pub mod ldb;
 mod load;
 mod names;
 pub mod ndb;
+pub mod normalize;
 
 pub use engine::{BuiltinEngine, DEFAULT_CHUNK};
 pub use hashdb::{HashFile, HashKind, HashLineError, ParsedHash, parse_hash_line};

@@ -692,7 +692,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             p.join("a.ndb"),
-            "B:0:*:41424344\nC:0:EP+0:41424344\nD:4:*:4142\n",
+            "B:0:*:41424344\nC:0:EP+0:41424344\nD:11:*:4142\n",
         )
         .unwrap();
         std::fs::write(
@@ -711,7 +711,7 @@ mod tests {
         assert_eq!(l.ldb.len(), 1);
         assert_eq!(l.unsupported.get("ldb_offset_ep"), Some(&1));
         assert_eq!(l.unsupported.get("ndb_offset_ep"), Some(&1));
-        assert_eq!(l.unsupported.get("ndb_target_mail"), Some(&1));
+        assert_eq!(l.unsupported.get("ndb_target_flash"), Some(&1));
         assert_eq!(l.error_total, 2);
         assert!(l.errors[0].contains("a.hdb:2:"), "{:?}", l.errors);
         assert!(l.errors[1].contains("a.ldb:3:"), "{:?}", l.errors);

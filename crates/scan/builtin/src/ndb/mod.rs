@@ -94,6 +94,13 @@ pub struct NdbScan {
     targets: u16,
 }
 
+impl NdbScan {
+    /// Also apply signatures of target `t` (e.g. mail for an object typed as mail).
+    pub fn enable(&mut self, t: Target) {
+        self.targets |= target_bit(t);
+    }
+}
+
 /// Every loaded body signature.
 #[derive(Debug)]
 pub struct NdbSet {
@@ -107,7 +114,7 @@ pub struct NdbSet {
     sigs: Vec<SigMeta>,
 }
 
-const TARGETS: [Target; 8] = [
+const TARGETS: [Target; 11] = [
     Target::Any,
     Target::Pe,
     Target::Ole2,
@@ -116,6 +123,9 @@ const TARGETS: [Target; 8] = [
     Target::MachO,
     Target::Pdf,
     Target::Java,
+    Target::Html,
+    Target::Mail,
+    Target::Ascii,
 ];
 
 fn target_bit(t: Target) -> u16 {
@@ -245,6 +255,35 @@ impl NdbSet {
             hits_truncated: false,
             targets,
         }
+    }
+
+    /// Fresh per-object state for a normalised layer: only target 0 and
+    /// `targets` apply, whatever the layer's first bytes are (ClamAV scans
+    /// a layer with the targets of the type it gives it).
+    pub fn start_layer(&self, targets: &[Target]) -> NdbScan {
+        let mut st = NdbScan {
+            matched: vec![0; self.sigs.len().div_ceil(64)],
+            found: Vec::new(),
+            targets: target_bit(Target::Any),
+        };
+        for &t in targets {
+            st.enable(t);
+        }
+        st
+    }
+
+    /// Scan a whole normalised layer (see [`Self::start_layer`]); returns
+    /// the name ids found (each once).
+    pub fn scan_layer(
+        &self,
+        data: &[u8],
+        targets: &[Target],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u32>, EngineError> {
+        let mut st = self.start_layer(targets);
+        let mut cur = Cursor::whole(data, deadline);
+        self.scan_window(data, 0, true, &mut cur, &mut st)?;
+        Ok(st.found)
     }
 
     /// Test the anchor start positions of `window` (bytes `window_base..`
@@ -513,14 +552,14 @@ mod tests {
 
     #[test]
     fn unsupported_kinds_reported() {
-        let (_, errs) = set_from_lines(&["A:0:EP+0:41424344", "B:0:*:aa*bb", "C:3:*:4142"]);
+        let (_, errs) = set_from_lines(&["A:0:EP+0:41424344", "B:0:*:aa*bb", "C:11:*:4142"]);
         let kinds: Vec<_> = errs.into_iter().map(|(_, e)| e).collect();
         assert_eq!(
             kinds,
             vec![
                 NdbLineError::Unsupported("ndb_offset_ep"),
                 NdbLineError::Unsupported("ndb_no_anchor"),
-                NdbLineError::Unsupported("ndb_target_html"),
+                NdbLineError::Unsupported("ndb_target_flash"),
             ]
         );
     }
