@@ -3,11 +3,15 @@
 use crate::eicar::{EICAR_NAME, is_eicar};
 use crate::exe::{self, PeMode, Src};
 use crate::hashdb::{HashDb, HashTable};
+use crate::ldb::{LdbSet, ObjectView, tdb::Placement};
 use crate::load::{self, LoadError, MAX_ERRORS};
 use crate::names::NameArena;
 use crate::ndb::{Cursor, Layout, NdbSet, parse::TARGET_HEAD};
+use crate::normalize::{self, FileKind};
 use md5::Md5;
-use moat_core::{Blob, Engine, EngineError, EngineInfo, EngineScan, Hit, Object, ScanContext};
+use moat_core::{
+    Blob, Engine, EngineError, EngineInfo, EngineScan, Hit, Object, Reason, ScanContext,
+};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -28,6 +32,8 @@ pub struct BuiltinEngine {
     /// `.imp` import-table hashes.
     imp: HashDb,
     ndb: NdbSet,
+    /// Logical signatures; their body subsignatures live in `ndb`.
+    ldb: LdbSet,
     info: EngineInfo,
     error_total: u64,
     chunk: usize,
@@ -46,7 +52,8 @@ impl BuiltinEngine {
     pub fn load(name: &str, paths: &[PathBuf]) -> Result<BuiltinEngine, LoadError> {
         let t0 = Instant::now();
         let mut l = load::load_paths(paths)?;
-        let ndb_sigs = std::mem::take(&mut l.ndb);
+        let mut ndb_sigs = std::mem::take(&mut l.ndb);
+        let ldb = LdbSet::build(std::mem::take(&mut l.ldb), &mut ndb_sigs);
         let (md5, sha1, sha256) = (
             std::mem::take(&mut l.md5),
             std::mem::take(&mut l.sha1),
@@ -100,6 +107,7 @@ impl BuiltinEngine {
             sha1 = hashes.sha1.len(),
             sha256 = hashes.sha256.len(),
             ndb = ndb.len(),
+            ldb = ldb.len(),
             index_bytes = ndb.index_bytes(),
             load_errors = l.error_total,
             signature_version = %info.signature_version,
@@ -112,6 +120,7 @@ impl BuiltinEngine {
             mdb,
             imp,
             ndb,
+            ldb,
             info,
             error_total: l.error_total,
             chunk: DEFAULT_CHUNK,
@@ -129,6 +138,7 @@ impl BuiltinEngine {
             mdb: HashDb::default(),
             imp: HashDb::default(),
             ndb: NdbSet::empty(),
+            ldb: LdbSet::default(),
             info: EngineInfo {
                 name: name.to_string(),
                 kind: "builtin".into(),
@@ -174,6 +184,17 @@ impl BuiltinEngine {
         sha256: Option<[u8; 32]>,
         ctx: &ScanContext,
     ) -> Result<EngineScan, EngineError> {
+        self.scan_placed(blob, sha256, Placement::default(), ctx)
+    }
+
+    /// [`Self::scan_blob`] for an object at `place` (its archive depth).
+    pub fn scan_placed(
+        &self,
+        blob: &Blob,
+        sha256: Option<[u8; 32]>,
+        place: Placement,
+        ctx: &ScanContext,
+    ) -> Result<EngineScan, EngineError> {
         if ctx.expired() {
             return Err(EngineError::Timeout);
         }
@@ -189,14 +210,27 @@ impl BuiltinEngine {
                 suspicious: false,
             });
         }
-        let mut md5 = self.hashes.md5.wants(len).then(Md5::new);
-        let mut sha1 = self.hashes.sha1.wants(len).then(Sha1::new);
-        let mut sha = (sha256.is_none() && self.hashes.sha256.wants(len)).then(Sha256::new);
+        // ClamAV's file type decides which layers are scanned with which
+        // targets (see `normalize`): HTML's raw bytes are not scanned at all.
+        let kind = normalize::classify(&head);
+        let raw = normalize::raw_plan(kind);
+        let mut md5 = (raw.scan && self.hashes.md5.wants(len)).then(Md5::new);
+        let mut sha1 = (raw.scan && self.hashes.sha1.wants(len)).then(Sha1::new);
+        let mut sha =
+            (raw.scan && sha256.is_none() && self.hashes.sha256.wants(len)).then(Sha256::new);
         let mut st = self.ndb.start(&head);
         if self.ndb.needs_layout() {
             st.layout = self.layout(blob, &head)?;
         }
-        let need_ndb = !self.ndb.is_empty();
+        if let Some(t) = raw.extra {
+            st.enable(t);
+        }
+        let need_ndb = raw.scan && !self.ndb.is_empty();
+        let needs_pass = need_ndb
+            || (raw.scan && !self.ldb.is_empty())
+            || md5.is_some()
+            || sha1.is_some()
+            || sha.is_some();
         let mut update = |data: &[u8]| {
             if let Some(h) = md5.as_mut() {
                 h.update(data);
@@ -208,10 +242,6 @@ impl BuiltinEngine {
                 h.update(data);
             }
         };
-        let needs_pass = need_ndb
-            || self.hashes.md5.wants(len)
-            || self.hashes.sha1.wants(len)
-            || (sha256.is_none() && self.hashes.sha256.wants(len));
         if needs_pass {
             let deadline = Some(ctx.deadline);
             match blob.as_slice() {
@@ -286,13 +316,32 @@ impl BuiltinEngine {
         }
         let digest: Option<[u8; 32]> = sha.map(|h| h.finalize().into()).or(sha256);
         match digest {
-            Some(d) if self.hashes.sha256.wants(len) => {
+            Some(d) if raw.scan && self.hashes.sha256.wants(len) => {
                 self.hashes.sha256.lookup(&d, len, &mut ids)
             }
             _ => {}
         }
         ids.extend_from_slice(&st.found);
         self.scan_pe_hashes(blob, &head, ctx, &mut ids)?;
+        if !self.ldb.is_empty() {
+            if st.hits_truncated {
+                return Err(EngineError::Unscannable {
+                    reason: Reason::LimitsExceeded,
+                    detail: format!(
+                        "more than {} logical-subsignature matches",
+                        crate::ndb::MAX_HITS
+                    ),
+                });
+            }
+            let view = ObjectView {
+                blob,
+                head: &head,
+                exe: None,
+                place,
+            };
+            ids.extend(self.ldb.evaluate(&st.hits, &view, Some(ctx.deadline))?);
+        }
+        self.scan_normalised(blob, kind, ctx, &mut ids)?;
         for id in ids {
             let h = self.hit(id);
             if !hits.iter().any(|x: &Hit| x.signature == h.signature) {
@@ -304,6 +353,77 @@ impl BuiltinEngine {
         }
         Ok(EngineScan { hits })
     }
+
+    /// Scan ClamAV's normalised layers of a text or HTML object (see
+    /// [`crate::normalize`]): each layer's body signatures with target 0 and
+    /// the layer's target, and its hashes when ClamAV checks them.
+    fn scan_normalised(
+        &self,
+        blob: &Blob,
+        kind: FileKind,
+        ctx: &ScanContext,
+        ids: &mut Vec<u32>,
+    ) -> Result<(), EngineError> {
+        let len = blob.len();
+        let any_hash =
+            self.hashes.md5.len() + self.hashes.sha1.len() + self.hashes.sha256.len() > 0;
+        if !normalize::wants_layers(kind, len) || (self.ndb.is_empty() && !any_hash) {
+            return Ok(());
+        }
+        let owned;
+        let data: &[u8] = match blob.as_slice() {
+            Some(d) => d,
+            None => {
+                owned = read_all(blob)?;
+                &owned
+            }
+        };
+        for layer in normalize::layers(kind, data) {
+            if ctx.expired() {
+                return Err(EngineError::Timeout);
+            }
+            if layer.hashes {
+                let n = layer.data.len() as u64;
+                if self.hashes.md5.wants(n) {
+                    self.hashes.md5.lookup(&Md5::digest(&layer.data), n, ids);
+                }
+                if self.hashes.sha1.wants(n) {
+                    self.hashes.sha1.lookup(&Sha1::digest(&layer.data), n, ids);
+                }
+                if self.hashes.sha256.wants(n) {
+                    self.hashes
+                        .sha256
+                        .lookup(&Sha256::digest(&layer.data), n, ids);
+                }
+            }
+            if !self.ndb.is_empty() {
+                let found =
+                    self.ndb
+                        .scan_layer(&layer.data, &[layer.target], Some(ctx.deadline))?;
+                ids.extend_from_slice(&found);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The whole content of a blob (callers bound its size).
+fn read_all(blob: &Blob) -> Result<Vec<u8>, EngineError> {
+    let len = usize::try_from(blob.len())
+        .map_err(|_| EngineError::Io(std::io::Error::other("object too large to normalise")))?;
+    let mut buf = vec![0u8; len];
+    let mut at = 0usize;
+    while at < len {
+        let n = blob.read_at(at as u64, &mut buf[at..])?;
+        if n == 0 {
+            return Err(EngineError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("content ended at {at} of {len} bytes"),
+            )));
+        }
+        at += n;
+    }
+    Ok(buf)
 }
 
 impl BuiltinEngine {
@@ -412,7 +532,8 @@ impl Engine for BuiltinEngine {
     }
 
     fn scan(&self, obj: &Object<'_>, ctx: &ScanContext) -> Result<EngineScan, EngineError> {
-        self.scan_blob(obj.data, obj.sha256, ctx)
+        let place = Placement { depth: obj.depth };
+        self.scan_placed(obj.data, obj.sha256, place, ctx)
     }
 }
 
@@ -558,6 +679,9 @@ mod tests {
     fn late_hit_at_end_of_big_object_and_eof_offset() {
         let (_d, e) = engine_with(&[("b.ndb", NDB)]);
         let mut data = noise(5 << 20, 7);
+        // Binary data for ClamAV's type detection (random bytes usually
+        // pass as UTF-16 text, whose normalised layer drops the final NUL).
+        data[..4].copy_from_slice(&[0, 1, 0, 2]);
         let n = data.len();
         data[n - 8..].copy_from_slice(b"eeeeeeee");
         for blob in [Blob::from_vec(data.clone()), file_blob(&data)] {

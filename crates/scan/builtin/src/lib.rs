@@ -28,9 +28,11 @@ pub mod eicar;
 mod engine;
 pub mod exe;
 pub mod hashdb;
+pub mod ldb;
 mod load;
 mod names;
 pub mod ndb;
+pub mod normalize;
 
 pub use engine::{BuiltinEngine, DEFAULT_CHUNK};
 pub use hashdb::{HashFile, HashKind, HashLineError, ParsedHash, parse_hash_line};

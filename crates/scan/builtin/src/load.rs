@@ -14,6 +14,7 @@ use crate::cvd;
 use crate::hashdb::{
     Buckets, HashBuckets, HashEntry, HashFile, HashKind, HashVecs, parse_hash_bytes,
 };
+use crate::ldb::{self, CompiledLdb};
 use crate::names::NameArena;
 use crate::ndb::{self, CompiledSig, NdbLineError, parse_ndb_bytes};
 use moat_core::Blob;
@@ -54,6 +55,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LoadError + '_ {
 enum Kind {
     Hash(HashFile),
     Ndb,
+    Ldb,
     /// Read and counted under this kind, not loaded.
     Unsupported(&'static str),
 }
@@ -70,8 +72,8 @@ enum Class {
 }
 
 const UNSUPPORTED: &[&str] = &[
-    "ldb", "ldu", "cdb", "idb", "fp", "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "ftm", "crb",
-    "cfg", "info", "cbc", "hwp", "pwdb", "yar", "yara", "zmd", "rmd", "sdb", "ndbx",
+    "cdb", "idb", "fp", "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "ftm", "crb", "cfg", "info",
+    "cbc", "hwp", "pwdb", "yar", "yara", "zmd", "rmd", "sdb", "ndbx",
 ];
 
 fn classify(ext: &str) -> Option<Class> {
@@ -86,6 +88,8 @@ fn classify(ext: &str) -> Option<Class> {
         "imp" => fk(Kind::Hash(HashFile::Imp), false),
         "ndb" => fk(Kind::Ndb, false),
         "ndu" => fk(Kind::Ndb, true),
+        "ldb" => fk(Kind::Ldb, false),
+        "ldu" => fk(Kind::Ldb, true),
         "cvd" | "cld" => Some(Class::Container),
         other => UNSUPPORTED
             .iter()
@@ -113,6 +117,7 @@ struct BlockOut {
     mdb: HashVecs,
     imp: HashVecs,
     ndb: Vec<CompiledSig>,
+    ldb: Vec<CompiledLdb>,
     loaded: u64,
     unsupported: BTreeMap<&'static str, u64>,
     errors: Vec<(u64, String)>,
@@ -183,6 +188,27 @@ impl BlockOut {
                     }
                     Err(_) => self.error(local, "too many signature names".into()),
                 },
+            },
+            Kind::Ldb => match ldb::parse_ldb_bytes(line) {
+                Err(NdbLineError::Unsupported(k)) => *self.unsupported.entry(k).or_default() += 1,
+                Err(NdbLineError::Malformed(m)) => self.error(local, m),
+                Ok(sig) => {
+                    let name = sig.name;
+                    match ldb::compile(sig, 0) {
+                        Err(NdbLineError::Unsupported(k)) => {
+                            *self.unsupported.entry(k).or_default() += 1
+                        }
+                        Err(NdbLineError::Malformed(m)) => self.error(local, m),
+                        Ok(mut c) => match self.names.push(name, fk.pua) {
+                            Ok(id) => {
+                                c.name = id;
+                                self.ldb.push(c);
+                                self.loaded += 1;
+                            }
+                            Err(_) => self.error(local, "too many signature names".into()),
+                        },
+                    }
+                }
             },
         }
     }
@@ -275,6 +301,7 @@ pub(crate) struct Loaded {
     pub(crate) mdb: HashBuckets,
     pub(crate) imp: HashBuckets,
     pub(crate) ndb: Vec<CompiledSig>,
+    pub(crate) ldb: Vec<CompiledLdb>,
     pub(crate) signatures: BTreeMap<String, u64>,
     pub(crate) unsupported: BTreeMap<String, u64>,
     pub(crate) errors: Vec<String>,
@@ -294,6 +321,7 @@ impl Loaded {
             mdb: HashBuckets::default(),
             imp: HashBuckets::default(),
             ndb: Vec::new(),
+            ldb: Vec::new(),
             signatures: BTreeMap::new(),
             unsupported: BTreeMap::new(),
             errors: Vec::new(),
@@ -340,6 +368,7 @@ impl Loaded {
             Kind::Hash(HashFile::Mdb) => "mdb",
             Kind::Hash(HashFile::Imp) => "imp",
             Kind::Ndb => "ndb",
+            Kind::Ldb => "ldb",
             Kind::Unsupported(_) => "",
         };
         let mut line_base = 0u64;
@@ -359,6 +388,10 @@ impl Loaded {
             self.mdb.absorb(b.mdb, base);
             self.imp.absorb(b.imp, base);
             self.ndb.extend(b.ndb.into_iter().map(|mut c| {
+                c.name += base;
+                c
+            }));
+            self.ldb.extend(b.ldb.into_iter().map(|mut c| {
                 c.name += base;
                 c
             }));
@@ -509,7 +542,7 @@ fn load_container(input: &Input, loaded: &mut Loaded) -> Result<(), LoadError> {
         matches!(
             classify(ext),
             Some(Class::Sig(FileKind {
-                kind: Kind::Hash(_) | Kind::Ndb,
+                kind: Kind::Hash(_) | Kind::Ndb | Kind::Ldb,
                 ..
             }))
         )
@@ -659,10 +692,18 @@ mod tests {
         .unwrap();
         std::fs::write(
             p.join("a.ndb"),
-            "B:0:*:41424344\nC:1:EP+0:41424344\nD:4:*:4142\nE:0:EP+0:41424344\n",
+            "B:0:*:41424344
+C:1:EP+0:41424344
+D:11:*:4142
+E:0:EP+0:41424344
+",
         )
         .unwrap();
-        std::fs::write(p.join("a.ldb"), "L1;x\nL2;y\n").unwrap();
+        std::fs::write(
+            p.join("a.ldb"),
+            "L1;Target:0;0&1;41424344;45464748\nL2;Target:0;0;EP+0:4142\nL3;y\n",
+        )
+        .unwrap();
         std::fs::write(p.join("README.txt"), "not signatures").unwrap();
         std::fs::create_dir(p.join("sub")).unwrap();
         std::fs::write(p.join("sub/x.hdb"), "zz").unwrap();
@@ -670,20 +711,19 @@ mod tests {
         assert_eq!(l.signatures.get("hdb"), Some(&1));
         assert_eq!(l.signatures.get("hsb"), Some(&1));
         assert_eq!(l.signatures.get("ndb"), Some(&2));
-        assert_eq!(l.unsupported.get("ldb"), Some(&2));
-        assert_eq!(l.unsupported.get("ndb_target_mail"), Some(&1));
+        assert_eq!(l.signatures.get("ldb"), Some(&1));
+        assert_eq!(l.ldb.len(), 1);
+        assert_eq!(l.unsupported.get("ldb_offset_ep"), Some(&1));
+        assert_eq!(l.unsupported.get("ndb_target_flash"), Some(&1));
         // `E:0:EP+0:..`: an entry-point offset on target 0 is malformed.
-        assert_eq!(l.error_total, 2);
-        assert!(
-            l.errors.iter().any(|e| e.contains("a.hdb:2:")),
-            "{:?}",
-            l.errors
-        );
-        assert!(
-            l.errors.iter().any(|e| e.contains("a.ndb:4:")),
-            "{:?}",
-            l.errors
-        );
+        assert_eq!(l.error_total, 3);
+        for at in ["a.hdb:2:", "a.ldb:3:", "a.ndb:4:"] {
+            assert!(
+                l.errors.iter().any(|e| e.contains(at)),
+                "{at} {:?}",
+                l.errors
+            );
+        }
         assert!(
             l.names
                 .is_pua(l.sha256.0.iter().flatten().next().unwrap().name_id())
@@ -707,7 +747,7 @@ mod tests {
                     b"d41d8cd98f00b204e9800998ecf8427e:0:Cvd.Empty\n",
                 ),
                 ("daily.ndb", b"Cvd.Body:0:*:41424344\nbroken line\n"),
-                ("daily.ldb", b"x;y\nz;w\n"),
+                ("daily.ldb", b"Cvd.Logical;Target:0;0;41424344\nz;w\n"),
                 ("daily.info", b"DAILY:1\n"),
                 ("COPYING", b"license"),
             ],
@@ -723,12 +763,21 @@ mod tests {
         let l = load_paths(&[d.path().to_path_buf()]).unwrap();
         assert_eq!(l.signatures.get("hdb"), Some(&1));
         assert_eq!(l.signatures.get("ndb"), Some(&1));
-        assert_eq!(l.unsupported.get("ldb"), Some(&2));
+        assert_eq!(l.signatures.get("ldb"), Some(&1));
         assert_eq!(l.unsupported.get("info"), Some(&1));
         assert_eq!(l.versions, vec![("daily".to_string(), 27001)]);
-        assert_eq!(l.error_total, 1);
+        assert_eq!(l.error_total, 2);
         assert!(
-            l.errors[0].starts_with("daily.cvd/daily.ndb:2: "),
+            l.errors
+                .iter()
+                .any(|e| e.starts_with("daily.cvd/daily.ndb:2: ")),
+            "{:?}",
+            l.errors
+        );
+        assert!(
+            l.errors
+                .iter()
+                .any(|e| e.starts_with("daily.cvd/daily.ldb:2: ")),
             "{:?}",
             l.errors
         );

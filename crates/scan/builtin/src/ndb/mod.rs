@@ -32,6 +32,9 @@ pub struct CompiledSig {
     pub target: Target,
     pub offset: Offset,
     pub pieces: Vec<anchor::Piece>,
+    /// Report every match to [`NdbScan::hits`] (logical-signature
+    /// subsignatures) instead of the first one to [`NdbScan::found`].
+    pub all_matches: bool,
 }
 
 /// Choose anchors for a parsed signature; `Unsupported("ndb_no_anchor")`
@@ -43,6 +46,7 @@ pub fn compile(sig: &NdbSignature<'_>, name: u32) -> Result<CompiledSig, NdbLine
         target: sig.target,
         offset: sig.offset,
         pieces,
+        all_matches: false,
     })
 }
 
@@ -58,20 +62,48 @@ struct SigMeta {
     name: u32,
     target: Target,
     offset: Offset,
+    all_matches: bool,
 }
+
+/// One match of an all-matches signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SigHit {
+    /// Index of the signature in the `Vec` given to [`NdbSet::build`].
+    pub sig: u32,
+    /// Where the match starts in the object.
+    pub start: u64,
+    /// Where it ends (exclusive).
+    pub end: u64,
+}
+
+/// Most [`SigHit`]s kept per object; past it [`NdbScan::hits_truncated`] is set.
+pub const MAX_HITS: usize = 1 << 16;
 
 /// Per-object state: which signatures already matched.
 #[derive(Debug)]
 pub struct NdbScan {
     matched: Vec<u64>,
-    /// Name ids of the signatures found, in order.
+    /// Name ids of the first-match signatures found, in order.
     pub found: Vec<u32>,
+    /// Matches of all-matches signatures, in the order found (by anchor
+    /// position, not sorted by start; the same match can be reported twice
+    /// when a signature has several anchors).
+    pub hits: Vec<SigHit>,
+    /// More than [`MAX_HITS`] matches: later ones were not recorded.
+    pub hits_truncated: bool,
     /// Bit per [`Target`] accepted by this object's first bytes.
     targets: u16,
     /// The object's executable layout, for `EOF-n`, `EP±n`, `Sx+n`,
     /// `SEx` and `SL+n` offsets (set by the caller when
     /// [`NdbSet::needs_layout`]).
     pub layout: Layout,
+}
+
+impl NdbScan {
+    /// Also apply signatures of target `t` (e.g. mail for an object typed as mail).
+    pub fn enable(&mut self, t: Target) {
+        self.targets |= target_bit(t);
+    }
 }
 
 /// Every loaded body signature.
@@ -89,7 +121,7 @@ pub struct NdbSet {
     needs_layout: bool,
 }
 
-const TARGETS: [Target; 8] = [
+const TARGETS: [Target; 11] = [
     Target::Any,
     Target::Pe,
     Target::Ole2,
@@ -98,6 +130,9 @@ const TARGETS: [Target; 8] = [
     Target::MachO,
     Target::Pdf,
     Target::Java,
+    Target::Html,
+    Target::Mail,
+    Target::Ascii,
 ];
 
 fn target_bit(t: Target) -> u16 {
@@ -118,6 +153,7 @@ impl NdbSet {
                 name: s.name,
                 target: s.target,
                 offset: s.offset,
+                all_matches: s.all_matches,
             });
             for p in s.pieces {
                 let next = pat_ends.len() as u32;
@@ -233,9 +269,37 @@ impl NdbSet {
         NdbScan {
             matched: vec![0; self.sigs.len().div_ceil(64)],
             found: Vec::new(),
+            hits: Vec::new(),
+            hits_truncated: false,
             targets,
             layout: Layout::NotExe,
         }
+    }
+
+    /// Fresh per-object state for a normalised layer: only target 0 and
+    /// `targets` apply, whatever the layer's first bytes are (ClamAV scans
+    /// a layer with the targets of the type it gives it).
+    pub fn start_layer(&self, targets: &[Target]) -> NdbScan {
+        let mut st = self.start(&[]);
+        st.targets = target_bit(Target::Any);
+        for &t in targets {
+            st.enable(t);
+        }
+        st
+    }
+
+    /// Scan a whole normalised layer (see [`Self::start_layer`]); returns
+    /// the name ids found (each once).
+    pub fn scan_layer(
+        &self,
+        data: &[u8],
+        targets: &[Target],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u32>, EngineError> {
+        let mut st = self.start_layer(targets);
+        let mut cur = Cursor::whole(data, deadline);
+        self.scan_window(data, 0, true, &mut cur, &mut st)?;
+        Ok(st.found)
     }
 
     /// Test the anchor start positions of `window` (bytes `window_base..`
@@ -304,7 +368,22 @@ impl NdbSet {
             let Some((lo, hi)) = meta.offset.resolve(cur.len(), &st.layout) else {
                 continue;
             };
-            if matcher::verify(cur, start, alen, &r.prefix_rev, &r.suffix, lo, hi)? {
+            let Some((ms, me)) =
+                matcher::verify(cur, start, alen, &r.prefix_rev, &r.suffix, lo, hi)?
+            else {
+                continue;
+            };
+            if meta.all_matches {
+                if st.hits.len() < MAX_HITS {
+                    st.hits.push(SigHit {
+                        sig: r.sig,
+                        start: ms,
+                        end: me,
+                    });
+                } else {
+                    st.hits_truncated = true;
+                }
+            } else {
                 st.matched[si / 64] |= 1 << (si % 64);
                 st.found.push(meta.name);
             }
@@ -318,10 +397,20 @@ impl NdbSet {
         data: &[u8],
         deadline: Option<Instant>,
     ) -> Result<Vec<u32>, EngineError> {
+        Ok(self.scan_slice_state(data, deadline)?.found)
+    }
+
+    /// Scan a whole in-memory buffer; the final per-object state (first-match
+    /// names in `found`, all-matches signatures' matches in `hits`).
+    pub fn scan_slice_state(
+        &self,
+        data: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<NdbScan, EngineError> {
         let mut st = self.start(&data[..data.len().min(parse::TARGET_HEAD)]);
         let mut cur = Cursor::whole(data, deadline);
         self.scan_window(data, 0, true, &mut cur, &mut st)?;
-        Ok(st.found)
+        Ok(st)
     }
 }
 
@@ -438,15 +527,50 @@ mod tests {
     }
 
     #[test]
+    fn all_matches_signature_reports_every_match_with_its_extent() {
+        let mut sigs: Vec<CompiledSig> = ["S:0:*:41424344", "T:0:*:41{1-2}4243", "U:0:*:4142"]
+            .iter()
+            .enumerate()
+            .map(|(i, l)| compile(&parse_ndb_line(l).unwrap(), i as u32).unwrap())
+            .collect();
+        sigs[1].all_matches = true;
+        sigs[2].all_matches = true;
+        let set = NdbSet::build(sigs);
+        let st = set.scan_slice_state(b"ABCD xAxBC ABCD AAB", None).unwrap();
+        // The first-match signature is reported once, by name.
+        assert_eq!(st.found, vec![0]);
+        let mut hits = st.hits.clone();
+        hits.sort();
+        hits.dedup();
+        let h = |sig, start, end| SigHit { sig, start, end };
+        assert_eq!(
+            hits,
+            vec![h(1, 6, 10), h(2, 0, 2), h(2, 11, 13), h(2, 17, 19)]
+        );
+        assert!(!st.hits_truncated);
+    }
+
+    #[test]
+    fn all_matches_hits_are_bounded() {
+        let mut c = compile(&parse_ndb_line("S:0:*:4141").unwrap(), 0).unwrap();
+        c.all_matches = true;
+        let set = NdbSet::build(vec![c]);
+        let data = vec![b'A'; MAX_HITS + 100];
+        let st = set.scan_slice_state(&data, None).unwrap();
+        assert_eq!(st.hits.len(), MAX_HITS);
+        assert!(st.hits_truncated && st.found.is_empty());
+    }
+
+    #[test]
     fn unsupported_kinds_reported() {
-        let (_, errs) = set_from_lines(&["A:9:EP+0:41424344", "B:0:*:aa*bb", "C:3:*:4142"]);
+        let (_, errs) = set_from_lines(&["A:9:EP+0:41424344", "B:0:*:aa*bb", "C:11:*:4142"]);
         let kinds: Vec<_> = errs.into_iter().map(|(_, e)| e).collect();
         assert_eq!(
             kinds,
             vec![
                 NdbLineError::Unsupported("ndb_offset_macho"),
                 NdbLineError::Unsupported("ndb_no_anchor"),
-                NdbLineError::Unsupported("ndb_target_html"),
+                NdbLineError::Unsupported("ndb_target_flash"),
             ]
         );
     }

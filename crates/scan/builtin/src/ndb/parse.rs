@@ -25,10 +25,16 @@ pub enum Target {
     Pe,
     /// 2: OLE2 compound documents.
     Ole2,
+    /// 3: HTML, matched only in the normalised layers (see [`crate::normalize`]).
+    Html,
+    /// 4: mail, matched in the raw bytes of objects typed as mail.
+    Mail,
     /// 5: graphics (PNG, JPEG, GIF, BMP, TIFF).
     Graphics,
     /// 6: ELF.
     Elf,
+    /// 7: ASCII text, matched only in the normalised text (see [`crate::normalize`]).
+    Ascii,
     /// 9: Mach-O (thin or fat).
     MachO,
     /// 10: PDF (`%PDF-` in the first 1024 bytes).
@@ -69,6 +75,9 @@ impl Target {
                 memchr::memmem::find(&head[..head.len().min(TARGET_HEAD)], b"%PDF-").is_some()
             }
             Target::Java => head.starts_with(&[0xca, 0xfe, 0xba, 0xbe]),
+            // Decided by the object's type, not its head: enabled by the
+            // scan for the layers they apply to.
+            Target::Html | Target::Mail | Target::Ascii => false,
         }
     }
 }
@@ -270,7 +279,7 @@ pub fn parse_ndb_bytes(line: &[u8]) -> Result<NdbSignature<'_>, NdbLineError> {
     })
 }
 
-fn parse_target(t: &[u8]) -> Result<Target, NdbLineError> {
+pub fn parse_target(t: &[u8]) -> Result<Target, NdbLineError> {
     let n = parse_u64(t).ok_or_else(|| {
         bad(format!(
             "target type {:?} is not a number",
@@ -281,11 +290,11 @@ fn parse_target(t: &[u8]) -> Result<Target, NdbLineError> {
         0 => Target::Any,
         1 => Target::Pe,
         2 => Target::Ole2,
-        3 => return Err(NdbLineError::Unsupported("ndb_target_html")),
-        4 => return Err(NdbLineError::Unsupported("ndb_target_mail")),
+        3 => Target::Html,
+        4 => Target::Mail,
         5 => Target::Graphics,
         6 => Target::Elf,
-        7 => return Err(NdbLineError::Unsupported("ndb_target_ascii")),
+        7 => Target::Ascii,
         9 => Target::MachO,
         10 => Target::Pdf,
         11 => return Err(NdbLineError::Unsupported("ndb_target_flash")),
@@ -303,7 +312,9 @@ fn num(s: &[u8], what: &str) -> Result<u64, NdbLineError> {
     })
 }
 
-fn parse_offset(o: &[u8]) -> Result<Offset, NdbLineError> {
+/// Parse an offset field (see the module docs); exe-relative offsets are
+/// returned as such and the caller checks them against its target type.
+pub fn parse_offset(o: &[u8]) -> Result<Offset, NdbLineError> {
     if o == b"*" {
         return Ok(Offset::Any);
     }
@@ -722,9 +733,10 @@ mod tests {
         assert_eq!(t("9"), Ok(Target::MachO));
         assert_eq!(t("10"), Ok(Target::Pdf));
         assert_eq!(t("12"), Ok(Target::Java));
-        assert_eq!(t("3"), Err(NdbLineError::Unsupported("ndb_target_html")));
-        assert_eq!(t("4"), Err(NdbLineError::Unsupported("ndb_target_mail")));
-        assert_eq!(t("7"), Err(NdbLineError::Unsupported("ndb_target_ascii")));
+        assert_eq!(t("3"), Ok(Target::Html));
+        assert_eq!(t("4"), Ok(Target::Mail));
+        assert_eq!(t("7"), Ok(Target::Ascii));
+        assert_eq!(t("11"), Err(NdbLineError::Unsupported("ndb_target_flash")));
         assert_eq!(t("42"), Err(NdbLineError::Unsupported("ndb_target_other")));
         assert!(matches!(t("x"), Err(NdbLineError::Malformed(_))));
 
@@ -733,6 +745,10 @@ mod tests {
         assert!(Target::Pdf.accepts(b"junk\n%PDF-1.7"));
         assert!(Target::Graphics.accepts(b"\x89PNG\r\n") && Target::Graphics.accepts(b"GIF89a"));
         assert!(Target::MachO.accepts(&[0xcf, 0xfa, 0xed, 0xfe, 7]));
+        // Type-decided targets never match on the head alone.
+        for t in [Target::Html, Target::Mail, Target::Ascii] {
+            assert!(!t.accepts(b"<html><body>") && !t.accepts(b"From: x\n"));
+        }
         assert!(Target::Ole2.accepts(&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1, 0]));
         assert!(!Target::Ole2.accepts(&[0xd0, 0xcf]));
     }
