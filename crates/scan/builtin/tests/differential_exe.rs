@@ -184,6 +184,45 @@ fn section_and_import_hashes_match_clamscan() {
             imp.push_str(&format!("{h}:{n}:Imp.F{i}\n{h}:*:Imp.Any.F{i}\n"));
         }
     }
+    // SHA-1 and SHA-256 section and import hashes of the files whose
+    // layout parses here (clamscan judges whether the bytes are right).
+    for (i, f) in files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !unpacked_by_clamav(f))
+    {
+        use moat_builtin::exe::{self, PeMode, Src};
+        use sha1::Sha1;
+        use sha2::{Digest, Sha256};
+        let data = std::fs::read(f).unwrap();
+        let blob = Blob::from_vec(data.clone());
+        let src = Src::new(&blob, &[]);
+        let Ok(Some(info)) = exe::parse(&src, PeMode::Scan) else {
+            continue;
+        };
+        for (j, s) in info.sections.iter().enumerate().filter(|(_, s)| s.rsz != 0) {
+            let body = &data[s.raw as usize..(s.raw + s.rsz) as usize];
+            let h1 = hex::encode(Sha1::digest(body));
+            let h2 = hex::encode(Sha256::digest(body));
+            if seen.insert(h2.clone()) {
+                msb.push_str(&format!(
+                    "{}:{h1}:Sha1.F{i}.S{j}\n{}:{h2}:Sha256.F{i}.S{j}\n",
+                    s.rsz, s.rsz
+                ));
+            }
+        }
+        if !info.pe32plus {
+            let mut h = Sha256::new();
+            if let Ok(n) = exe::imports::import_string(&src, &info, |p| h.update(p))
+                && n > 0
+            {
+                imp.push_str(&format!(
+                    "{}:{n}:ImpSha256.F{i}\n",
+                    hex::encode(h.finalize())
+                ));
+            }
+        }
+    }
     assert!(!mdb.is_empty(), "sigtool produced no section hashes");
     std::fs::write(db.join("t.mdb"), &mdb).unwrap();
     std::fs::write(db.join("t.msb"), &msb).unwrap();
@@ -210,9 +249,21 @@ fn section_and_import_hashes_match_clamscan() {
         }
     }
     assert!(compared >= 1 || !Path::new(TESTFILES).exists());
-    // The checks are not vacuous: clam.exe's sections are detected.
+    // The checks are not vacuous: SHA-256 section hashes match, and
+    // clam.exe's sections and SHA-256 import hash are detected.
+    assert!(got.values().flatten().any(|n| n.starts_with("Sha256.")));
+    assert!(got.values().flatten().any(|n| n.starts_with("Sha1.")));
     if let Some(ce) = files.iter().find(|f| f.ends_with("clam.exe")) {
-        assert!(!got[ce].is_empty());
+        assert!(
+            got[ce].iter().any(|n| n.starts_with("Mdb.")),
+            "{:?}",
+            got[ce]
+        );
+        assert!(
+            got[ce].iter().any(|n| n.starts_with("ImpSha256.")),
+            "{:?}",
+            got[ce]
+        );
     }
 }
 
