@@ -385,3 +385,100 @@ fn exe_relative_ndb_offsets_match_clamscan() {
         ndb.lines().count()
     );
 }
+
+/// `(B)`, `(L)`, `(W)` at a signature's ends (zero-width checks) and inside
+/// it (one byte of the class), plain and negated, on words in many
+/// surroundings: the same files detected by the same names as clamscan.
+#[test]
+fn boundary_markers_match_clamscan() {
+    if !have("clamscan") {
+        eprintln!("SKIP: clamscan not installed (apt clamav)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = "6d6f6174"; // "moat"
+    let x = "787978"; // "xyx"
+    let sigs = [
+        ("LeftB", format!("(B){w}")),
+        ("RightB", format!("{w}(B)")),
+        ("BothW", format!("(W){w}(W)")),
+        ("RightNotW", format!("{w}!(W)")),
+        ("RightNotB", format!("{w}!(B)")),
+        ("LeftL", format!("(L){w}")),
+        ("RightL", format!("{w}(L)")),
+        ("MidB", format!("{w}(B){x}")),
+        ("MidW", format!("{w}(W){x}")),
+        ("MidL", format!("{w}(L){x}")),
+        ("MidNotB", format!("{w}!(B){x}")),
+        ("MidNotW", format!("{w}!(W){x}")),
+        // Not `!(W)` first: clamscan 1.4.6 crashes on it (moat counts it
+        // unsupported).
+    ];
+    let ndb: String = sigs
+        .iter()
+        .map(|(n, h)| format!("Bound.{n}:0:*:{h}\n"))
+        .collect();
+    let db = dir.path().join("db");
+    std::fs::create_dir(&db).unwrap();
+    std::fs::write(db.join("b.ndb"), &ndb).unwrap();
+    let contexts: &[&[u8]] = &[
+        b"moat",
+        b" moat ",
+        b"xmoatx",
+        b"\nmoat\n",
+        b"moat\r\nxyx",
+        b".moat=",
+        b"moat-xyx",
+        b"moat_xyx",
+        b"moat\nxyx",
+        b"moat xyx",
+        b"moatAxyx",
+        b"moat.xyx",
+        b"<moat>",
+        b"@moat'",
+        b"/moat/",
+        b"1moat2",
+        b"\"moat\"",
+        b"moat\rx",
+        b"-moat_",
+        b"moat\r\n",
+        b"\tmoat\t",
+    ];
+    let mut files = Vec::new();
+    for (i, c) in contexts.iter().enumerate() {
+        // Binary lead-in so both scan the raw bytes only, then the same
+        // context again at the very start and end of a file.
+        let p = dir.path().join(format!("b{i}.bin"));
+        std::fs::write(
+            &p,
+            [&[0u8, 1, 2, 0xff, 0xfe][..], c, &[0u8, 3, 0xff]].concat(),
+        )
+        .unwrap();
+        files.push(p);
+        let p = dir.path().join(format!("e{i}.bin"));
+        std::fs::write(&p, [c, &[0u8, 0, 0, 0][..], c].concat()).unwrap();
+        files.push(p);
+    }
+    let want = clamscan(&db, &files);
+    let got = moat(&db, &files);
+    let mut agreed = 0;
+    for f in &files {
+        assert_eq!(
+            got[f],
+            want[f],
+            "{}: {:?}",
+            f.display(),
+            std::fs::read(f).unwrap()
+        );
+        agreed += got[f].len();
+    }
+    assert!(
+        agreed > 20,
+        "only {agreed} detections: the test is not exercising much"
+    );
+    eprintln!(
+        "boundaries: {} signatures, {} files, {agreed} detections agreed",
+        sigs.len(),
+        files.len()
+    );
+}

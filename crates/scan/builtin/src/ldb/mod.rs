@@ -387,6 +387,7 @@ fn compile_variant(
         target,
         offset,
         elems,
+        edges: ndb::Edges::default(),
     };
     match ndb::compile(&nsig, 0) {
         Ok(c) => Ok(c),
@@ -399,6 +400,7 @@ fn compile_variant(
                 offset,
                 pieces,
                 all_matches: true,
+                edges: ndb::Edges::default(),
             })
         }
         Err(e) => Err(ldb_err(e)),

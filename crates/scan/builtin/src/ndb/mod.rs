@@ -15,7 +15,7 @@ pub mod prefilter;
 
 pub use matcher::Cursor;
 pub use parse::{
-    ByteM, Elem, Layout, NdbLineError, NdbSignature, Offset, Target, parse_ndb_bytes,
+    Bound, ByteM, Edges, Elem, Layout, NdbLineError, NdbSignature, Offset, Target, parse_ndb_bytes,
     parse_ndb_line,
 };
 
@@ -35,6 +35,8 @@ pub struct CompiledSig {
     /// Report every match to [`NdbScan::hits`] (logical-signature
     /// subsignatures) instead of the first one to [`NdbScan::found`].
     pub all_matches: bool,
+    /// Zero-width `(B)`/`(L)`/`(W)` checks at the match's ends.
+    pub edges: Edges,
 }
 
 /// Choose anchors for a parsed signature; `Unsupported("ndb_no_anchor")`
@@ -47,6 +49,7 @@ pub fn compile(sig: &NdbSignature<'_>, name: u32) -> Result<CompiledSig, NdbLine
         offset: sig.offset,
         pieces,
         all_matches: false,
+        edges: sig.edges,
     })
 }
 
@@ -63,6 +66,7 @@ struct SigMeta {
     target: Target,
     offset: Offset,
     all_matches: bool,
+    edges: Edges,
 }
 
 /// One match of an all-matches signature.
@@ -154,6 +158,7 @@ impl NdbSet {
                 target: s.target,
                 offset: s.offset,
                 all_matches: s.all_matches,
+                edges: s.edges,
             });
             for p in s.pieces {
                 let next = pat_ends.len() as u32;
@@ -373,6 +378,15 @@ impl NdbSet {
             else {
                 continue;
             };
+            if !meta.edges.is_empty() {
+                let prev = match ms.checked_sub(1) {
+                    Some(p) => cur.at(p)?,
+                    None => None,
+                };
+                if !meta.edges.left_ok(prev) || !meta.edges.right_ok(cur.at(me)?, cur.at(me + 1)?) {
+                    continue;
+                }
+            }
             if meta.all_matches {
                 if st.hits.len() < MAX_HITS {
                     st.hits.push(SigHit {

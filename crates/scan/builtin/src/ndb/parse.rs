@@ -212,6 +212,140 @@ pub struct NdbSignature<'a> {
     pub target: Target,
     pub offset: Offset,
     pub elems: Vec<Elem>,
+    /// `(B)`, `(L)`, `(W)` checks before the first and after the last byte.
+    pub edges: Edges,
+}
+
+/// A character class marker: `(B)` word boundary, `(L)` line end, `(W)`
+/// non-alphanumeric (ClamAV's `matcher-ac.c` specials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Boundary,
+    Line,
+    Word,
+}
+
+/// ClamAV's `boundary[]` table: bit 1 = may precede a word, bit 2 = may
+/// follow one (`matcher-ac.c`).
+fn boundary_class(b: u8) -> u8 {
+    match b {
+        b'.' | b'<' | b'@' => 1,
+        b'\n' | b'\r' | b'"' | b'\'' | b'=' | b'>' => 2,
+        b' ' | b'-' | b'/' | b'_' => 3,
+        _ => 0,
+    }
+}
+
+/// Zero-width checks at a signature's ends: `(X)` as the first token,
+/// `(X)` or `!(X)` as the last (ClamAV turns those into left/right
+/// boundary flags; elsewhere they match one byte of the class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Edges {
+    pub left: Option<Bound>,
+    /// The class and whether it is negated.
+    pub right: Option<(Bound, bool)>,
+}
+
+impl Edges {
+    pub fn is_empty(&self) -> bool {
+        self.left.is_none() && self.right.is_none()
+    }
+
+    /// The left check, given the byte before the match (`None` at the
+    /// start of the object).
+    pub fn left_ok(&self, prev: Option<u8>) -> bool {
+        match (self.left, prev) {
+            (None, _) | (Some(_), None) => true,
+            (Some(Bound::Boundary), Some(p)) => boundary_class(p) & 1 != 0,
+            (Some(Bound::Line), Some(p)) => p == b'\n',
+            (Some(Bound::Word), Some(p)) => !p.is_ascii_alphanumeric(),
+        }
+    }
+
+    /// The right check, given the two bytes after the match (`None` past
+    /// the end of the object).
+    pub fn right_ok(&self, next: Option<u8>, next2: Option<u8>) -> bool {
+        let Some((b, negated)) = self.right else {
+            return true;
+        };
+        let hit = match (b, next) {
+            (_, None) => true,
+            (Bound::Boundary, Some(n)) => boundary_class(n) >= 2,
+            (Bound::Line, Some(n)) => n == b'\n' || (n == b'\r' && next2 == Some(b'\n')),
+            (Bound::Word, Some(n)) => !n.is_ascii_alphanumeric(),
+        };
+        hit != negated
+    }
+}
+
+fn bound_of(inner: &[u8]) -> Option<Bound> {
+    match inner {
+        b"B" => Some(Bound::Boundary),
+        b"L" => Some(Bound::Line),
+        b"W" => Some(Bound::Word),
+        _ => None,
+    }
+}
+
+/// One byte of a class inside a signature: `(B)`, `(W)`, `(L)` (which
+/// also takes `\r\n`) and the negated `!(B)`, `!(W)`.
+fn class_elem(b: Bound, negated: bool) -> Result<Elem, NdbLineError> {
+    let bytes = |f: &dyn Fn(u8) -> bool| -> Elem {
+        Elem::Alt(
+            (0..=255u8)
+                .filter(|&x| f(x))
+                .map(|x| vec![ByteM::exact(x)])
+                .collect(),
+        )
+    };
+    Ok(match (b, negated) {
+        (Bound::Boundary, n) => bytes(&|x| (boundary_class(x) != 0) != n),
+        (Bound::Word, n) => bytes(&|x| x.is_ascii_alphanumeric() == n),
+        (Bound::Line, false) => Elem::Alt(vec![
+            vec![ByteM::exact(b'\n')],
+            vec![ByteM::exact(b'\r'), ByteM::exact(b'\n')],
+        ]),
+        (Bound::Line, true) => return Err(NdbLineError::Unsupported("ndb_boundary")),
+    })
+}
+
+/// Split the `(X)` edge markers off a hex signature and parse the rest,
+/// with class markers inside it. A marker next to a `*` or a jump is
+/// counted unsupported: ClamAV splits the signature there and the marker
+/// becomes an edge check of a part, which this engine does not model.
+pub fn parse_hex_edges(s: &[u8]) -> Result<(Vec<Elem>, Edges), NdbLineError> {
+    let mut edges = Edges::default();
+    let mut mid = s;
+    if mid.len() >= 3
+        && mid[0] == b'('
+        && mid[2] == b')'
+        && let Some(b) = bound_of(&mid[1..2])
+    {
+        edges.left = Some(b);
+        mid = &mid[3..];
+    }
+    let n = mid.len();
+    if n >= 3
+        && mid[n - 3] == b'('
+        && mid[n - 1] == b')'
+        && let Some(b) = bound_of(&mid[n - 2..n - 1])
+    {
+        let negated = n >= 4 && mid[n - 4] == b'!';
+        edges.right = Some((b, negated));
+        mid = &mid[..n - 3 - usize::from(negated)];
+    }
+    if mid.first() == Some(&b'!') && class_at(mid, 0).is_some() {
+        // A negated class first: clamscan 1.4.6 crashes on it.
+        return Err(NdbLineError::Unsupported("ndb_boundary"));
+    }
+    let gap_edge =
+        |c: Option<&u8>| c.is_some_and(|c| matches!(c, b'*' | b'{' | b'[' | b'}' | b']'));
+    if (edges.left.is_some() && gap_edge(mid.first()))
+        || (edges.right.is_some() && gap_edge(mid.last()))
+    {
+        return Err(NdbLineError::Unsupported("ndb_boundary"));
+    }
+    Ok((parse_hex_with(mid, true)?, edges))
 }
 
 /// Why an ndb line was not loaded.
@@ -270,12 +404,13 @@ pub fn parse_ndb_bytes(line: &[u8]) -> Result<NdbSignature<'_>, NdbLineError> {
             String::from_utf8_lossy(f[2])
         )));
     }
-    let elems = parse_hex(f[3])?;
+    let (elems, edges) = parse_hex_edges(f[3])?;
     Ok(NdbSignature {
         name,
         target,
         offset,
         elems,
+        edges,
     })
 }
 
@@ -482,6 +617,20 @@ fn parse_alts(inner: &[u8], at: usize) -> Result<Vec<Vec<ByteM>>, NdbLineError> 
     Ok(alts)
 }
 
+/// A class marker `(X)` or `!(X)` starting at `i`: (class, negated, end).
+fn class_at(s: &[u8], i: usize) -> Option<(Bound, bool, usize)> {
+    let (negated, open) = if s.get(i) == Some(&b'!') {
+        (true, i + 1)
+    } else {
+        (false, i)
+    };
+    if s.get(open) != Some(&b'(') || s.get(open + 2) != Some(&b')') {
+        return None;
+    }
+    let b = bound_of(s.get(open + 1..open + 2)?)?;
+    Some((b, negated, open + 3))
+}
+
 fn push_gap(elems: &mut Vec<Elem>, min: u64, max: Option<u64>) {
     if let Some(Elem::Gap { min: m0, max: x0 }) = elems.last_mut() {
         *m0 = m0.saturating_add(min);
@@ -502,8 +651,14 @@ fn push_byte(elems: &mut Vec<Elem>, b: ByteM) {
     }
 }
 
-/// Parse the hex signature field into elements.
+/// Parse the hex signature field into elements (class markers `(B)`,
+/// `(L)`, `(W)` are counted unsupported; `.ndb` lines go through
+/// [`parse_hex_edges`]).
 pub fn parse_hex(s: &[u8]) -> Result<Vec<Elem>, NdbLineError> {
+    parse_hex_with(s, false)
+}
+
+fn parse_hex_with(s: &[u8], classes: bool) -> Result<Vec<Elem>, NdbLineError> {
     let mut elems: Vec<Elem> = Vec::new();
     let mut i = 0;
     while i < s.len() {
@@ -524,6 +679,21 @@ pub fn parse_hex(s: &[u8]) -> Result<Vec<Elem>, NdbLineError> {
                     other => elems.push(other),
                 }
                 i = j + 1;
+            }
+            b'(' | b'!' if classes && class_at(s, i).is_some() => {
+                let Some((b, negated, end)) = class_at(s, i) else {
+                    return Err(bad(format!("bad class marker at position {i}")));
+                };
+                let prev = i.checked_sub(1);
+                let next_gap = matches!(s.get(end), Some(b'*' | b'{' | b'['));
+                let prev_gap = prev
+                    .and_then(|p| s.get(p))
+                    .is_some_and(|c| matches!(c, b'*' | b'}' | b']'));
+                if next_gap || prev_gap {
+                    return Err(NdbLineError::Unsupported("ndb_boundary"));
+                }
+                elems.push(class_elem(b, negated)?);
+                i = end;
             }
             b'(' => {
                 let j = closing(s, i, b')')?;
@@ -669,6 +839,41 @@ mod tests {
             parse_hex(b"aa!bb"),
             Err(NdbLineError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn boundary_markers_become_edges_or_byte_classes() {
+        let (e, edges) = parse_hex_edges(b"(B)4142(W)43!(L)").unwrap();
+        assert_eq!(edges.left, Some(Bound::Boundary));
+        assert_eq!(edges.right, Some((Bound::Line, true)));
+        assert_eq!(e.len(), 3);
+        let Elem::Alt(w) = &e[1] else { panic!("{e:?}") };
+        assert_eq!(w.len(), 256 - 62);
+        // Left edge: start of object or a byte that may precede a word.
+        assert!(edges.left_ok(None) && edges.left_ok(Some(b' ')) && !edges.left_ok(Some(b'a')));
+        // Negated right edge: not at a line end.
+        assert!(!edges.right_ok(Some(b'\n'), None) && !edges.right_ok(Some(b'\r'), Some(b'\n')));
+        assert!(edges.right_ok(Some(b'\r'), Some(b'x')) && !edges.right_ok(None, None));
+        // Next to a jump, or `!(X)` first, or `!(L)` inside: unsupported.
+        for s in [
+            &b"(B)*4142"[..],
+            b"4142{2-3}(W)",
+            b"41(B)*42",
+            b"!(W)4142",
+            b"41!(L)42",
+        ] {
+            assert_eq!(
+                parse_hex_edges(s),
+                Err(NdbLineError::Unsupported("ndb_boundary")),
+                "{}",
+                String::from_utf8_lossy(s)
+            );
+        }
+        // Logical signatures (parse_hex) still count them unsupported.
+        assert_eq!(
+            parse_hex(b"41(B)42"),
+            Err(NdbLineError::Unsupported("ndb_boundary"))
+        );
     }
 
     #[test]
