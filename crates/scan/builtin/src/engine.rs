@@ -429,10 +429,11 @@ fn read_all(blob: &Blob) -> Result<Vec<u8>, EngineError> {
 impl BuiltinEngine {
     /// The executable layout for offsets (`cli_targetinfo`): PE for
     /// `MZ`, ELF for `\x7fELF`, broken when those headers do not parse.
+    /// (ClamAV types only `MZ` files as MS-EXE: a `ZM` file, which its PE
+    /// parser would accept, is never parsed as a PE.)
     fn layout(&self, blob: &Blob, head: &[u8]) -> Result<Layout, EngineError> {
         let src = Src::new(blob, head);
-        let is_exe =
-            head.starts_with(b"MZ") || head.starts_with(b"ZM") || head.starts_with(b"\x7fELF");
+        let is_exe = head.starts_with(b"MZ") || head.starts_with(b"\x7fELF");
         if !is_exe {
             return Ok(Layout::NotExe);
         }
@@ -458,9 +459,7 @@ impl BuiltinEngine {
         ctx: &ScanContext,
         ids: &mut Vec<u32>,
     ) -> Result<(), EngineError> {
-        if (self.mdb.is_empty() && self.imp.is_empty())
-            || !(head.starts_with(b"MZ") || head.starts_with(b"ZM"))
-        {
+        if (self.mdb.is_empty() && self.imp.is_empty()) || !head.starts_with(b"MZ") {
             return Ok(());
         }
         let src = Src::new(blob, head);
