@@ -752,6 +752,45 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // a 544-byte test file
+    fn pe_section_and_import_hashes_with_pua_twins() {
+        let p = "/usr/share/clamav-testfiles/clam.exe";
+        let Ok(data) = std::fs::read(p) else {
+            eprintln!("SKIP: {p} missing (apt clamav-testfiles)");
+            return;
+        };
+        // From `sigtool --mdb` / `--imp` on clam.exe.
+        let sect = "512:23db1dd3f77fae25610b6a32701313ae";
+        let (_d, e) = engine_with(&[
+            ("a.mdb", &format!("{sect}:Sect.Md5\n")),
+            ("a.msu", &format!("{sect}:PUA.Sect\n")),
+            ("a.imp", "98c88d882f01a3f6ac1e5f7dfd761624:39:Imp.Md5\n"),
+        ]);
+        let r = e.scan_blob(&file_blob(&data), None, &ctx()).unwrap();
+        let mut got: Vec<(&str, bool)> = r
+            .hits
+            .iter()
+            .map(|h| (h.signature.as_str(), h.suspicious))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![("Imp.Md5", false), ("PUA.Sect", true), ("Sect.Md5", false)]
+        );
+        assert_eq!(e.info().signatures.get("mdb"), Some(&2));
+        assert_eq!(e.info().signatures.get("imp"), Some(&1));
+        // The same bytes without the MZ header match nothing.
+        let mut other = data.clone();
+        other[0] = b'N';
+        assert!(
+            e.scan_blob(&Blob::from_vec(other), None, &ctx())
+                .unwrap()
+                .hits
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn pua_body_signature_is_suspicious() {
         let (_d, e) = engine_with(&[("p.ndu", "PUA.Body:0:*:7071727374757677\n")]);
         let r = e
