@@ -1,6 +1,7 @@
 //! [`BuiltinEngine`]: the loaded signature set and the single-pass scan.
 
 use crate::eicar::{EICAR_NAME, is_eicar};
+use crate::exe::{self, PeMode, Src};
 use crate::hashdb::{HashDb, HashTable};
 use crate::ldb::{LdbSet, ObjectView, tdb::Placement};
 use crate::load::{self, LoadError, MAX_ERRORS};
@@ -25,6 +26,10 @@ pub struct BuiltinEngine {
     name: String,
     names: NameArena,
     hashes: HashDb,
+    /// `.mdb`/`.msb` PE section hashes.
+    mdb: HashDb,
+    /// `.imp` import-table hashes.
+    imp: HashDb,
     ndb: NdbSet,
     /// Logical signatures; their body subsignatures live in `ndb`.
     ldb: LdbSet,
@@ -53,11 +58,17 @@ impl BuiltinEngine {
             std::mem::take(&mut l.sha1),
             std::mem::take(&mut l.sha256),
         );
-        let (hashes, ndb) = rayon::join(
-            || HashDb {
-                md5: HashTable::build(md5),
-                sha1: HashTable::build(sha1),
-                sha256: HashTable::build(sha256),
+        let (mdb_b, imp_b) = (std::mem::take(&mut l.mdb), std::mem::take(&mut l.imp));
+        let ((hashes, (mdb, imp)), ndb) = rayon::join(
+            || {
+                (
+                    HashDb {
+                        md5: HashTable::build(md5),
+                        sha1: HashTable::build(sha1),
+                        sha256: HashTable::build(sha256),
+                    },
+                    (HashDb::build(mdb_b), HashDb::build(imp_b)),
+                )
             },
             || NdbSet::build(ndb_sigs),
         );
@@ -105,6 +116,8 @@ impl BuiltinEngine {
             name: name.to_string(),
             names: std::mem::take(&mut l.names),
             hashes,
+            mdb,
+            imp,
             ndb,
             ldb,
             info,
@@ -121,6 +134,8 @@ impl BuiltinEngine {
             name: name.to_string(),
             names: NameArena::default(),
             hashes: HashDb::default(),
+            mdb: HashDb::default(),
+            imp: HashDb::default(),
             ndb: NdbSet::empty(),
             ldb: LdbSet::default(),
             info: EngineInfo {
@@ -295,6 +310,7 @@ impl BuiltinEngine {
             _ => {}
         }
         ids.extend_from_slice(&st.found);
+        self.scan_pe_hashes(blob, &head, ctx, &mut ids)?;
         if !self.ldb.is_empty() {
             if st.hits_truncated {
                 return Err(EngineError::Unscannable {
@@ -305,10 +321,23 @@ impl BuiltinEngine {
                     ),
                 });
             }
+            // EntryPoint/NumberOfSections need the executable layout.
+            let layout = if self.ldb.needs_exe() {
+                match exe::parse(&Src::new(blob, &head), PeMode::Target) {
+                    Ok(i) => i,
+                    Err(exe::ExeError::Io(e)) => return Err(EngineError::Io(e)),
+                    Err(e) => {
+                        tracing::debug!(engine = %self.name, "executable headers not parsed: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
             let view = ObjectView {
                 blob,
                 head: &head,
-                exe: None,
+                exe: layout.as_ref(),
                 place,
             };
             ids.extend(self.ldb.evaluate(&st.hits, &view, Some(ctx.deadline))?);
@@ -323,6 +352,82 @@ impl BuiltinEngine {
             tracing::debug!(engine = %self.name, hits = hits.len(), "builtin detection");
         }
         Ok(EngineScan { hits })
+    }
+}
+
+impl BuiltinEngine {
+    /// `.mdb`/`.msb` and `.imp` signatures on a PE (as `cli_scanpe`): each
+    /// section's raw data (`rsz` bytes at `raw`) is hashed, and for PE32
+    /// files the import table. A file whose headers ClamAV would refuse
+    /// gets neither, as in ClamAV.
+    fn scan_pe_hashes(
+        &self,
+        blob: &Blob,
+        head: &[u8],
+        ctx: &ScanContext,
+        ids: &mut Vec<u32>,
+    ) -> Result<(), EngineError> {
+        if (self.mdb.is_empty() && self.imp.is_empty())
+            || !(head.starts_with(b"MZ") || head.starts_with(b"ZM"))
+        {
+            return Ok(());
+        }
+        let src = Src::new(blob, head);
+        let info = match exe::pe::parse(&src, PeMode::Scan) {
+            Ok(i) => i,
+            Err(exe::ExeError::Io(e)) => return Err(EngineError::Io(e)),
+            Err(e) => {
+                tracing::debug!(engine = %self.name, "PE headers not parsed: {e}");
+                return Ok(());
+            }
+        };
+        if !self.mdb.is_empty() {
+            let mut buf = vec![0u8; self.chunk.min(1 << 20)];
+            for s in info.sections.iter().filter(|s| s.rsz != 0) {
+                let size = u64::from(s.rsz);
+                if !self.mdb.wants(size) {
+                    continue;
+                }
+                self.mdb.scan_with(Some(size), ids, |sink| {
+                    let (mut off, end) = (u64::from(s.raw), u64::from(s.raw) + size);
+                    while off < end {
+                        let n = ((end - off) as usize).min(buf.len());
+                        let got = blob.read_at(off, &mut buf[..n])?;
+                        if got != n {
+                            return Err(EngineError::Io(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                format!("section data ended at {off}"),
+                            )));
+                        }
+                        sink(&buf[..n]);
+                        off += n as u64;
+                        if ctx.expired() {
+                            return Err(EngineError::Timeout);
+                        }
+                    }
+                    Ok(size)
+                })?;
+            }
+        }
+        if !self.imp.is_empty() && !info.pe32plus {
+            let r = self.imp.scan_with(None, ids, |sink| {
+                exe::imports::import_string(&src, &info, sink).map(u64::from)
+            });
+            match r {
+                Ok(()) => {}
+                Err(exe::imports::ImpError::Exe(exe::ExeError::Io(e))) => {
+                    return Err(EngineError::Io(e));
+                }
+                Err(e @ exe::imports::ImpError::TooLarge) => {
+                    return Err(EngineError::Unscannable {
+                        reason: moat_core::Reason::LimitsExceeded,
+                        detail: e.to_string(),
+                    });
+                }
+                Err(e) => tracing::debug!(engine = %self.name, "no import hash: {e}"),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -11,7 +11,9 @@
 //! a broken container is reported and whatever was read from it is kept.
 
 use crate::cvd;
-use crate::hashdb::{Buckets, HashEntry, HashFile, HashKind, parse_hash_bytes};
+use crate::hashdb::{
+    Buckets, HashBuckets, HashEntry, HashFile, HashKind, HashVecs, parse_hash_bytes,
+};
 use crate::ldb::{self, CompiledLdb};
 use crate::names::NameArena;
 use crate::ndb::{self, CompiledSig, NdbLineError, parse_ndb_bytes};
@@ -70,9 +72,8 @@ enum Class {
 }
 
 const UNSUPPORTED: &[&str] = &[
-    "cdb", "idb", "fp", "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "ftm", "mdb", "mdu", "msb",
-    "msu", "imp", "crb", "cfg", "info", "cbc", "hwp", "pwdb", "yar", "yara", "zmd", "rmd", "sdb",
-    "ndbx",
+    "cdb", "idb", "fp", "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "ftm", "crb", "cfg", "info",
+    "cbc", "hwp", "pwdb", "yar", "yara", "zmd", "rmd", "sdb", "ndbx",
 ];
 
 fn classify(ext: &str) -> Option<Class> {
@@ -82,6 +83,9 @@ fn classify(ext: &str) -> Option<Class> {
         "hdu" => fk(Kind::Hash(HashFile::Hdb), true),
         "hsb" => fk(Kind::Hash(HashFile::Hsb), false),
         "hsu" => fk(Kind::Hash(HashFile::Hsb), true),
+        "mdb" | "msb" => fk(Kind::Hash(HashFile::Mdb), false),
+        "mdu" | "msu" => fk(Kind::Hash(HashFile::Mdb), true),
+        "imp" => fk(Kind::Hash(HashFile::Imp), false),
         "ndb" => fk(Kind::Ndb, false),
         "ndu" => fk(Kind::Ndb, true),
         "ldb" => fk(Kind::Ldb, false),
@@ -109,6 +113,9 @@ struct BlockOut {
     md5: Vec<HashEntry<16>>,
     sha1: Vec<HashEntry<20>>,
     sha256: Vec<HashEntry<32>>,
+    /// `.mdb`/`.msb` section hashes and `.imp` import hashes.
+    mdb: HashVecs,
+    imp: HashVecs,
     ndb: Vec<CompiledSig>,
     ldb: Vec<CompiledLdb>,
     loaded: u64,
@@ -141,6 +148,17 @@ impl BlockOut {
                         self.error(local, "too many signature names".into());
                         return;
                     };
+                    if matches!(file, HashFile::Mdb | HashFile::Imp) {
+                        let v = if file == HashFile::Mdb {
+                            &mut self.mdb
+                        } else {
+                            &mut self.imp
+                        };
+                        if v.push(&p, id) {
+                            self.loaded += 1;
+                        }
+                        return;
+                    }
                     let pushed = match p.kind {
                         HashKind::Md5 => {
                             HashEntry::new(&p.digest, p.size, id).map(|e| self.md5.push(e))
@@ -280,6 +298,8 @@ pub(crate) struct Loaded {
     pub(crate) md5: Buckets<16>,
     pub(crate) sha1: Buckets<20>,
     pub(crate) sha256: Buckets<32>,
+    pub(crate) mdb: HashBuckets,
+    pub(crate) imp: HashBuckets,
     pub(crate) ndb: Vec<CompiledSig>,
     pub(crate) ldb: Vec<CompiledLdb>,
     pub(crate) signatures: BTreeMap<String, u64>,
@@ -298,6 +318,8 @@ impl Loaded {
             md5: Buckets::default(),
             sha1: Buckets::default(),
             sha256: Buckets::default(),
+            mdb: HashBuckets::default(),
+            imp: HashBuckets::default(),
             ndb: Vec::new(),
             ldb: Vec::new(),
             signatures: BTreeMap::new(),
@@ -343,6 +365,8 @@ impl Loaded {
         let kind_key = match fk.kind {
             Kind::Hash(HashFile::Hdb) => "hdb",
             Kind::Hash(HashFile::Hsb) => "hsb",
+            Kind::Hash(HashFile::Mdb) => "mdb",
+            Kind::Hash(HashFile::Imp) => "imp",
             Kind::Ndb => "ndb",
             Kind::Ldb => "ldb",
             Kind::Unsupported(_) => "",
@@ -361,6 +385,8 @@ impl Loaded {
             self.md5.absorb(b.md5, base);
             self.sha1.absorb(b.sha1, base);
             self.sha256.absorb(b.sha256, base);
+            self.mdb.absorb(b.mdb, base);
+            self.imp.absorb(b.imp, base);
             self.ndb.extend(b.ndb.into_iter().map(|mut c| {
                 c.name += base;
                 c

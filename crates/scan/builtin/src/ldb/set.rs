@@ -42,6 +42,7 @@ pub struct LdbSet {
     /// Signatures to evaluate even without a body match (their expression
     /// or a PCRE trigger holds with every count at zero).
     always: Vec<u32>,
+    needs_exe: bool,
 }
 
 impl LdbSet {
@@ -75,6 +76,7 @@ impl LdbSet {
                     wide,
                 });
             }
+            set.needs_exe |= l.tdb.entry_point.is_some() || l.tdb.sections.is_some();
             set.sigs.push(Lsig {
                 name: l.name,
                 tdb: l.tdb,
@@ -92,6 +94,12 @@ impl LdbSet {
 
     pub fn is_empty(&self) -> bool {
         self.sigs.is_empty()
+    }
+
+    /// Whether some signature needs the executable layout (`EntryPoint`,
+    /// `NumberOfSections`).
+    pub fn needs_exe(&self) -> bool {
+        self.needs_exe
     }
 
     /// Evaluate every signature that can match this object; returns the
