@@ -70,7 +70,13 @@ impl BuiltinEngine {
                     (HashDb::build(mdb_b), HashDb::build(imp_b)),
                 )
             },
-            || NdbSet::build(ndb_sigs),
+            || {
+                let mut set = NdbSet::build(ndb_sigs);
+                for &(sig, cap) in ldb.hit_caps() {
+                    set.limit_hits(sig, cap);
+                }
+                set
+            },
         );
         l.names.shrink_to_fit();
         let mut signatures = std::mem::take(&mut l.signatures);

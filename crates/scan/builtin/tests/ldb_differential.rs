@@ -207,6 +207,15 @@ fn logical_expressions_and_counts_match_clamscan() {
         ),
         ("wild", planted(256, 11, &[(30, b"ALxHAxxBR..CHA")])),
         ("big", planted(6000, 12, &[(4000, b"ALPHA1")])),
+        // More matches than the engine records per object (ndb::MAX_HITS):
+        // counts are capped per subsignature, never truncated.
+        ("many", {
+            let mut d = filler(6 * 70_000 + 64, 14);
+            for i in 0..70_000 {
+                d[16 + 6 * i..22 + 6 * i].copy_from_slice(b"ALPHA1");
+            }
+            d
+        }),
         (
             "elf",
             [b"\x7fELF".as_slice(), &planted(200, 13, &[(50, b"ALPHA1")])].concat(),
