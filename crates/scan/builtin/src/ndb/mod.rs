@@ -67,6 +67,9 @@ struct SigMeta {
     offset: Offset,
     all_matches: bool,
     edges: Edges,
+    /// All-matches signatures: distinct match starts recorded at most
+    /// (see [`NdbSet::limit_hits`]).
+    cap: u32,
 }
 
 /// One match of an all-matches signature.
@@ -95,6 +98,8 @@ pub struct NdbScan {
     pub hits: Vec<SigHit>,
     /// More than [`MAX_HITS`] matches: later ones were not recorded.
     pub hits_truncated: bool,
+    /// Per capped all-matches signature: (distinct starts recorded, last start).
+    capped: HashMap<u32, (u32, u64)>,
     /// Bit per [`Target`] accepted by this object's first bytes.
     targets: u16,
     /// The object's executable layout, for `EOF-n`, `EP±n`, `Sx+n`,
@@ -159,6 +164,7 @@ impl NdbSet {
                 offset: s.offset,
                 all_matches: s.all_matches,
                 edges: s.edges,
+                cap: u32::MAX,
             });
             for p in s.pieces {
                 let next = pat_ends.len() as u32;
@@ -238,6 +244,15 @@ impl NdbSet {
         }
     }
 
+    /// Record at most `cap` distinct match starts (at least 1) of the
+    /// all-matches signature `sig` per object: enough when the caller only
+    /// compares counts with numbers below `cap`.
+    pub fn limit_hits(&mut self, sig: u32, cap: u32) {
+        if let Some(m) = self.sigs.get_mut(sig as usize) {
+            m.cap = cap.max(1);
+        }
+    }
+
     /// Number of signatures.
     pub fn len(&self) -> usize {
         self.sigs.len()
@@ -276,6 +291,7 @@ impl NdbSet {
             found: Vec::new(),
             hits: Vec::new(),
             hits_truncated: false,
+            capped: HashMap::new(),
             targets,
             layout: Layout::NotExe,
         }
@@ -388,6 +404,17 @@ impl NdbSet {
                 }
             }
             if meta.all_matches {
+                if meta.cap != u32::MAX {
+                    let e = st.capped.entry(r.sig).or_insert((0, u64::MAX));
+                    if e.1 == ms {
+                        continue;
+                    }
+                    *e = (e.0 + 1, ms);
+                    if e.0 >= meta.cap {
+                        // Enough matches for every count the caller can ask about.
+                        st.matched[si / 64] |= 1 << (si % 64);
+                    }
+                }
                 if st.hits.len() < MAX_HITS {
                     st.hits.push(SigHit {
                         sig: r.sig,
@@ -561,6 +588,19 @@ mod tests {
             hits,
             vec![h(1, 6, 10), h(2, 0, 2), h(2, 11, 13), h(2, 17, 19)]
         );
+        assert!(!st.hits_truncated);
+    }
+
+    #[test]
+    fn limited_all_matches_signature_stops_after_its_cap() {
+        let mut c = compile(&parse_ndb_line("S:0:*:4142").unwrap(), 0).unwrap();
+        c.all_matches = true;
+        let mut set = NdbSet::build(vec![c.clone(), c]);
+        set.limit_hits(0, 3);
+        let data = b"AB AB AB AB AB AB";
+        let st = set.scan_slice_state(data, None).unwrap();
+        let count = |sig| st.hits.iter().filter(|h| h.sig == sig).count();
+        assert_eq!((count(0), count(1)), (3, 6));
         assert!(!st.hits_truncated);
     }
 
