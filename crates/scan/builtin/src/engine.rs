@@ -2,11 +2,14 @@
 
 use crate::eicar::{EICAR_NAME, is_eicar};
 use crate::hashdb::{HashDb, HashTable};
+use crate::ldb::{LdbSet, ObjectView, tdb::Placement};
 use crate::load::{self, LoadError, MAX_ERRORS};
 use crate::names::NameArena;
 use crate::ndb::{Cursor, NdbSet, parse::TARGET_HEAD};
 use md5::Md5;
-use moat_core::{Blob, Engine, EngineError, EngineInfo, EngineScan, Hit, Object, ScanContext};
+use moat_core::{
+    Blob, Engine, EngineError, EngineInfo, EngineScan, Hit, Object, Reason, ScanContext,
+};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -23,6 +26,8 @@ pub struct BuiltinEngine {
     names: NameArena,
     hashes: HashDb,
     ndb: NdbSet,
+    /// Logical signatures; their body subsignatures live in `ndb`.
+    ldb: LdbSet,
     info: EngineInfo,
     error_total: u64,
     chunk: usize,
@@ -41,7 +46,8 @@ impl BuiltinEngine {
     pub fn load(name: &str, paths: &[PathBuf]) -> Result<BuiltinEngine, LoadError> {
         let t0 = Instant::now();
         let mut l = load::load_paths(paths)?;
-        let ndb_sigs = std::mem::take(&mut l.ndb);
+        let mut ndb_sigs = std::mem::take(&mut l.ndb);
+        let ldb = LdbSet::build(std::mem::take(&mut l.ldb), &mut ndb_sigs);
         let (md5, sha1, sha256) = (
             std::mem::take(&mut l.md5),
             std::mem::take(&mut l.sha1),
@@ -89,6 +95,7 @@ impl BuiltinEngine {
             sha1 = hashes.sha1.len(),
             sha256 = hashes.sha256.len(),
             ndb = ndb.len(),
+            ldb = ldb.len(),
             index_bytes = ndb.index_bytes(),
             load_errors = l.error_total,
             signature_version = %info.signature_version,
@@ -99,6 +106,7 @@ impl BuiltinEngine {
             names: std::mem::take(&mut l.names),
             hashes,
             ndb,
+            ldb,
             info,
             error_total: l.error_total,
             chunk: DEFAULT_CHUNK,
@@ -114,6 +122,7 @@ impl BuiltinEngine {
             names: NameArena::default(),
             hashes: HashDb::default(),
             ndb: NdbSet::empty(),
+            ldb: LdbSet::default(),
             info: EngineInfo {
                 name: name.to_string(),
                 kind: "builtin".into(),
@@ -159,6 +168,17 @@ impl BuiltinEngine {
         sha256: Option<[u8; 32]>,
         ctx: &ScanContext,
     ) -> Result<EngineScan, EngineError> {
+        self.scan_placed(blob, sha256, Placement::default(), ctx)
+    }
+
+    /// [`Self::scan_blob`] for an object at `place` (its archive depth).
+    pub fn scan_placed(
+        &self,
+        blob: &Blob,
+        sha256: Option<[u8; 32]>,
+        place: Placement,
+        ctx: &ScanContext,
+    ) -> Result<EngineScan, EngineError> {
         if ctx.expired() {
             return Err(EngineError::Timeout);
         }
@@ -191,6 +211,7 @@ impl BuiltinEngine {
             }
         };
         let needs_pass = need_ndb
+            || !self.ldb.is_empty()
             || self.hashes.md5.wants(len)
             || self.hashes.sha1.wants(len)
             || (sha256.is_none() && self.hashes.sha256.wants(len));
@@ -274,6 +295,24 @@ impl BuiltinEngine {
             _ => {}
         }
         ids.extend_from_slice(&st.found);
+        if !self.ldb.is_empty() {
+            if st.hits_truncated {
+                return Err(EngineError::Unscannable {
+                    reason: Reason::LimitsExceeded,
+                    detail: format!(
+                        "more than {} logical-subsignature matches",
+                        crate::ndb::MAX_HITS
+                    ),
+                });
+            }
+            let view = ObjectView {
+                blob,
+                head: &head,
+                exe: None,
+                place,
+            };
+            ids.extend(self.ldb.evaluate(&st.hits, &view, Some(ctx.deadline))?);
+        }
         for id in ids {
             let h = self.hit(id);
             if !hits.iter().any(|x: &Hit| x.signature == h.signature) {
@@ -297,7 +336,8 @@ impl Engine for BuiltinEngine {
     }
 
     fn scan(&self, obj: &Object<'_>, ctx: &ScanContext) -> Result<EngineScan, EngineError> {
-        self.scan_blob(obj.data, obj.sha256, ctx)
+        let place = Placement { depth: obj.depth };
+        self.scan_placed(obj.data, obj.sha256, place, ctx)
     }
 }
 

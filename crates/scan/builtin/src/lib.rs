@@ -28,6 +28,7 @@ pub mod eicar;
 mod engine;
 pub mod exe;
 pub mod hashdb;
+pub mod ldb;
 mod load;
 mod names;
 pub mod ndb;

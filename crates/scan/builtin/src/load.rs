@@ -12,6 +12,7 @@
 
 use crate::cvd;
 use crate::hashdb::{Buckets, HashEntry, HashFile, HashKind, parse_hash_bytes};
+use crate::ldb::{self, CompiledLdb};
 use crate::names::NameArena;
 use crate::ndb::{self, CompiledSig, NdbLineError, parse_ndb_bytes};
 use moat_core::Blob;
@@ -52,6 +53,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LoadError + '_ {
 enum Kind {
     Hash(HashFile),
     Ndb,
+    Ldb,
     /// Read and counted under this kind, not loaded.
     Unsupported(&'static str),
 }
@@ -68,9 +70,9 @@ enum Class {
 }
 
 const UNSUPPORTED: &[&str] = &[
-    "ldb", "ldu", "cdb", "idb", "fp", "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "ftm", "mdb",
-    "mdu", "msb", "msu", "imp", "crb", "cfg", "info", "cbc", "hwp", "pwdb", "yar", "yara", "zmd",
-    "rmd", "sdb", "ndbx",
+    "cdb", "idb", "fp", "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "ftm", "mdb", "mdu", "msb",
+    "msu", "imp", "crb", "cfg", "info", "cbc", "hwp", "pwdb", "yar", "yara", "zmd", "rmd", "sdb",
+    "ndbx",
 ];
 
 fn classify(ext: &str) -> Option<Class> {
@@ -82,6 +84,8 @@ fn classify(ext: &str) -> Option<Class> {
         "hsu" => fk(Kind::Hash(HashFile::Hsb), true),
         "ndb" => fk(Kind::Ndb, false),
         "ndu" => fk(Kind::Ndb, true),
+        "ldb" => fk(Kind::Ldb, false),
+        "ldu" => fk(Kind::Ldb, true),
         "cvd" | "cld" => Some(Class::Container),
         other => UNSUPPORTED
             .iter()
@@ -106,6 +110,7 @@ struct BlockOut {
     sha1: Vec<HashEntry<20>>,
     sha256: Vec<HashEntry<32>>,
     ndb: Vec<CompiledSig>,
+    ldb: Vec<CompiledLdb>,
     loaded: u64,
     unsupported: BTreeMap<&'static str, u64>,
     errors: Vec<(u64, String)>,
@@ -165,6 +170,27 @@ impl BlockOut {
                     }
                     Err(_) => self.error(local, "too many signature names".into()),
                 },
+            },
+            Kind::Ldb => match ldb::parse_ldb_bytes(line) {
+                Err(NdbLineError::Unsupported(k)) => *self.unsupported.entry(k).or_default() += 1,
+                Err(NdbLineError::Malformed(m)) => self.error(local, m),
+                Ok(sig) => {
+                    let name = sig.name;
+                    match ldb::compile(sig, 0) {
+                        Err(NdbLineError::Unsupported(k)) => {
+                            *self.unsupported.entry(k).or_default() += 1
+                        }
+                        Err(NdbLineError::Malformed(m)) => self.error(local, m),
+                        Ok(mut c) => match self.names.push(name, fk.pua) {
+                            Ok(id) => {
+                                c.name = id;
+                                self.ldb.push(c);
+                                self.loaded += 1;
+                            }
+                            Err(_) => self.error(local, "too many signature names".into()),
+                        },
+                    }
+                }
             },
         }
     }
@@ -255,6 +281,7 @@ pub(crate) struct Loaded {
     pub(crate) sha1: Buckets<20>,
     pub(crate) sha256: Buckets<32>,
     pub(crate) ndb: Vec<CompiledSig>,
+    pub(crate) ldb: Vec<CompiledLdb>,
     pub(crate) signatures: BTreeMap<String, u64>,
     pub(crate) unsupported: BTreeMap<String, u64>,
     pub(crate) errors: Vec<String>,
@@ -272,6 +299,7 @@ impl Loaded {
             sha1: Buckets::default(),
             sha256: Buckets::default(),
             ndb: Vec::new(),
+            ldb: Vec::new(),
             signatures: BTreeMap::new(),
             unsupported: BTreeMap::new(),
             errors: Vec::new(),
@@ -316,6 +344,7 @@ impl Loaded {
             Kind::Hash(HashFile::Hdb) => "hdb",
             Kind::Hash(HashFile::Hsb) => "hsb",
             Kind::Ndb => "ndb",
+            Kind::Ldb => "ldb",
             Kind::Unsupported(_) => "",
         };
         let mut line_base = 0u64;
@@ -333,6 +362,10 @@ impl Loaded {
             self.sha1.absorb(b.sha1, base);
             self.sha256.absorb(b.sha256, base);
             self.ndb.extend(b.ndb.into_iter().map(|mut c| {
+                c.name += base;
+                c
+            }));
+            self.ldb.extend(b.ldb.into_iter().map(|mut c| {
                 c.name += base;
                 c
             }));
@@ -483,7 +516,7 @@ fn load_container(input: &Input, loaded: &mut Loaded) -> Result<(), LoadError> {
         matches!(
             classify(ext),
             Some(Class::Sig(FileKind {
-                kind: Kind::Hash(_) | Kind::Ndb,
+                kind: Kind::Hash(_) | Kind::Ndb | Kind::Ldb,
                 ..
             }))
         )
@@ -636,7 +669,11 @@ mod tests {
             "B:0:*:41424344\nC:0:EP+0:41424344\nD:4:*:4142\n",
         )
         .unwrap();
-        std::fs::write(p.join("a.ldb"), "L1;x\nL2;y\n").unwrap();
+        std::fs::write(
+            p.join("a.ldb"),
+            "L1;Target:0;0&1;41424344;45464748\nL2;Target:0;0;EP+0:4142\nL3;y\n",
+        )
+        .unwrap();
         std::fs::write(p.join("README.txt"), "not signatures").unwrap();
         std::fs::create_dir(p.join("sub")).unwrap();
         std::fs::write(p.join("sub/x.hdb"), "zz").unwrap();
@@ -644,11 +681,14 @@ mod tests {
         assert_eq!(l.signatures.get("hdb"), Some(&1));
         assert_eq!(l.signatures.get("hsb"), Some(&1));
         assert_eq!(l.signatures.get("ndb"), Some(&1));
-        assert_eq!(l.unsupported.get("ldb"), Some(&2));
+        assert_eq!(l.signatures.get("ldb"), Some(&1));
+        assert_eq!(l.ldb.len(), 1);
+        assert_eq!(l.unsupported.get("ldb_offset_ep"), Some(&1));
         assert_eq!(l.unsupported.get("ndb_offset_ep"), Some(&1));
         assert_eq!(l.unsupported.get("ndb_target_mail"), Some(&1));
-        assert_eq!(l.error_total, 1);
+        assert_eq!(l.error_total, 2);
         assert!(l.errors[0].contains("a.hdb:2:"), "{:?}", l.errors);
+        assert!(l.errors[1].contains("a.ldb:3:"), "{:?}", l.errors);
         assert!(
             l.names
                 .is_pua(l.sha256.0.iter().flatten().next().unwrap().name_id())
@@ -672,7 +712,7 @@ mod tests {
                     b"d41d8cd98f00b204e9800998ecf8427e:0:Cvd.Empty\n",
                 ),
                 ("daily.ndb", b"Cvd.Body:0:*:41424344\nbroken line\n"),
-                ("daily.ldb", b"x;y\nz;w\n"),
+                ("daily.ldb", b"Cvd.Logical;Target:0;0;41424344\nz;w\n"),
                 ("daily.info", b"DAILY:1\n"),
                 ("COPYING", b"license"),
             ],
@@ -688,12 +728,21 @@ mod tests {
         let l = load_paths(&[d.path().to_path_buf()]).unwrap();
         assert_eq!(l.signatures.get("hdb"), Some(&1));
         assert_eq!(l.signatures.get("ndb"), Some(&1));
-        assert_eq!(l.unsupported.get("ldb"), Some(&2));
+        assert_eq!(l.signatures.get("ldb"), Some(&1));
         assert_eq!(l.unsupported.get("info"), Some(&1));
         assert_eq!(l.versions, vec![("daily".to_string(), 27001)]);
-        assert_eq!(l.error_total, 1);
+        assert_eq!(l.error_total, 2);
         assert!(
-            l.errors[0].starts_with("daily.cvd/daily.ndb:2: "),
+            l.errors
+                .iter()
+                .any(|e| e.starts_with("daily.cvd/daily.ndb:2: ")),
+            "{:?}",
+            l.errors
+        );
+        assert!(
+            l.errors
+                .iter()
+                .any(|e| e.starts_with("daily.cvd/daily.ldb:2: ")),
             "{:?}",
             l.errors
         );

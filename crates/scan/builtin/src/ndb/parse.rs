@@ -194,7 +194,7 @@ pub fn parse_ndb_bytes(line: &[u8]) -> Result<NdbSignature<'_>, NdbLineError> {
     })
 }
 
-fn parse_target(t: &[u8]) -> Result<Target, NdbLineError> {
+pub fn parse_target(t: &[u8]) -> Result<Target, NdbLineError> {
     let n = parse_u64(t).ok_or_else(|| {
         bad(format!(
             "target type {:?} is not a number",
@@ -227,7 +227,7 @@ fn num(s: &[u8], what: &str) -> Result<u64, NdbLineError> {
     })
 }
 
-fn parse_offset(o: &[u8]) -> Result<Offset, NdbLineError> {
+pub fn parse_offset(o: &[u8]) -> Result<Offset, NdbLineError> {
     if o == b"*" {
         return Ok(Offset::Any);
     }
