@@ -392,6 +392,7 @@ fn compile_variant(
                 target,
                 offset,
                 pieces,
+                rest: Vec::new(),
                 all_matches: true,
             })
         }
