@@ -399,6 +399,7 @@ fn compile_variant(
                 target,
                 offset,
                 pieces,
+                rest: Vec::new(),
                 all_matches: true,
                 edges: ndb::Edges::default(),
             })
