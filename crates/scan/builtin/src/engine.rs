@@ -71,7 +71,13 @@ impl BuiltinEngine {
                     (HashDb::build(mdb_b), HashDb::build(imp_b)),
                 )
             },
-            || NdbSet::build(ndb_sigs),
+            || {
+                let mut set = NdbSet::build(ndb_sigs);
+                for &(sig, cap) in ldb.hit_caps() {
+                    set.limit_hits(sig, cap);
+                }
+                set
+            },
         );
         l.names.shrink_to_fit();
         let mut signatures = std::mem::take(&mut l.signatures);
@@ -333,10 +339,23 @@ impl BuiltinEngine {
                     ),
                 });
             }
+            // EntryPoint/NumberOfSections need the executable layout.
+            let layout = if self.ldb.needs_exe() {
+                match exe::parse(&Src::new(blob, &head), PeMode::Target) {
+                    Ok(i) => i,
+                    Err(exe::ExeError::Io(e)) => return Err(EngineError::Io(e)),
+                    Err(e) => {
+                        tracing::debug!(engine = %self.name, "executable headers not parsed: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
             let view = ObjectView {
                 blob,
                 head: &head,
-                exe: None,
+                exe: layout.as_ref(),
                 place,
             };
             ids.extend(self.ldb.evaluate(&st.hits, &view, Some(ctx.deadline))?);

@@ -132,3 +132,79 @@ pub fn layers(kind: FileKind, data: &[u8]) -> Vec<Layer> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random inputs drawn from an HTML-heavy alphabet.
+    fn inputs() -> impl Iterator<Item = Vec<u8>> {
+        const ALPHA: &[u8] =
+            b"<>!-&#;xX0123456789aAbB='\"\\ \t\r\n\0/%:,scriptdaSCRIPT\x80\xa1\xe3\xef\xff";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..3000).map(move |i| {
+            let len = (i * 7) % 700;
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if x.is_multiple_of(5) {
+                        (x >> 8) as u8
+                    } else {
+                        ALPHA[(x >> 16) as usize % ALPHA.len()]
+                    }
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn hostile_inputs_never_panic_and_stay_bounded() {
+        for data in inputs() {
+            let kind = classify(&data);
+            for l in layers(kind, &data)
+                .iter()
+                .chain(&layers(FileKind::Html, &data))
+            {
+                assert!(l.data.len() <= 2 * data.len() + 16 || l.name == "notags.html");
+            }
+            let h = html::normalize_html(&data);
+            assert!(h.nocomment.len() <= 2 * data.len() + 16);
+            assert!(text::normalize_text(&data).len() <= data.len());
+        }
+    }
+
+    #[test]
+    fn layers_follow_the_kind_and_the_limits() {
+        let html = b"<html><P>Hi  There</P></html>";
+        let l = layers(FileKind::Html, html);
+        let names: Vec<_> = l.iter().map(|l| (l.name, l.target, l.hashes)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("nocomment.html", Target::Html, true),
+                ("notags.html", Target::Html, true)
+            ]
+        );
+        assert_eq!(l[1].data, b" hi there ".to_vec());
+        let t = layers(FileKind::Text(TextType::Ascii), b"Hi  There");
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            (t[0].name, t[0].target, t[0].hashes),
+            ("script", Target::Ascii, false)
+        );
+        assert_eq!(t[0].data, b"hi there".to_vec());
+        // Text with an HTML marker after the head is normalised as HTML.
+        let late = [vec![b'x'; 2000], b"<html>Y</html>".to_vec()].concat();
+        assert_eq!(
+            layers(FileKind::Text(TextType::Ascii), &late)[0].name,
+            "nocomment.html"
+        );
+        assert!(layers(FileKind::Binary, html).is_empty());
+        assert!(layers(FileKind::Mail, html).is_empty());
+        assert!(!raw_plan(FileKind::Html).scan);
+        assert_eq!(raw_plan(FileKind::Mail).extra, Some(Target::Mail));
+        assert!(!wants_layers(FileKind::Html, MAX_HTML_NORMALIZE + 1));
+    }
+}
