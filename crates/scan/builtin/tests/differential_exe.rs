@@ -419,6 +419,10 @@ fn boundary_markers_match_clamscan() {
         ("MidL", format!("{w}(L){x}")),
         ("MidNotB", format!("{w}!(B){x}")),
         ("MidNotW", format!("{w}!(W){x}")),
+        // Split at `*`: the left check belongs to the first part, the
+        // right one to the last.
+        ("StarLeftB", format!("(B){w}*{x}")),
+        ("StarRightW", format!("{w}*{x}(W)")),
         // Not `!(W)` first: clamscan 1.4.6 crashes on it (moat counts it
         // unsupported).
     ];
@@ -451,6 +455,9 @@ fn boundary_markers_match_clamscan() {
         b"-moat_",
         b"moat\r\n",
         b"\tmoat\t",
+        b"xmoat moat xyxz",
+        b"amoat.xyx moat xyx ",
+        b"moat xyxa xyx.",
     ];
     let mut files = Vec::new();
     for (i, c) in contexts.iter().enumerate() {

@@ -491,6 +491,18 @@ impl NdbSet {
         Ok(limit)
     }
 
+    /// The left `(B)`/`(L)`/`(W)` check for a match starting at `ms`.
+    fn left_edge_ok(edges: &Edges, ms: u64, cur: &mut Cursor<'_>) -> Result<bool, EngineError> {
+        if edges.left.is_none() {
+            return Ok(true);
+        }
+        let prev = match ms.checked_sub(1) {
+            Some(p) => cur.at(p)?,
+            None => None,
+        };
+        Ok(edges.left_ok(prev))
+    }
+
     fn verify_refs(
         &self,
         pid: u32,
@@ -543,6 +555,10 @@ impl NdbSet {
                 else {
                     continue;
                 };
+                // A left (B)/(L)/(W) check belongs to where part 0 starts.
+                if r.part == 0 && !Self::left_edge_ok(&meta.edges, ps, cur)? {
+                    continue;
+                }
                 let mut np = pr;
                 if r.part == 0 {
                     np.first_start = ps;
@@ -565,11 +581,10 @@ impl NdbSet {
                 (np.first_start, pe)
             };
             if !meta.edges.is_empty() {
-                let prev = match ms.checked_sub(1) {
-                    Some(p) => cur.at(p)?,
-                    None => None,
-                };
-                if !meta.edges.left_ok(prev) || !meta.edges.right_ok(cur.at(me)?, cur.at(me + 1)?) {
+                if meta.parts <= 1 && !Self::left_edge_ok(&meta.edges, ms, cur)? {
+                    continue;
+                }
+                if !meta.edges.right_ok(cur.at(me)?, cur.at(me + 1)?) {
                     continue;
                 }
             }
@@ -772,6 +787,9 @@ mod tests {
         let count = |sig| st.hits.iter().filter(|h| h.sig == sig).count();
         assert_eq!((count(0), count(1)), (3, 6));
         assert!(!st.hits_truncated);
+    }
+
+    #[test]
     fn unbounded_gaps_split_into_parts_matched_in_order() {
         let (set, _) = set_from_lines(&["S:0:*:41424344*4546474849"]);
         assert_eq!(set.multi, 1);
