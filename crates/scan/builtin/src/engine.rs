@@ -225,7 +225,7 @@ impl BuiltinEngine {
         let mut sha =
             (raw.scan && sha256.is_none() && self.hashes.sha256.wants(len)).then(Sha256::new);
         let mut st = self.ndb.start(&head);
-        if self.ndb.needs_layout() {
+        if self.ndb.needs_layout() || self.ldb.needs_exe() {
             st.layout = self.layout(blob, &head)?;
         }
         if let Some(t) = raw.extra {
@@ -339,23 +339,15 @@ impl BuiltinEngine {
                     ),
                 });
             }
-            // EntryPoint/NumberOfSections need the executable layout.
-            let layout = if self.ldb.needs_exe() {
-                match exe::parse(&Src::new(blob, &head), PeMode::Target) {
-                    Ok(i) => i,
-                    Err(exe::ExeError::Io(e)) => return Err(EngineError::Io(e)),
-                    Err(e) => {
-                        tracing::debug!(engine = %self.name, "executable headers not parsed: {e}");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
+            // EntryPoint/NumberOfSections need the executable layout
+            // (parsed once, before the pass, with the ndb offsets').
             let view = ObjectView {
                 blob,
                 head: &head,
-                exe: layout.as_ref(),
+                exe: match &st.layout {
+                    Layout::Exe(info) => Some(info),
+                    _ => None,
+                },
                 place,
             };
             ids.extend(self.ldb.evaluate(&st.hits, &view, Some(ctx.deadline))?);
