@@ -734,10 +734,10 @@ mod tests {
         let other = hex::encode(Sha256::digest(b"other"));
         let hdb = format!("{md5}:{}:H.Md5\n", body.len());
         let hsb = format!(
-            "{sha1}:*:H.Sha1\n{sha256}:{}:H.Sha256\n{other}:5:H.Other\n",
+            "{sha1}:*:H.Sha1:73\n{sha256}:{}:H.Sha256\n{other}:5:H.Other\n",
             body.len()
         );
-        let hsu = format!("{sha256}:*:PUA.H.Sha256\n");
+        let hsu = format!("{sha256}:*:PUA.H.Sha256:73\n");
         let (_d, e) = engine_with(&[("a.hdb", &hdb), ("a.hsb", &hsb), ("a.hsu", &hsu)]);
         let blob = Blob::from_vec(body.to_vec());
         let r = e.scan_blob(&blob, None, &ctx()).unwrap();

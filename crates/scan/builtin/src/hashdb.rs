@@ -1,9 +1,10 @@
 //! Whole-file hash signatures: `.hdb`/`.hdu` (MD5) and `.hsb`/`.hsu` (MD5,
 //! SHA-1 or SHA-256, told apart by the digest length).
 //!
-//! A line is `HASH:SIZE:Name[:MinFL[...]]`; `SIZE` may be `*` (any size).
-//! Extra trailing fields (ClamAV's functionality levels) are accepted and
-//! ignored. Signatures are kept in sorted vectors of fixed-size entries (the
+//! A line is `HASH:SIZE:Name[:MinFL[:MaxFL]]` (`.mdb`/`.msb`:
+//! `SIZE:HASH:Name...`); `SIZE` may be `*` (any size), which ClamAV accepts
+//! only with a `MinFL` of at least 73 (except in `.imp`). Functionality
+//! levels are otherwise ignored. Signatures are kept in sorted vectors of fixed-size entries (the
 //! name is an index into the shared name arena), so a million SHA-256
 //! signatures take about 44 MB, plus a sorted list of the distinct sizes per
 //! hash type to decide cheaply whether an object needs that hash at all.
@@ -18,10 +19,11 @@ pub enum HashFile {
     /// `.hsb` / `.hsu`: MD5, SHA-1 or SHA-256 by hex length.
     Hsb,
     /// `.mdb` / `.msb` (and PUA `.mdu` / `.msu`): PE section hashes,
-    /// `SIZE:HASH:Name`, any of the three digests. A `*` size needs a
-    /// minimum functionality level of at least 73 (as `cli_loadhash`).
+    /// `SIZE:HASH:Name`, any of the three digests.
     Mdb,
-    /// `.imp`: import-table hashes, `HASH:SIZE:Name`; `*` always allowed.
+    /// `.imp`: import-table hashes, `HASH:SIZE:Name`; `*` always allowed
+    /// (the others need a minimum functionality level of 73 for `*`, as
+    /// `cli_loadhash`).
     Imp,
 }
 
@@ -131,7 +133,9 @@ pub fn parse_hash_bytes(line: &[u8], file: HashFile) -> Result<ParsedHash<'_>, H
     decode_hex(hash, &mut digest[..kind.len()]).ok_or(HashLineError::BadHex)?;
     let bad_size = || HashLineError::BadSize(String::from_utf8_lossy(size).into_owned());
     let size = if size == b"*" {
-        if file == HashFile::Mdb && min_fl.is_none_or(|f| f < 73) {
+        // As `cli_loadhash`: every hash format but `.imp` needs a minimum
+        // functionality level of at least 73 for a wildcard size.
+        if file != HashFile::Imp && min_fl.is_none_or(|f| f < 73) {
             return Err(HashLineError::WildcardNeedsFlevel);
         }
         None
@@ -482,10 +486,24 @@ mod tests {
 
     #[test]
     fn parses_star_size_and_uppercase_hex() {
-        let line = format!("{}:*:Any.Size", MD5_EMPTY.to_uppercase());
+        let line = format!("{}:*:Any.Size:73", MD5_EMPTY.to_uppercase());
         let p = parse_hash_line(&line, HashFile::Hdb).unwrap();
         assert_eq!(p.size, None);
         assert_eq!(hex::encode(&p.digest[..16]), MD5_EMPTY);
+        // Without a functionality level of 73 or more, clamscan refuses it.
+        let m = MD5_EMPTY;
+        for (l, f) in [
+            (format!("{m}:*:Any"), HashFile::Hdb),
+            (format!("{m}:*:Any:72"), HashFile::Hdb),
+            (format!("{m}:*:Any"), HashFile::Hsb),
+            (format!("*:{m}:Any:72"), HashFile::Mdb),
+        ] {
+            assert_eq!(
+                parse_hash_line(&l, f),
+                Err(HashLineError::WildcardNeedsFlevel),
+                "{l}"
+            );
+        }
     }
 
     #[test]
@@ -499,7 +517,7 @@ mod tests {
             HashKind::Sha1
         );
         assert_eq!(
-            parse_hash_line(&format!("{sha256}:*:S256:0:255"), HashFile::Hsb)
+            parse_hash_line(&format!("{sha256}:*:S256:73:255"), HashFile::Hsb)
                 .unwrap()
                 .kind,
             HashKind::Sha256

@@ -687,7 +687,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             p.join("a.hsu"),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855:*:PUA.Empty\n",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855:*:PUA.Empty:73\n",
         )
         .unwrap();
         std::fs::write(
