@@ -483,7 +483,8 @@ impl BuiltinEngine {
             }
         };
         if !self.mdb.is_empty() {
-            let mut buf = vec![0u8; self.chunk.min(1 << 20)];
+            // File-backed objects are read in chunks (allocated on first use).
+            let mut buf = Vec::new();
             for s in info.sections.iter().filter(|s| s.rsz != 0) {
                 let size = u64::from(s.rsz);
                 if !self.mdb.wants(size) {
@@ -491,6 +492,17 @@ impl BuiltinEngine {
                 }
                 self.mdb.scan_with(Some(size), ids, |sink| {
                     let (mut off, end) = (u64::from(s.raw), u64::from(s.raw) + size);
+                    if let Some(data) = blob.as_slice() {
+                        // The parser keeps raw..raw+rsz inside the object.
+                        let part = data.get(off as usize..end as usize).ok_or_else(|| {
+                            EngineError::Other(format!("section at {off} outside the object"))
+                        })?;
+                        sink(part);
+                        return Ok(size);
+                    }
+                    if buf.is_empty() {
+                        buf = vec![0u8; self.chunk.clamp(16, 1 << 20)];
+                    }
                     while off < end {
                         let n = ((end - off) as usize).min(buf.len());
                         let got = blob.read_at(off, &mut buf[..n])?;
@@ -777,17 +789,19 @@ mod tests {
             ("a.msu", &format!("{sect}:PUA.Sect\n")),
             ("a.imp", "98c88d882f01a3f6ac1e5f7dfd761624:39:Imp.Md5\n"),
         ]);
-        let r = e.scan_blob(&file_blob(&data), None, &ctx()).unwrap();
-        let mut got: Vec<(&str, bool)> = r
-            .hits
-            .iter()
-            .map(|h| (h.signature.as_str(), h.suspicious))
-            .collect();
-        got.sort();
-        assert_eq!(
-            got,
-            vec![("Imp.Md5", false), ("PUA.Sect", true), ("Sect.Md5", false)]
-        );
+        for blob in [file_blob(&data), Blob::from_vec(data.clone())] {
+            let r = e.scan_blob(&blob, None, &ctx()).unwrap();
+            let mut got: Vec<(&str, bool)> = r
+                .hits
+                .iter()
+                .map(|h| (h.signature.as_str(), h.suspicious))
+                .collect();
+            got.sort();
+            assert_eq!(
+                got,
+                vec![("Imp.Md5", false), ("PUA.Sect", true), ("Sect.Md5", false)]
+            );
+        }
         assert_eq!(e.info().signatures.get("mdb"), Some(&2));
         assert_eq!(e.info().signatures.get("imp"), Some(&1));
         // The same bytes without the MZ header match nothing.
