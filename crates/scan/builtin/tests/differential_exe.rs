@@ -257,6 +257,15 @@ fn section_and_import_hashes_match_clamscan() {
     }
     assert!(compared >= 1 || !Path::new(TESTFILES).exists());
     assert!(got[&zm].is_empty(), "{:?}", got[&zm]);
+    let count =
+        |m: &BTreeMap<PathBuf, BTreeSet<String>>| m.values().map(BTreeSet::len).sum::<usize>();
+    eprintln!(
+        "section/import hashes: {} files ({compared} compared exactly), {} signatures, moat {} / clamscan {} detections",
+        files.len(),
+        mdb.lines().count() + msb.lines().count() + imp.lines().count(),
+        count(&got),
+        count(&want)
+    );
     // The checks are not vacuous: SHA-256 section hashes match, and
     // clam.exe's sections and SHA-256 import hash are detected.
     assert!(got.values().flatten().any(|n| n.starts_with("Sha256.")));
