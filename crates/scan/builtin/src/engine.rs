@@ -105,6 +105,8 @@ impl BuiltinEngine {
             load_errors,
             loaded_at: now_secs(),
             last_reload_error: None,
+            sources: paths.iter().map(|p| p.display().to_string()).collect(),
+            built_at: crate::age::newest_build_time(paths),
         };
         tracing::info!(
             engine = name,

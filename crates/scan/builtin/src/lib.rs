@@ -29,6 +29,7 @@
 //! * `engine`: [`BuiltinEngine`] and its [`moat_core::Engine`] implementation.
 #![forbid(unsafe_code)]
 
+pub mod age;
 pub mod cvd;
 pub mod eicar;
 mod engine;

@@ -98,6 +98,11 @@ fn classify(ext: &str) -> Option<Class> {
     }
 }
 
+/// Whether the loader reads a file of this name (by extension).
+pub(crate) fn is_signature_file(name: &str) -> bool {
+    classify(&ext_of(name)).is_some()
+}
+
 fn ext_of(name: &str) -> String {
     match name.rfind('.') {
         Some(i) if i > 0 => name[i + 1..].to_ascii_lowercase(),
