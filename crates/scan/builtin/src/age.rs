@@ -30,10 +30,17 @@ fn file_built_at(path: &Path) -> Option<u64> {
     }
     let lower = name.to_ascii_lowercase();
     if lower.ends_with(".cvd") || lower.ends_with(".cld") {
-        let mut head = Vec::with_capacity(HEADER_LEN);
-        let f = std::fs::File::open(path).ok()?;
-        f.take(HEADER_LEN as u64).read_to_end(&mut head).ok()?;
-        if let Some(t) = header_build_time(&head) {
+        let mut head = [0u8; HEADER_LEN];
+        let mut f = std::fs::File::open(path).ok()?;
+        let mut n = 0;
+        while n < HEADER_LEN {
+            match f.read(&mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(_) => return None,
+            }
+        }
+        if let Some(t) = header_build_time(&head[..n]) {
             return Some(t);
         }
     }
@@ -83,7 +90,10 @@ mod tests {
 
     #[test]
     fn cvd_header_build_time_is_the_ninth_field() {
-        assert_eq!(header_build_time(&header("1795700000")), Some(1_795_700_000));
+        assert_eq!(
+            header_build_time(&header("1795700000")),
+            Some(1_795_700_000)
+        );
         assert_eq!(header_build_time(&header("soon")), None);
         assert_eq!(header_build_time(b"not a header"), None);
     }

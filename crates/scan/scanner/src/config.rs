@@ -372,7 +372,10 @@ mod tests {
         let conf = root.path().join("clamd.conf");
         std::fs::write(
             &conf,
-            format!("# DatabaseDirectory /nope\nLogSyslog yes\nDatabaseDirectory {}\n", db.display()),
+            format!(
+                "# DatabaseDirectory /nope\nLogSyslog yes\nDatabaseDirectory {}\n",
+                db.display()
+            ),
         )
         .unwrap();
         let missing_conf = root.path().join("absent.conf");
@@ -383,7 +386,10 @@ mod tests {
         std::fs::write(fallback.join("freshclam.dat"), b"x").unwrap();
         assert_eq!(discover_clamav_database_in(&confs, &fallback), None);
         std::fs::write(fallback.join("daily.hdb"), b"").unwrap();
-        assert_eq!(discover_clamav_database_in(&confs, &fallback), Some(fallback.clone()));
+        assert_eq!(
+            discover_clamav_database_in(&confs, &fallback),
+            Some(fallback.clone())
+        );
         // The configured DatabaseDirectory wins once it holds a database.
         std::fs::write(db.join("main.ndb"), b"").unwrap();
         assert_eq!(discover_clamav_database_in(&confs, &fallback), Some(db));

@@ -302,7 +302,8 @@ fn record_signature_ages(st: &AppState) -> Vec<moat_scanner::config::SignatureAg
     let set = st.service.scanner.engine_set();
     let ages = st.service.scanner.config().signature_ages(&set.infos());
     for a in &ages {
-        metrics::gauge!(telemetry::SIGNATURES_AGE, "engine" => a.engine.clone()).set(a.age_secs as f64);
+        metrics::gauge!(telemetry::SIGNATURES_AGE, "engine" => a.engine.clone())
+            .set(a.age_secs as f64);
     }
     ages
 }
