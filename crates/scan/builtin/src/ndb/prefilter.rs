@@ -167,9 +167,28 @@ impl GramIndex {
         Ok(())
     }
 
+    /// Report the short anchors starting at `i` (`w` has `i + 1`).
+    #[inline]
+    fn short_candidates<E>(
+        &self,
+        w: &[u8],
+        i: usize,
+        f: &mut impl FnMut(usize, u32) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let s = u16::from_le_bytes([w[i], w[i + 1]]);
+        if self.short_bits[(s >> 6) as usize] & (1 << (s & 63)) != 0 {
+            let start = self.shorts.partition_point(|e| e.0 < s);
+            for &(_, pid) in self.shorts[start..].iter().take_while(|e| e.0 == s) {
+                f(i, pid)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Call `f(i, pattern)` for every position `i < limit` of `w` where the
-    /// pattern's first four (short anchors: two) bytes start. Positions whose
-    /// four bytes are not all in `w` are only tested for short anchors.
+    /// pattern's first four (short anchors: two) bytes start, in order of
+    /// position (multi-part signatures rely on it). Positions whose four
+    /// bytes are not all in `w` are only tested for short anchors.
     #[inline]
     pub fn scan<E>(
         &self,
@@ -178,43 +197,47 @@ impl GramIndex {
         mut f: impl FnMut(usize, u32) -> Result<(), E>,
     ) -> Result<(), E> {
         let limit = limit.min(w.len());
-        let full = limit.min(w.len().saturating_sub(3));
-        if !self.grams.is_empty() && full > 0 {
-            let bits: &[u64; WORDS] = &self.bits;
-            // Eight positions per step from two 8-byte loads, one branch.
-            let mut i = 0;
-            while i + 12 <= full + 3 {
-                let x = u64::from_le_bytes(w[i..i + 8].try_into().unwrap_or([0; 8]));
-                let y = u64::from_le_bytes(w[i + 4..i + 12].try_into().unwrap_or([0; 8]));
-                let mut any = 0u64;
-                for k in 0..4 {
-                    let (a, ab) = slot((x >> (8 * k)) as u32);
-                    let (b, bb) = slot((y >> (8 * k)) as u32);
-                    any |= (bits[a] & ab) | (bits[b] & bb);
-                }
-                if any != 0 {
-                    for k in i..i + 8 {
-                        self.candidates(w, gram_at(&w[k..]), k, &mut f)?;
+        let full = if self.grams.is_empty() {
+            0
+        } else {
+            limit.min(w.len().saturating_sub(3))
+        };
+        let shorts = !self.shorts.is_empty();
+        let short_end = limit.min(w.len().saturating_sub(1));
+        let bits: &[u64; WORDS] = &self.bits;
+        let mut i = 0;
+        // Eight positions per step from two 8-byte loads, one branch.
+        while i + 12 <= full + 3 {
+            let x = u64::from_le_bytes(w[i..i + 8].try_into().unwrap_or([0; 8]));
+            let y = u64::from_le_bytes(w[i + 4..i + 12].try_into().unwrap_or([0; 8]));
+            let mut any = 0u64;
+            for k in 0..4 {
+                let (a, ab) = slot((x >> (8 * k)) as u32);
+                let (b, bb) = slot((y >> (8 * k)) as u32);
+                any |= (bits[a] & ab) | (bits[b] & bb);
+            }
+            if any != 0 {
+                for k in i..i + 8 {
+                    if shorts {
+                        self.short_candidates(w, k, &mut f)?;
                     }
+                    self.candidates(w, gram_at(&w[k..]), k, &mut f)?;
                 }
-                i += 8;
+            } else if shorts {
+                for k in i..i + 8 {
+                    self.short_candidates(w, k, &mut f)?;
+                }
             }
-            while i < full {
-                self.candidates(w, gram_at(&w[i..]), i, &mut f)?;
-                i += 1;
-            }
+            i += 8;
         }
-        if !self.shorts.is_empty() {
-            let end = limit.min(w.len().saturating_sub(1));
-            for i in 0..end {
-                let s = u16::from_le_bytes([w[i], w[i + 1]]);
-                if self.short_bits[(s >> 6) as usize] & (1 << (s & 63)) != 0 {
-                    let start = self.shorts.partition_point(|e| e.0 < s);
-                    for &(_, pid) in self.shorts[start..].iter().take_while(|e| e.0 == s) {
-                        f(i, pid)?;
-                    }
-                }
+        while i < full.max(short_end) {
+            if shorts && i < short_end {
+                self.short_candidates(w, i, &mut f)?;
             }
+            if i < full {
+                self.candidates(w, gram_at(&w[i..]), i, &mut f)?;
+            }
+            i += 1;
         }
         Ok(())
     }
