@@ -11,7 +11,9 @@
 //! a broken container is reported and whatever was read from it is kept.
 
 use crate::cvd;
-use crate::hashdb::{Buckets, HashEntry, HashFile, HashKind, parse_hash_bytes};
+use crate::hashdb::{
+    Buckets, HashBuckets, HashEntry, HashFile, HashKind, HashVecs, parse_hash_bytes,
+};
 use crate::ldb::{self, CompiledLdb};
 use crate::names::NameArena;
 use crate::ndb::{self, CompiledSig, NdbLineError, parse_ndb_bytes};
@@ -70,9 +72,8 @@ enum Class {
 }
 
 const UNSUPPORTED: &[&str] = &[
-    "cdb", "idb", "fp", "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "ftm", "mdb", "mdu", "msb",
-    "msu", "imp", "crb", "cfg", "info", "cbc", "hwp", "pwdb", "yar", "yara", "zmd", "rmd", "sdb",
-    "ndbx",
+    "cdb", "idb", "fp", "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "ftm", "crb", "cfg", "info",
+    "cbc", "hwp", "pwdb", "yar", "yara", "zmd", "rmd", "sdb", "ndbx",
 ];
 
 fn classify(ext: &str) -> Option<Class> {
@@ -82,6 +83,9 @@ fn classify(ext: &str) -> Option<Class> {
         "hdu" => fk(Kind::Hash(HashFile::Hdb), true),
         "hsb" => fk(Kind::Hash(HashFile::Hsb), false),
         "hsu" => fk(Kind::Hash(HashFile::Hsb), true),
+        "mdb" | "msb" => fk(Kind::Hash(HashFile::Mdb), false),
+        "mdu" | "msu" => fk(Kind::Hash(HashFile::Mdb), true),
+        "imp" => fk(Kind::Hash(HashFile::Imp), false),
         "ndb" => fk(Kind::Ndb, false),
         "ndu" => fk(Kind::Ndb, true),
         "ldb" => fk(Kind::Ldb, false),
@@ -92,6 +96,11 @@ fn classify(ext: &str) -> Option<Class> {
             .find(|u| **u == other)
             .and_then(|u| fk(Kind::Unsupported(u), false)),
     }
+}
+
+/// Whether the loader reads a file of this name (by extension).
+pub(crate) fn is_signature_file(name: &str) -> bool {
+    classify(&ext_of(name)).is_some()
 }
 
 fn ext_of(name: &str) -> String {
@@ -109,6 +118,9 @@ struct BlockOut {
     md5: Vec<HashEntry<16>>,
     sha1: Vec<HashEntry<20>>,
     sha256: Vec<HashEntry<32>>,
+    /// `.mdb`/`.msb` section hashes and `.imp` import hashes.
+    mdb: HashVecs,
+    imp: HashVecs,
     ndb: Vec<CompiledSig>,
     ldb: Vec<CompiledLdb>,
     loaded: u64,
@@ -141,6 +153,17 @@ impl BlockOut {
                         self.error(local, "too many signature names".into());
                         return;
                     };
+                    if matches!(file, HashFile::Mdb | HashFile::Imp) {
+                        let v = if file == HashFile::Mdb {
+                            &mut self.mdb
+                        } else {
+                            &mut self.imp
+                        };
+                        if v.push(&p, id) {
+                            self.loaded += 1;
+                        }
+                        return;
+                    }
                     let pushed = match p.kind {
                         HashKind::Md5 => {
                             HashEntry::new(&p.digest, p.size, id).map(|e| self.md5.push(e))
@@ -280,6 +303,8 @@ pub(crate) struct Loaded {
     pub(crate) md5: Buckets<16>,
     pub(crate) sha1: Buckets<20>,
     pub(crate) sha256: Buckets<32>,
+    pub(crate) mdb: HashBuckets,
+    pub(crate) imp: HashBuckets,
     pub(crate) ndb: Vec<CompiledSig>,
     pub(crate) ldb: Vec<CompiledLdb>,
     pub(crate) signatures: BTreeMap<String, u64>,
@@ -298,6 +323,8 @@ impl Loaded {
             md5: Buckets::default(),
             sha1: Buckets::default(),
             sha256: Buckets::default(),
+            mdb: HashBuckets::default(),
+            imp: HashBuckets::default(),
             ndb: Vec::new(),
             ldb: Vec::new(),
             signatures: BTreeMap::new(),
@@ -343,6 +370,8 @@ impl Loaded {
         let kind_key = match fk.kind {
             Kind::Hash(HashFile::Hdb) => "hdb",
             Kind::Hash(HashFile::Hsb) => "hsb",
+            Kind::Hash(HashFile::Mdb) => "mdb",
+            Kind::Hash(HashFile::Imp) => "imp",
             Kind::Ndb => "ndb",
             Kind::Ldb => "ldb",
             Kind::Unsupported(_) => "",
@@ -361,6 +390,8 @@ impl Loaded {
             self.md5.absorb(b.md5, base);
             self.sha1.absorb(b.sha1, base);
             self.sha256.absorb(b.sha256, base);
+            self.mdb.absorb(b.mdb, base);
+            self.imp.absorb(b.imp, base);
             self.ndb.extend(b.ndb.into_iter().map(|mut c| {
                 c.name += base;
                 c
@@ -661,12 +692,16 @@ mod tests {
         .unwrap();
         std::fs::write(
             p.join("a.hsu"),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855:*:PUA.Empty\n",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855:*:PUA.Empty:73\n",
         )
         .unwrap();
         std::fs::write(
             p.join("a.ndb"),
-            "B:0:*:41424344\nC:0:EP+0:41424344\nD:4:*:4142\n",
+            "B:0:*:41424344
+C:1:EP+0:41424344
+D:11:*:4142
+E:0:EP+0:41424344
+",
         )
         .unwrap();
         std::fs::write(
@@ -680,15 +715,20 @@ mod tests {
         let l = load_paths(&[p.to_path_buf()]).unwrap();
         assert_eq!(l.signatures.get("hdb"), Some(&1));
         assert_eq!(l.signatures.get("hsb"), Some(&1));
-        assert_eq!(l.signatures.get("ndb"), Some(&1));
+        assert_eq!(l.signatures.get("ndb"), Some(&2));
         assert_eq!(l.signatures.get("ldb"), Some(&1));
         assert_eq!(l.ldb.len(), 1);
         assert_eq!(l.unsupported.get("ldb_offset_ep"), Some(&1));
-        assert_eq!(l.unsupported.get("ndb_offset_ep"), Some(&1));
-        assert_eq!(l.unsupported.get("ndb_target_mail"), Some(&1));
-        assert_eq!(l.error_total, 2);
-        assert!(l.errors[0].contains("a.hdb:2:"), "{:?}", l.errors);
-        assert!(l.errors[1].contains("a.ldb:3:"), "{:?}", l.errors);
+        assert_eq!(l.unsupported.get("ndb_target_flash"), Some(&1));
+        // `E:0:EP+0:..`: an entry-point offset on target 0 is malformed.
+        assert_eq!(l.error_total, 3);
+        for at in ["a.hdb:2:", "a.ldb:3:", "a.ndb:4:"] {
+            assert!(
+                l.errors.iter().any(|e| e.contains(at)),
+                "{at} {:?}",
+                l.errors
+            );
+        }
         assert!(
             l.names
                 .is_pua(l.sha256.0.iter().flatten().next().unwrap().name_id())

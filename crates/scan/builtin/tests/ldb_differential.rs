@@ -207,6 +207,15 @@ fn logical_expressions_and_counts_match_clamscan() {
         ),
         ("wild", planted(256, 11, &[(30, b"ALxHAxxBR..CHA")])),
         ("big", planted(6000, 12, &[(4000, b"ALPHA1")])),
+        // More matches than the engine records per object (ndb::MAX_HITS):
+        // counts are capped per subsignature, never truncated.
+        ("many", {
+            let mut d = filler(6 * 70_000 + 64, 14);
+            for i in 0..70_000 {
+                d[16 + 6 * i..22 + 6 * i].copy_from_slice(b"ALPHA1");
+            }
+            d
+        }),
         (
             "elf",
             [b"\x7fELF".as_slice(), &planted(200, 13, &[(50, b"ALPHA1")])].concat(),
@@ -441,4 +450,74 @@ fn random_logical_signatures_agree_with_clamscan() {
     let n = compare(&sigs.join("\n"), &files);
     println!("random: {n} detections agreed");
     assert!(n > 20, "too few detections ({n}) for the test to mean much");
+}
+
+fn build(cc: &str, src: &str, out: &Path) -> Option<Vec<u8>> {
+    let c = out.with_extension("c");
+    std::fs::write(&c, src).ok()?;
+    let r = Command::new(cc).arg("-o").arg(out).arg(&c).output().ok()?;
+    if !r.status.success() {
+        println!("note: {cc} failed: {}", String::from_utf8_lossy(&r.stderr));
+        return None;
+    }
+    #[allow(clippy::disallowed_methods)] // a small test binary
+    std::fs::read(out).ok()
+}
+
+/// `EntryPoint` and `NumberOfSections` on PE and ELF files: signatures for
+/// every 1 KiB entry-point bin and every section count, so that both
+/// engines must agree on each file's exact bin and count.
+#[test]
+fn executable_target_description_matches_clamscan() {
+    if !have_clamscan() {
+        println!("note: clamscan not found; differential test skipped");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let prog = "#include <stdio.h>\nint main(void){puts(\"LDBMARK-4711\");return 0;}\n";
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Some(pe) = build("x86_64-w64-mingw32-gcc", prog, &d.path().join("p.exe")) {
+        files.push(("mingw.exe".into(), pe));
+    }
+    if let Some(elf) = build("gcc", prog, &d.path().join("p.elf")) {
+        files.push(("gcc.elf".into(), elf));
+    }
+    #[allow(clippy::disallowed_methods)] // a small test file
+    if let Ok(clam) = std::fs::read("/usr/share/clamav-testfiles/clam.exe") {
+        files.push(("clam.exe".into(), clam));
+    }
+    files.push((
+        "fake_mz".into(),
+        [b"MZ".as_slice(), &filler(300, 3)].concat(),
+    ));
+    if files.len() < 2 {
+        println!("note: no compilers nor clamav-testfiles; test skipped");
+        return;
+    }
+    let mut sigs = vec![
+        "X.Pe;Engine:51-255,Target:1;0;0:4d5a".to_string(),
+        "X.Elf;Engine:51-255,Target:6;0;0:7f454c46".to_string(),
+        format!("X.Mark;Engine:51-255,Target:0;0;{}", hexs(b"LDBMARK-4711")),
+    ];
+    for (t, magic) in [(1, "4d5a"), (6, "7f454c46")] {
+        for k in 0..256u32 {
+            sigs.push(format!(
+                "X.Ep{t}.{k};Engine:51-255,Target:{t},EntryPoint:{}-{};0;0:{magic}",
+                k * 1024,
+                k * 1024 + 1023
+            ));
+        }
+        for n in 0..40 {
+            sigs.push(format!(
+                "X.Nos{t}.{n};Engine:51-255,Target:{t},NumberOfSections:{n}-{n};0;0:{magic}"
+            ));
+        }
+        sigs.push(format!(
+            "X.Both{t};Engine:51-255,Target:{t},EntryPoint:0-1000000,NumberOfSections:1-99;0;0:{magic}"
+        ));
+    }
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+    let n = compare(&sigs.join("\n"), &files);
+    println!("executables: {n} detections agreed");
+    assert!(n >= 8, "too few detections ({n})");
 }

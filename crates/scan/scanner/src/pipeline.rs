@@ -399,7 +399,7 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ScanConfig, build_engine_set, default_engines};
+    use crate::config::{ScanConfig, build_engine_set, eicar_only_engines};
     use moat_core::{EngineScan, Hit};
     use std::io::Write;
 
@@ -427,7 +427,7 @@ mod tests {
     }
 
     fn builtin_plus(extra: Option<Fixed>) -> Scanner {
-        let set = build_engine_set(&default_engines()).unwrap();
+        let set = build_engine_set(&eicar_only_engines()).unwrap();
         let mut engines: Vec<Arc<dyn Engine>> = set.engines().to_vec();
         if let Some(e) = extra {
             engines.push(Arc::new(e));
@@ -500,7 +500,7 @@ mod tests {
 
     #[test]
     fn oversize_objects_are_too_large_without_scanning() {
-        let set = build_engine_set(&default_engines()).unwrap();
+        let set = build_engine_set(&eicar_only_engines()).unwrap();
         let cfg = ScanConfig {
             max_file_size: 10,
             ..ScanConfig::default()

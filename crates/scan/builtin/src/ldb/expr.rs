@@ -235,6 +235,18 @@ impl Expr {
         }
     }
 
+    /// The largest count any condition compares with (0 when none): counts
+    /// above it cannot change the result.
+    pub fn max_count(&self) -> u32 {
+        match self {
+            Expr::Sub { cmp, .. } => cmp.map_or(0, |(_, n)| n),
+            Expr::Op { l, r, blk, .. } => l
+                .max_count()
+                .max(r.max_count())
+                .max(blk.map_or(0, |(_, n, _)| n)),
+        }
+    }
+
     /// Evaluate against per-subsignature match counts (missing = 0).
     pub fn matches(&self, counts: &[u32]) -> bool {
         let (mut cnt, mut ids) = (0u32, 0u64);
@@ -337,6 +349,13 @@ mod tests {
         assert!(eval("(0|1)>1&2", &[1, 1, 1]));
         // A group condition `<` holds when nothing matched.
         assert!(eval("(0|1)<1", &[0, 0]));
+    }
+
+    #[test]
+    fn max_count_is_the_largest_compared_number() {
+        assert_eq!(parse(b"0&1").unwrap().max_count(), 0);
+        assert_eq!(parse(b"0=3&(1|2)>7,2").unwrap().max_count(), 7);
+        assert_eq!(parse(b"0<9|1").unwrap().max_count(), 9);
     }
 
     #[test]

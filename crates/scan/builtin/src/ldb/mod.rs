@@ -89,10 +89,16 @@ fn ldb_err(e: NdbLineError) -> NdbLineError {
     }
 }
 
-/// A subsignature offset (`*`, `n`, `n,m`, `EOF-n[,m]`; EP and section
-/// offsets are unsupported until executable offsets land in ndb).
+/// A subsignature offset (`*`, `n`, `n,m`, `EOF-n[,m]`). EP and section
+/// offsets parse in ndb but are counted unsupported here until logical
+/// signatures check them against their target (as ClamAV's `cli_caloff`).
 pub fn offset(o: &[u8]) -> Result<Offset, NdbLineError> {
-    ndb::parse::parse_offset(o).map_err(ldb_err)
+    let off = ndb::parse::parse_offset(o).map_err(ldb_err)?;
+    match off {
+        Offset::Ep { .. } => Err(NdbLineError::Unsupported("ldb_offset_ep")),
+        o if o.is_exe_relative() => Err(NdbLineError::Unsupported("ldb_offset_section")),
+        o => Ok(o),
+    }
 }
 
 /// Body-subsignature modifiers (`::i`, `::w`, `::f`, `::a`).
@@ -381,6 +387,7 @@ fn compile_variant(
         target,
         offset,
         elems,
+        edges: ndb::Edges::default(),
     };
     match ndb::compile(&nsig, 0) {
         Ok(c) => Ok(c),
@@ -394,6 +401,7 @@ fn compile_variant(
                 pieces,
                 rest: Vec::new(),
                 all_matches: true,
+                edges: ndb::Edges::default(),
             })
         }
         Err(e) => Err(ldb_err(e)),
@@ -589,5 +597,68 @@ mod tests {
         let wa = compile_line(b"N;Target:0;0;68656c6c6f::wa", 0).unwrap();
         assert_eq!(wa.body.len(), 2);
         assert!(wa.body[0].wide && !wa.body[1].wide);
+    }
+
+    /// Deterministic stand-in for the fuzz target (fuzz/fuzz_targets/ldb_parse.rs):
+    /// mutated signature lines never panic the parser, and those that load
+    /// evaluate on data without panicking.
+    #[test]
+    fn mutated_lines_never_panic() {
+        use crate::ndb::NdbSet;
+        use moat_core::Blob;
+        let seeds: [&[u8]; 5] = [
+            b"A;Engine:51-255,Target:0;(0&1)|2>1,1;41424344;10,4:4545??46{1-3}4747::iwfa;0/a[b-d]+$/gi",
+            b"B;Engine:81-255,Target:1,EntryPoint:1-9,NumberOfSections:1-2;0&1;EOF-4:4142;0(>>2#ib2#=5,>1)",
+            b"C;Target:0;((0|1)=2)&(2<3);aa(bb|cc)!(dd|ee)*ff;1:6162::i;1/x.y/sme",
+            b"D;Engine:51-255,Container:CL_TYPE_ANY,Intermediates:CL_TYPE_ZIP>CL_TYPE_ANY,Target:0;0;4142",
+            b"E;Target:0;0=0&1;4142;0/(a|b){2,5}c*/U",
+        ];
+        let specials = b"(){}[]/;:#|&=<>,!?*-\\0123456789abcdefiwfa$^.+";
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let data = b"\x00ABCDxxEFGHabcab  bbbbc x\ny AAAA\x02\x05 aaBBcc";
+        for s in seeds {
+            let r = compile_line(s, 0);
+            assert!(r.is_ok(), "{}: {:?}", String::from_utf8_lossy(s), r.err());
+        }
+        let (mut ok, mut err) = (0, 0);
+        for round in 0..3000 {
+            let mut line = seeds[round % seeds.len()].to_vec();
+            for _ in 0..1 + rnd(4) {
+                let at = rnd(line.len() + 1);
+                match rnd(4) {
+                    0 if at < line.len() => {
+                        line.remove(at);
+                    }
+                    1 if at < line.len() => line[at] = specials[rnd(specials.len())],
+                    2 => line.insert(at, specials[rnd(specials.len())]),
+                    _ => line.truncate(at),
+                }
+            }
+            match compile_line(&line, 0) {
+                Ok(c) => {
+                    ok += 1;
+                    let mut sigs = Vec::new();
+                    let set = LdbSet::build(vec![c], &mut sigs);
+                    let ndb = NdbSet::build(sigs);
+                    let st = ndb.scan_slice_state(data, None).unwrap();
+                    let blob = Blob::from_vec(data.to_vec());
+                    let view = ObjectView {
+                        blob: &blob,
+                        head: data,
+                        exe: None,
+                        place: tdb::Placement::default(),
+                    };
+                    set.evaluate(&st.hits, &view, None).unwrap();
+                }
+                Err(_) => err += 1,
+            }
+        }
+        assert!(ok > 50 && err > 100, "ok {ok}, err {err}");
     }
 }

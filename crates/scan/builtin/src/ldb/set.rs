@@ -42,6 +42,9 @@ pub struct LdbSet {
     /// Signatures to evaluate even without a body match (their expression
     /// or a PCRE trigger holds with every count at zero).
     always: Vec<u32>,
+    needs_exe: bool,
+    /// (NdbSet signature, most distinct matches worth recording).
+    caps: Vec<(u32, u32)>,
 }
 
 impl LdbSet {
@@ -59,6 +62,16 @@ impl LdbSet {
             if l.expr.matches(&zeros) || l.pcres.iter().any(|(_, p)| p.trigger.matches(&zeros)) {
                 set.always.push(li);
             }
+            // Counts above every compared number change nothing; a byte
+            // compare needs the last match of its reference, so those stay
+            // uncapped.
+            let cap = l
+                .pcres
+                .iter()
+                .map(|(_, p)| p.trigger.max_count())
+                .fold(l.expr.max_count(), u32::max)
+                .saturating_add(1);
+            let uncapped: Vec<u8> = l.bytecmps.iter().map(|(_, b)| b.reference).collect();
             for BodyVariant {
                 sub,
                 fullword,
@@ -67,6 +80,9 @@ impl LdbSet {
             } in l.body
             {
                 sig.all_matches = true;
+                if !uncapped.contains(&sub) {
+                    set.caps.push((ndb_sigs.len() as u32, cap));
+                }
                 ndb_sigs.push(sig);
                 set.body.push(BodyRef {
                     lsig: li,
@@ -75,6 +91,7 @@ impl LdbSet {
                     wide,
                 });
             }
+            set.needs_exe |= l.tdb.entry_point.is_some() || l.tdb.sections.is_some();
             set.sigs.push(Lsig {
                 name: l.name,
                 tdb: l.tdb,
@@ -92,6 +109,18 @@ impl LdbSet {
 
     pub fn is_empty(&self) -> bool {
         self.sigs.is_empty()
+    }
+
+    /// Per-object match limits for the body variants in the engine's
+    /// `NdbSet` (see [`crate::ndb::NdbSet::limit_hits`]).
+    pub fn hit_caps(&self) -> &[(u32, u32)] {
+        &self.caps
+    }
+
+    /// Whether some signature needs the executable layout (`EntryPoint`,
+    /// `NumberOfSections`).
+    pub fn needs_exe(&self) -> bool {
+        self.needs_exe
     }
 
     /// Evaluate every signature that can match this object; returns the

@@ -411,6 +411,9 @@ mod tests {
             kind: ExeKind::Pe,
             ep: Some(150),
             sections: vec![Section::default(); 2],
+            hdr_size: 0,
+            pe32plus: false,
+            import_dir: (0, 0),
         };
         let top = Placement::default();
         assert!(t.accepts(15, Some(&exe), top));

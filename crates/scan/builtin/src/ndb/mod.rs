@@ -15,7 +15,8 @@ pub mod prefilter;
 
 pub use matcher::Cursor;
 pub use parse::{
-    ByteM, Elem, NdbLineError, NdbSignature, Offset, Target, parse_ndb_bytes, parse_ndb_line,
+    Bound, ByteM, Edges, Elem, Layout, NdbLineError, NdbSignature, Offset, Target, parse_ndb_bytes,
+    parse_ndb_line,
 };
 
 use moat_core::EngineError;
@@ -41,6 +42,8 @@ pub struct CompiledSig {
     /// Report every match to [`NdbScan::hits`] (logical-signature
     /// subsignatures) instead of the first one to [`NdbScan::found`].
     pub all_matches: bool,
+    /// Zero-width `(B)`/`(L)`/`(W)` checks at the match's ends.
+    pub edges: Edges,
 }
 
 /// A part of a signature after an unbounded gap.
@@ -125,6 +128,7 @@ pub fn compile(sig: &NdbSignature<'_>, name: u32) -> Result<CompiledSig, NdbLine
         pieces,
         rest,
         all_matches: false,
+        edges: sig.edges,
     })
 }
 
@@ -143,6 +147,10 @@ struct SigMeta {
     target: Target,
     offset: Offset,
     all_matches: bool,
+    edges: Edges,
+    /// All-matches signatures: distinct match starts recorded at most
+    /// (see [`NdbSet::limit_hits`]).
+    cap: u32,
     /// Number of parts (1 unless split at unbounded gaps).
     parts: u16,
     /// Multi-part signatures: index into [`NdbScan::progress`] and of the
@@ -188,9 +196,22 @@ pub struct NdbScan {
     pub hits: Vec<SigHit>,
     /// More than [`MAX_HITS`] matches: later ones were not recorded.
     pub hits_truncated: bool,
+    /// Per capped all-matches signature: (distinct starts recorded, last start).
+    capped: HashMap<u32, (u32, u64)>,
     progress: Vec<Progress>,
     /// Bit per [`Target`] accepted by this object's first bytes.
     targets: u16,
+    /// The object's executable layout, for `EOF-n`, `EP±n`, `Sx+n`,
+    /// `SEx` and `SL+n` offsets (set by the caller when
+    /// [`NdbSet::needs_layout`]).
+    pub layout: Layout,
+}
+
+impl NdbScan {
+    /// Also apply signatures of target `t` (e.g. mail for an object typed as mail).
+    pub fn enable(&mut self, t: Target) {
+        self.targets |= target_bit(t);
+    }
 }
 
 /// Every loaded body signature.
@@ -204,13 +225,15 @@ pub struct NdbSet {
     pat_start: Vec<u32>,
     refs: Vec<AnchorRef>,
     sigs: Vec<SigMeta>,
+    /// Some signature's offset needs the object's executable layout.
+    needs_layout: bool,
     /// Minimum gaps before the later parts of multi-part signatures.
     gaps: Vec<u64>,
     /// Number of multi-part signatures.
     multi: u32,
 }
 
-const TARGETS: [Target; 8] = [
+const TARGETS: [Target; 11] = [
     Target::Any,
     Target::Pe,
     Target::Ole2,
@@ -219,6 +242,9 @@ const TARGETS: [Target; 8] = [
     Target::MachO,
     Target::Pdf,
     Target::Java,
+    Target::Html,
+    Target::Mail,
+    Target::Ascii,
 ];
 
 fn target_bit(t: Target) -> u16 {
@@ -248,6 +274,8 @@ impl NdbSet {
                 target: s.target,
                 offset: s.offset,
                 all_matches: s.all_matches,
+                edges: s.edges,
+                cap: u32::MAX,
                 parts: 1 + s.rest.len() as u16,
                 prog,
                 gap0,
@@ -299,6 +327,9 @@ impl NdbSet {
             .collect();
         let index = GramIndex::build(&patterns);
         drop(patterns);
+        let needs_layout = metas
+            .iter()
+            .any(|s| !matches!(s.offset, Offset::Any | Offset::Abs { .. }));
         NdbSet {
             index,
             pat_bytes,
@@ -306,6 +337,7 @@ impl NdbSet {
             pat_start,
             refs,
             sigs: metas,
+            needs_layout,
             gaps,
             multi,
         }
@@ -331,8 +363,18 @@ impl NdbSet {
             pat_start: vec![0],
             refs: Vec::new(),
             sigs: Vec::new(),
+            needs_layout: false,
             gaps: Vec::new(),
             multi: 0,
+        }
+    }
+
+    /// Record at most `cap` distinct match starts (at least 1) of the
+    /// all-matches signature `sig` per object: enough when the caller only
+    /// compares counts with numbers below `cap`.
+    pub fn limit_hits(&mut self, sig: u32, cap: u32) {
+        if let Some(m) = self.sigs.get_mut(sig as usize) {
+            m.cap = cap.max(1);
         }
     }
 
@@ -343,6 +385,12 @@ impl NdbSet {
 
     pub fn is_empty(&self) -> bool {
         self.sigs.is_empty()
+    }
+
+    /// Whether some signature's offset depends on the object's executable
+    /// layout (`EOF-n` too: it does not resolve on a broken PE or ELF).
+    pub fn needs_layout(&self) -> bool {
+        self.needs_layout
     }
 
     /// Heap bytes used by the candidate index.
@@ -368,9 +416,37 @@ impl NdbSet {
             found: Vec::new(),
             hits: Vec::new(),
             hits_truncated: false,
+            capped: HashMap::new(),
             progress: vec![Progress::default(); self.multi as usize],
             targets,
+            layout: Layout::NotExe,
         }
+    }
+
+    /// Fresh per-object state for a normalised layer: only target 0 and
+    /// `targets` apply, whatever the layer's first bytes are (ClamAV scans
+    /// a layer with the targets of the type it gives it).
+    pub fn start_layer(&self, targets: &[Target]) -> NdbScan {
+        let mut st = self.start(&[]);
+        st.targets = target_bit(Target::Any);
+        for &t in targets {
+            st.enable(t);
+        }
+        st
+    }
+
+    /// Scan a whole normalised layer (see [`Self::start_layer`]); returns
+    /// the name ids found (each once).
+    pub fn scan_layer(
+        &self,
+        data: &[u8],
+        targets: &[Target],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u32>, EngineError> {
+        let mut st = self.start_layer(targets);
+        let mut cur = Cursor::whole(data, deadline);
+        self.scan_window(data, 0, true, &mut cur, &mut st)?;
+        Ok(st.found)
     }
 
     /// Test the anchor start positions of `window` (bytes `window_base..`
@@ -415,6 +491,18 @@ impl NdbSet {
         Ok(limit)
     }
 
+    /// The left `(B)`/`(L)`/`(W)` check for a match starting at `ms`.
+    fn left_edge_ok(edges: &Edges, ms: u64, cur: &mut Cursor<'_>) -> Result<bool, EngineError> {
+        if edges.left.is_none() {
+            return Ok(true);
+        }
+        let prev = match ms.checked_sub(1) {
+            Some(p) => cur.at(p)?,
+            None => None,
+        };
+        Ok(edges.left_ok(prev))
+    }
+
     fn verify_refs(
         &self,
         pid: u32,
@@ -436,16 +524,9 @@ impl NdbSet {
             if st.targets & target_bit(meta.target) == 0 {
                 continue;
             }
-            let whole = |cur: &Cursor<'_>| match meta.offset {
-                Offset::Any => Some((0, u64::MAX)),
-                Offset::Abs { start, span } => Some((start, start.saturating_add(span))),
-                Offset::Eof { back, span } => cur
-                    .len()
-                    .checked_sub(back)
-                    .map(|s| (s, s.saturating_add(span))),
-            };
+            let whole = meta.offset.resolve(cur.len(), &st.layout);
             let (ms, me) = if meta.parts <= 1 {
-                let Some((lo, hi)) = whole(cur) else { continue };
+                let Some((lo, hi)) = whole else { continue };
                 match matcher::verify(cur, start, alen, &r.prefix_rev, &r.suffix, lo, hi)? {
                     Some(m) => m,
                     None => continue,
@@ -462,7 +543,7 @@ impl NdbSet {
                     continue;
                 }
                 let (lo, hi) = if r.part == 0 {
-                    match whole(cur) {
+                    match whole {
                         Some(w) => w,
                         None => continue,
                     }
@@ -474,6 +555,10 @@ impl NdbSet {
                 else {
                     continue;
                 };
+                // A left (B)/(L)/(W) check belongs to where part 0 starts.
+                if r.part == 0 && !Self::left_edge_ok(&meta.edges, ps, cur)? {
+                    continue;
+                }
                 let mut np = pr;
                 if r.part == 0 {
                     np.first_start = ps;
@@ -495,7 +580,26 @@ impl NdbSet {
                 }
                 (np.first_start, pe)
             };
+            if !meta.edges.is_empty() {
+                if meta.parts <= 1 && !Self::left_edge_ok(&meta.edges, ms, cur)? {
+                    continue;
+                }
+                if !meta.edges.right_ok(cur.at(me)?, cur.at(me + 1)?) {
+                    continue;
+                }
+            }
             if meta.all_matches {
+                if meta.cap != u32::MAX {
+                    let e = st.capped.entry(r.sig).or_insert((0, u64::MAX));
+                    if e.1 == ms {
+                        continue;
+                    }
+                    *e = (e.0 + 1, ms);
+                    if e.0 >= meta.cap {
+                        // Enough matches for every count the caller can ask about.
+                        st.matched[si / 64] |= 1 << (si % 64);
+                    }
+                }
                 if st.hits.len() < MAX_HITS {
                     st.hits.push(SigHit {
                         sig: r.sig,
@@ -680,6 +784,19 @@ mod tests {
     }
 
     #[test]
+    fn limited_all_matches_signature_stops_after_its_cap() {
+        let mut c = compile(&parse_ndb_line("S:0:*:4142").unwrap(), 0).unwrap();
+        c.all_matches = true;
+        let mut set = NdbSet::build(vec![c.clone(), c]);
+        set.limit_hits(0, 3);
+        let data = b"AB AB AB AB AB AB";
+        let st = set.scan_slice_state(data, None).unwrap();
+        let count = |sig| st.hits.iter().filter(|h| h.sig == sig).count();
+        assert_eq!((count(0), count(1)), (3, 6));
+        assert!(!st.hits_truncated);
+    }
+
+    #[test]
     fn unbounded_gaps_split_into_parts_matched_in_order() {
         let (set, _) = set_from_lines(&["S:0:*:41424344*4546474849"]);
         assert_eq!(set.multi, 1);
@@ -732,14 +849,14 @@ mod tests {
 
     #[test]
     fn unsupported_kinds_reported() {
-        let (_, errs) = set_from_lines(&["A:0:EP+0:41424344", "B:0:*:aa*bb", "C:3:*:4142"]);
+        let (_, errs) = set_from_lines(&["A:9:EP+0:41424344", "B:0:*:aa*bb", "C:11:*:4142"]);
         let kinds: Vec<_> = errs.into_iter().map(|(_, e)| e).collect();
         assert_eq!(
             kinds,
             vec![
-                NdbLineError::Unsupported("ndb_offset_ep"),
+                NdbLineError::Unsupported("ndb_offset_macho"),
                 NdbLineError::Unsupported("ndb_no_anchor"),
-                NdbLineError::Unsupported("ndb_target_html"),
+                NdbLineError::Unsupported("ndb_target_flash"),
             ]
         );
     }
