@@ -776,6 +776,13 @@ mod tests {
         assert!(!st.hits_truncated);
     }
 
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
     #[test]
     fn limited_all_matches_signature_stops_after_its_cap() {
         let mut c = compile(&parse_ndb_line("S:0:*:4142").unwrap(), 0).unwrap();
@@ -808,6 +815,11 @@ mod tests {
         let thit = |d: &[u8]| !three.scan_slice(d, None).unwrap().is_empty();
         assert!(thit(b"ABCD.E.FGHI") && thit(b"ABCDEFGHI"));
         assert!(!thit(b"ABCD.FGHI.E") && !thit(b"E.ABCD.FGHI"));
+        // A part found by a short (two-byte) anchor before one found by a
+        // four-byte gram: candidates come in position order.
+        let (short, _) = set_from_lines(&["S:0:*:9cd5*8470d75daf9dac35"]);
+        let data = [&[0x9c, 0xd5][..], b"..", &hex("8470d75daf9dac35")].concat();
+        assert!(!short.scan_slice(&data, None).unwrap().is_empty());
         // The offset constrains where part 0 starts.
         let (off, _) = set_from_lines(&["S:0:2:41424344*45464748"]);
         let ohit = |d: &[u8]| !off.scan_slice(d, None).unwrap().is_empty();
