@@ -14,6 +14,10 @@
 //! not match (truncated, corrupt) is removed and the set compiled again.
 //! Entries are written to a temporary file (mode 0600) and renamed into place,
 //! so readers never see a partial entry.
+//!
+//! Trust: an entry holds machine code that yara-x maps and runs, so the cache
+//! directory must be writable only by moat's user (it is created 0700, entries
+//! 0600). The digest detects corruption, not tampering.
 
 use crate::load::RuleFile;
 use sha2::{Digest, Sha256};
