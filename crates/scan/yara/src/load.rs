@@ -1,5 +1,12 @@
-//! Finding, reading and compiling rule files, one compilation unit per file.
+//! Finding, reading and compiling rule files.
+//!
+//! All readable files are compiled together in one compiler, each in its own
+//! namespace. Only when some file fails is the set compiled a second time
+//! without the failing files (yara-x keeps the good rules of a failing file;
+//! a file is loaded whole or not at all, as yara does). The compiled set is
+//! cached on disk (see [`crate::cache`]).
 
+use crate::cache::{self, CacheOutcome, Cached};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
@@ -12,6 +19,10 @@ const MAX_RULE_FILE: u64 = 64 << 20;
 const MAX_DIR_DEPTH: u32 = 32;
 /// Most load errors kept in `EngineInfo::load_errors`.
 const MAX_LOAD_ERRORS: usize = 100;
+/// Most compile passes: the first with every file, then without the files that
+/// failed (a second failure is only possible when removing a file breaks
+/// another, which namespaces make impossible; bounded anyway).
+const MAX_PASSES: usize = 4;
 
 /// Why rules could not be loaded at all. Problems with single files are not
 /// errors: they are reported in `EngineInfo::load_errors`.
@@ -27,7 +38,7 @@ pub enum LoadError {
     NothingReadable { failed: usize, first: String },
 }
 
-/// A rule file that compiled on its own.
+/// A readable rule file.
 pub(crate) struct RuleFile {
     pub path: PathBuf,
     pub namespace: String,
@@ -37,10 +48,13 @@ pub(crate) struct RuleFile {
 /// The outcome of loading: the compiled set and what went wrong on the way.
 pub(crate) struct Loaded {
     pub rules: yara_x::Rules,
-    pub files: Vec<RuleFile>,
+    /// Rule files in the compiled set.
+    pub files: usize,
     pub errors: Vec<String>,
     /// Short hex SHA-256 over the sorted (path, content) of the good files.
     pub signature_version: String,
+    /// Whether the compiled set came from the on-disk cache.
+    pub cache: CacheOutcome,
 }
 
 /// Declare the external variables (see [`crate::EXTERNALS`]) with empty defaults.
@@ -51,7 +65,18 @@ pub(crate) fn define_externals(c: &mut Compiler<'_>) -> Result<(), yara_x::error
     Ok(())
 }
 
-pub(crate) fn load(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
+/// A compiler set up as every rule set is compiled: yara 4's regular
+/// expression syntax (invalid escapes accepted), the external variables.
+fn new_compiler<'a>() -> (Compiler<'a>, Option<String>) {
+    let mut c = Compiler::new();
+    c.relaxed_re_syntax(true);
+    let err = define_externals(&mut c)
+        .err()
+        .map(|e| format!("defining external variables: {e}"));
+    (c, err)
+}
+
+pub(crate) fn load(paths: &[PathBuf], cache_dir: Option<&Path>) -> Result<Loaded, LoadError> {
     let mut candidates: Vec<(PathBuf, String)> = Vec::new();
     let mut errors = Vec::new();
     for root in paths {
@@ -72,37 +97,28 @@ pub(crate) fn load(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
     candidates.sort();
     candidates.dedup_by(|a, b| a.0 == b.0);
 
-    let mut files = Vec::new();
+    let mut files: Vec<RuleFile> = Vec::new();
     let mut read_failures = 0usize;
-    let mut read_ok = 0usize;
     let mut first_failure = None;
     for (path, ns) in candidates {
-        let source = match read_bounded(&path) {
-            Ok(s) => {
-                read_ok += 1;
-                s
+        match read_bounded(&path) {
+            Ok(source) => {
+                let namespace = unique_namespace(&files, ns);
+                files.push(RuleFile {
+                    path,
+                    namespace,
+                    source,
+                });
             }
             Err(e) => {
                 read_failures += 1;
                 let msg = format!("{}: {e}", path.display());
                 first_failure.get_or_insert_with(|| msg.clone());
                 errors.push(msg);
-                continue;
-            }
-        };
-        match validate(&path, &source) {
-            Ok(()) => files.push(RuleFile {
-                path,
-                namespace: unique_namespace(&files, ns),
-                source,
-            }),
-            Err(msg) => {
-                tracing::warn!(path = %path.display(), error = %msg, "yara rule file rejected");
-                errors.push(msg);
             }
         }
     }
-    if read_ok == 0
+    if files.is_empty()
         && read_failures > 0
         && let Some(first) = first_failure
     {
@@ -112,38 +128,120 @@ pub(crate) fn load(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
         });
     }
 
-    let mut compiler = Compiler::new();
-    if let Err(e) = define_externals(&mut compiler) {
-        errors.push(format!("defining external variables: {e}"));
-    }
-    let mut good = Vec::with_capacity(files.len());
-    for f in files {
-        compiler.new_namespace(&f.namespace);
-        match compiler.add_source(SourceCode::from(f.source.as_str()).with_origin(origin(&f.path)))
-        {
-            Ok(_) => good.push(f),
-            // Compiled alone but not together: should not happen, never hidden.
-            Err(e) => errors.push(format!("{}: {e}", f.path.display())),
+    let key = cache::Key::new(paths, &files);
+    if let Some(dir) = cache_dir {
+        match cache::read(dir, &key) {
+            Ok(Some(c)) => {
+                errors.extend(c.errors);
+                errors.truncate(MAX_LOAD_ERRORS);
+                return Ok(Loaded {
+                    rules: c.rules,
+                    files: c.files,
+                    errors,
+                    signature_version: c.signature_version,
+                    cache: CacheOutcome::Hit,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "yara rule cache entry unusable, compiling");
+            }
         }
     }
-    let rules = compiler.build();
-    let signature_version = signature_version(&good);
+
+    let compiled = compile(&files);
+    let cache_outcome = match cache_dir {
+        None => CacheOutcome::Off,
+        Some(dir) => {
+            let entry = Cached {
+                rules: compiled.rules,
+                files: compiled.good.len(),
+                errors: compiled.errors.clone(),
+                signature_version: signature_version(&compiled.good),
+            };
+            let outcome = match cache::write(dir, &key, &entry) {
+                Ok(()) => CacheOutcome::Stored,
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "yara rule cache not written");
+                    CacheOutcome::Failed
+                }
+            };
+            errors.extend(entry.errors);
+            errors.truncate(MAX_LOAD_ERRORS);
+            return Ok(Loaded {
+                rules: entry.rules,
+                files: entry.files,
+                errors,
+                signature_version: entry.signature_version,
+                cache: outcome,
+            });
+        }
+    };
+    errors.extend(compiled.errors);
     errors.truncate(MAX_LOAD_ERRORS);
     Ok(Loaded {
-        rules,
-        files: good,
+        rules: compiled.rules,
+        files: compiled.good.len(),
         errors,
-        signature_version,
+        signature_version: signature_version(&compiled.good),
+        cache: cache_outcome,
     })
 }
 
-/// Compile one file alone; the error message names the file.
-fn validate(path: &Path, source: &str) -> Result<(), String> {
-    let mut c = Compiler::new();
-    define_externals(&mut c).map_err(|e| format!("{}: {e}", path.display()))?;
-    c.add_source(SourceCode::from(source).with_origin(origin(path)))
-        .map(|_| ())
-        .map_err(|e| format!("{}: {e}", path.display()))
+struct Compiled<'a> {
+    rules: yara_x::Rules,
+    good: Vec<&'a RuleFile>,
+    errors: Vec<String>,
+}
+
+/// Compile every file together; when some fail, compile again without them.
+fn compile(files: &[RuleFile]) -> Compiled<'_> {
+    let mut good: Vec<&RuleFile> = files.iter().collect();
+    let mut errors = Vec::new();
+    let mut pass = 0usize;
+    loop {
+        pass += 1;
+        let (mut compiler, ext_err) = new_compiler();
+        if pass == 1 {
+            errors.extend(ext_err);
+        }
+        let mut failed = Vec::new();
+        for (i, f) in good.iter().enumerate() {
+            compiler.new_namespace(&f.namespace);
+            if let Err(e) = compiler
+                .add_source(SourceCode::from(f.source.as_str()).with_origin(origin(&f.path)))
+            {
+                let msg = format!("{}: {e}", f.path.display());
+                tracing::warn!(path = %f.path.display(), error = %e, "yara rule file rejected");
+                errors.push(msg);
+                failed.push(i);
+            }
+        }
+        if failed.is_empty() || pass >= MAX_PASSES {
+            if !failed.is_empty() {
+                // Not expected (namespaces isolate files); never hidden.
+                errors.push(format!(
+                    "yara rules still failing after {MAX_PASSES} compile passes; the rules of those files that compiled are loaded"
+                ));
+            }
+            return Compiled {
+                rules: compiler.build(),
+                good,
+                errors,
+            };
+        }
+        tracing::debug!(
+            pass,
+            failed = failed.len(),
+            "compiling yara rules again without the failing files"
+        );
+        let mut k = 0usize;
+        good.retain(|_| {
+            let keep = !failed.contains(&k);
+            k += 1;
+            keep
+        });
+    }
 }
 
 fn origin(path: &Path) -> String {
@@ -231,8 +329,8 @@ fn unique_namespace(taken: &[RuleFile], wanted: String) -> String {
         .unwrap_or(wanted)
 }
 
-fn signature_version(files: &[RuleFile]) -> String {
-    let mut sorted: Vec<&RuleFile> = files.iter().collect();
+fn signature_version(files: &[&RuleFile]) -> String {
+    let mut sorted: Vec<&RuleFile> = files.to_vec();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     let mut h = Sha256::new();
     for f in sorted {
