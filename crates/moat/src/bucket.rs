@@ -51,7 +51,8 @@ pub fn run(a: BucketArgs) -> Result<ExitCode> {
     let cfg_path = match &a.cmd {
         BucketCmd::Watch { config } | BucketCmd::Scan { config, .. } => config.clone(),
     };
-    let s = load(cfg_path.as_deref())?;
+    let mut s = load(cfg_path.as_deref())?;
+    s.yara_cache_under_data_dir();
     crate::logging::init(s.log_json, "info");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

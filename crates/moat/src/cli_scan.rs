@@ -52,6 +52,8 @@ fn engines_from_flags(a: &ScanArgs) -> Option<Vec<EngineConfig>> {
         e.push(EngineConfig::Yara {
             name: None,
             rules: a.yara.clone(),
+            cache_dir: None,
+            cache: true,
         });
     }
     for addr in &a.clamd {

@@ -79,6 +79,15 @@ impl Settings {
         }
         self.data_dir = d;
     }
+
+    /// The server roles cache compiled YARA rules under their data directory
+    /// (`<data_dir>/cache/yara`) unless an engine configures its own.
+    pub fn yara_cache_under_data_dir(&mut self) {
+        let dir = self.data_dir.join("cache").join("yara");
+        for e in &mut self.engines {
+            e.default_yara_cache_dir(&dir);
+        }
+    }
 }
 
 /// Read `path` (if given), apply the environment, validate.

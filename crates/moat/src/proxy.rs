@@ -44,6 +44,7 @@ pub fn run(a: ProxyArgs) -> Result<ExitCode> {
     if let Some(d) = a.data_dir {
         s.set_data_dir(d);
     }
+    s.yara_cache_under_data_dir();
     let mut pc = match (a.listen, a.upstreams.is_empty()) {
         (Some(l), false) => {
             let base = s.proxy.take().unwrap_or_default();

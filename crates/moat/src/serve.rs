@@ -32,6 +32,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     if let Some(d) = a.data_dir {
         s.set_data_dir(d);
     }
+    s.yara_cache_under_data_dir();
     crate::logging::init(s.log_json, "info");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

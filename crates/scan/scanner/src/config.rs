@@ -85,6 +85,14 @@ pub enum EngineConfig {
     Yara {
         name: Option<String>,
         rules: Vec<PathBuf>,
+        /// Directory of the compiled-rules cache. Default: `moat serve` (and
+        /// the other server roles) `<data_dir>/cache/yara`, other commands
+        /// `$XDG_CACHE_HOME/moat/yara` or `~/.cache/moat/yara`.
+        #[serde(default)]
+        cache_dir: Option<PathBuf>,
+        /// `false` compiles the rules at every load (no cache).
+        #[serde(default = "default_true")]
+        cache: bool,
     },
     /// A clamd daemon: `host:port`, `tcp://host:port` or `unix:/path/clamd.sock`.
     Clamd {
@@ -95,6 +103,10 @@ pub enum EngineConfig {
         #[serde(default)]
         pool_size: Option<usize>,
     },
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_clamd_timeout() -> u64 {
@@ -115,6 +127,16 @@ impl EngineConfig {
             EngineConfig::Builtin { name, .. }
             | EngineConfig::Yara { name, .. }
             | EngineConfig::Clamd { name, .. } => name.as_deref(),
+        }
+    }
+
+    /// Give a yara engine without a configured cache directory `dir` (the
+    /// server roles keep it under their data directory).
+    pub fn default_yara_cache_dir(&mut self, dir: &std::path::Path) {
+        if let EngineConfig::Yara { cache_dir, .. } = self
+            && cache_dir.is_none()
+        {
+            *cache_dir = Some(dir.to_path_buf());
         }
     }
 
@@ -270,13 +292,25 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
                 };
                 Arc::new(e)
             }
-            EngineConfig::Yara { rules, .. } => {
-                Arc::new(moat_yara::YaraEngine::load(&name, rules).map_err(|source| {
-                    BuildError::Yara {
-                        name: name.clone(),
-                        source,
-                    }
-                })?)
+            EngineConfig::Yara {
+                rules,
+                cache_dir,
+                cache,
+                ..
+            } => {
+                let dir = if *cache {
+                    cache_dir.clone().or_else(moat_yara::default_cache_dir)
+                } else {
+                    None
+                };
+                Arc::new(
+                    moat_yara::YaraEngine::load_cached(&name, rules, dir.as_deref()).map_err(
+                        |source| BuildError::Yara {
+                            name: name.clone(),
+                            source,
+                        },
+                    )?,
+                )
             }
             EngineConfig::Clamd {
                 address,
@@ -342,6 +376,8 @@ mod tests {
         let err = build_engine_set(&[EngineConfig::Yara {
             name: None,
             rules: vec![dir.path().to_path_buf()],
+            cache_dir: None,
+            cache: false,
         }]);
         match err {
             Err(BuildError::NothingLoaded { name, first_error }) => {
@@ -357,6 +393,8 @@ mod tests {
             build_engine_set(&[EngineConfig::Yara {
                 name: None,
                 rules: vec![empty.path().to_path_buf()],
+                cache_dir: None,
+                cache: false,
             }])
             .is_ok()
         );
@@ -435,6 +473,42 @@ mod tests {
         assert_eq!(ages.len(), 2, "engines without files have no age: {ages:?}");
         assert!(!ages[0].stale && ages[0].age_secs >= 86_400);
         assert!(ages[1].stale && ages[1].engine == "old");
+    }
+
+    #[test]
+    fn yara_engine_caches_compiled_rules_in_its_cache_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("r.yar");
+        std::fs::write(&rules, "rule T { condition: true }").unwrap();
+        let cache = dir.path().join("data").join("cache").join("yara");
+        let mut cfg: EngineConfig =
+            serde_json::from_value(serde_json::json!({"type": "yara", "rules": [rules]})).unwrap();
+        // Parsed with caching on and no directory; the server roles fill one in.
+        cfg.default_yara_cache_dir(&cache);
+        assert_eq!(
+            cfg,
+            EngineConfig::Yara {
+                name: None,
+                rules: vec![rules.clone()],
+                cache_dir: Some(cache.clone()),
+                cache: true,
+            }
+        );
+        build_engine_set(std::slice::from_ref(&cfg)).unwrap();
+        let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+        assert_eq!(entries.len(), 1);
+        // An explicit directory is kept; `cache = false` writes nothing.
+        let mut explicit = cfg.clone();
+        explicit.default_yara_cache_dir(&dir.path().join("other"));
+        assert_eq!(explicit, cfg);
+        let off = EngineConfig::Yara {
+            name: None,
+            rules: vec![rules],
+            cache_dir: Some(dir.path().join("off")),
+            cache: false,
+        };
+        build_engine_set(&[off]).unwrap();
+        assert!(!dir.path().join("off").exists());
     }
 
     fn toml_like<T: serde::de::DeserializeOwned>(s: &str) -> T {
