@@ -29,6 +29,7 @@ fuzz_target!(|input: &[u8]| {
     let view = ObjectView {
         blob: &blob,
         head: &data[..data.len().min(1024)],
+        extra_target: None,
         exe: None,
         place: Placement::default(),
     };

@@ -6,7 +6,8 @@ use crate::hashdb::{HashDb, HashTable};
 use crate::ldb::{LdbSet, ObjectView, tdb::Placement};
 use crate::load::{self, LoadError, MAX_ERRORS};
 use crate::names::NameArena;
-use crate::ndb::{Cursor, NdbSet, parse::TARGET_HEAD};
+use crate::ndb::{Cursor, Layout, NdbScan, NdbSet, parse::TARGET_HEAD};
+use crate::normalize::{self, FileKind};
 use md5::Md5;
 use moat_core::{
     Blob, Engine, EngineError, EngineInfo, EngineScan, Hit, Object, Reason, ScanContext,
@@ -215,11 +216,27 @@ impl BuiltinEngine {
                 suspicious: false,
             });
         }
-        let mut md5 = self.hashes.md5.wants(len).then(Md5::new);
-        let mut sha1 = self.hashes.sha1.wants(len).then(Sha1::new);
-        let mut sha = (sha256.is_none() && self.hashes.sha256.wants(len)).then(Sha256::new);
+        // ClamAV's file type decides which layers are scanned with which
+        // targets (see `normalize`): HTML's raw bytes are not scanned at all.
+        let kind = normalize::classify(&head);
+        let raw = normalize::raw_plan(kind);
+        let mut md5 = (raw.scan && self.hashes.md5.wants(len)).then(Md5::new);
+        let mut sha1 = (raw.scan && self.hashes.sha1.wants(len)).then(Sha1::new);
+        let mut sha =
+            (raw.scan && sha256.is_none() && self.hashes.sha256.wants(len)).then(Sha256::new);
         let mut st = self.ndb.start(&head);
-        let need_ndb = !self.ndb.is_empty();
+        if self.ndb.needs_layout() {
+            st.layout = self.layout(blob, &head)?;
+        }
+        if let Some(t) = raw.extra {
+            st.enable(t);
+        }
+        let need_ndb = raw.scan && !self.ndb.is_empty();
+        let needs_pass = need_ndb
+            || (raw.scan && !self.ldb.is_empty())
+            || md5.is_some()
+            || sha1.is_some()
+            || sha.is_some();
         let mut update = |data: &[u8]| {
             if let Some(h) = md5.as_mut() {
                 h.update(data);
@@ -231,11 +248,6 @@ impl BuiltinEngine {
                 h.update(data);
             }
         };
-        let needs_pass = need_ndb
-            || !self.ldb.is_empty()
-            || self.hashes.md5.wants(len)
-            || self.hashes.sha1.wants(len)
-            || (sha256.is_none() && self.hashes.sha256.wants(len));
         if needs_pass {
             let deadline = Some(ctx.deadline);
             match blob.as_slice() {
@@ -310,44 +322,32 @@ impl BuiltinEngine {
         }
         let digest: Option<[u8; 32]> = sha.map(|h| h.finalize().into()).or(sha256);
         match digest {
-            Some(d) if self.hashes.sha256.wants(len) => {
+            Some(d) if raw.scan && self.hashes.sha256.wants(len) => {
                 self.hashes.sha256.lookup(&d, len, &mut ids)
             }
             _ => {}
         }
         ids.extend_from_slice(&st.found);
         self.scan_pe_hashes(blob, &head, ctx, &mut ids)?;
-        if !self.ldb.is_empty() {
-            if st.hits_truncated {
-                return Err(EngineError::Unscannable {
-                    reason: Reason::LimitsExceeded,
-                    detail: format!(
-                        "more than {} logical-subsignature matches",
-                        crate::ndb::MAX_HITS
-                    ),
-                });
-            }
+        if raw.scan && !self.ldb.is_empty() {
             // EntryPoint/NumberOfSections need the executable layout.
-            let layout = if self.ldb.needs_exe() {
-                match exe::parse(&Src::new(blob, &head), PeMode::Target) {
-                    Ok(i) => i,
-                    Err(exe::ExeError::Io(e)) => return Err(EngineError::Io(e)),
-                    Err(e) => {
-                        tracing::debug!(engine = %self.name, "executable headers not parsed: {e}");
-                        None
-                    }
-                }
-            } else {
-                None
+            if self.ldb.needs_exe() && matches!(st.layout, Layout::NotExe) {
+                st.layout = self.layout(blob, &head)?;
+            }
+            let exe = match &st.layout {
+                Layout::Exe(info) => Some(info),
+                _ => None,
             };
             let view = ObjectView {
                 blob,
                 head: &head,
-                exe: layout.as_ref(),
+                extra_target: raw.extra,
+                exe,
                 place,
             };
-            ids.extend(self.ldb.evaluate(&st.hits, &view, Some(ctx.deadline))?);
+            ids.extend(self.evaluate_ldb(&st, &view, ctx)?);
         }
+        self.scan_normalised(blob, kind, place, ctx, &mut ids)?;
         for id in ids {
             let h = self.hit(id);
             if !hits.iter().any(|x: &Hit| x.signature == h.signature) {
@@ -359,9 +359,138 @@ impl BuiltinEngine {
         }
         Ok(EngineScan { hits })
     }
+
+    /// Evaluate the logical signatures on one scanned object or layer.
+    fn evaluate_ldb(
+        &self,
+        st: &NdbScan,
+        view: &ObjectView<'_>,
+        ctx: &ScanContext,
+    ) -> Result<Vec<u32>, EngineError> {
+        if st.hits_truncated {
+            return Err(EngineError::Unscannable {
+                reason: Reason::LimitsExceeded,
+                detail: format!(
+                    "more than {} logical-subsignature matches",
+                    crate::ndb::MAX_HITS
+                ),
+            });
+        }
+        self.ldb.evaluate(&st.hits, view, Some(ctx.deadline))
+    }
+
+    /// Scan ClamAV's normalised layers of a text or HTML object (see
+    /// [`crate::normalize`]): each layer's body signatures with target 0 and
+    /// the layer's target, and its hashes when ClamAV checks them.
+    fn scan_normalised(
+        &self,
+        blob: &Blob,
+        kind: FileKind,
+        place: Placement,
+        ctx: &ScanContext,
+        ids: &mut Vec<u32>,
+    ) -> Result<(), EngineError> {
+        let len = blob.len();
+        let any_hash =
+            self.hashes.md5.len() + self.hashes.sha1.len() + self.hashes.sha256.len() > 0;
+        if !normalize::wants_layers(kind, len)
+            || (self.ndb.is_empty() && self.ldb.is_empty() && !any_hash)
+        {
+            return Ok(());
+        }
+        let owned;
+        let data: &[u8] = match blob.as_slice() {
+            Some(d) => d,
+            None => {
+                owned = read_all(blob)?;
+                &owned
+            }
+        };
+        for layer in normalize::layers(kind, data) {
+            if ctx.expired() {
+                return Err(EngineError::Timeout);
+            }
+            if layer.hashes {
+                let n = layer.data.len() as u64;
+                if self.hashes.md5.wants(n) {
+                    self.hashes.md5.lookup(&Md5::digest(&layer.data), n, ids);
+                }
+                if self.hashes.sha1.wants(n) {
+                    self.hashes.sha1.lookup(&Sha1::digest(&layer.data), n, ids);
+                }
+                if self.hashes.sha256.wants(n) {
+                    self.hashes
+                        .sha256
+                        .lookup(&Sha256::digest(&layer.data), n, ids);
+                }
+            }
+            if !self.ndb.is_empty() && self.ldb.is_empty() {
+                let found =
+                    self.ndb
+                        .scan_layer(&layer.data, &[layer.target], Some(ctx.deadline))?;
+                ids.extend_from_slice(&found);
+            } else if !self.ndb.is_empty() || !self.ldb.is_empty() {
+                // Logical signatures are evaluated per layer, as ClamAV
+                // evaluates them per scanned map.
+                let st =
+                    self.ndb
+                        .scan_layer_state(&layer.data, &[layer.target], Some(ctx.deadline))?;
+                ids.extend_from_slice(&st.found);
+                let blob = Blob::from_vec(layer.data);
+                let view = ObjectView {
+                    blob: &blob,
+                    head: &[],
+                    extra_target: Some(layer.target),
+                    exe: None,
+                    place,
+                };
+                ids.extend(self.evaluate_ldb(&st, &view, ctx)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The whole content of a blob (callers bound its size).
+fn read_all(blob: &Blob) -> Result<Vec<u8>, EngineError> {
+    let len = usize::try_from(blob.len())
+        .map_err(|_| EngineError::Io(std::io::Error::other("object too large to normalise")))?;
+    let mut buf = vec![0u8; len];
+    let mut at = 0usize;
+    while at < len {
+        let n = blob.read_at(at as u64, &mut buf[at..])?;
+        if n == 0 {
+            return Err(EngineError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("content ended at {at} of {len} bytes"),
+            )));
+        }
+        at += n;
+    }
+    Ok(buf)
 }
 
 impl BuiltinEngine {
+    /// The executable layout for offsets (`cli_targetinfo`): PE for
+    /// `MZ`, ELF for `\x7fELF`, broken when those headers do not parse.
+    fn layout(&self, blob: &Blob, head: &[u8]) -> Result<Layout, EngineError> {
+        let src = Src::new(blob, head);
+        let is_exe =
+            head.starts_with(b"MZ") || head.starts_with(b"ZM") || head.starts_with(b"\x7fELF");
+        if !is_exe {
+            return Ok(Layout::NotExe);
+        }
+        match exe::parse(&src, PeMode::Target) {
+            Ok(Some(info)) => Ok(Layout::Exe(info)),
+            Ok(None) => Ok(Layout::NotExe),
+            Err(exe::ExeError::Io(e)) => Err(EngineError::Io(e)),
+            Err(e) => {
+                tracing::debug!(engine = %self.name, "executable headers not parsed: {e}");
+                Ok(Layout::Broken)
+            }
+        }
+    }
+
     /// `.mdb`/`.msb` and `.imp` signatures on a PE (as `cli_scanpe`): each
     /// section's raw data (`rsz` bytes at `raw`) is hashed, and for PE32
     /// files the import table. A file whose headers ClamAV would refuse
@@ -594,6 +723,9 @@ mod tests {
     fn late_hit_at_end_of_big_object_and_eof_offset() {
         let (_d, e) = engine_with(&[("b.ndb", NDB)]);
         let mut data = noise(5 << 20, 7);
+        // Binary data for ClamAV's type detection (random bytes usually
+        // pass as UTF-16 text, whose normalised layer drops the final NUL).
+        data[..4].copy_from_slice(&[0, 1, 0, 2]);
         let n = data.len();
         data[n - 8..].copy_from_slice(b"eeeeeeee");
         for blob in [Blob::from_vec(data.clone()), file_blob(&data)] {

@@ -692,7 +692,11 @@ mod tests {
         .unwrap();
         std::fs::write(
             p.join("a.ndb"),
-            "B:0:*:41424344\nC:0:EP+0:41424344\nD:4:*:4142\n",
+            "B:0:*:41424344
+C:1:EP+0:41424344
+D:11:*:4142
+E:0:EP+0:41424344
+",
         )
         .unwrap();
         std::fs::write(
@@ -706,15 +710,20 @@ mod tests {
         let l = load_paths(&[p.to_path_buf()]).unwrap();
         assert_eq!(l.signatures.get("hdb"), Some(&1));
         assert_eq!(l.signatures.get("hsb"), Some(&1));
-        assert_eq!(l.signatures.get("ndb"), Some(&1));
+        assert_eq!(l.signatures.get("ndb"), Some(&2));
         assert_eq!(l.signatures.get("ldb"), Some(&1));
         assert_eq!(l.ldb.len(), 1);
         assert_eq!(l.unsupported.get("ldb_offset_ep"), Some(&1));
-        assert_eq!(l.unsupported.get("ndb_offset_ep"), Some(&1));
-        assert_eq!(l.unsupported.get("ndb_target_mail"), Some(&1));
-        assert_eq!(l.error_total, 2);
-        assert!(l.errors[0].contains("a.hdb:2:"), "{:?}", l.errors);
-        assert!(l.errors[1].contains("a.ldb:3:"), "{:?}", l.errors);
+        assert_eq!(l.unsupported.get("ndb_target_flash"), Some(&1));
+        // `E:0:EP+0:..`: an entry-point offset on target 0 is malformed.
+        assert_eq!(l.error_total, 3);
+        for at in ["a.hdb:2:", "a.ldb:3:", "a.ndb:4:"] {
+            assert!(
+                l.errors.iter().any(|e| e.contains(at)),
+                "{at} {:?}",
+                l.errors
+            );
+        }
         assert!(
             l.names
                 .is_pua(l.sha256.0.iter().flatten().next().unwrap().name_id())

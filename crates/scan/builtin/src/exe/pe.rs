@@ -289,6 +289,49 @@ mod tests {
         assert_ne!(info.import_dir, (0, 0));
     }
 
+    #[test]
+    fn mutated_headers_never_panic_and_stay_inside_the_file() {
+        let Some(pe) = super::super::testbin::mingw_pe() else {
+            return;
+        };
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut parsed = 0;
+        for _ in 0..3000 {
+            let mut f = pe[..pe.len().min(4096)].to_vec();
+            // Flip a few bytes in the headers (DOS, PE, optional, sections).
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % 0x300) as usize;
+                f[at] = next() as u8;
+            }
+            let len = f.len() as u64;
+            for mode in [PeMode::Scan, PeMode::Target] {
+                if let Ok(info) = parse_vec(f.clone(), mode) {
+                    parsed += 1;
+                    assert!(info.ep.is_some_and(|ep| ep < len));
+                    for s in info.sections.iter().filter(|s| s.rsz != 0) {
+                        assert!(u64::from(s.raw) + u64::from(s.rsz) <= len);
+                    }
+                    let blob = Blob::from_vec(f.clone());
+                    let src = Src::new(&blob, &[]);
+                    let mut total = 0u64;
+                    if let Ok(n) = super::super::imports::import_string(&src, &info, |p| {
+                        total += p.len() as u64
+                    }) {
+                        assert_eq!(u64::from(n), total);
+                    }
+                }
+            }
+        }
+        // Most single-byte mutations leave a parseable header.
+        assert!(parsed > 1000, "{parsed}");
+    }
+
     /// A minimal PE32 built by hand: one section, entry point inside it.
     fn tiny_pe32(nsec_past_end: bool) -> Vec<u8> {
         let mut f = vec![0u8; 0x600];

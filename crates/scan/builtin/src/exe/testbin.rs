@@ -161,18 +161,14 @@ pub(crate) fn readelf(elf: &[u8]) -> Facts {
             && let Some((idx, tail)) = rest.split_once(']')
             && idx.trim().parse::<u32>().is_ok()
         {
-            {
-                {
-                    let t: Vec<&str> = tail.split_whitespace().collect();
-                    // Name may be empty for section 0: Type Address Off Size ...
-                    let (off, size) = if t.get(1).is_some_and(|a| a.len() == 16) {
-                        (t[2], t[3])
-                    } else {
-                        (t[3], t[4])
-                    };
-                    sections.push((hex(off) as u32, hex(size) as u32));
-                }
-            }
+            let t: Vec<&str> = tail.split_whitespace().collect();
+            // Name may be empty for section 0: Type Address Off Size ...
+            let (off, size) = if t.get(1).is_some_and(|a| a.len() == 16) {
+                (t[2], t[3])
+            } else {
+                (t[3], t[4])
+            };
+            sections.push((hex(off) as u32, hex(size) as u32));
         }
     }
     Facts {

@@ -89,10 +89,16 @@ fn ldb_err(e: NdbLineError) -> NdbLineError {
     }
 }
 
-/// A subsignature offset (`*`, `n`, `n,m`, `EOF-n[,m]`; EP and section
-/// offsets are unsupported until executable offsets land in ndb).
+/// A subsignature offset (`*`, `n`, `n,m`, `EOF-n[,m]`). EP and section
+/// offsets parse in ndb but are counted unsupported here until logical
+/// signatures check them against their target (as ClamAV's `cli_caloff`).
 pub fn offset(o: &[u8]) -> Result<Offset, NdbLineError> {
-    ndb::parse::parse_offset(o).map_err(ldb_err)
+    let off = ndb::parse::parse_offset(o).map_err(ldb_err)?;
+    match off {
+        Offset::Ep { .. } => Err(NdbLineError::Unsupported("ldb_offset_ep")),
+        o if o.is_exe_relative() => Err(NdbLineError::Unsupported("ldb_offset_section")),
+        o => Ok(o),
+    }
 }
 
 /// Body-subsignature modifiers (`::i`, `::w`, `::f`, `::a`).
@@ -381,6 +387,7 @@ fn compile_variant(
         target,
         offset,
         elems,
+        edges: ndb::Edges::default(),
     };
     match ndb::compile(&nsig, 0) {
         Ok(c) => Ok(c),
@@ -392,7 +399,9 @@ fn compile_variant(
                 target,
                 offset,
                 pieces,
+                rest: Vec::new(),
                 all_matches: true,
+                edges: ndb::Edges::default(),
             })
         }
         Err(e) => Err(ldb_err(e)),
@@ -642,6 +651,7 @@ mod tests {
                     let view = ObjectView {
                         blob: &blob,
                         head: data,
+                        extra_target: None,
                         exe: None,
                         place: tdb::Placement::default(),
                     };

@@ -282,6 +282,11 @@ impl PcreSub {
                 // ClamAV's unsigned subtraction wraps past the end: no search.
                 None => return found,
             },
+            // Refused when the subsignature is parsed (`ldb::offset`).
+            Offset::Ep { .. }
+            | Offset::Section { .. }
+            | Offset::SectionWhole { .. }
+            | Offset::LastSection { .. } => return found,
         };
         let anchored = self.anchored || (!self.rolling && adjshift == 0 && !any);
         if adjbuffer >= length {

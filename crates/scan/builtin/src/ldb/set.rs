@@ -7,7 +7,7 @@ use super::pcre::{self, PcreSub};
 use super::tdb::{Placement, Tdb};
 use super::{BodyVariant, CompiledLdb};
 use crate::exe::ExeInfo;
-use crate::ndb::{CompiledSig, SigHit};
+use crate::ndb::{CompiledSig, SigHit, Target};
 use moat_core::{Blob, EngineError};
 use std::borrow::Cow;
 use std::time::Instant;
@@ -175,7 +175,7 @@ impl LdbSet {
                 last[s] = Some(start);
                 at += 1;
             }
-            if !l.tdb.target.accepts(obj.head) {
+            if !(l.tdb.target.accepts(obj.head) || obj.extra_target == Some(l.tdb.target)) {
                 continue;
             }
             if n % 16 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
@@ -221,11 +221,15 @@ impl LdbSet {
     }
 }
 
-/// What the evaluator needs to know about the object.
+/// What the evaluator needs to know about the object (or one of its
+/// normalised layers, as ClamAV evaluates logical signatures per layer).
 pub struct ObjectView<'a> {
     pub blob: &'a Blob,
-    /// The first bytes (for target types).
+    /// The first bytes (for target types); empty for a normalised layer.
     pub head: &'a [u8],
+    /// A target type accepted besides those `head` implies (a normalised
+    /// layer's target, or the extra target of a raw text/mail object).
+    pub extra_target: Option<Target>,
     pub exe: Option<&'a ExeInfo>,
     pub place: Placement,
 }
