@@ -521,3 +521,55 @@ fn executable_target_description_matches_clamscan() {
     println!("executables: {n} detections agreed");
     assert!(n >= 8, "too few detections ({n})");
 }
+
+/// Text and HTML objects: ClamAV evaluates logical signatures on each
+/// scanned layer (raw text, its normalised text; HTML's normalised layers),
+/// with targets 0, 3 (HTML) and 7 (ASCII).
+#[test]
+fn logical_signatures_on_text_and_html_layers_match_clamscan() {
+    if !have_clamscan() {
+        println!("note: clamscan not found; differential test skipped");
+        return;
+    }
+    let sigs = [
+        format!(
+            "T.Any;Engine:51-255,Target:0;0&1;{};{}",
+            hexs(b"Hello"),
+            hexs(b"WORLD")
+        ),
+        format!(
+            "T.Lower;Engine:51-255,Target:0;0&1;{};{}",
+            hexs(b"hello"),
+            hexs(b"world")
+        ),
+        format!("T.Ascii;Engine:51-255,Target:7;0;{}", hexs(b"hello world")),
+        format!("T.AsciiCount;Engine:51-255,Target:7;0=2;{}", hexs(b"hello")),
+        format!(
+            "T.Html;Engine:51-255,Target:3;0&1;{};{}",
+            hexs(b"<script"),
+            hexs(b"evil(")
+        ),
+        format!(
+            "T.HtmlNocase;Engine:51-255,Target:0;0;{}::i",
+            hexs(b"EVIL(")
+        ),
+        format!(
+            "T.Pcre;Engine:81-255,Target:0;0&1;{};0/hel+o\\s+world/i",
+            hexs(b"ello")
+        ),
+        format!("T.Empty;Engine:51-255,Target:3;0<1;{}", hexs(b"absent!")),
+    ]
+    .join("\n");
+    let files = vec![
+        ("plain.txt", b"Say Hello   WORLD and hello world\n".to_vec()),
+        ("twice.txt", b"hello there, HELLO again\n".to_vec()),
+        (
+            "page.html",
+            b"<html><body><!-- Hello --><SCRIPT>Evil(1)</SCRIPT>hello world</body></html>\n"
+                .to_vec(),
+        ),
+    ];
+    let n = compare(&sigs, &files);
+    println!("layers: {n} detections agreed");
+    assert!(n >= 6, "too few detections ({n})");
+}
