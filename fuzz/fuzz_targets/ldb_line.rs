@@ -33,5 +33,5 @@ fuzz_target!(|input: &[u8]| {
         exe: None,
         place: Placement::default(),
     };
-    let _ = set.evaluate(&st.hits, &view, deadline);
+    let _ = set.evaluate(&st, &view, deadline);
 });

@@ -73,8 +73,8 @@ impl BuiltinEngine {
             },
             || {
                 let mut set = NdbSet::build(ndb_sigs);
-                for &(sig, cap) in ldb.hit_caps() {
-                    set.limit_hits(sig, cap);
+                for &(sig, cap, track_last) in ldb.hit_caps() {
+                    set.limit_hits(sig, cap, track_last);
                 }
                 set
             },
@@ -376,7 +376,7 @@ impl BuiltinEngine {
                 ),
             });
         }
-        self.ldb.evaluate(&st.hits, view, Some(ctx.deadline))
+        self.ldb.evaluate(st, view, Some(ctx.deadline))
     }
 
     /// Scan ClamAV's normalised layers of a text or HTML object (see

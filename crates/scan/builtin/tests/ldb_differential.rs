@@ -298,6 +298,8 @@ fn pcre_and_byte_compare_match_clamscan() {
         format!("B.Dec;Engine:81-255,Target:0;0&1;{t};0(>>6#db3#=123)"),
         format!("B.Hex;Engine:81-255,Target:0;0&1;{t};0(>>6#hb2#=0x1f)"),
         format!("B.Back;Engine:81-255,Target:0;0&1;{t};0(<<2#ib1#=0x55)"),
+        format!("B.Last;Engine:81-255,Target:0;0&1;{t};0(>>4#ib1#=7)"),
+        format!("B.First;Engine:81-255,Target:0;0&1;{t};0(>>4#ib1#=9)"),
     ]
     .join("\n");
     let files = vec![
@@ -321,6 +323,15 @@ fn pcre_and_byte_compare_match_clamscan() {
         ("dec", planted(200, 9, &[(10, b"TRIG\x00\x00123")])),
         ("hex", planted(200, 10, &[(10, b"TRIG\x00\x001f")])),
         ("bin_gt", planted(200, 11, &[(10, b"TRIG\x01\x80")])),
+        // The byte compare reads after the last match of its reference.
+        (
+            "bin_last",
+            planted(
+                200,
+                12,
+                &[(10, b"TRIG\x09"), (50, b"TRIG\x00"), (90, b"TRIG\x07")],
+            ),
+        ),
     ];
     compare(&sigs, &files);
 }

@@ -655,7 +655,7 @@ mod tests {
                         exe: None,
                         place: tdb::Placement::default(),
                     };
-                    set.evaluate(&st.hits, &view, None).unwrap();
+                    set.evaluate(&st, &view, None).unwrap();
                 }
                 Err(_) => err += 1,
             }
