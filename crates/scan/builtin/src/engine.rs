@@ -6,7 +6,7 @@ use crate::hashdb::{HashDb, HashTable};
 use crate::ldb::{LdbSet, ObjectView, tdb::Placement};
 use crate::load::{self, LoadError, MAX_ERRORS};
 use crate::names::NameArena;
-use crate::ndb::{Cursor, Layout, NdbSet, parse::TARGET_HEAD};
+use crate::ndb::{Cursor, Layout, NdbScan, NdbSet, parse::TARGET_HEAD};
 use crate::normalize::{self, FileKind};
 use md5::Md5;
 use moat_core::{
@@ -73,8 +73,8 @@ impl BuiltinEngine {
             },
             || {
                 let mut set = NdbSet::build(ndb_sigs);
-                for &(sig, cap) in ldb.hit_caps() {
-                    set.limit_hits(sig, cap);
+                for &(sig, cap, track_last) in ldb.hit_caps() {
+                    set.limit_hits(sig, cap, track_last);
                 }
                 set
             },
@@ -331,30 +331,25 @@ impl BuiltinEngine {
         }
         ids.extend_from_slice(&st.found);
         self.scan_pe_hashes(blob, &head, ctx, &mut ids)?;
-        if !self.ldb.is_empty() {
-            if st.hits_truncated {
-                return Err(EngineError::Unscannable {
-                    reason: Reason::LimitsExceeded,
-                    detail: format!(
-                        "more than {} logical-subsignature matches",
-                        crate::ndb::MAX_HITS
-                    ),
-                });
+        if raw.scan && !self.ldb.is_empty() {
+            // EntryPoint/NumberOfSections need the executable layout.
+            if self.ldb.needs_exe() && matches!(st.layout, Layout::NotExe) {
+                st.layout = self.layout(blob, &head)?;
             }
-            // EntryPoint/NumberOfSections need the executable layout
-            // (parsed once, before the pass, with the ndb offsets').
+            let exe = match &st.layout {
+                Layout::Exe(info) => Some(info),
+                _ => None,
+            };
             let view = ObjectView {
                 blob,
                 head: &head,
-                exe: match &st.layout {
-                    Layout::Exe(info) => Some(info),
-                    _ => None,
-                },
+                extra_target: raw.extra,
+                exe,
                 place,
             };
-            ids.extend(self.ldb.evaluate(&st.hits, &view, Some(ctx.deadline))?);
+            ids.extend(self.evaluate_ldb(&st, &view, ctx)?);
         }
-        self.scan_normalised(blob, kind, ctx, &mut ids)?;
+        self.scan_normalised(blob, kind, place, ctx, &mut ids)?;
         for id in ids {
             let h = self.hit(id);
             if !hits.iter().any(|x: &Hit| x.signature == h.signature) {
@@ -367,6 +362,25 @@ impl BuiltinEngine {
         Ok(EngineScan { hits })
     }
 
+    /// Evaluate the logical signatures on one scanned object or layer.
+    fn evaluate_ldb(
+        &self,
+        st: &NdbScan,
+        view: &ObjectView<'_>,
+        ctx: &ScanContext,
+    ) -> Result<Vec<u32>, EngineError> {
+        if st.hits_truncated {
+            return Err(EngineError::Unscannable {
+                reason: Reason::LimitsExceeded,
+                detail: format!(
+                    "more than {} logical-subsignature matches",
+                    crate::ndb::MAX_HITS
+                ),
+            });
+        }
+        self.ldb.evaluate(st, view, Some(ctx.deadline))
+    }
+
     /// Scan ClamAV's normalised layers of a text or HTML object (see
     /// [`crate::normalize`]): each layer's body signatures with target 0 and
     /// the layer's target, and its hashes when ClamAV checks them.
@@ -374,13 +388,16 @@ impl BuiltinEngine {
         &self,
         blob: &Blob,
         kind: FileKind,
+        place: Placement,
         ctx: &ScanContext,
         ids: &mut Vec<u32>,
     ) -> Result<(), EngineError> {
         let len = blob.len();
         let any_hash =
             self.hashes.md5.len() + self.hashes.sha1.len() + self.hashes.sha256.len() > 0;
-        if !normalize::wants_layers(kind, len) || (self.ndb.is_empty() && !any_hash) {
+        if !normalize::wants_layers(kind, len)
+            || (self.ndb.is_empty() && self.ldb.is_empty() && !any_hash)
+        {
             return Ok(());
         }
         let owned;
@@ -409,11 +426,27 @@ impl BuiltinEngine {
                         .lookup(&Sha256::digest(&layer.data), n, ids);
                 }
             }
-            if !self.ndb.is_empty() {
+            if !self.ndb.is_empty() && self.ldb.is_empty() {
                 let found =
                     self.ndb
                         .scan_layer(&layer.data, &[layer.target], Some(ctx.deadline))?;
                 ids.extend_from_slice(&found);
+            } else if !self.ndb.is_empty() || !self.ldb.is_empty() {
+                // Logical signatures are evaluated per layer, as ClamAV
+                // evaluates them per scanned map.
+                let st =
+                    self.ndb
+                        .scan_layer_state(&layer.data, &[layer.target], Some(ctx.deadline))?;
+                ids.extend_from_slice(&st.found);
+                let blob = Blob::from_vec(layer.data);
+                let view = ObjectView {
+                    blob: &blob,
+                    head: &[],
+                    extra_target: Some(layer.target),
+                    exe: None,
+                    place,
+                };
+                ids.extend(self.evaluate_ldb(&st, &view, ctx)?);
             }
         }
         Ok(())

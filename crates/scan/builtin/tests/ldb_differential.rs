@@ -298,6 +298,8 @@ fn pcre_and_byte_compare_match_clamscan() {
         format!("B.Dec;Engine:81-255,Target:0;0&1;{t};0(>>6#db3#=123)"),
         format!("B.Hex;Engine:81-255,Target:0;0&1;{t};0(>>6#hb2#=0x1f)"),
         format!("B.Back;Engine:81-255,Target:0;0&1;{t};0(<<2#ib1#=0x55)"),
+        format!("B.Last;Engine:81-255,Target:0;0&1;{t};0(>>4#ib1#=7)"),
+        format!("B.First;Engine:81-255,Target:0;0&1;{t};0(>>4#ib1#=9)"),
     ]
     .join("\n");
     let files = vec![
@@ -321,6 +323,15 @@ fn pcre_and_byte_compare_match_clamscan() {
         ("dec", planted(200, 9, &[(10, b"TRIG\x00\x00123")])),
         ("hex", planted(200, 10, &[(10, b"TRIG\x00\x001f")])),
         ("bin_gt", planted(200, 11, &[(10, b"TRIG\x01\x80")])),
+        // The byte compare reads after the last match of its reference.
+        (
+            "bin_last",
+            planted(
+                200,
+                12,
+                &[(10, b"TRIG\x09"), (50, b"TRIG\x00"), (90, b"TRIG\x07")],
+            ),
+        ),
     ];
     compare(&sigs, &files);
 }
@@ -520,4 +531,56 @@ fn executable_target_description_matches_clamscan() {
     let n = compare(&sigs.join("\n"), &files);
     println!("executables: {n} detections agreed");
     assert!(n >= 8, "too few detections ({n})");
+}
+
+/// Text and HTML objects: ClamAV evaluates logical signatures on each
+/// scanned layer (raw text, its normalised text; HTML's normalised layers),
+/// with targets 0, 3 (HTML) and 7 (ASCII).
+#[test]
+fn logical_signatures_on_text_and_html_layers_match_clamscan() {
+    if !have_clamscan() {
+        println!("note: clamscan not found; differential test skipped");
+        return;
+    }
+    let sigs = [
+        format!(
+            "T.Any;Engine:51-255,Target:0;0&1;{};{}",
+            hexs(b"Hello"),
+            hexs(b"WORLD")
+        ),
+        format!(
+            "T.Lower;Engine:51-255,Target:0;0&1;{};{}",
+            hexs(b"hello"),
+            hexs(b"world")
+        ),
+        format!("T.Ascii;Engine:51-255,Target:7;0;{}", hexs(b"hello world")),
+        format!("T.AsciiCount;Engine:51-255,Target:7;0=2;{}", hexs(b"hello")),
+        format!(
+            "T.Html;Engine:51-255,Target:3;0&1;{};{}",
+            hexs(b"<script"),
+            hexs(b"evil(")
+        ),
+        format!(
+            "T.HtmlNocase;Engine:51-255,Target:0;0;{}::i",
+            hexs(b"EVIL(")
+        ),
+        format!(
+            "T.Pcre;Engine:81-255,Target:0;0&1;{};0/hel+o\\s+world/i",
+            hexs(b"ello")
+        ),
+        format!("T.Empty;Engine:51-255,Target:3;0<1;{}", hexs(b"absent!")),
+    ]
+    .join("\n");
+    let files = vec![
+        ("plain.txt", b"Say Hello   WORLD and hello world\n".to_vec()),
+        ("twice.txt", b"hello there, HELLO again\n".to_vec()),
+        (
+            "page.html",
+            b"<html><body><!-- Hello --><SCRIPT>Evil(1)</SCRIPT>hello world</body></html>\n"
+                .to_vec(),
+        ),
+    ];
+    let n = compare(&sigs, &files);
+    println!("layers: {n} detections agreed");
+    assert!(n >= 6, "too few detections ({n})");
 }

@@ -651,10 +651,11 @@ mod tests {
                     let view = ObjectView {
                         blob: &blob,
                         head: data,
+                        extra_target: None,
                         exe: None,
                         place: tdb::Placement::default(),
                     };
-                    set.evaluate(&st.hits, &view, None).unwrap();
+                    set.evaluate(&st, &view, None).unwrap();
                 }
                 Err(_) => err += 1,
             }

@@ -7,7 +7,7 @@ use super::pcre::{self, PcreSub};
 use super::tdb::{Placement, Tdb};
 use super::{BodyVariant, CompiledLdb};
 use crate::exe::ExeInfo;
-use crate::ndb::{CompiledSig, SigHit};
+use crate::ndb::{CompiledSig, NdbScan, Target};
 use moat_core::{Blob, EngineError};
 use std::borrow::Cow;
 use std::time::Instant;
@@ -22,6 +22,8 @@ struct Lsig {
     expr: Expr,
     pcres: Vec<(u8, PcreSub)>,
     bytecmps: Vec<(u8, ByteCmp)>,
+    /// (subsignature, NdbSet signature) of byte-compare references.
+    references: Vec<(u8, u32)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,8 +45,9 @@ pub struct LdbSet {
     /// or a PCRE trigger holds with every count at zero).
     always: Vec<u32>,
     needs_exe: bool,
-    /// (NdbSet signature, most distinct matches worth recording).
-    caps: Vec<(u32, u32)>,
+    /// (NdbSet signature, most distinct matches worth recording, whether
+    /// the last match must still be tracked for a byte compare).
+    caps: Vec<(u32, u32, bool)>,
 }
 
 impl LdbSet {
@@ -63,15 +66,16 @@ impl LdbSet {
                 set.always.push(li);
             }
             // Counts above every compared number change nothing; a byte
-            // compare needs the last match of its reference, so those stay
-            // uncapped.
+            // compare needs the last match of its reference, which the
+            // NdbSet keeps tracking past the cap.
             let cap = l
                 .pcres
                 .iter()
                 .map(|(_, p)| p.trigger.max_count())
                 .fold(l.expr.max_count(), u32::max)
                 .saturating_add(1);
-            let uncapped: Vec<u8> = l.bytecmps.iter().map(|(_, b)| b.reference).collect();
+            let referenced: Vec<u8> = l.bytecmps.iter().map(|(_, b)| b.reference).collect();
+            let mut references = Vec::new();
             for BodyVariant {
                 sub,
                 fullword,
@@ -80,9 +84,11 @@ impl LdbSet {
             } in l.body
             {
                 sig.all_matches = true;
-                if !uncapped.contains(&sub) {
-                    set.caps.push((ndb_sigs.len() as u32, cap));
+                let track_last = referenced.contains(&sub);
+                if track_last {
+                    references.push((sub, ndb_sigs.len() as u32));
                 }
+                set.caps.push((ndb_sigs.len() as u32, cap, track_last));
                 ndb_sigs.push(sig);
                 set.body.push(BodyRef {
                     lsig: li,
@@ -98,6 +104,7 @@ impl LdbSet {
                 expr: l.expr,
                 pcres: l.pcres,
                 bytecmps: l.bytecmps,
+                references,
             });
         }
         set
@@ -113,7 +120,7 @@ impl LdbSet {
 
     /// Per-object match limits for the body variants in the engine's
     /// `NdbSet` (see [`crate::ndb::NdbSet::limit_hits`]).
-    pub fn hit_caps(&self) -> &[(u32, u32)] {
+    pub fn hit_caps(&self) -> &[(u32, u32, bool)] {
         &self.caps
     }
 
@@ -128,7 +135,7 @@ impl LdbSet {
     /// object's body scan (other signatures' hits are ignored).
     pub fn evaluate(
         &self,
-        hits: &[SigHit],
+        st: &NdbScan,
         obj: &ObjectView<'_>,
         deadline: Option<Instant>,
     ) -> Result<Vec<u32>, EngineError> {
@@ -137,8 +144,8 @@ impl LdbSet {
             return Ok(found);
         }
         // (lsig, sub, start) of every body match that passes its fullword check.
-        let mut subs: Vec<(u32, u8, u64)> = Vec::with_capacity(hits.len());
-        for h in hits {
+        let mut subs: Vec<(u32, u8, u64)> = Vec::with_capacity(st.hits.len());
+        for h in &st.hits {
             let Some(r) = h
                 .sig
                 .checked_sub(self.base)
@@ -175,7 +182,7 @@ impl LdbSet {
                 last[s] = Some(start);
                 at += 1;
             }
-            if !l.tdb.target.accepts(obj.head) {
+            if !(l.tdb.target.accepts(obj.head) || obj.extra_target == Some(l.tdb.target)) {
                 continue;
             }
             if n % 16 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
@@ -186,7 +193,14 @@ impl LdbSet {
                 if counts[r] == 0 {
                     continue;
                 }
-                let base = last[r].unwrap_or(0);
+                // The last match, also past the recorded ones.
+                let tracked = l
+                    .references
+                    .iter()
+                    .filter(|(s, _)| *s == bc.reference)
+                    .filter_map(|&(_, sig)| st.last_start(sig))
+                    .max();
+                let base = last[r].max(tracked).unwrap_or(0);
                 if let Some((pos, len)) = bc.field(base, obj.len()) {
                     let field = obj.read(pos, len)?;
                     if bc.check_field(&field) {
@@ -221,11 +235,15 @@ impl LdbSet {
     }
 }
 
-/// What the evaluator needs to know about the object.
+/// What the evaluator needs to know about the object (or one of its
+/// normalised layers, as ClamAV evaluates logical signatures per layer).
 pub struct ObjectView<'a> {
     pub blob: &'a Blob,
-    /// The first bytes (for target types).
+    /// The first bytes (for target types); empty for a normalised layer.
     pub head: &'a [u8],
+    /// A target type accepted besides those `head` implies (a normalised
+    /// layer's target, or the extra target of a raw text/mail object).
+    pub extra_target: Option<Target>,
     pub exe: Option<&'a ExeInfo>,
     pub place: Placement,
 }

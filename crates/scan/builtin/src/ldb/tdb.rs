@@ -367,9 +367,10 @@ mod tests {
             parse(b"Engine:51-99,Target:0"),
             Err(NdbLineError::Unsupported("ldb_engine_older"))
         );
+        assert_eq!(parse(b"Target:3").unwrap().target, Target::Html);
         assert_eq!(
-            parse(b"Target:3"),
-            Err(NdbLineError::Unsupported("ldb_target_html"))
+            parse(b"Target:11"),
+            Err(NdbLineError::Unsupported("ldb_target_flash"))
         );
         assert_eq!(
             parse(b"Engine:51-255,Target:1,IconGroup1:x"),

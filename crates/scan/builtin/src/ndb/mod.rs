@@ -151,6 +151,8 @@ struct SigMeta {
     /// All-matches signatures: distinct match starts recorded at most
     /// (see [`NdbSet::limit_hits`]).
     cap: u32,
+    /// Past the cap, keep verifying to know the last match start.
+    track_last: bool,
     /// Number of parts (1 unless split at unbounded gaps).
     parts: u16,
     /// Multi-part signatures: index into [`NdbScan::progress`] and of the
@@ -182,7 +184,7 @@ pub struct SigHit {
 }
 
 /// Most [`SigHit`]s kept per object; past it [`NdbScan::hits_truncated`] is set.
-pub const MAX_HITS: usize = 1 << 16;
+pub const MAX_HITS: usize = 1 << 20;
 
 /// Per-object state: which signatures already matched.
 #[derive(Debug)]
@@ -251,6 +253,16 @@ fn target_bit(t: Target) -> u16 {
     1 << TARGETS.iter().position(|&x| x == t).unwrap_or(0)
 }
 
+impl NdbScan {
+    /// The last match start seen of a capped all-matches signature (see
+    /// [`NdbSet::limit_hits`]), also past its cap when it tracks it.
+    pub fn last_start(&self, sig: u32) -> Option<u64> {
+        self.capped
+            .get(&sig)
+            .and_then(|&(n, last)| (n > 0).then_some(last))
+    }
+}
+
 impl NdbSet {
     /// Index the anchors of `sigs`.
     pub fn build(sigs: Vec<CompiledSig>) -> NdbSet {
@@ -276,6 +288,7 @@ impl NdbSet {
                 all_matches: s.all_matches,
                 edges: s.edges,
                 cap: u32::MAX,
+                track_last: false,
                 parts: 1 + s.rest.len() as u16,
                 prog,
                 gap0,
@@ -371,10 +384,13 @@ impl NdbSet {
 
     /// Record at most `cap` distinct match starts (at least 1) of the
     /// all-matches signature `sig` per object: enough when the caller only
-    /// compares counts with numbers below `cap`.
-    pub fn limit_hits(&mut self, sig: u32, cap: u32) {
+    /// compares counts with numbers below `cap`. With `track_last`, matches
+    /// past the cap are still verified so that [`NdbScan::last_start`]
+    /// knows the last one.
+    pub fn limit_hits(&mut self, sig: u32, cap: u32, track_last: bool) {
         if let Some(m) = self.sigs.get_mut(sig as usize) {
             m.cap = cap.max(1);
+            m.track_last = track_last;
         }
     }
 
@@ -443,10 +459,21 @@ impl NdbSet {
         targets: &[Target],
         deadline: Option<Instant>,
     ) -> Result<Vec<u32>, EngineError> {
+        Ok(self.scan_layer_state(data, targets, deadline)?.found)
+    }
+
+    /// [`Self::scan_layer`] returning the whole per-layer state (with the
+    /// all-matches hits, for logical signatures).
+    pub fn scan_layer_state(
+        &self,
+        data: &[u8],
+        targets: &[Target],
+        deadline: Option<Instant>,
+    ) -> Result<NdbScan, EngineError> {
         let mut st = self.start_layer(targets);
         let mut cur = Cursor::whole(data, deadline);
         self.scan_window(data, 0, true, &mut cur, &mut st)?;
-        Ok(st.found)
+        Ok(st)
     }
 
     /// Test the anchor start positions of `window` (bytes `window_base..`
@@ -594,8 +621,13 @@ impl NdbSet {
                     if e.1 == ms {
                         continue;
                     }
-                    *e = (e.0 + 1, ms);
                     if e.0 >= meta.cap {
+                        // Past the cap (only `track_last` signatures get here).
+                        e.1 = ms;
+                        continue;
+                    }
+                    *e = (e.0 + 1, ms);
+                    if e.0 >= meta.cap && !meta.track_last {
                         // Enough matches for every count the caller can ask about.
                         st.matched[si / 64] |= 1 << (si % 64);
                     }
@@ -788,12 +820,17 @@ mod tests {
         let mut c = compile(&parse_ndb_line("S:0:*:4142").unwrap(), 0).unwrap();
         c.all_matches = true;
         let mut set = NdbSet::build(vec![c.clone(), c]);
-        set.limit_hits(0, 3);
+        set.limit_hits(0, 3, false);
         let data = b"AB AB AB AB AB AB";
         let st = set.scan_slice_state(data, None).unwrap();
         let count = |sig| st.hits.iter().filter(|h| h.sig == sig).count();
         assert_eq!((count(0), count(1)), (3, 6));
         assert!(!st.hits_truncated);
+        // Tracking the last start: still 3 hits, but the last match is known.
+        set.limit_hits(0, 3, true);
+        let st = set.scan_slice_state(data, None).unwrap();
+        assert_eq!(st.hits.iter().filter(|h| h.sig == 0).count(), 3);
+        assert_eq!(st.last_start(0), Some(15));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use moat_builtin::ldb::{self, LdbSet, ObjectView, tdb::Placement};
 use moat_builtin::ndb::NdbSet;
 use moat_core::Blob;
+use std::time::{Duration, Instant};
 
 fuzz_target!(|input: &[u8]| {
     let (line, data) = match input.iter().position(|&b| b == b'\n') {
@@ -19,15 +20,18 @@ fuzz_target!(|input: &[u8]| {
     let mut sigs = Vec::new();
     let set = LdbSet::build(vec![c], &mut sigs);
     let ndb = NdbSet::build(sigs);
-    let Ok(st) = ndb.scan_slice_state(data, None) else {
+    // Pathological jumps may take long: the deadline bounds them (Timeout is fine).
+    let deadline = Some(Instant::now() + Duration::from_millis(200));
+    let Ok(st) = ndb.scan_slice_state(data, deadline) else {
         return;
     };
     let blob = Blob::from_vec(data.to_vec());
     let view = ObjectView {
         blob: &blob,
         head: &data[..data.len().min(1024)],
+        extra_target: None,
         exe: None,
         place: Placement::default(),
     };
-    let _ = set.evaluate(&st.hits, &view, None);
+    let _ = set.evaluate(&st, &view, deadline);
 });
