@@ -6,7 +6,7 @@ use crate::hashdb::{HashDb, HashTable};
 use crate::ldb::{LdbSet, ObjectView, tdb::Placement};
 use crate::load::{self, LoadError, MAX_ERRORS};
 use crate::names::NameArena;
-use crate::ndb::{Cursor, Layout, NdbScan, NdbSet, parse::TARGET_HEAD};
+use crate::ndb::{Cursor, Layout, NdbScan, NdbSet, Target, parse::TARGET_HEAD};
 use crate::normalize::{self, FileKind};
 use md5::Md5;
 use moat_core::{
@@ -34,6 +34,8 @@ pub struct BuiltinEngine {
     ndb: NdbSet,
     /// Logical signatures; their body subsignatures live in `ndb`.
     ldb: LdbSet,
+    /// Whether some body signature has target 0, 3 or 7 (see `scan_normalised`).
+    layer_sigs: bool,
     info: EngineInfo,
     error_total: u64,
     chunk: usize,
@@ -127,6 +129,9 @@ impl BuiltinEngine {
             hashes,
             mdb,
             imp,
+            layer_sigs: [Target::Any, Target::Html, Target::Ascii]
+                .iter()
+                .any(|&t| ndb.has_target(t)),
             ndb,
             ldb,
             info,
@@ -147,6 +152,7 @@ impl BuiltinEngine {
             imp: HashDb::default(),
             ndb: NdbSet::empty(),
             ldb: LdbSet::default(),
+            layer_sigs: false,
             info: EngineInfo {
                 name: name.to_string(),
                 kind: "builtin".into(),
@@ -395,8 +401,9 @@ impl BuiltinEngine {
         let len = blob.len();
         let any_hash =
             self.hashes.md5.len() + self.hashes.sha1.len() + self.hashes.sha256.len() > 0;
-        if !normalize::wants_layers(kind, len)
-            || (self.ndb.is_empty() && self.ldb.is_empty() && !any_hash)
+        // Body signatures that can match a layer: target 0, 3 (HTML) or 7 (text).
+        let layer_sigs = self.layer_sigs;
+        if !normalize::wants_layers(kind, len) || (!layer_sigs && self.ldb.is_empty() && !any_hash)
         {
             return Ok(());
         }
@@ -426,12 +433,12 @@ impl BuiltinEngine {
                         .lookup(&Sha256::digest(&layer.data), n, ids);
                 }
             }
-            if !self.ndb.is_empty() && self.ldb.is_empty() {
+            if layer_sigs && self.ldb.is_empty() {
                 let found =
                     self.ndb
                         .scan_layer(&layer.data, &[layer.target], Some(ctx.deadline))?;
                 ids.extend_from_slice(&found);
-            } else if !self.ndb.is_empty() || !self.ldb.is_empty() {
+            } else if !self.ldb.is_empty() {
                 // Logical signatures are evaluated per layer, as ClamAV
                 // evaluates them per scanned map.
                 let st =

@@ -409,6 +409,12 @@ impl NdbSet {
         self.needs_layout
     }
 
+    /// Whether any signature applies to target `t` (lets the scan skip
+    /// normalised layers no signature can match).
+    pub fn has_target(&self, t: Target) -> bool {
+        self.sigs.iter().any(|m| m.target == t)
+    }
+
     /// Heap bytes used by the candidate index.
     pub fn index_bytes(&self) -> usize {
         self.index.memory_bytes()

@@ -522,6 +522,39 @@ pub fn recognise(data: &[u8]) -> Option<&'static str> {
         .max_by_key(|ty| rank(ty))
 }
 
+/// The HTML markers of the table's `*`-offset pattern lines, all literals.
+const HTML_LITERALS: &[&[u8]] = &[
+    b"<HEAD>", b"<HTML>", b"<Head>", b"<Html>", b"<IFRAME", b"<IMG", b"<Img", b"<OBJECT",
+    b"<Object", b"<SCRIPT", b"<Script", b"<TABLE", b"<head>", b"<html>", b"<iframe", b"<img",
+    b"<object", b"<script", b"<table",
+];
+
+/// Whether `data` holds one of the file-type table's HTML markers anywhere
+/// (what ClamAV's raw scan of a text file recognises as HTML): one of
+/// [`HTML_LITERALS`], or `<A ` / `<a ` followed anywhere later by `href`
+/// with `h`/`r` of either case and `EF` or `ef`. Equivalent to running the
+/// table's HTML pattern lines (a test checks it), in one linear pass.
+pub fn has_html_marker(data: &[u8]) -> bool {
+    let mut first_anchor: Option<usize> = None;
+    for i in memchr::memchr_iter(b'<', data) {
+        let rest = &data[i..];
+        if HTML_LITERALS.iter().any(|l| rest.starts_with(l)) {
+            return true;
+        }
+        if first_anchor.is_none() && (rest.starts_with(b"<A ") || rest.starts_with(b"<a ")) {
+            first_anchor = Some(i + 3);
+        }
+    }
+    let Some(from) = first_anchor else {
+        return false;
+    };
+    data[from.min(data.len())..].windows(4).any(|w| {
+        matches!(w[0], b'h' | b'H')
+            && matches!(w[1], b'r' | b'R')
+            && (&w[2..] == b"EF" || &w[2..] == b"ef")
+    })
+}
+
 /// Classify an object from its first bytes (`head`, up to [`MAGIC_HEAD`]
 /// are used).
 pub fn classify(head: &[u8]) -> FileKind {
@@ -662,6 +695,55 @@ mod tests {
         // two are partition types (kind 4, not used for files).
         let t = table();
         assert_eq!(t.magics.len() + t.pattern_types.len() + 2, 255);
+    }
+
+    /// Every `*`-offset HTML line of the table, as body signatures.
+    fn html_pattern_set() -> NdbSet {
+        let lines: Vec<String> = FTYPES
+            .iter()
+            .filter(|l| l.starts_with("1:*:") && l.ends_with(":CL_TYPE_HTML"))
+            .enumerate()
+            .map(|(i, l)| format!("{i}:0:*:{}", l.split(':').nth(2).unwrap()))
+            .collect();
+        assert_eq!(lines.len(), 23);
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (set, errs) = set_from_lines(&refs);
+        assert!(errs.is_empty());
+        set
+    }
+
+    #[test]
+    fn html_marker_scan_equals_the_table_patterns() {
+        let set = html_pattern_set();
+        let pieces: &[&[u8]] = &[
+            b"<a ", b"<A ", b"href", b"HREF", b"hrEF", b"Href", b"hReF", b"<img", b"<IMG", b"<Img",
+            b"<iMg", b"<html>", b"<HTML", b"<Html>", b"<table", b"<TABLE", b"<Table", b"<script",
+            b"<SCRIPT", b"<Script", b"<sCRIPT", b"<head>", b"<HEAD>", b"<iframe", b"<IFRAME",
+            b"<object", b"<OBJECT", b"<Object", b"x", b" ", b"<", b"<a", b"a ", b"\n",
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut seen = [0usize; 2];
+        for _ in 0..4000 {
+            let mut d = Vec::new();
+            for _ in 0..(x % 7) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                d.extend_from_slice(pieces[(x >> 20) as usize % pieces.len()]);
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let want = !set.scan_slice(&d, None).unwrap().is_empty();
+            assert_eq!(
+                has_html_marker(&d),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(&d)
+            );
+            seen[usize::from(want)] += 1;
+        }
+        assert!(seen[0] > 500 && seen[1] > 500, "{seen:?}");
     }
 
     #[test]

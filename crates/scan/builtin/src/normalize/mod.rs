@@ -10,8 +10,10 @@
 //!   ([`filetype::classify`]).
 //! * **Text** (ASCII, UTF-8, UTF-16): the raw bytes are scanned with target 0
 //!   only (hashes included). If an HTML marker of the file-type table occurs
-//!   anywhere in the file, the file is then treated as HTML (below, without
-//!   undoing the raw scan). Otherwise, if it is at most
+//!   anywhere in the file ([`filetype::has_html_marker`]), the file is then
+//!   treated as HTML (below, without undoing the raw scan). (When other
+//!   embedded types are also recognised, ClamAV may prefer them; not
+//!   reproduced.) Otherwise, if it is at most
 //!   [`MAX_SCRIPT_NORMALIZE`] bytes, its text normalisation
 //!   ([`text::TextNormalizer`]) is scanned with targets 0 and 7 (no hashes).
 //! * **HTML** (an HTML marker in the first 1024 bytes of text or binary
@@ -99,7 +101,7 @@ pub fn layers(kind: FileKind, data: &[u8]) -> Vec<Layer> {
     let len = data.len() as u64;
     let html = match kind {
         FileKind::Html => true,
-        FileKind::Text(_) => filetype::recognise(data) == Some("CL_TYPE_HTML"),
+        FileKind::Text(_) => filetype::has_html_marker(data),
         _ => return Vec::new(),
     };
     let mut out = Vec::new();
