@@ -341,11 +341,6 @@ pub fn parse(block: &[u8]) -> Result<Tdb, NdbLineError> {
         ));
     }
     tdb.target = match parse_target(t.to_string().as_bytes()) {
-        // Logical signatures are not yet evaluated on normalised layers
-        // (HTML, text) nor with mail typing: counted, not silently dead.
-        Ok(Target::Html) => return Err(NdbLineError::Unsupported("ldb_target_html")),
-        Ok(Target::Mail) => return Err(NdbLineError::Unsupported("ldb_target_mail")),
-        Ok(Target::Ascii) => return Err(NdbLineError::Unsupported("ldb_target_ascii")),
         Ok(t) => t,
         Err(NdbLineError::Unsupported(k)) => return Err(NdbLineError::Unsupported(ldb_kind(k))),
         Err(e) => return Err(e),
