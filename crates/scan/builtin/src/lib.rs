@@ -23,7 +23,9 @@
 //! * `engine`: [`BuiltinEngine`] and its [`moat_core::Engine`] implementation.
 #![forbid(unsafe_code)]
 
+mod allow;
 pub mod cvd;
+pub mod dsig;
 pub mod eicar;
 mod engine;
 pub mod exe;
@@ -34,5 +36,5 @@ pub mod ndb;
 
 pub use engine::{BuiltinEngine, DEFAULT_CHUNK};
 pub use hashdb::{HashFile, HashKind, HashLineError, ParsedHash, parse_hash_line};
-pub use load::LoadError;
+pub use load::{LoadError, LoadOptions};
 pub use ndb::{NdbLineError, NdbSignature, parse_ndb_line};

@@ -44,6 +44,14 @@ pub enum EngineConfig {
         name: Option<String>,
         #[serde(default)]
         signatures: Vec<PathBuf>,
+        /// Load the PUA databases (`.hdu`, `.hsu`, `.ndu`, `.ldu`, `.mdu`,
+        /// `.msu`); off by default, as in ClamAV.
+        #[serde(default)]
+        detect_pua: bool,
+        /// Refuse `.cvd`/`.cld` databases whose ClamAV digital signatures do
+        /// not verify; on by default.
+        #[serde(default = "default_true")]
+        verify_signatures: bool,
     },
     /// YARA-X rule files or directories.
     Yara {
@@ -59,6 +67,10 @@ pub enum EngineConfig {
         #[serde(default)]
         pool_size: Option<usize>,
     },
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_clamd_timeout() -> u64 {
@@ -124,6 +136,8 @@ pub fn default_engines() -> Vec<EngineConfig> {
     vec![EngineConfig::Builtin {
         name: None,
         signatures: Vec::new(),
+        detect_pua: false,
+        verify_signatures: true,
     }]
 }
 
@@ -151,16 +165,25 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
         }
         names.push(name.clone());
         let engine: Arc<dyn Engine> = match cfg {
-            EngineConfig::Builtin { signatures, .. } => {
+            EngineConfig::Builtin {
+                signatures,
+                detect_pua,
+                verify_signatures,
+                ..
+            } => {
+                let opts = moat_builtin::LoadOptions {
+                    detect_pua: *detect_pua,
+                    verify_signatures: *verify_signatures,
+                };
                 let e = if signatures.is_empty() {
                     moat_builtin::BuiltinEngine::eicar_only(&name)
                 } else {
-                    moat_builtin::BuiltinEngine::load(&name, signatures).map_err(|source| {
-                        BuildError::Builtin {
+                    moat_builtin::BuiltinEngine::load_with(&name, signatures, &opts).map_err(
+                        |source| BuildError::Builtin {
                             name: name.clone(),
                             source,
-                        }
-                    })?
+                        },
+                    )?
                 };
                 Arc::new(e)
             }
@@ -266,10 +289,14 @@ mod tests {
             EngineConfig::Builtin {
                 name: None,
                 signatures: vec![],
+                detect_pua: false,
+                verify_signatures: true,
             },
             EngineConfig::Builtin {
                 name: None,
                 signatures: vec![],
+                detect_pua: false,
+                verify_signatures: true,
             },
         ])
         .unwrap();

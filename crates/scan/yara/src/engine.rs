@@ -53,6 +53,7 @@ impl YaraEngine {
             signature_version: loaded.signature_version,
             signatures: BTreeMap::from([("yara_rules".to_string(), count)]),
             unsupported: BTreeMap::new(),
+            skipped: BTreeMap::new(),
             load_errors: loaded.errors,
             loaded_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -164,7 +165,10 @@ impl Engine for YaraEngine {
                 suspicious: is_suspicious(&rule),
             });
         }
-        Ok(EngineScan { hits })
+        Ok(EngineScan {
+            hits,
+            trusted: false,
+        })
     }
 }
 
