@@ -9,9 +9,10 @@
 //! * a signature name is first normalised: a trailing `.{...}` clause or
 //!   `.UNOFFICIAL` suffix is cut, and names shorter than 3 bytes are padded
 //!   with spaces to 3 (so are listed names);
-//! * a listed name drops every signature whose normalised name **ends** with
-//!   it (ClamAV matches the listed names with its Boyer-Moore matcher
-//!   anchored at the end of the name);
+//! * a listed name drops the signatures whose normalised name is exactly it
+//!   (ClamAV looks names up with its Boyer-Moore matcher anchored at the end
+//!   of the name; checked against clamscan 1.4.6: a listed suffix or prefix
+//!   of a name does not drop it);
 //! * with an MD5, only the signature whose line has that MD5 is dropped.
 
 use md5::{Digest, Md5};
@@ -33,17 +34,11 @@ pub enum IgnLineError {
     BadMd5,
 }
 
-/// One listed name.
-#[derive(Debug, Clone)]
-struct Entry {
-    name: Box<[u8]>,
-    line_md5: Option<[u8; 16]>,
-}
-
-/// The names to drop at load, indexed by their last three bytes.
+/// The names to drop at load, each with the line MD5s it is restricted to
+/// (`None`: any line).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IgnSet {
-    by_tail: HashMap<[u8; MIN_NAME], Vec<Entry>>,
+    by_name: HashMap<Box<[u8]>, Vec<Option<[u8; 16]>>>,
     len: usize,
 }
 
@@ -53,12 +48,6 @@ fn pad(name: &[u8]) -> Vec<u8> {
         v.push(b' ');
     }
     v
-}
-
-fn tail(name: &[u8]) -> Option<[u8; MIN_NAME]> {
-    name.get(name.len().checked_sub(MIN_NAME)?..)?
-        .try_into()
-        .ok()
 }
 
 /// ClamAV's `cli_signorm`: the name an ignore list is matched against.
@@ -120,14 +109,10 @@ impl IgnSet {
                 Some(d)
             }
         };
-        let name = pad(name);
-        let Some(key) = tail(&name) else {
-            return Err(IgnLineError::NoName);
-        };
-        self.by_tail.entry(key).or_default().push(Entry {
-            name: name.into_boxed_slice(),
-            line_md5,
-        });
+        self.by_name
+            .entry(pad(name).into_boxed_slice())
+            .or_default()
+            .push(line_md5);
         self.len += 1;
         Ok(())
     }
@@ -137,20 +122,13 @@ impl IgnSet {
         if self.len == 0 {
             return false;
         }
-        let norm = normalise(name);
-        let Some(key) = tail(&norm) else {
-            return false;
-        };
-        let Some(cands) = self.by_tail.get(&key) else {
+        let Some(cands) = self.by_name.get(normalise(name).as_ref()) else {
             return false;
         };
         let mut digest = None;
-        cands.iter().any(|e| {
-            norm.ends_with(&e.name)
-                && match e.line_md5 {
-                    None => true,
-                    Some(want) => *digest.get_or_insert_with(|| line_md5(line)) == want,
-                }
+        cands.iter().any(|want| match want {
+            None => true,
+            Some(want) => digest.get_or_insert_with(|| line_md5(line)) == want,
         })
     }
 }
@@ -168,12 +146,16 @@ mod tests {
     }
 
     #[test]
-    fn plain_names_drop_names_ending_with_them() {
+    fn plain_names_drop_exactly_that_name() {
         let s = set(&["Eicar-Test-Signature"]);
         assert!(s.ignores(b"Eicar-Test-Signature", b"x"));
-        assert!(s.ignores(b"Win.Eicar-Test-Signature", b"x"));
         assert!(s.ignores(b"Eicar-Test-Signature.UNOFFICIAL", b"x"));
+        assert!(s.ignores(b"Eicar-Test-Signature.{3}", b"x"));
+        // As clamscan 1.4.6: neither a longer name nor a suffix or prefix.
+        assert!(!s.ignores(b"Win.Eicar-Test-Signature", b"x"));
         assert!(!s.ignores(b"Eicar-Test-Signature-2", b"x"));
+        assert!(!set(&["Test-Signature"]).ignores(b"Eicar-Test-Signature", b"x"));
+        assert!(!set(&["Eicar-Test"]).ignores(b"Eicar-Test-Signature", b"x"));
         assert!(!s.ignores(b"Other", b"x"));
     }
 
@@ -193,7 +175,7 @@ mod tests {
         assert!(s.ignores(b"Old.Name", b""));
         assert!(s.ignores(b"ab", b""));
         assert!(!s.ignores(b"abc", b""));
-        assert!(s.ignores(b"Trojan.Foo.{7}", b"") == s.ignores(b"Trojan.Foo", b""));
+        assert!(!s.ignores(b"Trojan.Foo.{7}", b""));
     }
 
     #[test]
