@@ -3,6 +3,8 @@
 # that already has them. Idempotent. Prints the environment the tests should use.
 #
 #   ClamAV (clamd, clamscan)   apt: clamav clamav-daemon (tests start their own clamd)
+#   ClamAV's test files        apt: clamav-testfiles (differential tests)
+#   7z                         apt: p7zip-full (archives built by tests)
 #   PostgreSQL on 127.0.0.1:5432 with a database `test`
 #   python3                    for ../shared/bench generators
 #   RabbitMQ on 127.0.0.1:5672 (guest/guest)      apt: rabbitmq-server
@@ -32,6 +34,10 @@ command -v curl >/dev/null || apt_install curl
 if ! command -v clamscan >/dev/null || { ! command -v clamd >/dev/null && [ ! -x /usr/sbin/clamd ]; }; then
     apt_install clamav clamav-daemon
 fi
+# Debian's ClamAV test files, for the differential tests (crates/moat/tests/differential.rs)
+[ -d /usr/share/clamav-testfiles ] || apt_install clamav-testfiles
+# 7z, to build archives at test time
+command -v 7z >/dev/null || apt_install p7zip-full || apt_install 7zip
 # --- PostgreSQL
 PG_URL="${MOAT_TEST_POSTGRES_URL:-}"
 if [ -z "$PG_URL" ]; then
