@@ -34,8 +34,11 @@ command -v curl >/dev/null || apt_install curl
 if ! command -v clamscan >/dev/null || { ! command -v clamd >/dev/null && [ ! -x /usr/sbin/clamd ]; }; then
     apt_install clamav clamav-daemon
 fi
-# Debian's ClamAV test files, for the differential tests (crates/moat/tests/differential.rs)
-[ -d /usr/share/clamav-testfiles ] || apt_install clamav-testfiles
+# --- builtin engine differential tests: PE (MinGW) and ELF (gcc) built at
+# test time, ClamAV's harmless test files
+command -v x86_64-w64-mingw32-gcc >/dev/null || apt_install gcc-mingw-w64-x86-64
+command -v gcc >/dev/null || apt_install gcc
+[ -e /usr/share/clamav-testfiles/clam.exe ] || apt_install clamav-testfiles
 # 7z, to build archives at test time
 command -v 7z >/dev/null || apt_install p7zip-full || apt_install 7zip
 # --- PostgreSQL

@@ -119,6 +119,14 @@ pub struct EngineInfo {
     pub loaded_at: u64,
     /// Set when the last reload failed (the previous set stays in use).
     pub last_reload_error: Option<String>,
+    /// Files and directories the signatures or rules were read from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    /// Unix seconds when the newest loaded database was built (a CVD/CLD
+    /// header's build time, else the newest signature file's modification
+    /// time); `None` when nothing was read from disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_at: Option<u64>,
 }
 
 /// A detection engine. Implementations must be cheap to share across threads.

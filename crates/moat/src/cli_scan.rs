@@ -99,6 +99,29 @@ pub fn run(a: ScanArgs) -> Result<ExitCode> {
             );
         }
     }
+    let ages = settings.scan.signature_ages(&infos);
+    for i in infos.iter().filter(|i| !i.sources.is_empty()) {
+        let n: u64 = i.signatures.values().sum();
+        let age = ages
+            .iter()
+            .find(|a| a.engine == i.name)
+            .map_or(String::new(), |a| {
+                format!(", built {:.1} days ago", a.age_secs as f64 / 86_400.0)
+            });
+        eprintln!(
+            "moat: {}: {n} signatures from {}{age}",
+            i.name,
+            i.sources.join(", ")
+        );
+    }
+    for a in ages.iter().filter(|a| a.stale) {
+        eprintln!(
+            "moat: warning: {}: signatures are {:.0} days old (more than {}); update them",
+            a.engine,
+            a.age_secs as f64 / 86_400.0,
+            settings.scan.signatures_max_age_days
+        );
+    }
     let scanner = Scanner::new(set, settings.scan);
     let jobs = a
         .jobs

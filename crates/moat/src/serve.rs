@@ -68,11 +68,22 @@ async fn serve(mut s: Settings) -> Result<()> {
         .await
         .context("engine loading task")?
         .context("loading engines")?;
-    for i in set.infos() {
+    let infos = set.infos();
+    for i in &infos {
         tracing::info!(engine = %i.name, kind = %i.kind, version = %i.version, signature_version = %i.signature_version,
-            signatures = ?i.signatures, unsupported = ?i.unsupported, load_errors = i.load_errors.len(), "engine loaded");
+            signatures = ?i.signatures, unsupported = ?i.unsupported, load_errors = i.load_errors.len(),
+            sources = ?i.sources, "engine loaded");
         for e in i.load_errors.iter().take(20) {
             tracing::warn!(engine = %i.name, "{e}");
+        }
+    }
+    for a in s.scan.signature_ages(&infos) {
+        let days = a.age_secs as f64 / 86_400.0;
+        if a.stale {
+            tracing::warn!(engine = %a.engine, age_days = format!("{days:.1}"), max_age_days = s.scan.signatures_max_age_days,
+                "signatures are older than the configured maximum age; update them (freshclam or the configured source)");
+        } else {
+            tracing::info!(engine = %a.engine, age_days = format!("{days:.1}"), "signature age");
         }
     }
     let scanner = Arc::new(Scanner::new(set, s.scan.clone()));

@@ -1,12 +1,17 @@
 //! [`BuiltinEngine`]: the loaded signature set and the single-pass scan.
 
 use crate::eicar::{EICAR_NAME, is_eicar};
+use crate::exe::{self, PeMode, Src};
 use crate::hashdb::{HashDb, HashTable};
+use crate::ldb::{LdbSet, ObjectView, tdb::Placement};
 use crate::load::{self, LoadError, LoadOptions, MAX_ERRORS};
 use crate::names::NameArena;
-use crate::ndb::{Cursor, NdbSet, parse::TARGET_HEAD};
+use crate::ndb::{Cursor, Layout, NdbSet, parse::TARGET_HEAD};
+use crate::normalize::{self, FileKind};
 use md5::Md5;
-use moat_core::{Blob, Engine, EngineError, EngineInfo, EngineScan, Hit, Object, ScanContext};
+use moat_core::{
+    Blob, Engine, EngineError, EngineInfo, EngineScan, Hit, Object, Reason, ScanContext,
+};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -24,7 +29,13 @@ pub struct BuiltinEngine {
     hashes: HashDb,
     /// `.fp`/`.sfp`: hashes of trusted files.
     allow: HashDb,
+    /// `.mdb`/`.msb` PE section hashes.
+    mdb: HashDb,
+    /// `.imp` import-table hashes.
+    imp: HashDb,
     ndb: NdbSet,
+    /// Logical signatures; their body subsignatures live in `ndb`.
+    ldb: LdbSet,
     info: EngineInfo,
     error_total: u64,
     chunk: usize,
@@ -58,19 +69,32 @@ impl BuiltinEngine {
             sha1: HashTable::build(std::mem::take(&mut l.fp_sha1)),
             sha256: HashTable::build(std::mem::take(&mut l.fp_sha256)),
         };
-        let ndb_sigs = std::mem::take(&mut l.ndb);
+        let mut ndb_sigs = std::mem::take(&mut l.ndb);
+        let ldb = LdbSet::build(std::mem::take(&mut l.ldb), &mut ndb_sigs);
         let (md5, sha1, sha256) = (
             std::mem::take(&mut l.md5),
             std::mem::take(&mut l.sha1),
             std::mem::take(&mut l.sha256),
         );
-        let (hashes, ndb) = rayon::join(
-            || HashDb {
-                md5: HashTable::build(md5),
-                sha1: HashTable::build(sha1),
-                sha256: HashTable::build(sha256),
+        let (mdb_b, imp_b) = (std::mem::take(&mut l.mdb), std::mem::take(&mut l.imp));
+        let ((hashes, (mdb, imp)), ndb) = rayon::join(
+            || {
+                (
+                    HashDb {
+                        md5: HashTable::build(md5),
+                        sha1: HashTable::build(sha1),
+                        sha256: HashTable::build(sha256),
+                    },
+                    (HashDb::build(mdb_b), HashDb::build(imp_b)),
+                )
             },
-            || NdbSet::build(ndb_sigs),
+            || {
+                let mut set = NdbSet::build(ndb_sigs);
+                for &(sig, cap) in ldb.hit_caps() {
+                    set.limit_hits(sig, cap);
+                }
+                set
+            },
         );
         l.names.shrink_to_fit();
         let mut signatures = std::mem::take(&mut l.signatures);
@@ -99,6 +123,8 @@ impl BuiltinEngine {
             load_errors,
             loaded_at: now_secs(),
             last_reload_error: None,
+            sources: paths.iter().map(|p| p.display().to_string()).collect(),
+            built_at: crate::age::newest_build_time(paths),
         };
         tracing::info!(
             engine = name,
@@ -107,6 +133,7 @@ impl BuiltinEngine {
             sha1 = hashes.sha1.len(),
             sha256 = hashes.sha256.len(),
             ndb = ndb.len(),
+            ldb = ldb.len(),
             index_bytes = ndb.index_bytes(),
             load_errors = l.error_total,
             signature_version = %info.signature_version,
@@ -117,7 +144,10 @@ impl BuiltinEngine {
             names: std::mem::take(&mut l.names),
             hashes,
             allow,
+            mdb,
+            imp,
             ndb,
+            ldb,
             info,
             error_total: l.error_total,
             chunk: DEFAULT_CHUNK,
@@ -133,7 +163,10 @@ impl BuiltinEngine {
             names: NameArena::default(),
             hashes: HashDb::default(),
             allow: HashDb::default(),
+            mdb: HashDb::default(),
+            imp: HashDb::default(),
             ndb: NdbSet::empty(),
+            ldb: LdbSet::default(),
             info: EngineInfo {
                 name: name.to_string(),
                 kind: "builtin".into(),
@@ -179,6 +212,17 @@ impl BuiltinEngine {
         sha256: Option<[u8; 32]>,
         ctx: &ScanContext,
     ) -> Result<EngineScan, EngineError> {
+        self.scan_placed(blob, sha256, Placement::default(), ctx)
+    }
+
+    /// [`Self::scan_blob`] for an object at `place` (its archive depth).
+    pub fn scan_placed(
+        &self,
+        blob: &Blob,
+        sha256: Option<[u8; 32]>,
+        place: Placement,
+        ctx: &ScanContext,
+    ) -> Result<EngineScan, EngineError> {
         if ctx.expired() {
             return Err(EngineError::Timeout);
         }
@@ -194,14 +238,31 @@ impl BuiltinEngine {
                 suspicious: false,
             });
         }
-        let want_md5 = self.hashes.md5.wants(len) || self.allow.md5.wants(len);
-        let want_sha1 = self.hashes.sha1.wants(len) || self.allow.sha1.wants(len);
-        let want_sha256 = self.hashes.sha256.wants(len) || self.allow.sha256.wants(len);
-        let mut md5 = want_md5.then(Md5::new);
-        let mut sha1 = want_sha1.then(Sha1::new);
-        let mut sha = (sha256.is_none() && want_sha256).then(Sha256::new);
+        // ClamAV's file type decides which layers are scanned with which
+        // targets (see `normalize`): HTML's raw bytes are not scanned at all.
+        // The allow-list hashes the object itself whatever its type.
+        let kind = normalize::classify(&head);
+        let raw = normalize::raw_plan(kind);
+        let mut md5 =
+            ((raw.scan && self.hashes.md5.wants(len)) || self.allow.md5.wants(len)).then(Md5::new);
+        let mut sha1 = ((raw.scan && self.hashes.sha1.wants(len)) || self.allow.sha1.wants(len))
+            .then(Sha1::new);
+        let mut sha = (sha256.is_none()
+            && ((raw.scan && self.hashes.sha256.wants(len)) || self.allow.sha256.wants(len)))
+        .then(Sha256::new);
         let mut st = self.ndb.start(&head);
-        let need_ndb = !self.ndb.is_empty();
+        if self.ndb.needs_layout() || self.ldb.needs_exe() {
+            st.layout = self.layout(blob, &head)?;
+        }
+        if let Some(t) = raw.extra {
+            st.enable(t);
+        }
+        let need_ndb = raw.scan && !self.ndb.is_empty();
+        let needs_pass = need_ndb
+            || (raw.scan && !self.ldb.is_empty())
+            || md5.is_some()
+            || sha1.is_some()
+            || sha.is_some();
         let mut update = |data: &[u8]| {
             if let Some(h) = md5.as_mut() {
                 h.update(data);
@@ -213,7 +274,6 @@ impl BuiltinEngine {
                 h.update(data);
             }
         };
-        let needs_pass = need_ndb || want_md5 || want_sha1 || (sha256.is_none() && want_sha256);
         if needs_pass {
             let deadline = Some(ctx.deadline);
             match blob.as_slice() {
@@ -290,15 +350,43 @@ impl BuiltinEngine {
             });
         }
         let mut ids = Vec::new();
-        lookup_all(
-            &self.hashes,
-            md5.as_ref(),
-            sha1.as_ref(),
-            digest.as_ref(),
-            len,
-            &mut ids,
-        );
+        // Hash signatures apply where the raw bytes are scanned.
+        if raw.scan {
+            lookup_all(
+                &self.hashes,
+                md5.as_ref(),
+                sha1.as_ref(),
+                digest.as_ref(),
+                len,
+                &mut ids,
+            );
+        }
         ids.extend_from_slice(&st.found);
+        self.scan_pe_hashes(blob, &head, ctx, &mut ids)?;
+        if !self.ldb.is_empty() {
+            if st.hits_truncated {
+                return Err(EngineError::Unscannable {
+                    reason: Reason::LimitsExceeded,
+                    detail: format!(
+                        "more than {} logical-subsignature matches",
+                        crate::ndb::MAX_HITS
+                    ),
+                });
+            }
+            // EntryPoint/NumberOfSections need the executable layout
+            // (parsed once, before the pass, with the ndb offsets').
+            let view = ObjectView {
+                blob,
+                head: &head,
+                exe: match &st.layout {
+                    Layout::Exe(info) => Some(info),
+                    _ => None,
+                },
+                place,
+            };
+            ids.extend(self.ldb.evaluate(&st.hits, &view, Some(ctx.deadline))?);
+        }
+        self.scan_normalised(blob, kind, ctx, &mut ids)?;
         for id in ids {
             let h = self.hit(id);
             if !hits.iter().any(|x: &Hit| x.signature == h.signature) {
@@ -325,6 +413,184 @@ impl BuiltinEngine {
         let mut ids = Vec::new();
         lookup_all(&self.allow, md5, sha1, sha256, len, &mut ids);
         !ids.is_empty()
+    }
+
+    /// Scan ClamAV's normalised layers of a text or HTML object (see
+    /// [`crate::normalize`]): each layer's body signatures with target 0 and
+    /// the layer's target, and its hashes when ClamAV checks them.
+    fn scan_normalised(
+        &self,
+        blob: &Blob,
+        kind: FileKind,
+        ctx: &ScanContext,
+        ids: &mut Vec<u32>,
+    ) -> Result<(), EngineError> {
+        let len = blob.len();
+        let any_hash =
+            self.hashes.md5.len() + self.hashes.sha1.len() + self.hashes.sha256.len() > 0;
+        if !normalize::wants_layers(kind, len) || (self.ndb.is_empty() && !any_hash) {
+            return Ok(());
+        }
+        let owned;
+        let data: &[u8] = match blob.as_slice() {
+            Some(d) => d,
+            None => {
+                owned = read_all(blob)?;
+                &owned
+            }
+        };
+        for layer in normalize::layers(kind, data) {
+            if ctx.expired() {
+                return Err(EngineError::Timeout);
+            }
+            if layer.hashes {
+                let n = layer.data.len() as u64;
+                if self.hashes.md5.wants(n) {
+                    self.hashes.md5.lookup(&Md5::digest(&layer.data), n, ids);
+                }
+                if self.hashes.sha1.wants(n) {
+                    self.hashes.sha1.lookup(&Sha1::digest(&layer.data), n, ids);
+                }
+                if self.hashes.sha256.wants(n) {
+                    self.hashes
+                        .sha256
+                        .lookup(&Sha256::digest(&layer.data), n, ids);
+                }
+            }
+            if !self.ndb.is_empty() {
+                let found =
+                    self.ndb
+                        .scan_layer(&layer.data, &[layer.target], Some(ctx.deadline))?;
+                ids.extend_from_slice(&found);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The whole content of a blob (callers bound its size).
+fn read_all(blob: &Blob) -> Result<Vec<u8>, EngineError> {
+    let len = usize::try_from(blob.len())
+        .map_err(|_| EngineError::Io(std::io::Error::other("object too large to normalise")))?;
+    let mut buf = vec![0u8; len];
+    let mut at = 0usize;
+    while at < len {
+        let n = blob.read_at(at as u64, &mut buf[at..])?;
+        if n == 0 {
+            return Err(EngineError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("content ended at {at} of {len} bytes"),
+            )));
+        }
+        at += n;
+    }
+    Ok(buf)
+}
+
+impl BuiltinEngine {
+    /// The executable layout for offsets (`cli_targetinfo`): PE for
+    /// `MZ`, ELF for `\x7fELF`, broken when those headers do not parse.
+    /// (ClamAV types only `MZ` files as MS-EXE: a `ZM` file, which its PE
+    /// parser would accept, is never parsed as a PE.)
+    fn layout(&self, blob: &Blob, head: &[u8]) -> Result<Layout, EngineError> {
+        let src = Src::new(blob, head);
+        let is_exe = head.starts_with(b"MZ") || head.starts_with(b"\x7fELF");
+        if !is_exe {
+            return Ok(Layout::NotExe);
+        }
+        match exe::parse(&src, PeMode::Target) {
+            Ok(Some(info)) => Ok(Layout::Exe(info)),
+            Ok(None) => Ok(Layout::NotExe),
+            Err(exe::ExeError::Io(e)) => Err(EngineError::Io(e)),
+            Err(e) => {
+                tracing::debug!(engine = %self.name, "executable headers not parsed: {e}");
+                Ok(Layout::Broken)
+            }
+        }
+    }
+
+    /// `.mdb`/`.msb` and `.imp` signatures on a PE (as `cli_scanpe`): each
+    /// section's raw data (`rsz` bytes at `raw`) is hashed, and for PE32
+    /// files the import table. A file whose headers ClamAV would refuse
+    /// gets neither, as in ClamAV.
+    fn scan_pe_hashes(
+        &self,
+        blob: &Blob,
+        head: &[u8],
+        ctx: &ScanContext,
+        ids: &mut Vec<u32>,
+    ) -> Result<(), EngineError> {
+        if (self.mdb.is_empty() && self.imp.is_empty()) || !head.starts_with(b"MZ") {
+            return Ok(());
+        }
+        let src = Src::new(blob, head);
+        let info = match exe::pe::parse(&src, PeMode::Scan) {
+            Ok(i) => i,
+            Err(exe::ExeError::Io(e)) => return Err(EngineError::Io(e)),
+            Err(e) => {
+                tracing::debug!(engine = %self.name, "PE headers not parsed: {e}");
+                return Ok(());
+            }
+        };
+        if !self.mdb.is_empty() {
+            // File-backed objects are read in chunks (allocated on first use).
+            let mut buf = Vec::new();
+            for s in info.sections.iter().filter(|s| s.rsz != 0) {
+                let size = u64::from(s.rsz);
+                if !self.mdb.wants(size) {
+                    continue;
+                }
+                self.mdb.scan_with(Some(size), ids, |sink| {
+                    let (mut off, end) = (u64::from(s.raw), u64::from(s.raw) + size);
+                    if let Some(data) = blob.as_slice() {
+                        // The parser keeps raw..raw+rsz inside the object.
+                        let part = data.get(off as usize..end as usize).ok_or_else(|| {
+                            EngineError::Other(format!("section at {off} outside the object"))
+                        })?;
+                        sink(part);
+                        return Ok(size);
+                    }
+                    if buf.is_empty() {
+                        buf = vec![0u8; self.chunk.clamp(16, 1 << 20)];
+                    }
+                    while off < end {
+                        let n = ((end - off) as usize).min(buf.len());
+                        let got = blob.read_at(off, &mut buf[..n])?;
+                        if got != n {
+                            return Err(EngineError::Io(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                format!("section data ended at {off}"),
+                            )));
+                        }
+                        sink(&buf[..n]);
+                        off += n as u64;
+                        if ctx.expired() {
+                            return Err(EngineError::Timeout);
+                        }
+                    }
+                    Ok(size)
+                })?;
+            }
+        }
+        if !self.imp.is_empty() && !info.pe32plus {
+            let r = self.imp.scan_with(None, ids, |sink| {
+                exe::imports::import_string(&src, &info, sink).map(u64::from)
+            });
+            match r {
+                Ok(()) => {}
+                Err(exe::imports::ImpError::Exe(exe::ExeError::Io(e))) => {
+                    return Err(EngineError::Io(e));
+                }
+                Err(e @ exe::imports::ImpError::TooLarge) => {
+                    return Err(EngineError::Unscannable {
+                        reason: moat_core::Reason::LimitsExceeded,
+                        detail: e.to_string(),
+                    });
+                }
+                Err(e) => tracing::debug!(engine = %self.name, "no import hash: {e}"),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -358,7 +624,8 @@ impl Engine for BuiltinEngine {
     }
 
     fn scan(&self, obj: &Object<'_>, ctx: &ScanContext) -> Result<EngineScan, EngineError> {
-        self.scan_blob(obj.data, obj.sha256, ctx)
+        let place = Placement { depth: obj.depth };
+        self.scan_placed(obj.data, obj.sha256, place, ctx)
     }
 }
 
@@ -519,6 +786,9 @@ mod tests {
     fn late_hit_at_end_of_big_object_and_eof_offset() {
         let (_d, e) = engine_with(&[("b.ndb", NDB)]);
         let mut data = noise(5 << 20, 7);
+        // Binary data for ClamAV's type detection (random bytes usually
+        // pass as UTF-16 text, whose normalised layer drops the final NUL).
+        data[..4].copy_from_slice(&[0, 1, 0, 2]);
         let n = data.len();
         data[n - 8..].copy_from_slice(b"eeeeeeee");
         for blob in [Blob::from_vec(data.clone()), file_blob(&data)] {
@@ -561,10 +831,10 @@ mod tests {
         let other = hex::encode(Sha256::digest(b"other"));
         let hdb = format!("{md5}:{}:H.Md5\n", body.len());
         let hsb = format!(
-            "{sha1}:*:H.Sha1\n{sha256}:{}:H.Sha256\n{other}:5:H.Other\n",
+            "{sha1}:*:H.Sha1:73\n{sha256}:{}:H.Sha256\n{other}:5:H.Other\n",
             body.len()
         );
-        let hsu = format!("{sha256}:*:PUA.H.Sha256\n");
+        let hsu = format!("{sha256}:*:PUA.H.Sha256:73\n");
         let (_d, e) = engine_with_pua(&[("a.hdb", &hdb), ("a.hsb", &hsb), ("a.hsu", &hsu)]);
         let blob = Blob::from_vec(body.to_vec());
         let r = e.scan_blob(&blob, None, &ctx()).unwrap();
@@ -587,6 +857,47 @@ mod tests {
         let i = e.info();
         assert_eq!(i.signatures.get("hdb"), Some(&1));
         assert_eq!(i.signatures.get("hsb"), Some(&4));
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a 544-byte test file
+    fn pe_section_and_import_hashes_with_pua_twins() {
+        let p = "/usr/share/clamav-testfiles/clam.exe";
+        let Ok(data) = std::fs::read(p) else {
+            eprintln!("SKIP: {p} missing (apt clamav-testfiles)");
+            return;
+        };
+        // From `sigtool --mdb` / `--imp` on clam.exe.
+        let sect = "512:23db1dd3f77fae25610b6a32701313ae";
+        let (_d, e) = engine_with_pua(&[
+            ("a.mdb", &format!("{sect}:Sect.Md5\n")),
+            ("a.msu", &format!("{sect}:PUA.Sect\n")),
+            ("a.imp", "98c88d882f01a3f6ac1e5f7dfd761624:39:Imp.Md5\n"),
+        ]);
+        for blob in [file_blob(&data), Blob::from_vec(data.clone())] {
+            let r = e.scan_blob(&blob, None, &ctx()).unwrap();
+            let mut got: Vec<(&str, bool)> = r
+                .hits
+                .iter()
+                .map(|h| (h.signature.as_str(), h.suspicious))
+                .collect();
+            got.sort();
+            assert_eq!(
+                got,
+                vec![("Imp.Md5", false), ("PUA.Sect", true), ("Sect.Md5", false)]
+            );
+        }
+        assert_eq!(e.info().signatures.get("mdb"), Some(&2));
+        assert_eq!(e.info().signatures.get("imp"), Some(&1));
+        // The same bytes without the MZ header match nothing.
+        let mut other = data.clone();
+        other[0] = b'N';
+        assert!(
+            e.scan_blob(&Blob::from_vec(other), None, &ctx())
+                .unwrap()
+                .hits
+                .is_empty()
+        );
     }
 
     #[test]
@@ -689,14 +1000,14 @@ mod tests {
         let i = off.info();
         assert_eq!(i.skipped.get("pua_ndu"), Some(&1));
         assert_eq!(i.skipped.get("pua_ldu"), Some(&1));
-        assert!(i.load_errors.is_empty() && !i.unsupported.contains_key("ldu"));
+        assert!(i.load_errors.is_empty() && !i.signatures.contains_key("ldb"));
         let (_d, on) = engine_with_pua(&files);
         let r = on.scan_blob(&data, None, &ctx()).unwrap();
         let mut got = names(&r);
         got.sort();
         assert_eq!(got, vec!["Body.A", "PUA.Body"]);
         assert!(on.info().skipped.is_empty());
-        assert_eq!(on.info().unsupported.get("ldu"), Some(&1));
+        assert_eq!(on.info().signatures.get("ldb"), Some(&1));
     }
 
     #[test]
@@ -709,7 +1020,7 @@ mod tests {
         let (_d, e) = engine_with(&[
             ("b.ndb", ndb),
             ("x.fp", &format!("{md5}:{}:Trusted.Md5\n", body.len())),
-            ("x.sfp", &format!("{sha256}:*:Trusted.Sha256\n")),
+            ("x.sfp", &format!("{sha256}:*:Trusted.Sha256:73\n")),
         ]);
         for data in [&body, &other] {
             let r = e

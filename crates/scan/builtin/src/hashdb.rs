@@ -1,9 +1,10 @@
 //! Whole-file hash signatures: `.hdb`/`.hdu` (MD5) and `.hsb`/`.hsu` (MD5,
 //! SHA-1 or SHA-256, told apart by the digest length).
 //!
-//! A line is `HASH:SIZE:Name[:MinFL[...]]`; `SIZE` may be `*` (any size).
-//! Extra trailing fields (ClamAV's functionality levels) are accepted and
-//! ignored. Signatures are kept in sorted vectors of fixed-size entries (the
+//! A line is `HASH:SIZE:Name[:MinFL[:MaxFL]]` (`.mdb`/`.msb`:
+//! `SIZE:HASH:Name...`); `SIZE` may be `*` (any size), which ClamAV accepts
+//! only with a `MinFL` of at least 73 (except in `.imp`). Functionality
+//! levels are otherwise ignored. Signatures are kept in sorted vectors of fixed-size entries (the
 //! name is an index into the shared name arena), so a million SHA-256
 //! signatures take about 44 MB, plus a sorted list of the distinct sizes per
 //! hash type to decide cheaply whether an object needs that hash at all.
@@ -17,6 +18,13 @@ pub enum HashFile {
     Hdb,
     /// `.hsb` / `.hsu`: MD5, SHA-1 or SHA-256 by hex length.
     Hsb,
+    /// `.mdb` / `.msb` (and PUA `.mdu` / `.msu`): PE section hashes,
+    /// `SIZE:HASH:Name`, any of the three digests.
+    Mdb,
+    /// `.imp`: import-table hashes, `HASH:SIZE:Name`; `*` always allowed
+    /// (the others need a minimum functionality level of 73 for `*`, as
+    /// `cli_loadhash`).
+    Imp,
 }
 
 /// A digest algorithm.
@@ -67,6 +75,8 @@ pub enum HashLineError {
     BadSize(String),
     #[error("empty signature name")]
     EmptyName,
+    #[error("a '*' size needs a minimum functionality level of at least 73")]
+    WildcardNeedsFlevel,
 }
 
 /// Parse one hash signature line (see the module docs).
@@ -79,15 +89,27 @@ pub fn parse_hash_bytes(line: &[u8], file: HashFile) -> Result<ParsedHash<'_>, H
     let line = line.trim_ascii();
     let missing = || HashLineError::MissingFields(line.split(|&b| b == b':').count());
     let c1 = memchr::memchr(b':', line).ok_or_else(missing)?;
-    let (hash, rest) = (&line[..c1], &line[c1 + 1..]);
+    let (first, rest) = (&line[..c1], &line[c1 + 1..]);
     let c2 = memchr::memchr(b':', rest).ok_or_else(missing)?;
-    let (size, rest) = (&rest[..c2], &rest[c2 + 1..]);
-    // Fields after the name (functionality levels) are ignored.
-    let name = memchr::memchr(b':', rest).map_or(rest, |c3| &rest[..c3]);
+    let (second, rest) = (&rest[..c2], &rest[c2 + 1..]);
+    // Fields after the name (functionality levels) are ignored, except
+    // that `.mdb` wildcard sizes need a minimum level of 73.
+    let (name, min_fl) = match memchr::memchr(b':', rest) {
+        Some(c3) => {
+            let fl = &rest[c3 + 1..];
+            let fl = memchr::memchr(b':', fl).map_or(fl, |c| &fl[..c]);
+            (&rest[..c3], parse_u64(fl))
+        }
+        None => (rest, None),
+    };
+    let (hash, size) = match file {
+        HashFile::Mdb => (second, first),
+        _ => (first, second),
+    };
     let kind = match (file, hash.len()) {
         (_, 32) => HashKind::Md5,
-        (HashFile::Hsb, 40) => HashKind::Sha1,
-        (HashFile::Hsb, 64) => HashKind::Sha256,
+        (HashFile::Hsb | HashFile::Mdb | HashFile::Imp, 40) => HashKind::Sha1,
+        (HashFile::Hsb | HashFile::Mdb | HashFile::Imp, 64) => HashKind::Sha256,
         (HashFile::Hdb, len) => {
             return Err(HashLineError::BadLength {
                 len,
@@ -95,24 +117,36 @@ pub fn parse_hash_bytes(line: &[u8], file: HashFile) -> Result<ParsedHash<'_>, H
                 expected: "32 (MD5)",
             });
         }
-        (HashFile::Hsb, len) => {
+        (_, len) => {
             return Err(HashLineError::BadLength {
                 len,
-                file: "hsb",
+                file: match file {
+                    HashFile::Mdb => "mdb",
+                    HashFile::Imp => "imp",
+                    _ => "hsb",
+                },
                 expected: "32, 40 or 64 (MD5, SHA-1, SHA-256)",
             });
         }
     };
     let mut digest = [0u8; 32];
     decode_hex(hash, &mut digest[..kind.len()]).ok_or(HashLineError::BadHex)?;
-    let size =
-        if size == b"*" {
-            None
-        } else {
-            Some(parse_u64(size).ok_or_else(|| {
-                HashLineError::BadSize(String::from_utf8_lossy(size).into_owned())
-            })?)
-        };
+    let bad_size = || HashLineError::BadSize(String::from_utf8_lossy(size).into_owned());
+    let size = if size == b"*" {
+        // As `cli_loadhash`: every hash format but `.imp` needs a minimum
+        // functionality level of at least 73 for a wildcard size.
+        if file != HashFile::Imp && min_fl.is_none_or(|f| f < 73) {
+            return Err(HashLineError::WildcardNeedsFlevel);
+        }
+        None
+    } else {
+        let n = parse_u64(size).ok_or_else(bad_size)?;
+        // ClamAV refuses 0 and sizes from 2^32 - 1 for these formats.
+        if matches!(file, HashFile::Mdb | HashFile::Imp) && (n == 0 || n >= 0xffff_ffff) {
+            return Err(bad_size());
+        }
+        Some(n)
+    };
     if name.is_empty() {
         return Err(HashLineError::EmptyName);
     }
@@ -334,6 +368,106 @@ pub(crate) struct HashDb {
     pub(crate) sha256: HashTable<32>,
 }
 
+impl HashDb {
+    pub(crate) fn build(b: HashBuckets) -> HashDb {
+        HashDb {
+            md5: HashTable::build(b.md5),
+            sha1: HashTable::build(b.sha1),
+            sha256: HashTable::build(b.sha256),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.md5.len() + self.sha1.len() + self.sha256.len() == 0
+    }
+
+    /// Whether any table has a signature for this size (or `*`).
+    pub(crate) fn wants(&self, size: u64) -> bool {
+        self.md5.wants(size) || self.sha1.wants(size) || self.sha256.wants(size)
+    }
+
+    /// Hash what `feed` produces with every digest some signature of
+    /// `size` could need, and push the matching name ids. `feed` gets a
+    /// sink for the bytes and returns the size when it is only known at
+    /// the end (import strings); `size` is then `None`.
+    pub(crate) fn scan_with<E>(
+        &self,
+        size: Option<u64>,
+        out: &mut Vec<u32>,
+        feed: impl FnOnce(&mut dyn FnMut(&[u8])) -> Result<u64, E>,
+    ) -> Result<(), E> {
+        use md5::Md5;
+        use sha1::Sha1;
+        use sha2::{Digest, Sha256};
+        let need = |len: usize, wants: bool| len > 0 && size.is_none_or(|_| wants);
+        let sz = size.unwrap_or(0);
+        let mut m = need(self.md5.len(), self.md5.wants(sz)).then(Md5::new);
+        let mut s1 = need(self.sha1.len(), self.sha1.wants(sz)).then(Sha1::new);
+        let mut s2 = need(self.sha256.len(), self.sha256.wants(sz)).then(Sha256::new);
+        if m.is_none() && s1.is_none() && s2.is_none() {
+            return Ok(());
+        }
+        let total = feed(&mut |d: &[u8]| {
+            if let Some(h) = m.as_mut() {
+                h.update(d);
+            }
+            if let Some(h) = s1.as_mut() {
+                h.update(d);
+            }
+            if let Some(h) = s2.as_mut() {
+                h.update(d);
+            }
+        })?;
+        let size = size.unwrap_or(total);
+        if let Some(h) = m {
+            self.md5.lookup(&h.finalize(), size, out);
+        }
+        if let Some(h) = s1 {
+            self.sha1.lookup(&h.finalize(), size, out);
+        }
+        if let Some(h) = s2 {
+            self.sha256.lookup(&h.finalize(), size, out);
+        }
+        Ok(())
+    }
+}
+
+/// Entries of the three digest types being collected.
+#[derive(Debug, Default)]
+pub(crate) struct HashBuckets {
+    pub(crate) md5: Buckets<16>,
+    pub(crate) sha1: Buckets<20>,
+    pub(crate) sha256: Buckets<32>,
+}
+
+/// One block's parsed entries of the three digest types.
+#[derive(Debug, Default)]
+pub(crate) struct HashVecs {
+    pub(crate) md5: Vec<HashEntry<16>>,
+    pub(crate) sha1: Vec<HashEntry<20>>,
+    pub(crate) sha256: Vec<HashEntry<32>>,
+}
+
+impl HashVecs {
+    /// Add one parsed line under name id `id`; false if it did not fit.
+    pub(crate) fn push(&mut self, p: &ParsedHash<'_>, id: u32) -> bool {
+        match p.kind {
+            HashKind::Md5 => HashEntry::new(&p.digest, p.size, id).map(|e| self.md5.push(e)),
+            HashKind::Sha1 => HashEntry::new(&p.digest, p.size, id).map(|e| self.sha1.push(e)),
+            HashKind::Sha256 => HashEntry::new(&p.digest, p.size, id).map(|e| self.sha256.push(e)),
+        }
+        .is_some()
+    }
+}
+
+impl HashBuckets {
+    pub(crate) fn absorb(&mut self, v: HashVecs, base: u32) {
+        self.md5.absorb(v.md5, base);
+        self.sha1.absorb(v.sha1, base);
+        self.sha256.absorb(v.sha256, base);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,10 +486,24 @@ mod tests {
 
     #[test]
     fn parses_star_size_and_uppercase_hex() {
-        let line = format!("{}:*:Any.Size", MD5_EMPTY.to_uppercase());
+        let line = format!("{}:*:Any.Size:73", MD5_EMPTY.to_uppercase());
         let p = parse_hash_line(&line, HashFile::Hdb).unwrap();
         assert_eq!(p.size, None);
         assert_eq!(hex::encode(&p.digest[..16]), MD5_EMPTY);
+        // Without a functionality level of 73 or more, clamscan refuses it.
+        let m = MD5_EMPTY;
+        for (l, f) in [
+            (format!("{m}:*:Any"), HashFile::Hdb),
+            (format!("{m}:*:Any:72"), HashFile::Hdb),
+            (format!("{m}:*:Any"), HashFile::Hsb),
+            (format!("*:{m}:Any:72"), HashFile::Mdb),
+        ] {
+            assert_eq!(
+                parse_hash_line(&l, f),
+                Err(HashLineError::WildcardNeedsFlevel),
+                "{l}"
+            );
+        }
     }
 
     #[test]
@@ -369,7 +517,7 @@ mod tests {
             HashKind::Sha1
         );
         assert_eq!(
-            parse_hash_line(&format!("{sha256}:*:S256:0:255"), HashFile::Hsb)
+            parse_hash_line(&format!("{sha256}:*:S256:73:255"), HashFile::Hsb)
                 .unwrap()
                 .kind,
             HashKind::Sha256
@@ -417,6 +565,37 @@ mod tests {
             parse_hash_line(&format!("{MD5_EMPTY}:1:"), HashFile::Hdb),
             Err(HashLineError::EmptyName)
         );
+    }
+
+    #[test]
+    fn mdb_lines_put_the_size_first_and_gate_wildcards_on_flevel() {
+        let l1 = format!("28160:{MD5_EMPTY}:Sect.Md5");
+        let p = parse_hash_line(&l1, HashFile::Mdb).unwrap();
+        assert_eq!(
+            (p.kind, p.size, p.name),
+            (HashKind::Md5, Some(28160), &b"Sect.Md5"[..])
+        );
+        let sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let l2 = format!("*:{sha256}:Sect.Any:73");
+        let p = parse_hash_line(&l2, HashFile::Mdb).unwrap();
+        assert_eq!((p.kind, p.size), (HashKind::Sha256, None));
+        for bad in [
+            format!("*:{sha256}:Sect.Any"),
+            format!("*:{sha256}:Sect.Any:72"),
+        ] {
+            assert_eq!(
+                parse_hash_line(&bad, HashFile::Mdb),
+                Err(HashLineError::WildcardNeedsFlevel)
+            );
+        }
+        assert!(matches!(
+            parse_hash_line(&format!("0:{MD5_EMPTY}:Zero"), HashFile::Mdb),
+            Err(HashLineError::BadSize(_))
+        ));
+        // .imp: hash first, wildcard without a level.
+        let l3 = format!("{MD5_EMPTY}:*:Imp.Any");
+        let p = parse_hash_line(&l3, HashFile::Imp).unwrap();
+        assert_eq!(p.size, None);
     }
 
     fn table<const N: usize>(entries: Vec<HashEntry<N>>) -> HashTable<N> {

@@ -12,7 +12,10 @@
 
 use crate::allow::IgnSet;
 use crate::cvd;
-use crate::hashdb::{Buckets, HashEntry, HashFile, HashKind, parse_hash_bytes};
+use crate::hashdb::{
+    Buckets, HashBuckets, HashEntry, HashFile, HashKind, HashVecs, parse_hash_bytes,
+};
+use crate::ldb::{self, CompiledLdb};
 use crate::names::NameArena;
 use crate::ndb::{self, CompiledSig, NdbLineError, parse_ndb_bytes};
 use moat_core::Blob;
@@ -85,6 +88,7 @@ enum Kind {
     Fp,
     /// `.ign`/`.ign2`: names of signatures to drop at load.
     Ign,
+    Ldb,
     /// Read and counted under this kind, not loaded.
     Unsupported(&'static str),
 }
@@ -101,8 +105,8 @@ enum Class {
 }
 
 const UNSUPPORTED: &[&str] = &[
-    "ldb", "ldu", "cdb", "idb", "pdb", "gdb", "wdb", "ftm", "mdb", "mdu", "msb", "msu", "imp",
-    "crb", "cfg", "info", "cbc", "hwp", "pwdb", "yar", "yara", "zmd", "rmd", "sdb", "ndbx",
+    "cdb", "idb", "pdb", "gdb", "wdb", "ftm", "crb", "cfg", "info", "cbc", "hwp", "pwdb", "yar",
+    "yara", "zmd", "rmd", "sdb", "ndbx",
 ];
 
 /// The PUA databases: loaded only with [`LoadOptions::detect_pua`].
@@ -115,8 +119,13 @@ fn classify(ext: &str) -> Option<Class> {
         "hdu" => fk(Kind::Hash(HashFile::Hdb), true),
         "hsb" => fk(Kind::Hash(HashFile::Hsb), false),
         "hsu" => fk(Kind::Hash(HashFile::Hsb), true),
+        "mdb" | "msb" => fk(Kind::Hash(HashFile::Mdb), false),
+        "mdu" | "msu" => fk(Kind::Hash(HashFile::Mdb), true),
+        "imp" => fk(Kind::Hash(HashFile::Imp), false),
         "ndb" => fk(Kind::Ndb, false),
         "ndu" => fk(Kind::Ndb, true),
+        "ldb" => fk(Kind::Ldb, false),
+        "ldu" => fk(Kind::Ldb, true),
         "fp" | "sfp" => fk(Kind::Fp, false),
         "ign" | "ign2" => fk(Kind::Ign, false),
         "cvd" | "cld" => Some(Class::Container),
@@ -125,6 +134,11 @@ fn classify(ext: &str) -> Option<Class> {
             .find(|u| **u == other)
             .and_then(|u| fk(Kind::Unsupported(u), PUA_KINDS.contains(u))),
     }
+}
+
+/// Whether the loader reads a file of this name (by extension).
+pub(crate) fn is_signature_file(name: &str) -> bool {
+    classify(&ext_of(name)).is_some()
 }
 
 fn ext_of(name: &str) -> String {
@@ -142,7 +156,11 @@ struct BlockOut {
     md5: Vec<HashEntry<16>>,
     sha1: Vec<HashEntry<20>>,
     sha256: Vec<HashEntry<32>>,
+    /// `.mdb`/`.msb` section hashes and `.imp` import hashes.
+    mdb: HashVecs,
+    imp: HashVecs,
     ndb: Vec<CompiledSig>,
+    ldb: Vec<CompiledLdb>,
     /// `.fp`/`.sfp` allow-list hashes.
     fp: AllowEntries,
     loaded: u64,
@@ -221,6 +239,17 @@ impl BlockOut {
                         self.error(local, "too many signature names".into());
                         return;
                     };
+                    if matches!(file, HashFile::Mdb | HashFile::Imp) {
+                        let v = if file == HashFile::Mdb {
+                            &mut self.mdb
+                        } else {
+                            &mut self.imp
+                        };
+                        if v.push(&p, id) {
+                            self.loaded += 1;
+                        }
+                        return;
+                    }
                     let pushed = match p.kind {
                         HashKind::Md5 => {
                             HashEntry::new(&p.digest, p.size, id).map(|e| self.md5.push(e))
@@ -251,6 +280,27 @@ impl BlockOut {
                     }
                     Err(_) => self.error(local, "too many signature names".into()),
                 },
+            },
+            Kind::Ldb => match ldb::parse_ldb_bytes(line) {
+                Err(NdbLineError::Unsupported(k)) => *self.unsupported.entry(k).or_default() += 1,
+                Err(NdbLineError::Malformed(m)) => self.error(local, m),
+                Ok(sig) => {
+                    let name = sig.name;
+                    match ldb::compile(sig, 0) {
+                        Err(NdbLineError::Unsupported(k)) => {
+                            *self.unsupported.entry(k).or_default() += 1
+                        }
+                        Err(NdbLineError::Malformed(m)) => self.error(local, m),
+                        Ok(mut c) => match self.names.push(name, fk.pua) {
+                            Ok(id) => {
+                                c.name = id;
+                                self.ldb.push(c);
+                                self.loaded += 1;
+                            }
+                            Err(_) => self.error(local, "too many signature names".into()),
+                        },
+                    }
+                }
             },
         }
     }
@@ -341,7 +391,10 @@ pub(crate) struct Loaded {
     pub(crate) md5: Buckets<16>,
     pub(crate) sha1: Buckets<20>,
     pub(crate) sha256: Buckets<32>,
+    pub(crate) mdb: HashBuckets,
+    pub(crate) imp: HashBuckets,
     pub(crate) ndb: Vec<CompiledSig>,
+    pub(crate) ldb: Vec<CompiledLdb>,
     /// `.fp`/`.sfp` allow-list hashes.
     pub(crate) fp_md5: Buckets<16>,
     pub(crate) fp_sha1: Buckets<20>,
@@ -366,7 +419,10 @@ impl Loaded {
             md5: Buckets::default(),
             sha1: Buckets::default(),
             sha256: Buckets::default(),
+            mdb: HashBuckets::default(),
+            imp: HashBuckets::default(),
             ndb: Vec::new(),
+            ldb: Vec::new(),
             fp_md5: Buckets::default(),
             fp_sha1: Buckets::default(),
             fp_sha256: Buckets::default(),
@@ -415,7 +471,10 @@ impl Loaded {
         let kind_key = match fk.kind {
             Kind::Hash(HashFile::Hdb) => "hdb",
             Kind::Hash(HashFile::Hsb) => "hsb",
+            Kind::Hash(HashFile::Mdb) => "mdb",
+            Kind::Hash(HashFile::Imp) => "imp",
             Kind::Ndb => "ndb",
+            Kind::Ldb => "ldb",
             Kind::Fp => "fp",
             Kind::Ign => "ign",
             Kind::Unsupported(_) => "",
@@ -434,6 +493,8 @@ impl Loaded {
             self.md5.absorb(b.md5, base);
             self.sha1.absorb(b.sha1, base);
             self.sha256.absorb(b.sha256, base);
+            self.mdb.absorb(b.mdb, base);
+            self.imp.absorb(b.imp, base);
             self.fp_md5.absorb(b.fp.md5, base);
             self.fp_sha1.absorb(b.fp.sha1, base);
             self.fp_sha256.absorb(b.fp.sha256, base);
@@ -441,6 +502,10 @@ impl Loaded {
                 *self.skipped.entry("ignored".into()).or_default() += b.ignored;
             }
             self.ndb.extend(b.ndb.into_iter().map(|mut c| {
+                c.name += base;
+                c
+            }));
+            self.ldb.extend(b.ldb.into_iter().map(|mut c| {
                 c.name += base;
                 c
             }));
@@ -607,8 +672,10 @@ fn newest_containers(inputs: Vec<Input>) -> Vec<Input> {
 
 /// Whether sources of this kind are parsed (rather than counted).
 fn loads(fk: FileKind, opts: &LoadOptions) -> bool {
-    matches!(fk.kind, Kind::Hash(_) | Kind::Ndb | Kind::Fp | Kind::Ign)
-        && (opts.detect_pua || !fk.pua)
+    matches!(
+        fk.kind,
+        Kind::Hash(_) | Kind::Ndb | Kind::Ldb | Kind::Fp | Kind::Ign
+    ) && (opts.detect_pua || !fk.pua)
 }
 
 fn load_container(input: &Input, loaded: &mut Loaded, opts: &LoadOptions) -> Result<(), LoadError> {
@@ -833,15 +900,23 @@ mod tests {
         .unwrap();
         std::fs::write(
             p.join("a.hsu"),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855:*:PUA.Empty\n",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855:*:PUA.Empty:73\n",
         )
         .unwrap();
         std::fs::write(
             p.join("a.ndb"),
-            "B:0:*:41424344\nC:0:EP+0:41424344\nD:4:*:4142\n",
+            "B:0:*:41424344
+C:1:EP+0:41424344
+D:11:*:4142
+E:0:EP+0:41424344
+",
         )
         .unwrap();
-        std::fs::write(p.join("a.ldb"), "L1;x\nL2;y\n").unwrap();
+        std::fs::write(
+            p.join("a.ldb"),
+            "L1;Target:0;0&1;41424344;45464748\nL2;Target:0;0;EP+0:4142\nL3;y\n",
+        )
+        .unwrap();
         std::fs::write(p.join("README.txt"), "not signatures").unwrap();
         std::fs::create_dir(p.join("sub")).unwrap();
         std::fs::write(p.join("sub/x.hdb"), "zz").unwrap();
@@ -856,12 +931,20 @@ mod tests {
         assert!(l.skipped.is_empty());
         assert_eq!(l.signatures.get("hdb"), Some(&1));
         assert_eq!(l.signatures.get("hsb"), Some(&1));
-        assert_eq!(l.signatures.get("ndb"), Some(&1));
-        assert_eq!(l.unsupported.get("ldb"), Some(&2));
-        assert_eq!(l.unsupported.get("ndb_offset_ep"), Some(&1));
-        assert_eq!(l.unsupported.get("ndb_target_mail"), Some(&1));
-        assert_eq!(l.error_total, 1);
-        assert!(l.errors[0].contains("a.hdb:2:"), "{:?}", l.errors);
+        assert_eq!(l.signatures.get("ndb"), Some(&2));
+        assert_eq!(l.signatures.get("ldb"), Some(&1));
+        assert_eq!(l.ldb.len(), 1);
+        assert_eq!(l.unsupported.get("ldb_offset_ep"), Some(&1));
+        assert_eq!(l.unsupported.get("ndb_target_flash"), Some(&1));
+        // `E:0:EP+0:..`: an entry-point offset on target 0 is malformed.
+        assert_eq!(l.error_total, 3);
+        for at in ["a.hdb:2:", "a.ldb:3:", "a.ndb:4:"] {
+            assert!(
+                l.errors.iter().any(|e| e.contains(at)),
+                "{at} {:?}",
+                l.errors
+            );
+        }
         assert!(
             l.names
                 .is_pua(l.sha256.0.iter().flatten().next().unwrap().name_id())
@@ -885,7 +968,7 @@ mod tests {
                     b"d41d8cd98f00b204e9800998ecf8427e:0:Cvd.Empty\n",
                 ),
                 ("daily.ndb", b"Cvd.Body:0:*:41424344\nbroken line\n"),
-                ("daily.ldb", b"x;y\nz;w\n"),
+                ("daily.ldb", b"Cvd.Logical;Target:0;0;41424344\nz;w\n"),
                 ("daily.info", b"DAILY:1\n"),
                 ("COPYING", b"license"),
             ],
@@ -901,12 +984,21 @@ mod tests {
         let l = load_paths_with(&[d.path().to_path_buf()], &UNVERIFIED).unwrap();
         assert_eq!(l.signatures.get("hdb"), Some(&1));
         assert_eq!(l.signatures.get("ndb"), Some(&1));
-        assert_eq!(l.unsupported.get("ldb"), Some(&2));
+        assert_eq!(l.signatures.get("ldb"), Some(&1));
         assert_eq!(l.unsupported.get("info"), Some(&1));
         assert_eq!(l.versions, vec![("daily".to_string(), 27001)]);
-        assert_eq!(l.error_total, 1);
+        assert_eq!(l.error_total, 2);
         assert!(
-            l.errors[0].starts_with("daily.cvd/daily.ndb:2: "),
+            l.errors
+                .iter()
+                .any(|e| e.starts_with("daily.cvd/daily.ndb:2: ")),
+            "{:?}",
+            l.errors
+        );
+        assert!(
+            l.errors
+                .iter()
+                .any(|e| e.starts_with("daily.cvd/daily.ldb:2: ")),
             "{:?}",
             l.errors
         );

@@ -17,6 +17,11 @@ pub struct ScanConfig {
     pub max_file_size: u64,
     /// Archive extraction limits.
     pub archive: moat_extract::Limits,
+    /// Signatures built longer ago than this are stale: a warning at load, the
+    /// `moat_signatures_age_seconds` metric and a `/readyz` detail. Default 7.
+    pub signatures_max_age_days: u64,
+    /// Stale signatures make `/readyz` fail (503). Default false.
+    pub stale_signatures_unready: bool,
 }
 
 impl Default for ScanConfig {
@@ -25,6 +30,8 @@ impl Default for ScanConfig {
             timeout_secs: 300,
             max_file_size: 4 << 30,
             archive: moat_extract::Limits::default(),
+            signatures_max_age_days: 7,
+            stale_signatures_unready: false,
         }
     }
 }
@@ -33,6 +40,35 @@ impl ScanConfig {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs.max(1))
     }
+
+    /// How old each engine's signatures are, for engines that read them
+    /// from disk, and whether that is older than `signatures_max_age_days`.
+    pub fn signature_ages(&self, infos: &[moat_core::EngineInfo]) -> Vec<SignatureAge> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let max = self.signatures_max_age_days.saturating_mul(86_400);
+        infos
+            .iter()
+            .filter_map(|i| {
+                let built = i.built_at?;
+                let age_secs = now.saturating_sub(built);
+                Some(SignatureAge {
+                    engine: i.name.clone(),
+                    age_secs,
+                    stale: age_secs > max,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The age of one engine's signatures (see [`ScanConfig::signature_ages`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureAge {
+    pub engine: String,
+    pub age_secs: u64,
+    pub stale: bool,
 }
 
 /// One configured engine (`[[engines]]` in the config file).
@@ -131,14 +167,86 @@ pub enum BuildError {
     NothingLoaded { name: String, first_error: String },
 }
 
-/// The default engine set when nothing is configured: builtin with EICAR only.
+/// The default engine set when nothing is configured: the builtin engine
+/// with the local ClamAV database when there is one
+/// ([`discover_clamav_database`]), plus EICAR.
 pub fn default_engines() -> Vec<EngineConfig> {
+    vec![EngineConfig::Builtin {
+        name: None,
+        signatures: discover_clamav_database().into_iter().collect(),
+        detect_pua: false,
+        verify_signatures: true,
+    }]
+}
+
+/// A builtin engine with only the EICAR test signature (what
+/// [`default_engines`] gives on a machine without ClamAV's database).
+pub fn eicar_only_engines() -> Vec<EngineConfig> {
     vec![EngineConfig::Builtin {
         name: None,
         signatures: Vec::new(),
         detect_pua: false,
         verify_signatures: true,
     }]
+}
+
+/// Configuration files that may name ClamAV's `DatabaseDirectory`, in the
+/// order clamd and freshclam packages install them.
+pub const CLAMAV_CONF_FILES: &[&str] = &[
+    "/etc/clamav/clamd.conf",
+    "/etc/clamav/freshclam.conf",
+    "/etc/clamd.d/scan.conf",
+    "/etc/freshclam.conf",
+    "/usr/local/etc/clamd.conf",
+    "/usr/local/etc/freshclam.conf",
+    "/usr/local/etc/clamav/clamd.conf",
+    "/usr/local/etc/clamav/freshclam.conf",
+    "/opt/homebrew/etc/clamav/clamd.conf",
+    "/opt/homebrew/etc/clamav/freshclam.conf",
+];
+
+/// Where ClamAV keeps its database when no configuration file says otherwise.
+pub const CLAMAV_DEFAULT_DB: &str = "/var/lib/clamav";
+
+/// The local ClamAV database directory: the `DatabaseDirectory` of the first
+/// of [`CLAMAV_CONF_FILES`] that names one holding signature files, else
+/// [`CLAMAV_DEFAULT_DB`] when it holds any. `None` when there is none.
+pub fn discover_clamav_database() -> Option<PathBuf> {
+    let confs: Vec<PathBuf> = CLAMAV_CONF_FILES.iter().map(PathBuf::from).collect();
+    discover_clamav_database_in(&confs, std::path::Path::new(CLAMAV_DEFAULT_DB))
+}
+
+/// [`discover_clamav_database`] over the given configuration files and fallback.
+pub fn discover_clamav_database_in(
+    conf_files: &[PathBuf],
+    fallback: &std::path::Path,
+) -> Option<PathBuf> {
+    let holds_signatures =
+        |d: &std::path::Path| d.is_dir() && moat_builtin::age::newest_build_time(&[d]).is_some();
+    for conf in conf_files {
+        let Ok(text) = std::fs::read_to_string(conf) else {
+            continue;
+        };
+        if let Some(dir) = database_directory(&text) {
+            if holds_signatures(&dir) {
+                return Some(dir);
+            }
+        }
+    }
+    holds_signatures(fallback).then(|| fallback.to_path_buf())
+}
+
+/// The `DatabaseDirectory` setting of a clamd.conf/freshclam.conf text.
+fn database_directory(conf: &str) -> Option<PathBuf> {
+    conf.lines().find_map(|l| {
+        let l = l.trim();
+        let rest = l.strip_prefix("DatabaseDirectory")?;
+        if !rest.starts_with([' ', '\t']) {
+            return None;
+        }
+        let v = rest.trim().trim_matches('"');
+        (!v.is_empty()).then(|| PathBuf::from(v))
+    })
 }
 
 /// Build every configured engine. Slow parts (signature loading) run here,
@@ -277,6 +385,81 @@ mod tests {
             }])
             .is_ok()
         );
+    }
+
+    #[test]
+    fn clamav_database_is_found_through_conf_then_default_dir() {
+        let root = tempfile::tempdir().unwrap();
+        let db = root.path().join("db");
+        let fallback = root.path().join("lib-clamav");
+        std::fs::create_dir_all(&db).unwrap();
+        std::fs::create_dir_all(&fallback).unwrap();
+        let conf = root.path().join("clamd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "# DatabaseDirectory /nope\nLogSyslog yes\nDatabaseDirectory {}\n",
+                db.display()
+            ),
+        )
+        .unwrap();
+        let missing_conf = root.path().join("absent.conf");
+        let confs = vec![missing_conf, conf];
+        // Neither directory holds signatures yet: nothing to load.
+        assert_eq!(discover_clamav_database_in(&confs, &fallback), None);
+        // Updater state alone is not a database.
+        std::fs::write(fallback.join("freshclam.dat"), b"x").unwrap();
+        assert_eq!(discover_clamav_database_in(&confs, &fallback), None);
+        std::fs::write(fallback.join("daily.hdb"), b"").unwrap();
+        assert_eq!(
+            discover_clamav_database_in(&confs, &fallback),
+            Some(fallback.clone())
+        );
+        // The configured DatabaseDirectory wins once it holds a database.
+        std::fs::write(db.join("main.ndb"), b"").unwrap();
+        assert_eq!(discover_clamav_database_in(&confs, &fallback), Some(db));
+    }
+
+    #[test]
+    fn default_engines_load_a_discovered_database() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join("local.hdb"),
+            "44d88612fea8a8f36de82e1278abb02f:68:Moat.Test.Eicar.Hash\n",
+        )
+        .unwrap();
+        let dir = discover_clamav_database_in(&[], root.path()).unwrap();
+        let set = build_engine_set(&[EngineConfig::Builtin {
+            name: None,
+            signatures: vec![dir],
+        }])
+        .unwrap();
+        let info = &set.infos()[0];
+        assert_eq!(info.signatures.get("hdb"), Some(&1));
+        assert_eq!(info.sources, vec![root.path().display().to_string()]);
+        assert!(info.built_at.is_some());
+    }
+
+    #[test]
+    fn signatures_older_than_the_limit_are_stale() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let info = |name: &str, built_at| moat_core::EngineInfo {
+            name: name.into(),
+            built_at,
+            ..Default::default()
+        };
+        let cfg = ScanConfig::default();
+        let ages = cfg.signature_ages(&[
+            info("fresh", Some(now - 86_400)),
+            info("old", Some(now - 8 * 86_400)),
+            info("remote", None),
+        ]);
+        assert_eq!(ages.len(), 2, "engines without files have no age: {ages:?}");
+        assert!(!ages[0].stale && ages[0].age_secs >= 86_400);
+        assert!(ages[1].stale && ages[1].engine == "old");
     }
 
     fn toml_like<T: serde::de::DeserializeOwned>(s: &str) -> T {

@@ -431,7 +431,7 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ScanConfig, build_engine_set, default_engines};
+    use crate::config::{ScanConfig, build_engine_set, eicar_only_engines};
     use moat_core::{EngineScan, Hit};
     use std::io::Write;
 
@@ -459,7 +459,7 @@ mod tests {
     }
 
     fn builtin_plus(extra: Option<Fixed>) -> Scanner {
-        let set = build_engine_set(&default_engines()).unwrap();
+        let set = build_engine_set(&eicar_only_engines()).unwrap();
         let mut engines: Vec<Arc<dyn Engine>> = set.engines().to_vec();
         if let Some(e) = extra {
             engines.push(Arc::new(e));
@@ -533,7 +533,7 @@ mod tests {
 
     #[test]
     fn oversize_objects_are_too_large_without_scanning() {
-        let set = build_engine_set(&default_engines()).unwrap();
+        let set = build_engine_set(&eicar_only_engines()).unwrap();
         let cfg = ScanConfig {
             max_file_size: 10,
             ..ScanConfig::default()

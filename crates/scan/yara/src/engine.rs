@@ -60,6 +60,9 @@ impl YaraEngine {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             last_reload_error: None,
+            sources: paths.iter().map(|p| p.display().to_string()).collect(),
+            // Rule sets carry no build time of their own.
+            built_at: None,
         };
         tracing::info!(
             engine = name,

@@ -274,6 +274,15 @@ pub async fn check_ready(st: &AppState) -> (bool, serde_json::Value) {
         ok &= up;
         engines.insert(e.name().to_string(), state.into());
     }
+    let mut signatures = serde_json::Map::new();
+    let scan_cfg = st.service.scanner.config();
+    for a in record_signature_ages(st) {
+        ok &= !(a.stale && scan_cfg.stale_signatures_unready);
+        signatures.insert(
+            a.engine,
+            json!({ "age_seconds": a.age_secs, "stale": a.stale }),
+        );
+    }
     let db = match st.service.store.ping().await {
         Ok(()) => "ok".to_string(),
         Err(e) => {
@@ -283,8 +292,20 @@ pub async fn check_ready(st: &AppState) -> (bool, serde_json::Value) {
     };
     (
         ok,
-        json!({ "ready": ok, "engines": engines, "database": db }),
+        json!({ "ready": ok, "engines": engines, "signatures": signatures, "database": db }),
     )
+}
+
+/// Set `moat_signatures_age_seconds` for every engine that read signatures
+/// from disk, and return the ages.
+fn record_signature_ages(st: &AppState) -> Vec<moat_scanner::config::SignatureAge> {
+    let set = st.service.scanner.engine_set();
+    let ages = st.service.scanner.config().signature_ages(&set.infos());
+    for a in &ages {
+        metrics::gauge!(telemetry::SIGNATURES_AGE, "engine" => a.engine.clone())
+            .set(a.age_secs as f64);
+    }
+    ages
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
@@ -299,11 +320,14 @@ async fn readyz(State(st): State<AppState>) -> Response {
 
 async fn metrics_text(State(st): State<AppState>) -> Response {
     match &st.metrics {
-        Some(h) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            h.render(),
-        )
-            .into_response(),
+        Some(h) => {
+            record_signature_ages(&st);
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                h.render(),
+            )
+                .into_response()
+        }
         None => (StatusCode::NOT_FOUND, "metrics disabled\n").into_response(),
     }
 }
@@ -318,7 +342,7 @@ mod tests {
     use tower::ServiceExt;
 
     async fn state(dir: &std::path::Path, cfg: ApiConfig) -> AppState {
-        let set = config::build_engine_set(&config::default_engines()).unwrap();
+        let set = config::build_engine_set(&config::eicar_only_engines()).unwrap();
         let scanner = Arc::new(Scanner::new(set, Default::default()));
         let store = moat_db::open(&format!("sqlite://{}/t.db", dir.display()))
             .await

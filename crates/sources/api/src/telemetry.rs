@@ -11,6 +11,7 @@ pub const INFLIGHT: &str = "moat_scans_in_flight";
 pub const REJECTED: &str = "moat_scan_rejected_total";
 pub const ENGINE_UP: &str = "moat_engine_up";
 pub const RELOADS: &str = "moat_engine_reloads_total";
+pub const SIGNATURES_AGE: &str = "moat_signatures_age_seconds";
 
 /// Install the global Prometheus recorder (once per process), with a
 /// thread that runs its upkeep every 5 s: histogram samples are buffered

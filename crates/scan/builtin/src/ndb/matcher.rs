@@ -163,30 +163,39 @@ fn seq_matches(cur: &mut Cursor<'_>, dir: &Dir, v: &[ByteM], k: u64) -> Result<b
     Ok(true)
 }
 
-fn walk(cur: &mut Cursor<'_>, dir: &Dir, elems: &[Elem], k: u64) -> Result<bool, EngineError> {
+/// Walk `elems` from step `k`; the final step count of the first way found
+/// that ends inside `dir.lo..=dir.hi`.
+fn walk(
+    cur: &mut Cursor<'_>,
+    dir: &Dir,
+    elems: &[Elem],
+    k: u64,
+) -> Result<Option<u64>, EngineError> {
     cur.tick()?;
     let Some((first, rest)) = elems.split_first() else {
-        return Ok(k >= dir.lo && k <= dir.hi);
+        return Ok((k >= dir.lo && k <= dir.hi).then_some(k));
     };
     match first {
         Elem::Seq(v) => {
             if !seq_matches(cur, dir, v, k)? {
-                return Ok(false);
+                return Ok(None);
             }
             walk(cur, dir, rest, k + v.len() as u64)
         }
         Elem::Alt(alts) => {
             for a in alts {
-                if seq_matches(cur, dir, a, k)? && walk(cur, dir, rest, k + a.len() as u64)? {
-                    return Ok(true);
+                if seq_matches(cur, dir, a, k)?
+                    && let Some(e) = walk(cur, dir, rest, k + a.len() as u64)?
+                {
+                    return Ok(Some(e));
                 }
             }
-            Ok(false)
+            Ok(None)
         }
         Elem::NotAlt(alts) => {
             let n = alts.first().map_or(1, Vec::len) as u64;
             if k + n > dir.avail {
-                return Ok(false);
+                return Ok(None);
             }
             for a in alts {
                 let mut eq = true;
@@ -197,7 +206,7 @@ fn walk(cur: &mut Cursor<'_>, dir: &Dir, elems: &[Elem], k: u64) -> Result<bool,
                     }
                 }
                 if eq {
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
             walk(cur, dir, rest, k + n)
@@ -206,11 +215,12 @@ fn walk(cur: &mut Cursor<'_>, dir: &Dir, elems: &[Elem], k: u64) -> Result<bool,
             let from = k.saturating_add(*min);
             let to = max.map_or(dir.avail, |m| k.saturating_add(m).min(dir.avail));
             if from > to {
-                return Ok(false);
+                return Ok(None);
             }
             if rest.is_empty() {
                 // Any skip in from..=to ends the pattern: intersect with lo..=hi.
-                return Ok(from.max(dir.lo) <= to.min(dir.hi));
+                let first = from.max(dir.lo);
+                return Ok((first <= to.min(dir.hi)).then_some(first));
             }
             let lead = match rest.first() {
                 Some(Elem::Seq(v)) => v.first().filter(|b| b.is_exact()).map(|b| b.val),
@@ -221,7 +231,7 @@ fn walk(cur: &mut Cursor<'_>, dir: &Dir, elems: &[Elem], k: u64) -> Result<bool,
                 cur.tick()?;
                 if let Some(l) = lead {
                     match byte(cur, dir, j)? {
-                        None => return Ok(false),
+                        None => return Ok(None),
                         Some(b) if b != l => {
                             j += 1;
                             continue;
@@ -229,18 +239,19 @@ fn walk(cur: &mut Cursor<'_>, dir: &Dir, elems: &[Elem], k: u64) -> Result<bool,
                         Some(_) => {}
                     }
                 }
-                if walk(cur, dir, rest, j)? {
-                    return Ok(true);
+                if let Some(e) = walk(cur, dir, rest, j)? {
+                    return Ok(Some(e));
                 }
                 j += 1;
             }
-            Ok(false)
+            Ok(None)
         }
     }
 }
 
-/// Whether the signature matches with its anchor at `start..start+anchor_len`
-/// and its match start inside `start_lo..=start_hi`.
+/// Where the signature matches with its anchor at `start..start+anchor_len`
+/// and its match start inside `start_lo..=start_hi`: `(match start, match
+/// end)` (end exclusive) of the first way found, `None` when it does not.
 pub fn verify(
     cur: &mut Cursor<'_>,
     start: u64,
@@ -249,9 +260,9 @@ pub fn verify(
     suffix: &[Elem],
     start_lo: u64,
     start_hi: u64,
-) -> Result<bool, EngineError> {
+) -> Result<Option<(u64, u64)>, EngineError> {
     if start_lo > start || start_lo > start_hi {
-        return Ok(false);
+        return Ok(None);
     }
     // Backwards from the anchor start: k bytes back means the match starts at start - k.
     let back = Dir {
@@ -261,9 +272,9 @@ pub fn verify(
         lo: start.saturating_sub(start_hi),
         hi: start - start_lo,
     };
-    if !walk(cur, &back, prefix_rev, 0)? {
-        return Ok(false);
-    }
+    let Some(kb) = walk(cur, &back, prefix_rev, 0)? else {
+        return Ok(None);
+    };
     let end = start + anchor_len;
     let fwd = Dir {
         origin: end,
@@ -272,5 +283,5 @@ pub fn verify(
         lo: 0,
         hi: u64::MAX,
     };
-    walk(cur, &fwd, suffix, 0)
+    Ok(walk(cur, &fwd, suffix, 0)?.map(|kf| (start - kb, end + kf)))
 }

@@ -15,7 +15,8 @@ pub mod prefilter;
 
 pub use matcher::Cursor;
 pub use parse::{
-    ByteM, Elem, NdbLineError, NdbSignature, Offset, Target, parse_ndb_bytes, parse_ndb_line,
+    Bound, ByteM, Edges, Elem, Layout, NdbLineError, NdbSignature, Offset, Target, parse_ndb_bytes,
+    parse_ndb_line,
 };
 
 use moat_core::EngineError;
@@ -30,24 +31,112 @@ pub struct CompiledSig {
     pub name: u32,
     pub target: Target,
     pub offset: Offset,
+    /// Anchors of the signature's first part (the whole signature unless it
+    /// has unbounded gaps, `*` or `{n-}`).
     pub pieces: Vec<anchor::Piece>,
+    /// The parts after each unbounded gap, in order, each found by anchors
+    /// of its own and matched in order (as ClamAV splits at `*`), so that a
+    /// hit of one part never walks to the end of the object looking for the
+    /// next.
+    pub rest: Vec<LaterPart>,
+    /// Report every match to [`NdbScan::hits`] (logical-signature
+    /// subsignatures) instead of the first one to [`NdbScan::found`].
+    pub all_matches: bool,
+    /// Zero-width `(B)`/`(L)`/`(W)` checks at the match's ends.
+    pub edges: Edges,
+}
+
+/// A part of a signature after an unbounded gap.
+#[derive(Debug, Clone)]
+pub struct LaterPart {
+    /// The gap's minimum: the part starts at least this far after the
+    /// previous part's end.
+    pub min_gap: u64,
+    pub pieces: Vec<anchor::Piece>,
+}
+
+/// Most parts a signature is split into; further unbounded gaps stay
+/// inside the last part (walked by the verifier).
+const MAX_PARTS: usize = 64;
+
+/// Split `elems` at unbounded gaps into parts that each have an anchor: a
+/// part without one is joined to its neighbour (the gap then walked by the
+/// verifier). `None` when no part has an anchor.
+fn split_parts(elems: &[Elem]) -> Option<(Vec<anchor::Piece>, Vec<LaterPart>)> {
+    let mut groups: Vec<(u64, Vec<Elem>)> = vec![(0, Vec::new())];
+    for e in elems {
+        match e {
+            Elem::Gap { min, max: None } if groups.len() < MAX_PARTS => {
+                groups.push((*min, Vec::new()))
+            }
+            _ => {
+                if let Some(g) = groups.last_mut() {
+                    g.1.push(e.clone());
+                }
+            }
+        }
+    }
+    let mut out: Vec<(u64, Vec<Elem>, Vec<anchor::Piece>)> = Vec::new();
+    let mut pending: Option<(u64, Vec<Elem>)> = None;
+    for (gap, part) in groups {
+        let (gap, part) = match pending.take() {
+            Some((pg, mut pe)) => {
+                pe.push(Elem::Gap {
+                    min: gap,
+                    max: None,
+                });
+                pe.extend(part);
+                (pg, pe)
+            }
+            None => (gap, part),
+        };
+        match anchor::choose(&part) {
+            Some(p) => out.push((gap, part, p)),
+            None => match out.last_mut() {
+                Some(last) => {
+                    last.1.push(Elem::Gap {
+                        min: gap,
+                        max: None,
+                    });
+                    last.1.extend(part);
+                    last.2 = anchor::choose(&last.1)?;
+                }
+                None => pending = Some((gap, part)),
+            },
+        }
+    }
+    if pending.is_some() {
+        return None;
+    }
+    let mut parts = out.into_iter();
+    let (_, _, first) = parts.next()?;
+    let rest = parts
+        .map(|(min_gap, _, pieces)| LaterPart { min_gap, pieces })
+        .collect();
+    Some((first, rest))
 }
 
 /// Choose anchors for a parsed signature; `Unsupported("ndb_no_anchor")`
 /// when it has no fixed run of two bytes nor expandable alternatives.
 pub fn compile(sig: &NdbSignature<'_>, name: u32) -> Result<CompiledSig, NdbLineError> {
-    let pieces = anchor::choose(&sig.elems).ok_or(NdbLineError::Unsupported("ndb_no_anchor"))?;
+    let (pieces, rest) =
+        split_parts(&sig.elems).ok_or(NdbLineError::Unsupported("ndb_no_anchor"))?;
     Ok(CompiledSig {
         name,
         target: sig.target,
         offset: sig.offset,
         pieces,
+        rest,
+        all_matches: false,
+        edges: sig.edges,
     })
 }
 
 #[derive(Debug)]
 struct AnchorRef {
     sig: u32,
+    /// Which part of the signature this anchor finds.
+    part: u16,
     prefix_rev: Box<[Elem]>,
     suffix: Box<[Elem]>,
 }
@@ -57,16 +146,72 @@ struct SigMeta {
     name: u32,
     target: Target,
     offset: Offset,
+    all_matches: bool,
+    edges: Edges,
+    /// All-matches signatures: distinct match starts recorded at most
+    /// (see [`NdbSet::limit_hits`]).
+    cap: u32,
+    /// Number of parts (1 unless split at unbounded gaps).
+    parts: u16,
+    /// Multi-part signatures: index into [`NdbScan::progress`] and of the
+    /// minimum gap before part 1 in [`NdbSet::gaps`].
+    prog: u32,
+    gap0: u32,
 }
+
+/// How far a multi-part signature has matched in the current object.
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    /// The part to find next.
+    next: u16,
+    /// Where it may start at the earliest.
+    min_start: u64,
+    /// Where part 0 matched.
+    first_start: u64,
+}
+
+/// One match of an all-matches signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SigHit {
+    /// Index of the signature in the `Vec` given to [`NdbSet::build`].
+    pub sig: u32,
+    /// Where the match starts in the object.
+    pub start: u64,
+    /// Where it ends (exclusive).
+    pub end: u64,
+}
+
+/// Most [`SigHit`]s kept per object; past it [`NdbScan::hits_truncated`] is set.
+pub const MAX_HITS: usize = 1 << 16;
 
 /// Per-object state: which signatures already matched.
 #[derive(Debug)]
 pub struct NdbScan {
     matched: Vec<u64>,
-    /// Name ids of the signatures found, in order.
+    /// Name ids of the first-match signatures found, in order.
     pub found: Vec<u32>,
+    /// Matches of all-matches signatures, in the order found (by anchor
+    /// position, not sorted by start; the same match can be reported twice
+    /// when a signature has several anchors).
+    pub hits: Vec<SigHit>,
+    /// More than [`MAX_HITS`] matches: later ones were not recorded.
+    pub hits_truncated: bool,
+    /// Per capped all-matches signature: (distinct starts recorded, last start).
+    capped: HashMap<u32, (u32, u64)>,
+    progress: Vec<Progress>,
     /// Bit per [`Target`] accepted by this object's first bytes.
     targets: u16,
+    /// The object's executable layout, for `EOF-n`, `EP±n`, `Sx+n`,
+    /// `SEx` and `SL+n` offsets (set by the caller when
+    /// [`NdbSet::needs_layout`]).
+    pub layout: Layout,
+}
+
+impl NdbScan {
+    /// Also apply signatures of target `t` (e.g. mail for an object typed as mail).
+    pub fn enable(&mut self, t: Target) {
+        self.targets |= target_bit(t);
+    }
 }
 
 /// Every loaded body signature.
@@ -80,9 +225,15 @@ pub struct NdbSet {
     pat_start: Vec<u32>,
     refs: Vec<AnchorRef>,
     sigs: Vec<SigMeta>,
+    /// Some signature's offset needs the object's executable layout.
+    needs_layout: bool,
+    /// Minimum gaps before the later parts of multi-part signatures.
+    gaps: Vec<u64>,
+    /// Number of multi-part signatures.
+    multi: u32,
 }
 
-const TARGETS: [Target; 8] = [
+const TARGETS: [Target; 11] = [
     Target::Any,
     Target::Pe,
     Target::Ole2,
@@ -91,6 +242,9 @@ const TARGETS: [Target; 8] = [
     Target::MachO,
     Target::Pdf,
     Target::Java,
+    Target::Html,
+    Target::Mail,
+    Target::Ascii,
 ];
 
 fn target_bit(t: Target) -> u16 {
@@ -105,14 +259,34 @@ impl NdbSet {
         let mut pat_ends: Vec<u32> = Vec::with_capacity(sigs.len());
         let mut by_pattern: Vec<(u32, AnchorRef)> = Vec::with_capacity(sigs.len());
         let mut metas = Vec::with_capacity(sigs.len());
+        let mut gaps = Vec::new();
+        let mut multi = 0u32;
         for (si, s) in sigs.into_iter().enumerate() {
             let si = si as u32;
+            let (prog, gap0) = if s.rest.is_empty() {
+                (u32::MAX, 0)
+            } else {
+                multi += 1;
+                (multi - 1, gaps.len() as u32)
+            };
             metas.push(SigMeta {
                 name: s.name,
                 target: s.target,
                 offset: s.offset,
+                all_matches: s.all_matches,
+                edges: s.edges,
+                cap: u32::MAX,
+                parts: 1 + s.rest.len() as u16,
+                prog,
+                gap0,
             });
-            for p in s.pieces {
+            let later = s.rest.into_iter().enumerate().flat_map(|(k, lp)| {
+                gaps.push(lp.min_gap);
+                lp.pieces.into_iter().map(move |p| (k as u16 + 1, p))
+            });
+            let all: Vec<(u16, anchor::Piece)> =
+                s.pieces.into_iter().map(|p| (0, p)).chain(later).collect();
+            for (part, p) in all {
                 let next = pat_ends.len() as u32;
                 let pid = *pattern_ids.entry(p.bytes.clone()).or_insert_with(|| {
                     pat_bytes.extend_from_slice(&p.bytes);
@@ -123,6 +297,7 @@ impl NdbSet {
                     pid,
                     AnchorRef {
                         sig: si,
+                        part,
                         prefix_rev: p.prefix_rev,
                         suffix: p.suffix,
                     },
@@ -152,6 +327,9 @@ impl NdbSet {
             .collect();
         let index = GramIndex::build(&patterns);
         drop(patterns);
+        let needs_layout = metas
+            .iter()
+            .any(|s| !matches!(s.offset, Offset::Any | Offset::Abs { .. }));
         NdbSet {
             index,
             pat_bytes,
@@ -159,6 +337,9 @@ impl NdbSet {
             pat_start,
             refs,
             sigs: metas,
+            needs_layout,
+            gaps,
+            multi,
         }
     }
 
@@ -182,6 +363,18 @@ impl NdbSet {
             pat_start: vec![0],
             refs: Vec::new(),
             sigs: Vec::new(),
+            needs_layout: false,
+            gaps: Vec::new(),
+            multi: 0,
+        }
+    }
+
+    /// Record at most `cap` distinct match starts (at least 1) of the
+    /// all-matches signature `sig` per object: enough when the caller only
+    /// compares counts with numbers below `cap`.
+    pub fn limit_hits(&mut self, sig: u32, cap: u32) {
+        if let Some(m) = self.sigs.get_mut(sig as usize) {
+            m.cap = cap.max(1);
         }
     }
 
@@ -192,6 +385,12 @@ impl NdbSet {
 
     pub fn is_empty(&self) -> bool {
         self.sigs.is_empty()
+    }
+
+    /// Whether some signature's offset depends on the object's executable
+    /// layout (`EOF-n` too: it does not resolve on a broken PE or ELF).
+    pub fn needs_layout(&self) -> bool {
+        self.needs_layout
     }
 
     /// Heap bytes used by the candidate index.
@@ -215,8 +414,39 @@ impl NdbSet {
         NdbScan {
             matched: vec![0; self.sigs.len().div_ceil(64)],
             found: Vec::new(),
+            hits: Vec::new(),
+            hits_truncated: false,
+            capped: HashMap::new(),
+            progress: vec![Progress::default(); self.multi as usize],
             targets,
+            layout: Layout::NotExe,
         }
+    }
+
+    /// Fresh per-object state for a normalised layer: only target 0 and
+    /// `targets` apply, whatever the layer's first bytes are (ClamAV scans
+    /// a layer with the targets of the type it gives it).
+    pub fn start_layer(&self, targets: &[Target]) -> NdbScan {
+        let mut st = self.start(&[]);
+        st.targets = target_bit(Target::Any);
+        for &t in targets {
+            st.enable(t);
+        }
+        st
+    }
+
+    /// Scan a whole normalised layer (see [`Self::start_layer`]); returns
+    /// the name ids found (each once).
+    pub fn scan_layer(
+        &self,
+        data: &[u8],
+        targets: &[Target],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u32>, EngineError> {
+        let mut st = self.start_layer(targets);
+        let mut cur = Cursor::whole(data, deadline);
+        self.scan_window(data, 0, true, &mut cur, &mut st)?;
+        Ok(st.found)
     }
 
     /// Test the anchor start positions of `window` (bytes `window_base..`
@@ -261,6 +491,18 @@ impl NdbSet {
         Ok(limit)
     }
 
+    /// The left `(B)`/`(L)`/`(W)` check for a match starting at `ms`.
+    fn left_edge_ok(edges: &Edges, ms: u64, cur: &mut Cursor<'_>) -> Result<bool, EngineError> {
+        if edges.left.is_none() {
+            return Ok(true);
+        }
+        let prev = match ms.checked_sub(1) {
+            Some(p) => cur.at(p)?,
+            None => None,
+        };
+        Ok(edges.left_ok(prev))
+    }
+
     fn verify_refs(
         &self,
         pid: u32,
@@ -282,15 +524,92 @@ impl NdbSet {
             if st.targets & target_bit(meta.target) == 0 {
                 continue;
             }
-            let (lo, hi) = match meta.offset {
-                Offset::Any => (0, u64::MAX),
-                Offset::Abs { start, span } => (start, start.saturating_add(span)),
-                Offset::Eof { back, span } => match cur.len().checked_sub(back) {
-                    Some(s) => (s, s.saturating_add(span)),
+            let whole = meta.offset.resolve(cur.len(), &st.layout);
+            let (ms, me) = if meta.parts <= 1 {
+                let Some((lo, hi)) = whole else { continue };
+                match matcher::verify(cur, start, alen, &r.prefix_rev, &r.suffix, lo, hi)? {
+                    Some(m) => m,
                     None => continue,
-                },
+                }
+            } else {
+                // Parts match in order: only the next one is looked for,
+                // starting at or after the previous part's end plus the gap.
+                let Some(pr) = st.progress.get(meta.prog as usize).copied() else {
+                    continue;
+                };
+                let last = meta.parts - 1;
+                // All-matches signatures stay on their last part once complete.
+                if r.part != pr.next.min(last) {
+                    continue;
+                }
+                let (lo, hi) = if r.part == 0 {
+                    match whole {
+                        Some(w) => w,
+                        None => continue,
+                    }
+                } else {
+                    (pr.min_start, u64::MAX)
+                };
+                let Some((ps, pe)) =
+                    matcher::verify(cur, start, alen, &r.prefix_rev, &r.suffix, lo, hi)?
+                else {
+                    continue;
+                };
+                // A left (B)/(L)/(W) check belongs to where part 0 starts.
+                if r.part == 0 && !Self::left_edge_ok(&meta.edges, ps, cur)? {
+                    continue;
+                }
+                let mut np = pr;
+                if r.part == 0 {
+                    np.first_start = ps;
+                }
+                np.next = r.part + 1;
+                if r.part < last {
+                    let gap = self
+                        .gaps
+                        .get(meta.gap0 as usize + r.part as usize)
+                        .copied()
+                        .unwrap_or(0);
+                    np.min_start = pe.saturating_add(gap);
+                }
+                if let Some(slot) = st.progress.get_mut(meta.prog as usize) {
+                    *slot = np;
+                }
+                if r.part < last {
+                    continue;
+                }
+                (np.first_start, pe)
             };
-            if matcher::verify(cur, start, alen, &r.prefix_rev, &r.suffix, lo, hi)? {
+            if !meta.edges.is_empty() {
+                if meta.parts <= 1 && !Self::left_edge_ok(&meta.edges, ms, cur)? {
+                    continue;
+                }
+                if !meta.edges.right_ok(cur.at(me)?, cur.at(me + 1)?) {
+                    continue;
+                }
+            }
+            if meta.all_matches {
+                if meta.cap != u32::MAX {
+                    let e = st.capped.entry(r.sig).or_insert((0, u64::MAX));
+                    if e.1 == ms {
+                        continue;
+                    }
+                    *e = (e.0 + 1, ms);
+                    if e.0 >= meta.cap {
+                        // Enough matches for every count the caller can ask about.
+                        st.matched[si / 64] |= 1 << (si % 64);
+                    }
+                }
+                if st.hits.len() < MAX_HITS {
+                    st.hits.push(SigHit {
+                        sig: r.sig,
+                        start: ms,
+                        end: me,
+                    });
+                } else {
+                    st.hits_truncated = true;
+                }
+            } else {
                 st.matched[si / 64] |= 1 << (si % 64);
                 st.found.push(meta.name);
             }
@@ -304,10 +623,20 @@ impl NdbSet {
         data: &[u8],
         deadline: Option<Instant>,
     ) -> Result<Vec<u32>, EngineError> {
+        Ok(self.scan_slice_state(data, deadline)?.found)
+    }
+
+    /// Scan a whole in-memory buffer; the final per-object state (first-match
+    /// names in `found`, all-matches signatures' matches in `hits`).
+    pub fn scan_slice_state(
+        &self,
+        data: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<NdbScan, EngineError> {
         let mut st = self.start(&data[..data.len().min(parse::TARGET_HEAD)]);
         let mut cur = Cursor::whole(data, deadline);
         self.scan_window(data, 0, true, &mut cur, &mut st)?;
-        Ok(st.found)
+        Ok(st)
     }
 }
 
@@ -424,15 +753,98 @@ mod tests {
     }
 
     #[test]
+    fn all_matches_signature_reports_every_match_with_its_extent() {
+        let mut sigs: Vec<CompiledSig> = ["S:0:*:41424344", "T:0:*:41{1-2}4243", "U:0:*:4142"]
+            .iter()
+            .enumerate()
+            .map(|(i, l)| compile(&parse_ndb_line(l).unwrap(), i as u32).unwrap())
+            .collect();
+        sigs[1].all_matches = true;
+        sigs[2].all_matches = true;
+        let set = NdbSet::build(sigs);
+        let st = set.scan_slice_state(b"ABCD xAxBC ABCD AAB", None).unwrap();
+        // The first-match signature is reported once, by name.
+        assert_eq!(st.found, vec![0]);
+        let mut hits = st.hits.clone();
+        hits.sort();
+        hits.dedup();
+        let h = |sig, start, end| SigHit { sig, start, end };
+        assert_eq!(
+            hits,
+            vec![h(1, 6, 10), h(2, 0, 2), h(2, 11, 13), h(2, 17, 19)]
+        );
+        assert!(!st.hits_truncated);
+    }
+
+    #[test]
+    fn limited_all_matches_signature_stops_after_its_cap() {
+        let mut c = compile(&parse_ndb_line("S:0:*:4142").unwrap(), 0).unwrap();
+        c.all_matches = true;
+        let mut set = NdbSet::build(vec![c.clone(), c]);
+        set.limit_hits(0, 3);
+        let data = b"AB AB AB AB AB AB";
+        let st = set.scan_slice_state(data, None).unwrap();
+        let count = |sig| st.hits.iter().filter(|h| h.sig == sig).count();
+        assert_eq!((count(0), count(1)), (3, 6));
+        assert!(!st.hits_truncated);
+    }
+
+    #[test]
+    fn unbounded_gaps_split_into_parts_matched_in_order() {
+        let (set, _) = set_from_lines(&["S:0:*:41424344*4546474849"]);
+        assert_eq!(set.multi, 1);
+        let hit = |d: &[u8]| !set.scan_slice(d, None).unwrap().is_empty();
+        assert!(hit(b"ABCDEFGHI") && hit(b"xABCD....EFGHI..ABCD"));
+        // Parts must not overlap and must come in order.
+        assert!(!hit(b"EFGHI ABCD") && !hit(b"ABCEFGHI") && !hit(b"ABCDEFGH"));
+        // {n-}: at least n bytes between the parts.
+        let (min, _) = set_from_lines(&["S:0:*:4142434445{3-}464748494a"]);
+        let mhit = |d: &[u8]| !min.scan_slice(d, None).unwrap().is_empty();
+        assert!(mhit(b"ABCDExxxFGHIJ") && mhit(b"ABCDExxxxxxxFGHIJ"));
+        assert!(!mhit(b"ABCDExxFGHIJ") && !mhit(b"ABCDEFGHIJ"));
+        // A part without an anchor is joined to the part before it.
+        let (three, _) = set_from_lines(&["S:0:*:41424344*45*46474849"]);
+        assert_eq!(three.multi, 1);
+        let thit = |d: &[u8]| !three.scan_slice(d, None).unwrap().is_empty();
+        assert!(thit(b"ABCD.E.FGHI") && thit(b"ABCDEFGHI"));
+        assert!(!thit(b"ABCD.FGHI.E") && !thit(b"E.ABCD.FGHI"));
+        // The offset constrains where part 0 starts.
+        let (off, _) = set_from_lines(&["S:0:2:41424344*45464748"]);
+        let ohit = |d: &[u8]| !off.scan_slice(d, None).unwrap().is_empty();
+        assert!(ohit(b"..ABCD....EFGH") && !ohit(b"...ABCD....EFGH"));
+    }
+
+    #[test]
+    fn all_matches_multi_part_reports_from_first_part_start() {
+        let mut c = compile(&parse_ndb_line("S:0:*:41424344*45464748").unwrap(), 0).unwrap();
+        c.all_matches = true;
+        let set = NdbSet::build(vec![c]);
+        let st = set.scan_slice_state(b"..ABCD..EFGH..EFGH", None).unwrap();
+        let h = |start, end| SigHit { sig: 0, start, end };
+        assert_eq!(st.hits, vec![h(2, 12), h(2, 18)]);
+    }
+
+    #[test]
+    fn all_matches_hits_are_bounded() {
+        let mut c = compile(&parse_ndb_line("S:0:*:4141").unwrap(), 0).unwrap();
+        c.all_matches = true;
+        let set = NdbSet::build(vec![c]);
+        let data = vec![b'A'; MAX_HITS + 100];
+        let st = set.scan_slice_state(&data, None).unwrap();
+        assert_eq!(st.hits.len(), MAX_HITS);
+        assert!(st.hits_truncated && st.found.is_empty());
+    }
+
+    #[test]
     fn unsupported_kinds_reported() {
-        let (_, errs) = set_from_lines(&["A:0:EP+0:41424344", "B:0:*:aa*bb", "C:3:*:4142"]);
+        let (_, errs) = set_from_lines(&["A:9:EP+0:41424344", "B:0:*:aa*bb", "C:11:*:4142"]);
         let kinds: Vec<_> = errs.into_iter().map(|(_, e)| e).collect();
         assert_eq!(
             kinds,
             vec![
-                NdbLineError::Unsupported("ndb_offset_ep"),
+                NdbLineError::Unsupported("ndb_offset_macho"),
                 NdbLineError::Unsupported("ndb_no_anchor"),
-                NdbLineError::Unsupported("ndb_target_html"),
+                NdbLineError::Unsupported("ndb_target_flash"),
             ]
         );
     }
@@ -444,7 +856,7 @@ mod tests {
         let mut data = vec![b'.'; 300_000];
         data[10..18].copy_from_slice(b"ABCDEFGH");
         data[250_000..250_004].copy_from_slice(b"WXYZ");
-        let (set, _) = set_from_lines(&["S:0:*:4142434445464748*5758595a"]);
+        let (set, _) = set_from_lines(&["S:0:*:4142434445464748{249000-250000}5758595a"]);
         let blob = Blob::from_vec(data.clone());
         let window = &data[..64];
         let mut cur = Cursor::windowed(&blob, window, 0, None);

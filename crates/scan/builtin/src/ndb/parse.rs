@@ -3,8 +3,10 @@
 //! Supported hex syntax: bytes, `??`, nibble wildcards (`a?`, `?a`), `*`,
 //! `{n}`, `{n-m}`, `{n-}`, `{-m}`, `[n-m]`, `(aa|bb|cc)` alternatives (of
 //! any lengths, with wildcards) and `!(aa|bb)` negated alternatives of equal
-//! length. Offsets: `*`, `n`, `n,m`, `EOF-n`, `EOF-n,m`. Things that need PE
-//! parsing or ClamAV's normalisation are [`NdbLineError::Unsupported`] with a
+//! length. Offsets: `*`, `n`, `EOF-n`, `EP+n`, `EP-n`, `Sx+n`, `SEx`, `SL+n`,
+//! each with an optional `,MaxShift` (the exe-relative ones only for target
+//! types 1, 6 and 9, as ClamAV requires). Things that need
+//! ClamAV's normalisation are [`NdbLineError::Unsupported`] with a
 //! kind to count under, never a silent drop.
 
 use crate::hashdb::{HEX, parse_u64};
@@ -23,10 +25,16 @@ pub enum Target {
     Pe,
     /// 2: OLE2 compound documents.
     Ole2,
+    /// 3: HTML, matched only in the normalised layers (see [`crate::normalize`]).
+    Html,
+    /// 4: mail, matched in the raw bytes of objects typed as mail.
+    Mail,
     /// 5: graphics (PNG, JPEG, GIF, BMP, TIFF).
     Graphics,
     /// 6: ELF.
     Elf,
+    /// 7: ASCII text, matched only in the normalised text (see [`crate::normalize`]).
+    Ascii,
     /// 9: Mach-O (thin or fat).
     MachO,
     /// 10: PDF (`%PDF-` in the first 1024 bytes).
@@ -67,6 +75,9 @@ impl Target {
                 memchr::memmem::find(&head[..head.len().min(TARGET_HEAD)], b"%PDF-").is_some()
             }
             Target::Java => head.starts_with(&[0xca, 0xfe, 0xba, 0xbe]),
+            // Decided by the object's type, not its head: enabled by the
+            // scan for the layers they apply to.
+            Target::Html | Target::Mail | Target::Ascii => false,
         }
     }
 }
@@ -80,19 +91,82 @@ pub enum Offset {
     Abs { start: u64, span: u64 },
     /// `EOF-n` or `EOF-n,m`: start in `len-n..=len-n+m`.
     Eof { back: u64, span: u64 },
+    /// `EP+n` / `EP-n` (`delta` = ±n), from the entry point's file offset.
+    Ep { delta: i64, span: u64 },
+    /// `Sx+n`: from the start of section `x` (0-based).
+    Section { index: u32, add: u64, span: u64 },
+    /// `SEx`: anywhere in section `x` (start in `raw..=raw+rsz+span`).
+    SectionWhole { index: u32, span: u64 },
+    /// `SL+n`: from the start of the last section.
+    LastSection { add: u64, span: u64 },
+}
+
+/// What an object's executable headers say, for resolving offsets
+/// (ClamAV's `cli_target_info`).
+#[derive(Debug, Clone, Default)]
+pub enum Layout {
+    /// Not an executable type: no header to parse (`status` 0).
+    #[default]
+    NotExe,
+    /// Parsed PE or ELF headers (`status` 1).
+    Exe(crate::exe::ExeInfo),
+    /// A PE or ELF whose headers did not parse (`status` -1): as in ClamAV,
+    /// no `EOF-n` or exe-relative offset resolves for it.
+    Broken,
 }
 
 impl Offset {
-    /// Whether a match starting at `start` in an object of `len` bytes is allowed.
+    /// Whether this offset needs the object's executable layout.
+    pub fn is_exe_relative(self) -> bool {
+        !matches!(self, Offset::Any | Offset::Abs { .. } | Offset::Eof { .. })
+    }
+
+    /// The range `lo..=hi` where a match may start in an object of `len`
+    /// bytes with this layout; `None` when it does not resolve (as ClamAV's
+    /// `cli_caloff`, the signature then cannot match).
+    pub fn resolve(self, len: u64, layout: &Layout) -> Option<(u64, u64)> {
+        let exe = match (self, layout) {
+            (Offset::Any, _) => return Some((0, u64::MAX)),
+            (Offset::Abs { start, span }, _) => return Some((start, start.saturating_add(span))),
+            (_, Layout::Broken) => return None,
+            (Offset::Eof { back, span }, _) => {
+                let s = len.checked_sub(back)?;
+                return Some((s, s.saturating_add(span)));
+            }
+            (_, Layout::NotExe) => return None,
+            (_, Layout::Exe(e)) => e,
+        };
+        let section = |i: u32| exe.sections.get(i as usize);
+        let (lo, span) = match self {
+            Offset::Ep { delta, span } => {
+                let ep = exe.ep?;
+                let lo = if delta >= 0 {
+                    ep.checked_add(delta.unsigned_abs())?
+                } else {
+                    ep.checked_sub(delta.unsigned_abs())?
+                };
+                (lo, span)
+            }
+            Offset::Section { index, add, span } => {
+                (u64::from(section(index)?.raw).checked_add(add)?, span)
+            }
+            Offset::SectionWhole { index, span } => {
+                let s = section(index)?;
+                (u64::from(s.raw), u64::from(s.rsz).saturating_add(span))
+            }
+            Offset::LastSection { add, span } => {
+                (u64::from(exe.sections.last()?.raw).checked_add(add)?, span)
+            }
+            Offset::Any | Offset::Abs { .. } | Offset::Eof { .. } => return None,
+        };
+        Some((lo, lo.saturating_add(span)))
+    }
+
+    /// Whether a match starting at `start` in an object of `len` bytes is
+    /// allowed (offsets that need no executable layout).
     pub fn allows(self, start: u64, len: u64) -> bool {
-        match self {
-            Offset::Any => true,
-            Offset::Abs { start: s, span } => start >= s && start - s <= span,
-            Offset::Eof { back, span } => match len.checked_sub(back) {
-                Some(s) => start >= s && start - s <= span,
-                None => false,
-            },
-        }
+        self.resolve(len, &Layout::NotExe)
+            .is_some_and(|(lo, hi)| start >= lo && start <= hi)
     }
 }
 
@@ -138,6 +212,140 @@ pub struct NdbSignature<'a> {
     pub target: Target,
     pub offset: Offset,
     pub elems: Vec<Elem>,
+    /// `(B)`, `(L)`, `(W)` checks before the first and after the last byte.
+    pub edges: Edges,
+}
+
+/// A character class marker: `(B)` word boundary, `(L)` line end, `(W)`
+/// non-alphanumeric (ClamAV's `matcher-ac.c` specials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Boundary,
+    Line,
+    Word,
+}
+
+/// ClamAV's `boundary[]` table: bit 1 = may precede a word, bit 2 = may
+/// follow one (`matcher-ac.c`).
+fn boundary_class(b: u8) -> u8 {
+    match b {
+        b'.' | b'<' | b'@' => 1,
+        b'\n' | b'\r' | b'"' | b'\'' | b'=' | b'>' => 2,
+        b' ' | b'-' | b'/' | b'_' => 3,
+        _ => 0,
+    }
+}
+
+/// Zero-width checks at a signature's ends: `(X)` as the first token,
+/// `(X)` or `!(X)` as the last (ClamAV turns those into left/right
+/// boundary flags; elsewhere they match one byte of the class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Edges {
+    pub left: Option<Bound>,
+    /// The class and whether it is negated.
+    pub right: Option<(Bound, bool)>,
+}
+
+impl Edges {
+    pub fn is_empty(&self) -> bool {
+        self.left.is_none() && self.right.is_none()
+    }
+
+    /// The left check, given the byte before the match (`None` at the
+    /// start of the object).
+    pub fn left_ok(&self, prev: Option<u8>) -> bool {
+        match (self.left, prev) {
+            (None, _) | (Some(_), None) => true,
+            (Some(Bound::Boundary), Some(p)) => boundary_class(p) & 1 != 0,
+            (Some(Bound::Line), Some(p)) => p == b'\n',
+            (Some(Bound::Word), Some(p)) => !p.is_ascii_alphanumeric(),
+        }
+    }
+
+    /// The right check, given the two bytes after the match (`None` past
+    /// the end of the object).
+    pub fn right_ok(&self, next: Option<u8>, next2: Option<u8>) -> bool {
+        let Some((b, negated)) = self.right else {
+            return true;
+        };
+        let hit = match (b, next) {
+            (_, None) => true,
+            (Bound::Boundary, Some(n)) => boundary_class(n) >= 2,
+            (Bound::Line, Some(n)) => n == b'\n' || (n == b'\r' && next2 == Some(b'\n')),
+            (Bound::Word, Some(n)) => !n.is_ascii_alphanumeric(),
+        };
+        hit != negated
+    }
+}
+
+fn bound_of(inner: &[u8]) -> Option<Bound> {
+    match inner {
+        b"B" => Some(Bound::Boundary),
+        b"L" => Some(Bound::Line),
+        b"W" => Some(Bound::Word),
+        _ => None,
+    }
+}
+
+/// One byte of a class inside a signature: `(B)`, `(W)`, `(L)` (which
+/// also takes `\r\n`) and the negated `!(B)`, `!(W)`.
+fn class_elem(b: Bound, negated: bool) -> Result<Elem, NdbLineError> {
+    let bytes = |f: &dyn Fn(u8) -> bool| -> Elem {
+        Elem::Alt(
+            (0..=255u8)
+                .filter(|&x| f(x))
+                .map(|x| vec![ByteM::exact(x)])
+                .collect(),
+        )
+    };
+    Ok(match (b, negated) {
+        (Bound::Boundary, n) => bytes(&|x| (boundary_class(x) != 0) != n),
+        (Bound::Word, n) => bytes(&|x| x.is_ascii_alphanumeric() == n),
+        (Bound::Line, false) => Elem::Alt(vec![
+            vec![ByteM::exact(b'\n')],
+            vec![ByteM::exact(b'\r'), ByteM::exact(b'\n')],
+        ]),
+        (Bound::Line, true) => return Err(NdbLineError::Unsupported("ndb_boundary")),
+    })
+}
+
+/// Split the `(X)` edge markers off a hex signature and parse the rest,
+/// with class markers inside it. A marker next to a `*` or a jump is
+/// counted unsupported: ClamAV splits the signature there and the marker
+/// becomes an edge check of a part, which this engine does not model.
+pub fn parse_hex_edges(s: &[u8]) -> Result<(Vec<Elem>, Edges), NdbLineError> {
+    let mut edges = Edges::default();
+    let mut mid = s;
+    if mid.len() >= 3
+        && mid[0] == b'('
+        && mid[2] == b')'
+        && let Some(b) = bound_of(&mid[1..2])
+    {
+        edges.left = Some(b);
+        mid = &mid[3..];
+    }
+    let n = mid.len();
+    if n >= 3
+        && mid[n - 3] == b'('
+        && mid[n - 1] == b')'
+        && let Some(b) = bound_of(&mid[n - 2..n - 1])
+    {
+        let negated = n >= 4 && mid[n - 4] == b'!';
+        edges.right = Some((b, negated));
+        mid = &mid[..n - 3 - usize::from(negated)];
+    }
+    if mid.first() == Some(&b'!') && class_at(mid, 0).is_some() {
+        // A negated class first: clamscan 1.4.6 crashes on it.
+        return Err(NdbLineError::Unsupported("ndb_boundary"));
+    }
+    let gap_edge =
+        |c: Option<&u8>| c.is_some_and(|c| matches!(c, b'*' | b'{' | b'[' | b'}' | b']'));
+    if (edges.left.is_some() && gap_edge(mid.first()))
+        || (edges.right.is_some() && gap_edge(mid.last()))
+    {
+        return Err(NdbLineError::Unsupported("ndb_boundary"));
+    }
+    Ok((parse_hex_with(mid, true)?, edges))
 }
 
 /// Why an ndb line was not loaded.
@@ -185,16 +393,28 @@ pub fn parse_ndb_bytes(line: &[u8]) -> Result<NdbSignature<'_>, NdbLineError> {
     }
     let target = parse_target(f[1])?;
     let offset = parse_offset(f[2])?;
-    let elems = parse_hex(f[3])?;
+    if offset.is_exe_relative() && target == Target::MachO {
+        // Valid for ClamAV, but Mach-O headers are not parsed here.
+        return Err(NdbLineError::Unsupported("ndb_offset_macho"));
+    }
+    if offset.is_exe_relative() && !matches!(target, Target::Pe | Target::Elf) {
+        // ClamAV refuses these (`cli_caloff`: invalid offset type for target).
+        return Err(bad(format!(
+            "offset {:?} needs target type 1 (PE), 6 (ELF) or 9 (Mach-O)",
+            String::from_utf8_lossy(f[2])
+        )));
+    }
+    let (elems, edges) = parse_hex_edges(f[3])?;
     Ok(NdbSignature {
         name,
         target,
         offset,
         elems,
+        edges,
     })
 }
 
-fn parse_target(t: &[u8]) -> Result<Target, NdbLineError> {
+pub fn parse_target(t: &[u8]) -> Result<Target, NdbLineError> {
     let n = parse_u64(t).ok_or_else(|| {
         bad(format!(
             "target type {:?} is not a number",
@@ -205,11 +425,11 @@ fn parse_target(t: &[u8]) -> Result<Target, NdbLineError> {
         0 => Target::Any,
         1 => Target::Pe,
         2 => Target::Ole2,
-        3 => return Err(NdbLineError::Unsupported("ndb_target_html")),
-        4 => return Err(NdbLineError::Unsupported("ndb_target_mail")),
+        3 => Target::Html,
+        4 => Target::Mail,
         5 => Target::Graphics,
         6 => Target::Elf,
-        7 => return Err(NdbLineError::Unsupported("ndb_target_ascii")),
+        7 => Target::Ascii,
         9 => Target::MachO,
         10 => Target::Pdf,
         11 => return Err(NdbLineError::Unsupported("ndb_target_flash")),
@@ -227,35 +447,67 @@ fn num(s: &[u8], what: &str) -> Result<u64, NdbLineError> {
     })
 }
 
-fn parse_offset(o: &[u8]) -> Result<Offset, NdbLineError> {
+/// Parse an offset field (see the module docs); exe-relative offsets are
+/// returned as such and the caller checks them against its target type.
+pub fn parse_offset(o: &[u8]) -> Result<Offset, NdbLineError> {
     if o == b"*" {
         return Ok(Offset::Any);
     }
-    if o.starts_with(b"EP+") || o.starts_with(b"EP-") {
-        return Err(NdbLineError::Unsupported("ndb_offset_ep"));
+    if o.len() > 64 {
+        return Err(bad("offset string longer than 64 bytes"));
     }
-    if o.starts_with(b"SL+")
-        || o.starts_with(b"SE")
-        || (o.first() == Some(&b'S') && o.get(1).is_some_and(u8::is_ascii_digit))
-    {
-        return Err(NdbLineError::Unsupported("ndb_offset_section"));
+    let (body, span) = match o.iter().position(|&b| b == b',') {
+        Some(i) => (&o[..i], num(&o[i + 1..], "offset shift")?),
+        None => (o, 0),
+    };
+    if let Some(n) = body.strip_prefix(b"EP+") {
+        let n = i64::try_from(num(n, "offset")?).map_err(|_| bad("offset too large"))?;
+        return Ok(Offset::Ep { delta: n, span });
     }
-    if o.starts_with(b"VI") {
+    if let Some(n) = body.strip_prefix(b"EP-") {
+        let n = i64::try_from(num(n, "offset")?).map_err(|_| bad("offset too large"))?;
+        return Ok(Offset::Ep { delta: -n, span });
+    }
+    if let Some(rest) = body.strip_prefix(b"S") {
+        let index = |x: &[u8]| {
+            u32::try_from(num(x, "section number")?).map_err(|_| bad("section number too large"))
+        };
+        if let Some(x) = rest.strip_prefix(b"E") {
+            return Ok(Offset::SectionWhole {
+                index: index(x)?,
+                span,
+            });
+        }
+        if let Some(n) = rest.strip_prefix(b"L+") {
+            return Ok(Offset::LastSection {
+                add: num(n, "offset")?,
+                span,
+            });
+        }
+        if let Some(plus) = rest.iter().position(|&b| b == b'+') {
+            return Ok(Offset::Section {
+                index: index(&rest[..plus])?,
+                add: num(&rest[plus + 1..], "offset")?,
+                span,
+            });
+        }
+        return Err(bad(format!(
+            "invalid offset {:?}",
+            String::from_utf8_lossy(o)
+        )));
+    }
+    if body.starts_with(b"VI") {
         return Err(NdbLineError::Unsupported("ndb_offset_vi"));
     }
-    let (body, eof) = match o.strip_prefix(b"EOF-") {
-        Some(rest) => (rest, true),
-        None => (o, false),
-    };
-    let (a, span) = match body.iter().position(|&b| b == b',') {
-        Some(i) => (&body[..i], num(&body[i + 1..], "offset span")?),
-        None => (body, 0),
-    };
-    let a = num(a, "offset")?;
-    Ok(if eof {
-        Offset::Eof { back: a, span }
-    } else {
-        Offset::Abs { start: a, span }
+    if let Some(n) = body.strip_prefix(b"EOF-") {
+        return Ok(Offset::Eof {
+            back: num(n, "offset")?,
+            span,
+        });
+    }
+    Ok(Offset::Abs {
+        start: num(body, "offset")?,
+        span,
     })
 }
 
@@ -365,6 +617,20 @@ fn parse_alts(inner: &[u8], at: usize) -> Result<Vec<Vec<ByteM>>, NdbLineError> 
     Ok(alts)
 }
 
+/// A class marker `(X)` or `!(X)` starting at `i`: (class, negated, end).
+fn class_at(s: &[u8], i: usize) -> Option<(Bound, bool, usize)> {
+    let (negated, open) = if s.get(i) == Some(&b'!') {
+        (true, i + 1)
+    } else {
+        (false, i)
+    };
+    if s.get(open) != Some(&b'(') || s.get(open + 2) != Some(&b')') {
+        return None;
+    }
+    let b = bound_of(s.get(open + 1..open + 2)?)?;
+    Some((b, negated, open + 3))
+}
+
 fn push_gap(elems: &mut Vec<Elem>, min: u64, max: Option<u64>) {
     if let Some(Elem::Gap { min: m0, max: x0 }) = elems.last_mut() {
         *m0 = m0.saturating_add(min);
@@ -385,8 +651,14 @@ fn push_byte(elems: &mut Vec<Elem>, b: ByteM) {
     }
 }
 
-/// Parse the hex signature field into elements.
+/// Parse the hex signature field into elements (class markers `(B)`,
+/// `(L)`, `(W)` are counted unsupported; `.ndb` lines go through
+/// [`parse_hex_edges`]).
 pub fn parse_hex(s: &[u8]) -> Result<Vec<Elem>, NdbLineError> {
+    parse_hex_with(s, false)
+}
+
+fn parse_hex_with(s: &[u8], classes: bool) -> Result<Vec<Elem>, NdbLineError> {
     let mut elems: Vec<Elem> = Vec::new();
     let mut i = 0;
     while i < s.len() {
@@ -407,6 +679,21 @@ pub fn parse_hex(s: &[u8]) -> Result<Vec<Elem>, NdbLineError> {
                     other => elems.push(other),
                 }
                 i = j + 1;
+            }
+            b'(' | b'!' if classes && class_at(s, i).is_some() => {
+                let Some((b, negated, end)) = class_at(s, i) else {
+                    return Err(bad(format!("bad class marker at position {i}")));
+                };
+                let prev = i.checked_sub(1);
+                let next_gap = matches!(s.get(end), Some(b'*' | b'{' | b'['));
+                let prev_gap = prev
+                    .and_then(|p| s.get(p))
+                    .is_some_and(|c| matches!(c, b'*' | b'}' | b']'));
+                if next_gap || prev_gap {
+                    return Err(NdbLineError::Unsupported("ndb_boundary"));
+                }
+                elems.push(class_elem(b, negated)?);
+                i = end;
             }
             b'(' => {
                 let j = closing(s, i, b')')?;
@@ -555,6 +842,41 @@ mod tests {
     }
 
     #[test]
+    fn boundary_markers_become_edges_or_byte_classes() {
+        let (e, edges) = parse_hex_edges(b"(B)4142(W)43!(L)").unwrap();
+        assert_eq!(edges.left, Some(Bound::Boundary));
+        assert_eq!(edges.right, Some((Bound::Line, true)));
+        assert_eq!(e.len(), 3);
+        let Elem::Alt(w) = &e[1] else { panic!("{e:?}") };
+        assert_eq!(w.len(), 256 - 62);
+        // Left edge: start of object or a byte that may precede a word.
+        assert!(edges.left_ok(None) && edges.left_ok(Some(b' ')) && !edges.left_ok(Some(b'a')));
+        // Negated right edge: not at a line end.
+        assert!(!edges.right_ok(Some(b'\n'), None) && !edges.right_ok(Some(b'\r'), Some(b'\n')));
+        assert!(edges.right_ok(Some(b'\r'), Some(b'x')) && !edges.right_ok(None, None));
+        // Next to a jump, or `!(X)` first, or `!(L)` inside: unsupported.
+        for s in [
+            &b"(B)*4142"[..],
+            b"4142{2-3}(W)",
+            b"41(B)*42",
+            b"!(W)4142",
+            b"41!(L)42",
+        ] {
+            assert_eq!(
+                parse_hex_edges(s),
+                Err(NdbLineError::Unsupported("ndb_boundary")),
+                "{}",
+                String::from_utf8_lossy(s)
+            );
+        }
+        // Logical signatures (parse_hex) still count them unsupported.
+        assert_eq!(
+            parse_hex(b"41(B)42"),
+            Err(NdbLineError::Unsupported("ndb_boundary"))
+        );
+    }
+
+    #[test]
     fn offsets() {
         let off = |o: &str| parse_ndb_line(&format!("N:0:{o}:aabb")).map(|s| s.offset);
         assert_eq!(off("*"), Ok(Offset::Any));
@@ -562,27 +884,40 @@ mod tests {
         assert_eq!(off("10,5"), Ok(Offset::Abs { start: 10, span: 5 }));
         assert_eq!(off("EOF-20"), Ok(Offset::Eof { back: 20, span: 0 }));
         assert_eq!(off("EOF-20,4"), Ok(Offset::Eof { back: 20, span: 4 }));
+        let pe = |o: &str| parse_ndb_line(&format!("N:1:{o}:aabb")).map(|s| s.offset);
+        assert_eq!(pe("EP+10"), Ok(Offset::Ep { delta: 10, span: 0 }));
         assert_eq!(
-            off("EP+10"),
-            Err(NdbLineError::Unsupported("ndb_offset_ep"))
+            pe("EP-10,3"),
+            Ok(Offset::Ep {
+                delta: -10,
+                span: 3
+            })
         );
         assert_eq!(
-            off("EP-10"),
-            Err(NdbLineError::Unsupported("ndb_offset_ep"))
+            pe("S2+4"),
+            Ok(Offset::Section {
+                index: 2,
+                add: 4,
+                span: 0
+            })
         );
+        assert_eq!(pe("SL+4,9"), Ok(Offset::LastSection { add: 4, span: 9 }));
+        assert_eq!(pe("SE1"), Ok(Offset::SectionWhole { index: 1, span: 0 }));
         assert_eq!(
-            off("S2+4"),
-            Err(NdbLineError::Unsupported("ndb_offset_section"))
+            parse_ndb_line("N:6:SE0,16:aabb").map(|s| s.offset),
+            Ok(Offset::SectionWhole { index: 0, span: 16 })
         );
+        // Exe-relative offsets need a PE or ELF target (ClamAV refuses the line).
+        for o in ["EP+10", "S2+4", "SE1", "SL+0"] {
+            assert!(matches!(off(o), Err(NdbLineError::Malformed(_))), "{o}");
+        }
         assert_eq!(
-            off("SL+4"),
-            Err(NdbLineError::Unsupported("ndb_offset_section"))
+            parse_ndb_line("N:9:EP+0:aabb").map(|s| s.offset),
+            Err(NdbLineError::Unsupported("ndb_offset_macho"))
         );
-        assert_eq!(
-            off("SE1"),
-            Err(NdbLineError::Unsupported("ndb_offset_section"))
-        );
-        assert!(matches!(off("abc"), Err(NdbLineError::Malformed(_))));
+        for o in ["EP+", "EP+x", "S+4", "Sx+4", "S1", "SEx", "SL+", "EP+1,x"] {
+            assert!(matches!(pe(o), Err(NdbLineError::Malformed(_))), "{o}");
+        }
         assert!(matches!(off("EOF+3"), Err(NdbLineError::Malformed(_))));
 
         let eof = Offset::Eof { back: 10, span: 2 };
@@ -603,9 +938,10 @@ mod tests {
         assert_eq!(t("9"), Ok(Target::MachO));
         assert_eq!(t("10"), Ok(Target::Pdf));
         assert_eq!(t("12"), Ok(Target::Java));
-        assert_eq!(t("3"), Err(NdbLineError::Unsupported("ndb_target_html")));
-        assert_eq!(t("4"), Err(NdbLineError::Unsupported("ndb_target_mail")));
-        assert_eq!(t("7"), Err(NdbLineError::Unsupported("ndb_target_ascii")));
+        assert_eq!(t("3"), Ok(Target::Html));
+        assert_eq!(t("4"), Ok(Target::Mail));
+        assert_eq!(t("7"), Ok(Target::Ascii));
+        assert_eq!(t("11"), Err(NdbLineError::Unsupported("ndb_target_flash")));
         assert_eq!(t("42"), Err(NdbLineError::Unsupported("ndb_target_other")));
         assert!(matches!(t("x"), Err(NdbLineError::Malformed(_))));
 
@@ -614,6 +950,10 @@ mod tests {
         assert!(Target::Pdf.accepts(b"junk\n%PDF-1.7"));
         assert!(Target::Graphics.accepts(b"\x89PNG\r\n") && Target::Graphics.accepts(b"GIF89a"));
         assert!(Target::MachO.accepts(&[0xcf, 0xfa, 0xed, 0xfe, 7]));
+        // Type-decided targets never match on the head alone.
+        for t in [Target::Html, Target::Mail, Target::Ascii] {
+            assert!(!t.accepts(b"<html><body>") && !t.accepts(b"From: x\n"));
+        }
         assert!(Target::Ole2.accepts(&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1, 0]));
         assert!(!Target::Ole2.accepts(&[0xd0, 0xcf]));
     }
