@@ -432,6 +432,8 @@ mod tests {
         let set = build_engine_set(&[EngineConfig::Builtin {
             name: None,
             signatures: vec![dir],
+            detect_pua: false,
+            verify_signatures: true,
         }])
         .unwrap();
         let info = &set.infos()[0];
@@ -489,10 +491,14 @@ mod tests {
             EngineConfig::Builtin {
                 name: Some("x".into()),
                 signatures: vec![],
+                detect_pua: false,
+                verify_signatures: true,
             },
             EngineConfig::Builtin {
                 name: Some("x".into()),
                 signatures: vec![],
+                detect_pua: false,
+                verify_signatures: true,
             },
         ]);
         assert!(matches!(err, Err(BuildError::DuplicateName(_))));

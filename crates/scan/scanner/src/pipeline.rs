@@ -431,7 +431,7 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ScanConfig, build_engine_set, eicar_only_engines};
+    use crate::config::{EngineConfig, ScanConfig, build_engine_set, eicar_only_engines};
     use moat_core::{EngineScan, Hit};
     use std::io::Write;
 
@@ -613,7 +613,7 @@ mod tests {
         let v = s.scan(&Blob::from_vec(trusted), "trusted.zip", None);
         assert_eq!(v.status, Status::Clean, "{:?}", v.findings);
         // Without the allow-list the trusted member is found too.
-        let plain = build_engine_set(&default_engines()).unwrap();
+        let plain = build_engine_set(&eicar_only_engines()).unwrap();
         let v =
             Scanner::new(plain, ScanConfig::default()).scan(&Blob::from_vec(outer), "o.zip", None);
         assert_eq!(v.findings.len(), 3);
