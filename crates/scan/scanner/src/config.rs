@@ -227,10 +227,10 @@ pub fn discover_clamav_database_in(
         let Ok(text) = std::fs::read_to_string(conf) else {
             continue;
         };
-        if let Some(dir) = database_directory(&text) {
-            if holds_signatures(&dir) {
-                return Some(dir);
-            }
+        if let Some(dir) = database_directory(&text)
+            && holds_signatures(&dir)
+        {
+            return Some(dir);
         }
     }
     holds_signatures(fallback).then(|| fallback.to_path_buf())
