@@ -3,6 +3,8 @@
 # that already has them. Idempotent. Prints the environment the tests should use.
 #
 #   ClamAV (clamd, clamscan)   apt: clamav clamav-daemon (tests start their own clamd)
+#   ClamAV's test files        apt: clamav-testfiles (differential tests)
+#   7z                         apt: p7zip-full (archives built by tests)
 #   PostgreSQL on 127.0.0.1:5432 with a database `test`
 #   python3                    for ../shared/bench generators
 #   RabbitMQ on 127.0.0.1:5672 (guest/guest)      apt: rabbitmq-server
@@ -37,6 +39,8 @@ fi
 command -v x86_64-w64-mingw32-gcc >/dev/null || apt_install gcc-mingw-w64-x86-64
 command -v gcc >/dev/null || apt_install gcc
 [ -e /usr/share/clamav-testfiles/clam.exe ] || apt_install clamav-testfiles
+# 7z, to build archives at test time
+command -v 7z >/dev/null || apt_install p7zip-full || apt_install 7zip
 # --- PostgreSQL
 PG_URL="${MOAT_TEST_POSTGRES_URL:-}"
 if [ -z "$PG_URL" ]; then

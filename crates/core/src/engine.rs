@@ -60,6 +60,10 @@ pub struct Hit {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineScan {
     pub hits: Vec<Hit>,
+    /// The object is on this engine's allow-list (ClamAV `.fp`/`.sfp`): the
+    /// engine reports no hit for it, and the pipeline drops this engine's
+    /// findings for every member extracted from it.
+    pub trusted: bool,
 }
 
 /// Why an engine could not give an answer.
@@ -104,6 +108,11 @@ pub struct EngineInfo {
     pub signatures: BTreeMap<String, u64>,
     /// Signatures read but not supported, by kind. Never silently dropped.
     pub unsupported: BTreeMap<String, u64>,
+    /// Signatures read but deliberately not loaded, by reason and kind
+    /// (e.g. `pua:hdu` while PUA detection is off, `ignored` for names on a
+    /// `.ign`/`.ign2` list). Not errors.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, u64>,
     /// Problems found while loading (bad lines, bad rule files), capped.
     pub load_errors: Vec<String>,
     /// Unix seconds of the last successful load.

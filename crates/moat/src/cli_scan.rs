@@ -20,6 +20,12 @@ pub struct ScanArgs {
     /// ClamAV signature directory or file for the builtin engine (repeatable).
     #[arg(long = "signatures", value_name = "DIR")]
     signatures: Vec<PathBuf>,
+    /// Load ClamAV's PUA databases (.hdu, .hsu, .ndu, ...) for the builtin engine.
+    #[arg(long)]
+    detect_pua: bool,
+    /// Load .cvd/.cld databases whose ClamAV digital signatures do not verify.
+    #[arg(long)]
+    no_verify_signatures: bool,
     /// YARA rule file or directory (repeatable).
     #[arg(long = "yara", value_name = "PATH")]
     yara: Vec<PathBuf>,
@@ -46,6 +52,8 @@ fn engines_from_flags(a: &ScanArgs) -> Option<Vec<EngineConfig>> {
         e.push(EngineConfig::Builtin {
             name: None,
             signatures: a.signatures.clone(),
+            detect_pua: a.detect_pua,
+            verify_signatures: !a.no_verify_signatures,
         });
     }
     if !a.yara.is_empty() {

@@ -4,15 +4,37 @@
 //! may be either: sniffed by the gzip magic).
 //!
 //! Members are streamed from the archive in memory: a member name is only
-//! used to pick its kind (by extension), never as a file-system path. The
-//! header's digital signature is not checked.
+//! used to pick its kind (by extension), never as a file-system path.
+//!
+//! Verification ([`verify`]) does what ClamAV's `cli_cvdload` does:
+//! * a `.cvd`: the MD5 of everything after the header must be the header's,
+//!   and the header's digital signature must sign it (a `.cld` is a `.cvd`
+//!   updated in place, whose header no longer matches its body: ClamAV does
+//!   not check these two for a `.cld`, nor do we);
+//! * both: the `.info` member must carry a valid digital signature (`DSIG:`
+//!   line), repeat the header's version, signature count, functionality
+//!   level and build time, and list the size and SHA-256 of every database
+//!   member, which must match.
 
+use crate::dsig;
+use md5::Md5;
+use sha2::{Digest, Sha256};
 use std::io::{BufReader, Read};
 
 /// Length of the header block.
 pub const HEADER_LEN: usize = 512;
 /// Largest member read into memory.
 pub const MAX_MEMBER: u64 = 2 << 30;
+/// Largest `.info` member kept for verification.
+const MAX_INFO: u64 = 4 << 20;
+
+/// Member extensions ClamAV treats as databases (`CLI_DBEXT`): each must be
+/// listed in the `.info` member.
+const DB_EXTS: &[&str] = &[
+    "db", "hdb", "hdu", "fp", "mdb", "mdu", "hsb", "hsu", "sfp", "msb", "msu", "ndb", "ndu", "ldb",
+    "ldu", "sdb", "zmd", "rmd", "pdb", "gdb", "wdb", "cbc", "ftm", "cfg", "cvd", "cld", "cud",
+    "cdb", "cat", "crb", "idb", "ioc", "yar", "yara", "pwdb", "ign", "ign2", "imp",
+];
 
 /// The fields of a cvd/cld header that matter here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +43,12 @@ pub struct CvdHeader {
     pub version: u64,
     pub signatures: u64,
     pub flevel: u64,
+    /// MD5 of the archive after the header (hex), as the header states it.
+    pub md5: String,
+    /// The digital signature of `md5`.
+    pub dsig: String,
+    /// Build time in Unix seconds (0 when absent).
+    pub stime: u64,
 }
 
 /// Why a container could not be read.
@@ -36,29 +64,63 @@ pub enum CvdError {
     Archive(#[from] std::io::Error),
 }
 
+/// Why a container failed verification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the MD5 of the archive ({actual}) is not the header's ({expected})")]
+    Md5Mismatch { expected: String, actual: String },
+    #[error("the header's digital signature does not verify with ClamAV's public key")]
+    BadHeaderSignature,
+    #[error("no .info member")]
+    NoInfo,
+    #[error("the .info member is malformed: {0}")]
+    BadInfo(String),
+    #[error("the .info member has no digital signature")]
+    UnsignedInfo,
+    #[error("the .info member's digital signature does not verify with ClamAV's public key")]
+    BadInfoSignature,
+    #[error("the .info member describes another database version than the header")]
+    InfoHeaderMismatch,
+    #[error("member {0} is not listed in the .info member")]
+    Unlisted(String),
+    #[error("member {0} does not match the size and SHA-256 listed in the .info member")]
+    MemberMismatch(String),
+}
+
 /// Parse the 512-byte header.
 pub fn parse_header(h: &[u8]) -> Result<CvdHeader, CvdError> {
     if h.len() < HEADER_LEN {
         return Err(CvdError::Short(h.len()));
     }
-    let h = &h[..HEADER_LEN];
+    parse_header_text(&h[..HEADER_LEN])
+}
+
+/// Parse a header line (the 512-byte header, or the first line of `.info`).
+fn parse_header_text(h: &[u8]) -> Result<CvdHeader, CvdError> {
     if !h.starts_with(b"ClamAV-VDB:") {
         return Err(CvdError::BadMagic);
     }
     let text = String::from_utf8_lossy(h);
-    let fields: Vec<&str> = text.trim_end_matches([' ', '\0']).split(':').collect();
-    let num = |i: usize, field: &'static str| -> Result<u64, CvdError> {
-        let v = fields.get(i).map_or("", |s| s.trim());
+    let fields: Vec<&str> = text
+        .trim_end_matches([' ', '\0', '\n', '\r'])
+        .split(':')
+        .collect();
+    let field = |i: usize| fields.get(i).map_or("", |s| s.trim());
+    let num = |i: usize, field_name: &'static str| -> Result<u64, CvdError> {
+        let v = field(i);
         v.parse().map_err(|_| CvdError::BadField {
-            field,
+            field: field_name,
             value: v.to_string(),
         })
     };
     Ok(CvdHeader {
-        build_time: fields.get(1).map_or("", |s| s.trim()).to_string(),
+        build_time: field(1).to_string(),
         version: num(2, "version")?,
         signatures: num(3, "signature count")?,
         flevel: num(4, "functionality level")?,
+        md5: field(5).to_string(),
+        dsig: field(6).to_string(),
+        stime: field(8).parse().unwrap_or(0),
     })
 }
 
@@ -73,6 +135,17 @@ pub struct Member {
     pub lines: u64,
 }
 
+/// What verification needs, gathered while the container is read.
+#[derive(Debug, Default)]
+pub struct Integrity {
+    /// MD5 of everything after the header.
+    pub archive_md5: [u8; 16],
+    /// Name, size and SHA-256 of every member.
+    pub members: Vec<(String, u64, [u8; 32])>,
+    /// The bytes of the `.info` member.
+    pub info: Option<Vec<u8>>,
+}
+
 fn split_name(path: &[u8]) -> (String, String) {
     let base = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
     let name = String::from_utf8_lossy(base).into_owned();
@@ -84,7 +157,7 @@ fn split_name(path: &[u8]) -> (String, String) {
 }
 
 /// Count non-empty lines of a stream without keeping it.
-fn count_lines(r: &mut impl Read) -> std::io::Result<u64> {
+pub(crate) fn count_lines(r: &mut impl Read) -> std::io::Result<u64> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut n = 0u64;
     let mut line_has_content = false;
@@ -105,16 +178,36 @@ fn count_lines(r: &mut impl Read) -> std::io::Result<u64> {
     Ok(n + u64::from(line_has_content))
 }
 
+/// A reader that digests what passes through it (when it has a digest).
+struct Digesting<R, D> {
+    inner: R,
+    digest: Option<D>,
+    bytes: u64,
+}
+
+impl<R: Read, D: Digest> Read for Digesting<R, D> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(d) = self.digest.as_mut() {
+            d.update(&buf[..n]);
+        }
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
 /// Read a container from `r` (positioned at its start). For each member,
 /// `keep(ext)` decides whether its bytes are returned (`Some`) or only its
 /// lines counted; `on_member` gets each member as it is read, so only one
-/// member's bytes are held at a time.
+/// member's bytes are held at a time. With `check`, what [`verify`] needs
+/// is gathered on the way (the archive is then read to its end).
 pub fn read_container(
     r: impl Read,
+    check: bool,
     mut keep: impl FnMut(&str) -> bool,
     mut on_member: impl FnMut(Member),
-) -> Result<CvdHeader, CvdError> {
-    let mut r = BufReader::with_capacity(256 * 1024, r);
+) -> Result<(CvdHeader, Option<Integrity>), CvdError> {
+    let mut r = r;
     let mut header = vec![0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
@@ -125,65 +218,198 @@ pub fn read_container(
         got += n;
     }
     let hdr = parse_header(&header)?;
+    let mut body = BufReader::with_capacity(
+        256 * 1024,
+        Digesting {
+            inner: r,
+            digest: check.then(Md5::new),
+            bytes: 0,
+        },
+    );
     // Sniff gzip vs plain tar.
     let mut magic = [0u8; 2];
     let mut m = 0;
     while m < 2 {
-        let n = r.read(&mut magic[m..])?;
+        let n = body.read(&mut magic[m..])?;
         if n == 0 {
             break;
         }
         m += n;
     }
-    let rest = std::io::Cursor::new(magic[..m].to_vec()).chain(r);
-    if magic[..m] == [0x1f, 0x8b] {
-        read_tar(
-            flate2::read::GzDecoder::new(rest),
-            &mut keep,
-            &mut on_member,
-        )?;
-    } else {
-        read_tar(rest, &mut keep, &mut on_member)?;
+    let mut integrity = check.then(Integrity::default);
+    {
+        let rest = std::io::Cursor::new(magic[..m].to_vec()).chain(&mut body);
+        if magic[..m] == [0x1f, 0x8b] {
+            read_tar(
+                flate2::read::GzDecoder::new(rest),
+                &mut keep,
+                &mut on_member,
+                integrity.as_mut(),
+            )?;
+        } else {
+            read_tar(rest, &mut keep, &mut on_member, integrity.as_mut())?;
+        }
     }
-    Ok(hdr)
+    if let Some(i) = integrity.as_mut() {
+        // The MD5 covers everything after the header, read or not.
+        std::io::copy(&mut body, &mut std::io::sink())?;
+        if let Some(d) = body.into_inner().digest {
+            i.archive_md5 = d.finalize().into();
+        }
+    }
+    Ok((hdr, integrity))
 }
 
 fn read_tar(
     r: impl Read,
     keep: &mut impl FnMut(&str) -> bool,
     on_member: &mut impl FnMut(Member),
+    mut integrity: Option<&mut Integrity>,
 ) -> Result<(), CvdError> {
     let mut ar = tar::Archive::new(r);
     for entry in ar.entries()? {
-        let mut entry = entry?;
+        let entry = entry?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
         let (name, ext) = split_name(&entry.path_bytes());
-        if keep(&ext) {
-            let size = entry.header().size().unwrap_or(0);
-            let mut data = Vec::with_capacity(size.min(MAX_MEMBER) as usize);
-            #[allow(clippy::disallowed_methods)] // bounded by MAX_MEMBER
-            let n = (&mut entry).take(MAX_MEMBER).read_to_end(&mut data)?;
-            if n as u64 >= MAX_MEMBER {
+        let size = entry.header().size().unwrap_or(0);
+        let mut entry = Digesting {
+            inner: entry,
+            digest: integrity.is_some().then(Sha256::new),
+            bytes: 0,
+        };
+        let is_info = integrity.is_some() && ext == "info";
+        let member = if keep(&ext) || is_info {
+            let limit = if is_info { MAX_INFO } else { MAX_MEMBER };
+            let mut data = Vec::with_capacity(size.min(limit) as usize);
+            #[allow(clippy::disallowed_methods)] // bounded by the limit
+            let n = (&mut entry).take(limit).read_to_end(&mut data)?;
+            if n as u64 >= limit {
                 return Err(CvdError::Archive(std::io::Error::other(format!(
-                    "member {name} is larger than {MAX_MEMBER} bytes"
+                    "member {name} is larger than {limit} bytes"
                 ))));
             }
-            on_member(Member {
-                name,
-                ext,
-                data: Some(data),
-                lines: 0,
-            });
+            if is_info {
+                if let Some(i) = integrity.as_deref_mut() {
+                    i.info = Some(data.clone());
+                }
+                if !keep(&ext) {
+                    let lines = count_lines(&mut &data[..])?;
+                    Member {
+                        name: name.clone(),
+                        ext,
+                        data: None,
+                        lines,
+                    }
+                } else {
+                    Member {
+                        name: name.clone(),
+                        ext,
+                        data: Some(data),
+                        lines: 0,
+                    }
+                }
+            } else {
+                Member {
+                    name: name.clone(),
+                    ext,
+                    data: Some(data),
+                    lines: 0,
+                }
+            }
         } else {
             let lines = count_lines(&mut entry)?;
-            on_member(Member {
-                name,
+            Member {
+                name: name.clone(),
                 ext,
                 data: None,
                 lines,
+            }
+        };
+        if let (Some(i), Some(d)) = (integrity.as_deref_mut(), entry.digest.take()) {
+            i.members.push((name, entry.bytes, d.finalize().into()));
+        }
+        on_member(member);
+    }
+    Ok(())
+}
+
+/// Check a container read with `check` (see the module docs).
+pub fn verify(hdr: &CvdHeader, cld: bool, i: &Integrity) -> Result<(), VerifyError> {
+    if !cld {
+        let actual = hex::encode(i.archive_md5);
+        if !actual.eq_ignore_ascii_case(&hdr.md5) {
+            return Err(VerifyError::Md5Mismatch {
+                expected: hdr.md5.clone(),
+                actual,
             });
+        }
+        if !dsig::verify_md5(&actual, &hdr.dsig) {
+            return Err(VerifyError::BadHeaderSignature);
+        }
+    }
+    let info = i.info.as_deref().ok_or(VerifyError::NoInfo)?;
+    let bad = |m: &str| VerifyError::BadInfo(m.to_string());
+    let mut hasher = Sha256::new();
+    let mut info_hdr = None;
+    let mut listed: Vec<(&[u8], u64, [u8; 32])> = Vec::new();
+    let mut signed = false;
+    for raw in info.split_inclusive(|&b| b == b'\n') {
+        if let Some(sig) = raw.strip_prefix(b"DSIG:") {
+            let digest: [u8; 32] = hasher.clone().finalize().into();
+            let sig = std::str::from_utf8(sig).map_err(|_| VerifyError::BadInfoSignature)?;
+            if !dsig::verify_sha256(&digest, sig.trim_end()) {
+                return Err(VerifyError::BadInfoSignature);
+            }
+            signed = true;
+            break;
+        }
+        hasher.update(raw);
+        let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.starts_with(b"ClamAV-VDB:") {
+            if info_hdr.is_some() {
+                return Err(bad("two header lines"));
+            }
+            info_hdr = Some(parse_header_text(line).map_err(|e| bad(&e.to_string()))?);
+            continue;
+        }
+        if info_hdr.is_none() {
+            return Err(bad("no header line first"));
+        }
+        let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
+        let [name, size, sha] = f.as_slice() else {
+            return Err(bad("a line is not name:size:sha256"));
+        };
+        let size: u64 = std::str::from_utf8(size)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("bad size"))?;
+        let mut d = [0u8; 32];
+        if sha.len() != 64 || hex::decode_to_slice(sha, &mut d).is_err() {
+            return Err(bad("bad SHA-256"));
+        }
+        listed.push((name, size, d));
+    }
+    if !signed {
+        return Err(VerifyError::UnsignedInfo);
+    }
+    let ih = info_hdr.ok_or_else(|| bad("no header line"))?;
+    if (ih.version, ih.signatures, ih.flevel, ih.stime)
+        != (hdr.version, hdr.signatures, hdr.flevel, hdr.stime)
+    {
+        return Err(VerifyError::InfoHeaderMismatch);
+    }
+    for (name, size, sha) in &i.members {
+        let (_, ext) = split_name(name.as_bytes());
+        if !DB_EXTS.contains(&ext.as_str()) {
+            continue;
+        }
+        match listed.iter().find(|(n, _, _)| *n == name.as_bytes()) {
+            None => return Err(VerifyError::Unlisted(name.clone())),
+            Some((_, s, d)) if s == size && d == sha => {}
+            Some(_) => return Err(VerifyError::MemberMismatch(name.clone())),
         }
     }
     Ok(())
@@ -260,7 +486,8 @@ pub(crate) mod tests {
                 gz,
             );
             let mut got = Vec::new();
-            let h = read_container(&c[..], |ext| ext == "hdb", |m| got.push(m)).unwrap();
+            let (h, _) =
+                read_container(&c[..], false, |ext| ext == "hdb", |m| got.push(m)).unwrap();
             assert_eq!(h.version, 5);
             assert_eq!(got.len(), 3);
             assert_eq!(got[0].ext, "hdb");
@@ -276,7 +503,7 @@ pub(crate) mod tests {
     #[test]
     fn truncated_archive_is_an_error() {
         let c = make_container(5, &[("x.hdb", &[b'a'; 10_000])], true);
-        let r = read_container(&c[..c.len() - 100], |_| true, |_| {});
+        let r = read_container(&c[..c.len() - 100], false, |_| true, |_| {});
         assert!(matches!(r, Err(CvdError::Archive(_))), "{r:?}");
     }
 }

@@ -4,7 +4,7 @@ use crate::eicar::{EICAR_NAME, is_eicar};
 use crate::exe::{self, PeMode, Src};
 use crate::hashdb::{HashDb, HashTable};
 use crate::ldb::{LdbSet, ObjectView, tdb::Placement};
-use crate::load::{self, LoadError, MAX_ERRORS};
+use crate::load::{self, LoadError, LoadOptions, MAX_ERRORS};
 use crate::names::NameArena;
 use crate::ndb::{Cursor, Layout, NdbScan, NdbSet, Target, parse::TARGET_HEAD};
 use crate::normalize::{self, FileKind};
@@ -27,6 +27,8 @@ pub struct BuiltinEngine {
     name: String,
     names: NameArena,
     hashes: HashDb,
+    /// `.fp`/`.sfp`: hashes of trusted files.
+    allow: HashDb,
     /// `.mdb`/`.msb` PE section hashes.
     mdb: HashDb,
     /// `.imp` import-table hashes.
@@ -52,8 +54,23 @@ impl BuiltinEngine {
     /// Only an unreadable or missing path is an error; bad lines are
     /// reported in [`EngineInfo::load_errors`] and skipped.
     pub fn load(name: &str, paths: &[PathBuf]) -> Result<BuiltinEngine, LoadError> {
+        Self::load_with(name, paths, &LoadOptions::default())
+    }
+
+    /// [`BuiltinEngine::load`] with explicit options (PUA databases,
+    /// database signature verification).
+    pub fn load_with(
+        name: &str,
+        paths: &[PathBuf],
+        opts: &LoadOptions,
+    ) -> Result<BuiltinEngine, LoadError> {
         let t0 = Instant::now();
-        let mut l = load::load_paths(paths)?;
+        let mut l = load::load_paths_with(paths, opts)?;
+        let allow = HashDb {
+            md5: HashTable::build(std::mem::take(&mut l.fp_md5)),
+            sha1: HashTable::build(std::mem::take(&mut l.fp_sha1)),
+            sha256: HashTable::build(std::mem::take(&mut l.fp_sha256)),
+        };
         let mut ndb_sigs = std::mem::take(&mut l.ndb);
         let ldb = LdbSet::build(std::mem::take(&mut l.ldb), &mut ndb_sigs);
         let (md5, sha1, sha256) = (
@@ -104,6 +121,7 @@ impl BuiltinEngine {
             signature_version: version,
             signatures,
             unsupported: std::mem::take(&mut l.unsupported),
+            skipped: std::mem::take(&mut l.skipped),
             load_errors,
             loaded_at: now_secs(),
             last_reload_error: None,
@@ -127,6 +145,7 @@ impl BuiltinEngine {
             name: name.to_string(),
             names: std::mem::take(&mut l.names),
             hashes,
+            allow,
             mdb,
             imp,
             layer_sigs: [Target::Any, Target::Html, Target::Ascii]
@@ -148,6 +167,7 @@ impl BuiltinEngine {
             name: name.to_string(),
             names: NameArena::default(),
             hashes: HashDb::default(),
+            allow: HashDb::default(),
             mdb: HashDb::default(),
             imp: HashDb::default(),
             ndb: NdbSet::empty(),
@@ -226,12 +246,16 @@ impl BuiltinEngine {
         }
         // ClamAV's file type decides which layers are scanned with which
         // targets (see `normalize`): HTML's raw bytes are not scanned at all.
+        // The allow-list hashes the object itself whatever its type.
         let kind = normalize::classify(&head);
         let raw = normalize::raw_plan(kind);
-        let mut md5 = (raw.scan && self.hashes.md5.wants(len)).then(Md5::new);
-        let mut sha1 = (raw.scan && self.hashes.sha1.wants(len)).then(Sha1::new);
-        let mut sha =
-            (raw.scan && sha256.is_none() && self.hashes.sha256.wants(len)).then(Sha256::new);
+        let mut md5 =
+            ((raw.scan && self.hashes.md5.wants(len)) || self.allow.md5.wants(len)).then(Md5::new);
+        let mut sha1 = ((raw.scan && self.hashes.sha1.wants(len)) || self.allow.sha1.wants(len))
+            .then(Sha1::new);
+        let mut sha = (sha256.is_none()
+            && ((raw.scan && self.hashes.sha256.wants(len)) || self.allow.sha256.wants(len)))
+        .then(Sha256::new);
         let mut st = self.ndb.start(&head);
         if self.ndb.needs_layout() || self.ldb.needs_exe() {
             st.layout = self.layout(blob, &head)?;
@@ -321,19 +345,27 @@ impl BuiltinEngine {
                 }
             }
         }
-        let mut ids = Vec::new();
-        if let Some(h) = md5 {
-            self.hashes.md5.lookup(&h.finalize(), len, &mut ids);
-        }
-        if let Some(h) = sha1 {
-            self.hashes.sha1.lookup(&h.finalize(), len, &mut ids);
-        }
+        let md5: Option<[u8; 16]> = md5.map(|h| h.finalize().into());
+        let sha1: Option<[u8; 20]> = sha1.map(|h| h.finalize().into());
         let digest: Option<[u8; 32]> = sha.map(|h| h.finalize().into()).or(sha256);
-        match digest {
-            Some(d) if raw.scan && self.hashes.sha256.wants(len) => {
-                self.hashes.sha256.lookup(&d, len, &mut ids)
-            }
-            _ => {}
+        if self.trusted(md5.as_ref(), sha1.as_ref(), digest.as_ref(), len) {
+            tracing::debug!(engine = %self.name, "allow-listed object: no detection");
+            return Ok(EngineScan {
+                hits: Vec::new(),
+                trusted: true,
+            });
+        }
+        let mut ids = Vec::new();
+        // Hash signatures apply where the raw bytes are scanned.
+        if raw.scan {
+            lookup_all(
+                &self.hashes,
+                md5.as_ref(),
+                sha1.as_ref(),
+                digest.as_ref(),
+                len,
+                &mut ids,
+            );
         }
         ids.extend_from_slice(&st.found);
         self.scan_pe_hashes(blob, &head, ctx, &mut ids)?;
@@ -365,7 +397,23 @@ impl BuiltinEngine {
         if !hits.is_empty() {
             tracing::debug!(engine = %self.name, hits = hits.len(), "builtin detection");
         }
-        Ok(EngineScan { hits })
+        Ok(EngineScan {
+            hits,
+            trusted: false,
+        })
+    }
+
+    /// Whether the object's hashes are on the `.fp`/`.sfp` allow-list.
+    fn trusted(
+        &self,
+        md5: Option<&[u8; 16]>,
+        sha1: Option<&[u8; 20]>,
+        sha256: Option<&[u8; 32]>,
+        len: u64,
+    ) -> bool {
+        let mut ids = Vec::new();
+        lookup_all(&self.allow, md5, sha1, sha256, len, &mut ids);
+        !ids.is_empty()
     }
 
     /// Evaluate the logical signatures on one scanned object or layer.
@@ -586,6 +634,26 @@ impl BuiltinEngine {
     }
 }
 
+/// Look the digests that were computed up in `db`.
+fn lookup_all(
+    db: &HashDb,
+    md5: Option<&[u8; 16]>,
+    sha1: Option<&[u8; 20]>,
+    sha256: Option<&[u8; 32]>,
+    len: u64,
+    ids: &mut Vec<u32>,
+) {
+    if let Some(d) = md5.filter(|_| db.md5.wants(len)) {
+        db.md5.lookup(d, len, ids);
+    }
+    if let Some(d) = sha1.filter(|_| db.sha1.wants(len)) {
+        db.sha1.lookup(d, len, ids);
+    }
+    if let Some(d) = sha256.filter(|_| db.sha256.wants(len)) {
+        db.sha256.lookup(d, len, ids);
+    }
+}
+
 impl Engine for BuiltinEngine {
     fn name(&self) -> &str {
         &self.name
@@ -632,11 +700,26 @@ mod tests {
     }
 
     fn engine_with(files: &[(&str, &str)]) -> (tempfile::TempDir, BuiltinEngine) {
+        engine_with_opts(files, &LoadOptions::default())
+    }
+
+    fn engine_with_pua(files: &[(&str, &str)]) -> (tempfile::TempDir, BuiltinEngine) {
+        let opts = LoadOptions {
+            detect_pua: true,
+            ..LoadOptions::default()
+        };
+        engine_with_opts(files, &opts)
+    }
+
+    fn engine_with_opts(
+        files: &[(&str, &str)],
+        opts: &LoadOptions,
+    ) -> (tempfile::TempDir, BuiltinEngine) {
         let d = tempfile::tempdir().unwrap();
         for (n, c) in files {
             std::fs::write(d.path().join(n), c).unwrap();
         }
-        let e = BuiltinEngine::load("test", &[d.path().to_path_buf()]).unwrap();
+        let e = BuiltinEngine::load_with("test", &[d.path().to_path_buf()], opts).unwrap();
         (d, e)
     }
 
@@ -792,7 +875,7 @@ mod tests {
             body.len()
         );
         let hsu = format!("{sha256}:*:PUA.H.Sha256:73\n");
-        let (_d, e) = engine_with(&[("a.hdb", &hdb), ("a.hsb", &hsb), ("a.hsu", &hsu)]);
+        let (_d, e) = engine_with_pua(&[("a.hdb", &hdb), ("a.hsb", &hsb), ("a.hsu", &hsu)]);
         let blob = Blob::from_vec(body.to_vec());
         let r = e.scan_blob(&blob, None, &ctx()).unwrap();
         let mut got = names(&r);
@@ -826,7 +909,7 @@ mod tests {
         };
         // From `sigtool --mdb` / `--imp` on clam.exe.
         let sect = "512:23db1dd3f77fae25610b6a32701313ae";
-        let (_d, e) = engine_with(&[
+        let (_d, e) = engine_with_pua(&[
             ("a.mdb", &format!("{sect}:Sect.Md5\n")),
             ("a.msu", &format!("{sect}:PUA.Sect\n")),
             ("a.imp", "98c88d882f01a3f6ac1e5f7dfd761624:39:Imp.Md5\n"),
@@ -859,7 +942,7 @@ mod tests {
 
     #[test]
     fn pua_body_signature_is_suspicious() {
-        let (_d, e) = engine_with(&[("p.ndu", "PUA.Body:0:*:7071727374757677\n")]);
+        let (_d, e) = engine_with_pua(&[("p.ndu", "PUA.Body:0:*:7071727374757677\n")]);
         let r = e
             .scan_blob(&Blob::from_vec(b"..pqrstuvw..".to_vec()), None, &ctx())
             .unwrap();
@@ -939,5 +1022,103 @@ mod tests {
         assert_eq!(i.signature_version.len(), 16);
         assert!(e.fingerprint().starts_with("test:"));
         assert_eq!(e.load_error_count(), 1);
+    }
+
+    #[test]
+    fn pua_databases_load_only_with_detect_pua_and_are_counted_as_skipped() {
+        let files = [
+            ("p.ndu", "PUA.Body:0:*:7071727374757677\n"),
+            ("p.ldu", "PUA.L;Engine:51-255,Target:0;0;41424344\n"),
+            ("b.ndb", "Body.A:0:*:6162636465666768\n"),
+        ];
+        let data = Blob::from_vec(b"..pqrstuvw..abcdefgh".to_vec());
+        let (_d, off) = engine_with(&files);
+        assert_eq!(
+            names(&off.scan_blob(&data, None, &ctx()).unwrap()),
+            vec!["Body.A"]
+        );
+        let i = off.info();
+        assert_eq!(i.skipped.get("pua_ndu"), Some(&1));
+        assert_eq!(i.skipped.get("pua_ldu"), Some(&1));
+        assert!(i.load_errors.is_empty() && !i.signatures.contains_key("ldb"));
+        let (_d, on) = engine_with_pua(&files);
+        let r = on.scan_blob(&data, None, &ctx()).unwrap();
+        let mut got = names(&r);
+        got.sort();
+        assert_eq!(got, vec!["Body.A", "PUA.Body"]);
+        assert!(on.info().skipped.is_empty());
+        assert_eq!(on.info().signatures.get("ldb"), Some(&1));
+    }
+
+    #[test]
+    fn fp_and_sfp_hashes_trust_a_file_and_silence_its_detections() {
+        let body = b"xx abcdefgh xx".to_vec();
+        let other = b"yy abcdefgh yy".to_vec();
+        let md5 = hex::encode(Md5::digest(&body));
+        let sha256 = hex::encode(Sha256::digest(&other));
+        let ndb = "Body.A:0:*:6162636465666768\n";
+        let (_d, e) = engine_with(&[
+            ("b.ndb", ndb),
+            ("x.fp", &format!("{md5}:{}:Trusted.Md5\n", body.len())),
+            ("x.sfp", &format!("{sha256}:*:Trusted.Sha256:73\n")),
+        ]);
+        for data in [&body, &other] {
+            let r = e
+                .scan_blob(&Blob::from_vec(data.clone()), None, &ctx())
+                .unwrap();
+            assert!(r.trusted && r.hits.is_empty(), "{r:?}");
+        }
+        // A caller-supplied SHA-256 is used for the allow-list too.
+        let r = e
+            .scan_blob(
+                &Blob::from_vec(other.clone()),
+                Some(Sha256::digest(&other).into()),
+                &ctx(),
+            )
+            .unwrap();
+        assert!(r.trusted);
+        // Any other content is scanned as usual.
+        let r = e
+            .scan_blob(&Blob::from_vec(b"zz abcdefgh".to_vec()), None, &ctx())
+            .unwrap();
+        assert!(!r.trusted);
+        assert_eq!(names(&r), vec!["Body.A"]);
+        assert_eq!(e.info().signatures.get("fp"), Some(&2));
+    }
+
+    #[test]
+    fn ign2_names_are_dropped_at_load_with_or_without_line_md5() {
+        let ndb_b = "Body.B:0:*:6162636465666768";
+        let line_md5 = hex::encode(Md5::digest(ndb_b.as_bytes()));
+        let body_md5 = hex::encode(Md5::digest(b"hashed"));
+        let (_d, e) = engine_with(&[
+            (
+                "b.ndb",
+                &format!("Body.A:0:*:6162636465666768\n{ndb_b}\nBody.C:0:*:6162636465666768\n"),
+            ),
+            ("h.hdb", &format!("{body_md5}:6:Hash.X\n")),
+            (
+                "local.ign2",
+                &format!(
+                    "Body.A\nBody.B:{line_md5}\nBody.C:{}\nHash.X\n",
+                    "0".repeat(32)
+                ),
+            ),
+        ]);
+        let r = e
+            .scan_blob(&Blob::from_vec(b"abcdefgh".to_vec()), None, &ctx())
+            .unwrap();
+        // Body.C's listed MD5 is not its line's: it stays.
+        assert_eq!(names(&r), vec!["Body.C"]);
+        assert!(
+            e.scan_blob(&Blob::from_vec(b"hashed".to_vec()), None, &ctx())
+                .unwrap()
+                .hits
+                .is_empty()
+        );
+        let i = e.info();
+        assert_eq!(i.skipped.get("ignored"), Some(&3));
+        assert_eq!(i.signatures.get("ign"), Some(&4));
+        assert_eq!(i.signatures.get("ndb"), Some(&1));
     }
 }

@@ -30,7 +30,9 @@
 #![forbid(unsafe_code)]
 
 pub mod age;
+mod allow;
 pub mod cvd;
+pub mod dsig;
 pub mod eicar;
 mod engine;
 pub mod exe;
@@ -43,5 +45,5 @@ pub mod normalize;
 
 pub use engine::{BuiltinEngine, DEFAULT_CHUNK};
 pub use hashdb::{HashFile, HashKind, HashLineError, ParsedHash, parse_hash_line};
-pub use load::LoadError;
+pub use load::{LoadError, LoadOptions};
 pub use ndb::{NdbLineError, NdbSignature, parse_ndb_line};

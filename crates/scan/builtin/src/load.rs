@@ -10,6 +10,7 @@
 //! ([`LoadError`]). A malformed line is reported (file and line) and skipped;
 //! a broken container is reported and whatever was read from it is kept.
 
+use crate::allow::IgnSet;
 use crate::cvd;
 use crate::hashdb::{
     Buckets, HashBuckets, HashEntry, HashFile, HashKind, HashVecs, parse_hash_bytes,
@@ -29,6 +30,29 @@ const BLOCK: u64 = 4 << 20;
 const MAX_LINE: usize = 16 << 20;
 /// Error messages kept (the total is counted).
 pub(crate) const MAX_ERRORS: usize = 100;
+/// Largest `.ign`/`.ign2` file read.
+const MAX_IGN_FILE: u64 = 256 << 20;
+
+/// How a signature set is loaded (the builtin engine's options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Load the PUA databases (`.hdu`, `.hsu`, `.ndu`, `.ldu`, `.mdu`,
+    /// `.msu`). Off by default, as in ClamAV; skipped ones are counted in
+    /// [`moat_core::EngineInfo::skipped`].
+    pub detect_pua: bool,
+    /// Refuse a `.cvd`/`.cld` whose digital signatures do not verify with
+    /// ClamAV's published keys. On by default.
+    pub verify_signatures: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            detect_pua: false,
+            verify_signatures: true,
+        }
+    }
+}
 
 /// A fatal load problem: the signature set was not loaded.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +65,11 @@ pub enum LoadError {
     },
     #[error("signature path {0} is neither a file nor a directory")]
     NotFileOrDir(PathBuf),
+    #[error(
+        "signature database {path} failed verification and is refused: {reason} \
+         (set verify_signatures = false to load unsigned or modified databases)"
+    )]
+    Verification { path: PathBuf, reason: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LoadError + '_ {
@@ -55,6 +84,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LoadError + '_ {
 enum Kind {
     Hash(HashFile),
     Ndb,
+    /// `.fp`/`.sfp`: whole-file hashes of trusted files (allow-list).
+    Fp,
+    /// `.ign`/`.ign2`: names of signatures to drop at load.
+    Ign,
     Ldb,
     /// Read and counted under this kind, not loaded.
     Unsupported(&'static str),
@@ -72,9 +105,12 @@ enum Class {
 }
 
 const UNSUPPORTED: &[&str] = &[
-    "cdb", "idb", "fp", "sfp", "ign", "ign2", "pdb", "gdb", "wdb", "ftm", "crb", "cfg", "info",
-    "cbc", "hwp", "pwdb", "yar", "yara", "zmd", "rmd", "sdb", "ndbx",
+    "cdb", "idb", "pdb", "gdb", "wdb", "ftm", "crb", "cfg", "info", "cbc", "hwp", "pwdb", "yar",
+    "yara", "zmd", "rmd", "sdb", "ndbx",
 ];
+
+/// The PUA databases: loaded only with [`LoadOptions::detect_pua`].
+const PUA_KINDS: &[&str] = &["hdu", "hsu", "ndu", "ldu", "mdu", "msu"];
 
 fn classify(ext: &str) -> Option<Class> {
     let fk = |kind, pua| Some(Class::Sig(FileKind { kind, pua }));
@@ -90,11 +126,13 @@ fn classify(ext: &str) -> Option<Class> {
         "ndu" => fk(Kind::Ndb, true),
         "ldb" => fk(Kind::Ldb, false),
         "ldu" => fk(Kind::Ldb, true),
+        "fp" | "sfp" => fk(Kind::Fp, false),
+        "ign" | "ign2" => fk(Kind::Ign, false),
         "cvd" | "cld" => Some(Class::Container),
         other => UNSUPPORTED
             .iter()
             .find(|u| **u == other)
-            .and_then(|u| fk(Kind::Unsupported(u), false)),
+            .and_then(|u| fk(Kind::Unsupported(u), PUA_KINDS.contains(u))),
     }
 }
 
@@ -123,10 +161,22 @@ struct BlockOut {
     imp: HashVecs,
     ndb: Vec<CompiledSig>,
     ldb: Vec<CompiledLdb>,
+    /// `.fp`/`.sfp` allow-list hashes.
+    fp: AllowEntries,
     loaded: u64,
     unsupported: BTreeMap<&'static str, u64>,
+    /// Signatures dropped by an `.ign`/`.ign2` list.
+    ignored: u64,
     errors: Vec<(u64, String)>,
     error_total: u64,
+}
+
+/// Allow-list hashes of one block, by digest type.
+#[derive(Default)]
+struct AllowEntries {
+    md5: Vec<HashEntry<16>>,
+    sha1: Vec<HashEntry<20>>,
+    sha256: Vec<HashEntry<32>>,
 }
 
 impl BlockOut {
@@ -137,17 +187,53 @@ impl BlockOut {
         }
     }
 
-    fn line(&mut self, line: &[u8], fk: FileKind) {
+    /// True (and counted) when an `.ign`/`.ign2` list drops this signature.
+    fn ignored(&mut self, ign: &IgnSet, name: &[u8], raw: &[u8]) -> bool {
+        let hit = ign.ignores(name, raw);
+        self.ignored += u64::from(hit);
+        hit
+    }
+
+    /// Add one allow-list (`.fp`/`.sfp`) line.
+    fn fp_line(&mut self, local: u64, line: &[u8], raw: &[u8], ign: &IgnSet) {
+        match parse_hash_bytes(line, HashFile::Hsb) {
+            Err(e) => self.error(local, e.to_string()),
+            Ok(p) if self.ignored(ign, p.name, raw) => {}
+            Ok(p) => {
+                let Ok(id) = self.names.push(p.name, false) else {
+                    self.error(local, "too many signature names".into());
+                    return;
+                };
+                let fp = &mut self.fp;
+                let pushed = match p.kind {
+                    HashKind::Md5 => HashEntry::new(&p.digest, p.size, id).map(|e| fp.md5.push(e)),
+                    HashKind::Sha1 => {
+                        HashEntry::new(&p.digest, p.size, id).map(|e| fp.sha1.push(e))
+                    }
+                    HashKind::Sha256 => {
+                        HashEntry::new(&p.digest, p.size, id).map(|e| fp.sha256.push(e))
+                    }
+                };
+                self.loaded += u64::from(pushed.is_some());
+            }
+        }
+    }
+
+    fn line(&mut self, raw: &[u8], fk: FileKind, ign: &IgnSet) {
         self.line_starts += 1;
         let local = self.line_starts;
-        let line = line.trim_ascii();
+        let line = raw.trim_ascii();
         if line.is_empty() || line[0] == b'#' {
             return;
         }
         match fk.kind {
             Kind::Unsupported(k) => *self.unsupported.entry(k).or_default() += 1,
+            // Ignore lists are read before everything else (`Loaded::read_ign`).
+            Kind::Ign => *self.unsupported.entry("ign").or_default() += 1,
+            Kind::Fp => self.fp_line(local, line, raw, ign),
             Kind::Hash(file) => match parse_hash_bytes(line, file) {
                 Err(e) => self.error(local, e.to_string()),
+                Ok(p) if self.ignored(ign, p.name, raw) => {}
                 Ok(p) => {
                     let Ok(id) = self.names.push(p.name, fk.pua) else {
                         self.error(local, "too many signature names".into());
@@ -185,6 +271,7 @@ impl BlockOut {
             {
                 Err(NdbLineError::Unsupported(k)) => *self.unsupported.entry(k).or_default() += 1,
                 Err(NdbLineError::Malformed(m)) => self.error(local, m),
+                Ok((name, _)) if self.ignored(ign, name, raw) => {}
                 Ok((name, mut c)) => match self.names.push(name, fk.pua) {
                     Ok(id) => {
                         c.name = id;
@@ -230,6 +317,7 @@ fn parse_block(
     start: u64,
     end: u64,
     fk: FileKind,
+    ign: &IgnSet,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<BlockOut> {
     let mut out = BlockOut::default();
@@ -290,7 +378,7 @@ fn parse_block(
                 }
             }
         };
-        out.line(&buf[pos..line_end], fk);
+        out.line(&buf[pos..line_end], fk, ign);
         pos = line_end + 1;
     }
     out.names.shrink_to_fit();
@@ -307,8 +395,16 @@ pub(crate) struct Loaded {
     pub(crate) imp: HashBuckets,
     pub(crate) ndb: Vec<CompiledSig>,
     pub(crate) ldb: Vec<CompiledLdb>,
+    /// `.fp`/`.sfp` allow-list hashes.
+    pub(crate) fp_md5: Buckets<16>,
+    pub(crate) fp_sha1: Buckets<20>,
+    pub(crate) fp_sha256: Buckets<32>,
     pub(crate) signatures: BTreeMap<String, u64>,
     pub(crate) unsupported: BTreeMap<String, u64>,
+    /// Read but deliberately not loaded (PUA gating, ignore lists).
+    pub(crate) skipped: BTreeMap<String, u64>,
+    /// Names to drop, from every `.ign`/`.ign2` source read so far.
+    ign: IgnSet,
     pub(crate) errors: Vec<String>,
     pub(crate) error_total: u64,
     /// Containers loaded: (file stem, header version).
@@ -327,8 +423,13 @@ impl Loaded {
             imp: HashBuckets::default(),
             ndb: Vec::new(),
             ldb: Vec::new(),
+            fp_md5: Buckets::default(),
+            fp_sha1: Buckets::default(),
+            fp_sha256: Buckets::default(),
             signatures: BTreeMap::new(),
             unsupported: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+            ign: IgnSet::default(),
             errors: Vec::new(),
             error_total: 0,
             versions: Vec::new(),
@@ -374,6 +475,8 @@ impl Loaded {
             Kind::Hash(HashFile::Imp) => "imp",
             Kind::Ndb => "ndb",
             Kind::Ldb => "ldb",
+            Kind::Fp => "fp",
+            Kind::Ign => "ign",
             Kind::Unsupported(_) => "",
         };
         let mut line_base = 0u64;
@@ -392,6 +495,12 @@ impl Loaded {
             self.sha256.absorb(b.sha256, base);
             self.mdb.absorb(b.mdb, base);
             self.imp.absorb(b.imp, base);
+            self.fp_md5.absorb(b.fp.md5, base);
+            self.fp_sha1.absorb(b.fp.sha1, base);
+            self.fp_sha256.absorb(b.fp.sha256, base);
+            if b.ignored > 0 {
+                *self.skipped.entry("ignored".into()).or_default() += b.ignored;
+            }
             self.ndb.extend(b.ndb.into_iter().map(|mut c| {
                 c.name += base;
                 c
@@ -418,19 +527,44 @@ impl Loaded {
 
     /// Parse one signature source (a file or a container member).
     fn parse_source(&mut self, label: &str, blob: &Blob, fk: FileKind) -> std::io::Result<()> {
-        let blocks = parse_blocks(blob, fk)?;
+        let blocks = parse_blocks(blob, fk, &self.ign)?;
         self.absorb(label, fk, blocks);
         Ok(())
     }
+
+    /// Add the names of an `.ign`/`.ign2` source to the ignore list.
+    fn read_ign(&mut self, label: &str, text: &[u8]) {
+        let before = self.ign.len();
+        for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
+            let line = raw.trim_ascii();
+            if line.is_empty() || line[0] == b'#' {
+                continue;
+            }
+            if let Err(e) = self.ign.add_line(line) {
+                self.error(format!("{label}:{}: {e}", i + 1));
+            }
+        }
+        let added = (self.ign.len() - before) as u64;
+        if added > 0 {
+            *self.signatures.entry("ign".into()).or_default() += added;
+        }
+    }
+
+    /// Count the signatures of a source skipped by policy (PUA gating).
+    fn skip_pua(&mut self, ext: &str, lines: u64) {
+        if lines > 0 {
+            *self.skipped.entry(format!("pua_{ext}")).or_default() += lines;
+        }
+    }
 }
 
-fn parse_blocks(blob: &Blob, fk: FileKind) -> std::io::Result<Vec<BlockOut>> {
+fn parse_blocks(blob: &Blob, fk: FileKind, ign: &IgnSet) -> std::io::Result<Vec<BlockOut>> {
     let len = blob.len();
     let n = len.div_ceil(BLOCK).max(1);
     (0..n)
         .into_par_iter()
         .map_init(Vec::new, |buf, i| {
-            parse_block(blob, i * BLOCK, ((i + 1) * BLOCK).min(len), fk, buf)
+            parse_block(blob, i * BLOCK, ((i + 1) * BLOCK).min(len), fk, ign, buf)
         })
         .collect()
 }
@@ -536,30 +670,36 @@ fn newest_containers(inputs: Vec<Input>) -> Vec<Input> {
     others
 }
 
-fn load_container(input: &Input, loaded: &mut Loaded) -> Result<(), LoadError> {
+/// Whether sources of this kind are parsed (rather than counted).
+fn loads(fk: FileKind, opts: &LoadOptions) -> bool {
+    matches!(
+        fk.kind,
+        Kind::Hash(_) | Kind::Ndb | Kind::Ldb | Kind::Fp | Kind::Ign
+    ) && (opts.detect_pua || !fk.pua)
+}
+
+fn load_container(input: &Input, loaded: &mut Loaded, opts: &LoadOptions) -> Result<(), LoadError> {
     let file = std::fs::File::open(&input.path).map_err(io_err(&input.path))?;
     let fname = input
         .path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let keep = |ext: &str| {
-        matches!(
-            classify(ext),
-            Some(Class::Sig(FileKind {
-                kind: Kind::Hash(_) | Kind::Ndb | Kind::Ldb,
-                ..
-            }))
-        )
-    };
-    let res = cvd::read_container(file, keep, |m| {
+    let keep = |ext: &str| matches!(classify(ext), Some(Class::Sig(fk)) if loads(fk, opts));
+    let res = cvd::read_container(file, opts.verify_signatures, keep, |m| {
         let label = format!("{fname}/{}", m.name);
         match (classify(&m.ext), m.data) {
+            (Some(Class::Sig(fk)), Some(data)) if fk.kind == Kind::Ign => {
+                loaded.read_ign(&label, &data)
+            }
             (Some(Class::Sig(fk)), Some(data)) => {
                 // In-memory sources cannot fail to read.
                 if let Err(e) = loaded.parse_source(&label, &Blob::from_vec(data), fk) {
                     loaded.error(format!("{label}: {e}"));
                 }
+            }
+            (Some(Class::Sig(fk)), None) if fk.pua && !opts.detect_pua => {
+                loaded.skip_pua(&m.ext, m.lines)
             }
             (
                 Some(Class::Sig(FileKind {
@@ -575,28 +715,76 @@ fn load_container(input: &Input, loaded: &mut Loaded) -> Result<(), LoadError> {
             _ => tracing::debug!(member = %label, "not a signature file: skipped"),
         }
     });
+    let refuse = |reason: String| LoadError::Verification {
+        path: input.path.clone(),
+        reason,
+    };
     match res {
-        Ok(h) => {
+        Ok((h, integrity)) => {
+            if let Some(i) = integrity {
+                cvd::verify(&h, input.ext == "cld", &i).map_err(|e| refuse(e.to_string()))?;
+                tracing::debug!(path = %input.path.display(), "database signature verified");
+            }
             loaded.fingerprint.update(h.version.to_le_bytes());
             loaded.versions.push((stem(&input.path), h.version));
         }
+        // A database that cannot even be read cannot be verified.
+        Err(e) if opts.verify_signatures => return Err(refuse(e.to_string())),
         Err(e) => loaded.error(format!("{}: {e}", input.path.display())),
     }
     Ok(())
 }
 
-/// Read every signature source under `paths`.
+/// Read an `.ign`/`.ign2` file into the ignore list.
+fn load_ign_file(input: &Input, loaded: &mut Loaded) -> Result<(), LoadError> {
+    use std::io::Read;
+    let f = std::fs::File::open(&input.path).map_err(io_err(&input.path))?;
+    let mut text = Vec::new();
+    #[allow(clippy::disallowed_methods)] // bounded by MAX_IGN_FILE
+    f.take(MAX_IGN_FILE)
+        .read_to_end(&mut text)
+        .map_err(io_err(&input.path))?;
+    if text.len() as u64 >= MAX_IGN_FILE {
+        loaded.error(format!(
+            "{}: larger than {MAX_IGN_FILE} bytes: only the start is read",
+            input.path.display()
+        ));
+    }
+    loaded.read_ign(&input.path.display().to_string(), &text);
+    Ok(())
+}
+
+/// Read every signature source under `paths`, with the default options.
+#[cfg(test)]
 pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
+    load_paths_with(paths, &LoadOptions::default())
+}
+
+/// Read every signature source under `paths`. Ignore lists are read first
+/// (plain `.ign`/`.ign2` files, then those inside containers, `daily` before
+/// the others, as ClamAV orders them), so that they apply to every source.
+pub(crate) fn load_paths_with(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let mut loaded = Loaded::new();
     let inputs = newest_containers(collect_inputs(paths, &mut loaded)?);
     for i in &inputs {
         loaded.note_file(&i.path, &i.meta);
     }
-    let (containers, files): (Vec<Input>, Vec<Input>) = inputs
+    let (mut containers, files): (Vec<Input>, Vec<Input>) = inputs
         .into_iter()
         .partition(|i| i.ext == "cvd" || i.ext == "cld");
+    let (ign, files): (Vec<Input>, Vec<Input>) = files
+        .into_iter()
+        .partition(|i| i.ext == "ign" || i.ext == "ign2");
+    for i in &ign {
+        load_ign_file(i, &mut loaded)?;
+    }
+    containers.sort_by_key(|c| (stem(&c.path) != "daily", c.path.clone()));
+    for c in &containers {
+        load_container(c, &mut loaded, opts)?;
+    }
     // Plain files: all in parallel (each file in parallel blocks too).
-    let parsed: Vec<(String, FileKind, Vec<BlockOut>)> = files
+    let ign_set = std::mem::take(&mut loaded.ign);
+    let parsed: Vec<(String, FileKind, Result<Vec<BlockOut>, u64>)> = files
         .par_iter()
         .filter_map(|i| match classify(&i.ext) {
             Some(Class::Sig(fk)) => Some((i, fk)),
@@ -604,15 +792,20 @@ pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
         })
         .map(|(i, fk)| {
             let blob = Blob::open(&i.path).map_err(io_err(&i.path))?;
-            let blocks = parse_blocks(&blob, fk).map_err(io_err(&i.path))?;
-            Ok((i.path.display().to_string(), fk, blocks))
+            if fk.pua && !opts.detect_pua {
+                let lines = cvd::count_lines(&mut blob.reader()).map_err(io_err(&i.path))?;
+                return Ok((i.ext.clone(), fk, Err(lines)));
+            }
+            let blocks = parse_blocks(&blob, fk, &ign_set).map_err(io_err(&i.path))?;
+            Ok((i.path.display().to_string(), fk, Ok(blocks)))
         })
         .collect::<Result<_, LoadError>>()?;
+    loaded.ign = ign_set;
     for (label, fk, blocks) in parsed {
-        loaded.absorb(&label, fk, blocks);
-    }
-    for c in &containers {
-        load_container(c, &mut loaded)?;
+        match blocks {
+            Ok(blocks) => loaded.absorb(&label, fk, blocks),
+            Err(lines) => loaded.skip_pua(&label, lines),
+        }
     }
     Ok(loaded)
 }
@@ -625,6 +818,12 @@ mod tests {
     fn fk(kind: Kind) -> FileKind {
         FileKind { kind, pua: false }
     }
+
+    /// Options for containers made by the tests, which are not signed.
+    const UNVERIFIED: LoadOptions = LoadOptions {
+        detect_pua: false,
+        verify_signatures: false,
+    };
 
     #[test]
     fn blocks_cover_every_line_once_with_file_line_numbers() {
@@ -649,6 +848,7 @@ mod tests {
                         i * block,
                         ((i + 1) * block).min(len),
                         fk(Kind::Hash(HashFile::Hdb)),
+                        &IgnSet::default(),
                         &mut Vec::new(),
                     )
                     .unwrap()
@@ -675,7 +875,15 @@ mod tests {
     #[test]
     fn last_line_without_newline_and_crlf() {
         let blob = Blob::from_vec(b"S1:0:*:41424344\r\n\r\nS2:0:*:45464748".to_vec());
-        let b = parse_block(&blob, 0, blob.len(), fk(Kind::Ndb), &mut Vec::new()).unwrap();
+        let b = parse_block(
+            &blob,
+            0,
+            blob.len(),
+            fk(Kind::Ndb),
+            &IgnSet::default(),
+            &mut Vec::new(),
+        )
+        .unwrap();
         assert_eq!(b.ndb.len(), 2);
         assert_eq!(b.line_starts, 3);
         assert!(b.errors.is_empty());
@@ -712,7 +920,15 @@ E:0:EP+0:41424344
         std::fs::write(p.join("README.txt"), "not signatures").unwrap();
         std::fs::create_dir(p.join("sub")).unwrap();
         std::fs::write(p.join("sub/x.hdb"), "zz").unwrap();
-        let l = load_paths(&[p.to_path_buf()]).unwrap();
+        let default = load_paths(&[p.to_path_buf()]).unwrap();
+        assert_eq!(default.signatures.get("hsb"), None);
+        assert_eq!(default.skipped.get("pua_hsu"), Some(&1));
+        let pua = LoadOptions {
+            detect_pua: true,
+            ..LoadOptions::default()
+        };
+        let l = load_paths_with(&[p.to_path_buf()], &pua).unwrap();
+        assert!(l.skipped.is_empty());
         assert_eq!(l.signatures.get("hdb"), Some(&1));
         assert_eq!(l.signatures.get("hsb"), Some(&1));
         assert_eq!(l.signatures.get("ndb"), Some(&2));
@@ -765,7 +981,7 @@ E:0:EP+0:41424344
             make_container(26000, &[("daily.hdb", b"junk\n")], false),
         )
         .unwrap();
-        let l = load_paths(&[d.path().to_path_buf()]).unwrap();
+        let l = load_paths_with(&[d.path().to_path_buf()], &UNVERIFIED).unwrap();
         assert_eq!(l.signatures.get("hdb"), Some(&1));
         assert_eq!(l.signatures.get("ndb"), Some(&1));
         assert_eq!(l.signatures.get("ldb"), Some(&1));
@@ -797,7 +1013,7 @@ E:0:EP+0:41424344
             make_container(9, &[("b.ndb", b"X:0:*:41424344\n")], false),
         )
         .unwrap();
-        let l = load_paths(&[path]).unwrap();
+        let l = load_paths_with(&[path], &UNVERIFIED).unwrap();
         assert_eq!(l.signatures.get("ndb"), Some(&1));
         assert_eq!(l.versions, vec![("bytecode".to_string(), 9)]);
     }
@@ -807,10 +1023,114 @@ E:0:EP+0:41424344
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("main.cvd"), b"not a cvd at all").unwrap();
         std::fs::write(d.path().join("x.ndb"), b"X:0:*:41424344\n").unwrap();
-        let l = load_paths(&[d.path().to_path_buf()]).unwrap();
+        let l = load_paths_with(&[d.path().to_path_buf()], &UNVERIFIED).unwrap();
         assert_eq!(l.signatures.get("ndb"), Some(&1));
         assert_eq!(l.error_total, 1);
         assert!(l.errors[0].contains("main.cvd"), "{:?}", l.errors);
+        // Verified (the default), an unreadable database refuses the load.
+        let r = load_paths(&[d.path().to_path_buf()]);
+        assert!(
+            matches!(&r, Err(LoadError::Verification { path, .. }) if path.ends_with("main.cvd")),
+            "{:?}",
+            r.err()
+        );
+    }
+
+    const SIGNED_CVD: &[u8] = include_bytes!("../testdata/clamav-test-1.cvd");
+
+    fn load_one(name: &str, data: &[u8], opts: &LoadOptions) -> Result<Loaded, LoadError> {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(name), data).unwrap();
+        load_paths_with(&[d.path().join(name)], opts)
+    }
+
+    fn refusal(r: Result<Loaded, LoadError>) -> String {
+        match r {
+            Err(LoadError::Verification { reason, .. }) => reason,
+            Err(e) => panic!("not a verification error: {e}"),
+            Ok(_) => panic!("a tampered database loaded"),
+        }
+    }
+
+    /// The signed test database as a `.cld`: same header, plain tar body.
+    fn as_cld(cvd: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let mut tar = Vec::new();
+        #[allow(clippy::disallowed_methods)] // a known 8 KiB test file
+        flate2::read::GzDecoder::new(&cvd[cvd::HEADER_LEN..])
+            .read_to_end(&mut tar)
+            .unwrap();
+        [&cvd[..cvd::HEADER_LEN], &tar[..]].concat()
+    }
+
+    #[test]
+    fn a_signed_cvd_and_its_cld_verify() {
+        let opts = LoadOptions::default();
+        let l = load_one("test.cvd", SIGNED_CVD, &opts).unwrap();
+        assert_eq!(l.versions, vec![("test".to_string(), 1)]);
+        let l = load_one("test.cld", &as_cld(SIGNED_CVD), &opts).unwrap();
+        assert_eq!(l.versions, vec![("test".to_string(), 1)]);
+    }
+
+    #[test]
+    fn a_tampered_cvd_is_refused_unless_verification_is_off() {
+        // One byte of the compressed body changed.
+        let mut body = SIGNED_CVD.to_vec();
+        let at = cvd::HEADER_LEN + 100;
+        body[at] ^= 1;
+        let reason = refusal(load_one("test.cvd", &body, &LoadOptions::default()));
+        assert!(
+            reason.contains("MD5") || reason.contains("archive error"),
+            "{reason}"
+        );
+        // The header's MD5 changed to match another body: the signature fails.
+        let mut header = SIGNED_CVD.to_vec();
+        let text = String::from_utf8_lossy(&header[..cvd::HEADER_LEN]).into_owned();
+        let md5_at = text.find("a4ab60ae").unwrap();
+        header[md5_at] = b'b';
+        let reason = refusal(load_one("test.cvd", &header, &LoadOptions::default()));
+        assert!(reason.contains("MD5"), "{reason}");
+        // With verification off the same file is read.
+        let l = load_one("test.cvd", &header, &UNVERIFIED).unwrap();
+        assert_eq!(l.versions, vec![("test".to_string(), 1)]);
+    }
+
+    #[test]
+    fn a_cld_with_a_changed_member_or_info_is_refused() {
+        let cld = as_cld(SIGNED_CVD);
+        let find = |needle: &[u8]| cld.windows(needle.len()).position(|w| w == needle).unwrap();
+        // A member listed in .info, changed: its SHA-256 no longer matches.
+        let mut member = cld.clone();
+        member[find(b"There must always")] = b't';
+        let reason = refusal(load_one("test.cld", &member, &LoadOptions::default()));
+        assert!(
+            reason.contains("test.ndb") || reason.contains("test.ldb"),
+            "{reason}"
+        );
+        // The .info list itself changed: its signature no longer verifies.
+        let mut info = cld.clone();
+        info[find(b"test.ndb:240:") + 10] = b'3';
+        let reason = refusal(load_one("test.cld", &info, &LoadOptions::default()));
+        assert!(reason.contains(".info"), "{reason}");
+        // A database member that .info does not list.
+        let mut extra = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(15);
+        h.set_mode(0o644);
+        h.set_cksum();
+        extra
+            .append_data(&mut h, "extra.ndb", &b"X:0:*:41424344\n"[..])
+            .unwrap();
+        let extra = extra.into_inner().unwrap();
+        // Put the member in front of the original archive's members.
+        let unlisted = [
+            &cld[..cvd::HEADER_LEN],
+            &extra[..512 + 512],
+            &cld[cvd::HEADER_LEN..],
+        ]
+        .concat();
+        let reason = refusal(load_one("test.cld", &unlisted, &LoadOptions::default()));
+        assert!(reason.contains("extra.ndb"), "{reason}");
     }
 
     #[test]

@@ -172,6 +172,7 @@ fn found(name: String) -> Result<EngineScan, EngineError> {
             signature: name,
             suspicious,
         }],
+        trusted: false,
     })
 }
 

@@ -9,6 +9,7 @@ pub enum ContainerKind {
     Bzip2,
     Xz,
     Zstd,
+    SevenZ,
 }
 
 impl ContainerKind {
@@ -20,6 +21,7 @@ impl ContainerKind {
             ContainerKind::Bzip2 => "bzip2",
             ContainerKind::Xz => "xz",
             ContainerKind::Zstd => "zstd",
+            ContainerKind::SevenZ => "7z",
         }
     }
 }
@@ -41,6 +43,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::Xz)
     } else if starts(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Some(ContainerKind::Zstd)
+    } else if starts(&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c]) {
+        Some(ContainerKind::SevenZ)
     } else if head.get(257..262) == Some(b"ustar") {
         Some(ContainerKind::Tar)
     } else {
@@ -59,11 +63,9 @@ fn is_bzip2(head: &[u8]) -> bool {
         && (head[4..10] == BLOCK || head[4..10] == END)
 }
 
-/// Archive formats moat recognises but cannot open: `"7z"` or `"rar"`.
+/// Archive formats moat recognises but cannot open: `"rar"`.
 pub fn detect_unsupported_archive(head: &[u8]) -> Option<&'static str> {
-    if head.starts_with(&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c]) {
-        Some("7z")
-    } else if head.starts_with(b"Rar!\x1a\x07\x00") || head.starts_with(b"Rar!\x1a\x07\x01\x00") {
+    if head.starts_with(b"Rar!\x1a\x07\x00") || head.starts_with(b"Rar!\x1a\x07\x01\x00") {
         Some("rar")
     } else {
         None
@@ -97,8 +99,12 @@ mod tests {
     #[test]
     fn unsupported_magic() {
         assert_eq!(
+            detect(b"7z\xbc\xaf\x27\x1c\x00\x04"),
+            Some(ContainerKind::SevenZ)
+        );
+        assert_eq!(
             detect_unsupported_archive(b"7z\xbc\xaf\x27\x1c\x00\x04"),
-            Some("7z")
+            None
         );
         assert_eq!(detect_unsupported_archive(b"Rar!\x1a\x07\x00"), Some("rar"));
         assert_eq!(

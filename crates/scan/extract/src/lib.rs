@@ -12,7 +12,7 @@
 //! Everything that keeps content from being scanned is reported as a
 //! [`Problem`] (fail closed: the caller turns any problem into an
 //! `unscannable` verdict, an infection still outranks it). See the `walk`
-//! module for how each limit stops the walk. 7z and rar are recognised
+//! module for how each limit stops the walk. rar is recognised
 //! ([`detect_unsupported_archive`]) but not opened.
 #![forbid(unsafe_code)]
 
@@ -76,8 +76,8 @@ pub enum WalkError<E> {
 /// it is itself a container. `root_location` is the display name of the root
 /// (e.g. the file name).
 ///
-/// A root that is not a container gives an empty report; a 7z or rar root
-/// gives a [`Problem::Unsupported`].
+/// A root that is not a container gives an empty report; a rar root gives a
+/// [`Problem::Unsupported`].
 pub fn walk<E>(
     root: &Blob,
     root_location: &str,

@@ -493,18 +493,125 @@ fn non_container_root_and_unsupported_members() {
     let (r, seen) = run(b"just text".to_vec(), "t.txt", &Limits::default());
     assert_eq!(r, WalkReport::default());
     assert!(seen.is_empty());
-    let seven = b"7z\xbc\xaf\x27\x1c\x00\x04rest".to_vec();
-    let (r, _) = run(seven.clone(), "a.7z", &Limits::default());
+    let rar = b"Rar!\x1a\x07\x00rest".to_vec();
+    let (r, _) = run(rar.clone(), "a.rar", &Limits::default());
     assert!(matches!(&r.problems[..], [Problem::Unsupported { .. }]));
-    let (r, seen) = run(zip_of(&[("x.7z", &seven)]), "o.zip", &Limits::default());
+    let (r, seen) = run(zip_of(&[("x.rar", &rar)]), "o.zip", &Limits::default());
     assert_eq!(
         r.problems,
         [Problem::Unsupported {
-            location: "o.zip>x.7z".into(),
-            what: "7z archive".into()
+            location: "o.zip>x.rar".into(),
+            what: "rar archive".into()
         }]
     );
-    assert_eq!(seen.len(), 1, "the 7z member itself is still visited");
+    assert_eq!(seen.len(), 1, "the rar member itself is still visited");
+}
+
+/// A 7z archive of `members` made by the `7z` tool with `args`
+/// (apt p7zip-full, see scripts/test-deps.sh).
+fn seven_z(members: &[(&str, &[u8])], args: &[&str]) -> Vec<u8> {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    for (name, data) in members {
+        let p = src.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    let out = d.path().join("a.7z");
+    let status = std::process::Command::new("7z")
+        .args(["a", "-t7z", "-bso0", "-bsp0"])
+        .args(args)
+        .arg(&out)
+        .arg(".")
+        .current_dir(&src)
+        .status()
+        .expect("7z is installed (scripts/test-deps.sh)");
+    assert!(status.success());
+    #[allow(clippy::disallowed_methods)] // a small archive made by the test
+    std::fs::read(out).unwrap()
+}
+
+#[test]
+fn sevenz_members_solid_and_nested() {
+    let big = vec![b'z'; 300_000];
+    let a = seven_z(
+        &[("dir/eicar.com", EICAR), ("big.bin", &big), ("empty", b"")],
+        &["-ms=on"],
+    );
+    let (r, seen) = run(a.clone(), "a.7z", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let mut got: Vec<(&str, usize)> = seen.iter().map(|(l, _, c)| (l.as_str(), c.len())).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("a.7z>big.bin", 300_000),
+            ("a.7z>dir/eicar.com", EICAR.len()),
+            ("a.7z>empty", 0)
+        ]
+    );
+    assert!(seen.iter().any(|(_, d, c)| *d == 1 && c == EICAR));
+    // A 7z inside a zip is opened too.
+    let (r, seen) = run(zip_of(&[("in.7z", &a)]), "o.zip", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert!(
+        seen.iter()
+            .any(|(l, d, c)| l == "o.zip>in.7z>dir/eicar.com" && *d == 2 && c == EICAR)
+    );
+}
+
+#[test]
+fn sevenz_limits_apply() {
+    let big = vec![0u8; 4 << 20];
+    let a = seven_z(&[("zeros.bin", &big), ("eicar.com", EICAR)], &["-ms=off"]);
+    let limits = Limits {
+        max_member_size: 1 << 20,
+        ..Limits::default()
+    };
+    let (r, seen) = run(a, "a.7z", &limits);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| matches!(p, Problem::LimitsExceeded { location, .. } if location == "a.7z>zeros.bin")),
+        "{:?}",
+        r.problems
+    );
+    assert!(
+        seen.iter().any(|(_, _, c)| c == EICAR),
+        "the next member is still read"
+    );
+}
+
+#[test]
+fn encrypted_sevenz_is_encrypted_with_or_without_encrypted_headers() {
+    for args in [&["-psecret"][..], &["-psecret", "-mhe=on"][..]] {
+        let a = seven_z(&[("eicar.com", EICAR)], args);
+        let (r, seen) = run(a, "e.7z", &Limits::default());
+        assert!(
+            matches!(&r.problems[..], [Problem::Encrypted { .. }]),
+            "{args:?}: {:?}",
+            r.problems
+        );
+        assert!(seen.is_empty());
+        assert_eq!(r.problems[0].reason(), moat_core::Reason::Encrypted);
+    }
+}
+
+#[test]
+fn truncated_sevenz_is_corrupt_not_clean() {
+    let a = seven_z(&[("eicar.com", EICAR)], &[]);
+    let (r, _) = run(a[..a.len() / 2].to_vec(), "t.7z", &Limits::default());
+    assert!(!r.problems.is_empty());
+    let (r, _) = run(
+        b"7z\xbc\xaf\x27\x1c\x00\x04rest".to_vec(),
+        "x.7z",
+        &Limits::default(),
+    );
+    assert!(
+        matches!(&r.problems[..], [Problem::Corrupt { .. }]),
+        "{:?}",
+        r.problems
+    );
 }
 
 #[test]

@@ -97,6 +97,7 @@ impl<E> Walker<'_, E> {
         match kind {
             ContainerKind::Zip => formats::zip::walk(self, blob, location, depth),
             ContainerKind::Tar => formats::tar::walk(self, blob, location, depth),
+            ContainerKind::SevenZ => formats::sevenz::walk(self, blob, location, depth),
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz

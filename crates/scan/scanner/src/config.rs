@@ -80,6 +80,14 @@ pub enum EngineConfig {
         name: Option<String>,
         #[serde(default)]
         signatures: Vec<PathBuf>,
+        /// Load the PUA databases (`.hdu`, `.hsu`, `.ndu`, `.ldu`, `.mdu`,
+        /// `.msu`); off by default, as in ClamAV.
+        #[serde(default)]
+        detect_pua: bool,
+        /// Refuse `.cvd`/`.cld` databases whose ClamAV digital signatures do
+        /// not verify; on by default.
+        #[serde(default = "default_true")]
+        verify_signatures: bool,
     },
     /// YARA-X rule files or directories.
     Yara {
@@ -184,6 +192,8 @@ pub fn default_engines() -> Vec<EngineConfig> {
     vec![EngineConfig::Builtin {
         name: None,
         signatures: discover_clamav_database().into_iter().collect(),
+        detect_pua: false,
+        verify_signatures: true,
     }]
 }
 
@@ -193,6 +203,8 @@ pub fn eicar_only_engines() -> Vec<EngineConfig> {
     vec![EngineConfig::Builtin {
         name: None,
         signatures: Vec::new(),
+        detect_pua: false,
+        verify_signatures: true,
     }]
 }
 
@@ -233,10 +245,10 @@ pub fn discover_clamav_database_in(
         let Ok(text) = std::fs::read_to_string(conf) else {
             continue;
         };
-        if let Some(dir) = database_directory(&text) {
-            if holds_signatures(&dir) {
-                return Some(dir);
-            }
+        if let Some(dir) = database_directory(&text)
+            && holds_signatures(&dir)
+        {
+            return Some(dir);
         }
     }
     holds_signatures(fallback).then(|| fallback.to_path_buf())
@@ -279,16 +291,25 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
         }
         names.push(name.clone());
         let engine: Arc<dyn Engine> = match cfg {
-            EngineConfig::Builtin { signatures, .. } => {
+            EngineConfig::Builtin {
+                signatures,
+                detect_pua,
+                verify_signatures,
+                ..
+            } => {
+                let opts = moat_builtin::LoadOptions {
+                    detect_pua: *detect_pua,
+                    verify_signatures: *verify_signatures,
+                };
                 let e = if signatures.is_empty() {
                     moat_builtin::BuiltinEngine::eicar_only(&name)
                 } else {
-                    moat_builtin::BuiltinEngine::load(&name, signatures).map_err(|source| {
-                        BuildError::Builtin {
+                    moat_builtin::BuiltinEngine::load_with(&name, signatures, &opts).map_err(
+                        |source| BuildError::Builtin {
                             name: name.clone(),
                             source,
-                        }
-                    })?
+                        },
+                    )?
                 };
                 Arc::new(e)
             }
@@ -445,6 +466,8 @@ mod tests {
         let set = build_engine_set(&[EngineConfig::Builtin {
             name: None,
             signatures: vec![dir],
+            detect_pua: false,
+            verify_signatures: true,
         }])
         .unwrap();
         let info = &set.infos()[0];
@@ -521,10 +544,14 @@ mod tests {
             EngineConfig::Builtin {
                 name: None,
                 signatures: vec![],
+                detect_pua: false,
+                verify_signatures: true,
             },
             EngineConfig::Builtin {
                 name: None,
                 signatures: vec![],
+                detect_pua: false,
+                verify_signatures: true,
             },
         ])
         .unwrap();
@@ -534,10 +561,14 @@ mod tests {
             EngineConfig::Builtin {
                 name: Some("x".into()),
                 signatures: vec![],
+                detect_pua: false,
+                verify_signatures: true,
             },
             EngineConfig::Builtin {
                 name: Some("x".into()),
                 signatures: vec![],
+                detect_pua: false,
+                verify_signatures: true,
             },
         ]);
         assert!(matches!(err, Err(BuildError::DuplicateName(_))));

@@ -142,11 +142,21 @@ impl Acc {
     }
 }
 
-fn scan_one(engine: &dyn Engine, obj: &Object<'_>, ctx: &ScanContext, acc: &mut Acc) {
+/// Scan one object with one engine; true when the engine trusts the object
+/// (its allow-list), whose own hits are then dropped.
+fn scan_one(engine: &dyn Engine, obj: &Object<'_>, ctx: &ScanContext, acc: &mut Acc) -> bool {
     let t = Instant::now();
     let r = engine.scan(obj, ctx);
     acc.nanos += t.elapsed().as_nanos();
     match r {
+        Ok(scan) if scan.trusted => {
+            tracing::debug!(
+                engine = engine.name(),
+                location = obj.location,
+                "trusted by allow-list"
+            );
+            true
+        }
         Ok(scan) => {
             for hit in scan.hits {
                 let f = Finding {
@@ -163,8 +173,12 @@ fn scan_one(engine: &dyn Engine, obj: &Object<'_>, ctx: &ScanContext, acc: &mut 
                     acc.findings.push(f);
                 }
             }
+            false
         }
-        Err(e) => acc.error(&e, obj.location),
+        Err(e) => {
+            acc.error(&e, obj.location);
+            false
+        }
     }
 }
 
@@ -278,7 +292,8 @@ impl Scanner {
                         .iter()
                         .map(|&i| {
                             let mut acc = Acc::new();
-                            scan_one(engines[i].as_ref(), &root, &ctx, &mut acc);
+                            // A whole-object engine has no members to silence.
+                            let _trusted = scan_one(engines[i].as_ref(), &root, &ctx, &mut acc);
                             (i, acc)
                         })
                         .collect::<Vec<_>>()
@@ -315,9 +330,20 @@ impl Scanner {
         ctx: &ScanContext,
         accs: &mut [Acc],
     ) {
-        for &i in members {
-            scan_one(engines[i].as_ref(), root, ctx, &mut accs[i]);
+        // An engine that trusts the root (allow-list) is silent for all of it.
+        let members: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&i| !scan_one(engines[i].as_ref(), root, ctx, &mut accs[i]))
+            .collect();
+        if members.is_empty() {
+            return;
         }
+        let members = members.as_slice();
+        // Per engine: the depth of the trusted member being walked, if any.
+        // The walk is depth-first and visits a container before its members,
+        // so the entries after a trusted one that are deeper are inside it.
+        let mut trusted_at: Vec<Option<u32>> = vec![None; engines.len()];
         // The walker reports 7z/rar (root or nested) as unsupported problems itself.
         if moat_extract::detect(head).is_none()
             && moat_extract::detect_unsupported_archive(head).is_none()
@@ -339,7 +365,13 @@ impl Scanner {
                 sha256: Some(entry.sha256),
             };
             for &i in members {
-                scan_one(engines[i].as_ref(), &obj, ctx, &mut accs[i]);
+                match trusted_at[i] {
+                    Some(d) if entry.depth > d => continue,
+                    _ => trusted_at[i] = None,
+                }
+                if scan_one(engines[i].as_ref(), &obj, ctx, &mut accs[i]) {
+                    trusted_at[i] = Some(entry.depth);
+                }
             }
             Ok(())
         };
@@ -399,7 +431,7 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ScanConfig, build_engine_set, eicar_only_engines};
+    use crate::config::{EngineConfig, ScanConfig, build_engine_set, eicar_only_engines};
     use moat_core::{EngineScan, Hit};
     use std::io::Write;
 
@@ -491,6 +523,7 @@ mod tests {
                     signature: "Heur.X".into(),
                     suspicious: true,
                 }],
+                trusted: false,
             })
         };
         let s = builtin_plus(Some(Fixed(ok, Scope::Whole)));
@@ -530,5 +563,59 @@ mod tests {
             (v.status, v.reason),
             (Status::Unscannable, Some(Reason::Encrypted))
         );
+    }
+
+    /// A zip of `(name, data)` members (stored, so their bytes are visible).
+    fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let mut z = zip::ZipWriter::new(&mut buf);
+        for (name, data) in members {
+            z.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            z.write_all(data).unwrap();
+        }
+        z.finish().unwrap();
+        buf.into_inner()
+    }
+
+    #[test]
+    fn an_allow_listed_member_silences_itself_and_its_members_but_not_its_siblings() {
+        // trusted.zip holds EICAR; beside it, a second EICAR and a zip whose
+        // member is also EICAR. Only trusted.zip (by SHA-256, .sfp) is allowed.
+        let trusted = zip_of(&[("inner/eicar.com", EICAR)]);
+        let outer = zip_of(&[
+            ("trusted.zip", &trusted),
+            ("loose.com", EICAR),
+            ("other.zip", &zip_of(&[("eicar.com", EICAR)])),
+        ]);
+        let sha = Blob::from_vec(trusted.clone()).sha256().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("local.sfp"),
+            format!("{}:{}:Trusted.Zip\n", hex::encode(sha), trusted.len()),
+        )
+        .unwrap();
+        let cfg = EngineConfig::Builtin {
+            name: None,
+            signatures: vec![d.path().to_path_buf()],
+            detect_pua: false,
+            verify_signatures: true,
+        };
+        let s = Scanner::new(build_engine_set(&[cfg]).unwrap(), ScanConfig::default());
+        let v = s.scan(&Blob::from_vec(outer.clone()), "outer.zip", None);
+        let mut locations: Vec<&str> = v.findings.iter().map(|f| f.location.as_str()).collect();
+        locations.sort();
+        assert_eq!(
+            locations,
+            vec!["outer.zip>loose.com", "outer.zip>other.zip>eicar.com"]
+        );
+        // The trusted file scanned by itself: clean, members included.
+        let v = s.scan(&Blob::from_vec(trusted), "trusted.zip", None);
+        assert_eq!(v.status, Status::Clean, "{:?}", v.findings);
+        // Without the allow-list the trusted member is found too.
+        let plain = build_engine_set(&eicar_only_engines()).unwrap();
+        let v =
+            Scanner::new(plain, ScanConfig::default()).scan(&Blob::from_vec(outer), "o.zip", None);
+        assert_eq!(v.findings.len(), 3);
     }
 }

@@ -109,6 +109,7 @@ impl YaraEngine {
             signature_version: loaded.signature_version,
             signatures: BTreeMap::from([("yara_rules".to_string(), count)]),
             unsupported: BTreeMap::new(),
+            skipped: BTreeMap::new(),
             load_errors: loaded.errors,
             loaded_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -279,7 +280,10 @@ impl YaraEngine {
                 suspicious: is_suspicious(&rule),
             });
         }
-        EngineScan { hits }
+        EngineScan {
+            hits,
+            trusted: false,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! One module per container format. Each walks its members through
 //! [`Walker::member`](crate::walk::Walker::member).
 
+pub(crate) mod sevenz;
 pub(crate) mod stream;
 pub(crate) mod tar;
 pub(crate) mod zip;

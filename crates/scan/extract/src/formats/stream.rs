@@ -47,7 +47,7 @@ pub(crate) fn walk<E>(
                 }
             }
         }
-        ContainerKind::Zip | ContainerKind::Tar => return Ok(()),
+        ContainerKind::Zip | ContainerKind::Tar | ContainerKind::SevenZ => return Ok(()),
     };
     w.member(
         Member {
@@ -99,7 +99,7 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         ContainerKind::Bzip2 => &[(".tbz2", ".tar"), (".tbz", ".tar"), (".bz2", "")],
         ContainerKind::Xz => &[(".txz", ".tar"), (".xz", "")],
         ContainerKind::Zstd => &[(".tzst", ".tar"), (".zstd", ""), (".zst", "")],
-        ContainerKind::Zip | ContainerKind::Tar => &[],
+        ContainerKind::Zip | ContainerKind::Tar | ContainerKind::SevenZ => &[],
     };
     let lower = own.to_ascii_lowercase();
     for (suffix, replacement) in rules {

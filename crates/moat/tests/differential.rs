@@ -1,0 +1,503 @@
+//! Differential tests: the same signatures and files through Debian's
+//! `clamscan --allmatch` and `moat scan --json`, detection for detection.
+//!
+//! A [`Case`] is a signature directory and a set of files. [`Case::check`]
+//! runs both scanners and asserts that every file gets the same set of
+//! signature names (ClamAV's `.UNOFFICIAL` suffix removed), except for the
+//! differences the case declares with [`Case::known_gap`], which must then
+//! occur exactly (so a gap that closes fails the test until it is removed).
+//!
+//! Adding a case is one expression:
+//! ```ignore
+//! Case::new("ldb basics").sig("x.ldb", "...").file("a.bin", b"...").check();
+//! ```
+//! Needs `clamscan` and `sigtool` (apt `clamav`) and, for the test-file
+//! case, apt `clamav-testfiles` (`scripts/test-deps.sh` installs them).
+
+mod common;
+use common::moat;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TESTFILES: &str = "/usr/share/clamav-testfiles";
+
+type Detections = BTreeMap<String, BTreeSet<String>>;
+
+/// One differential case.
+struct Case {
+    name: String,
+    dir: tempfile::TempDir,
+    files: Vec<PathBuf>,
+    clamscan_args: Vec<String>,
+    moat_args: Vec<String>,
+    /// Per file name: (found by clamscan only, found by moat only).
+    gaps: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>,
+}
+
+impl Case {
+    fn new(name: &str) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sigs")).unwrap();
+        std::fs::create_dir(dir.path().join("files")).unwrap();
+        Case {
+            name: name.to_string(),
+            dir,
+            files: Vec::new(),
+            clamscan_args: Vec::new(),
+            moat_args: Vec::new(),
+            gaps: BTreeMap::new(),
+        }
+    }
+
+    fn sig_dir(&self) -> PathBuf {
+        self.dir.path().join("sigs")
+    }
+
+    /// A signature file of the case (appended to when written twice).
+    fn sig(self, file: &str, text: &str) -> Case {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.sig_dir().join(file))
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        self
+    }
+
+    /// A file to scan, written by the case.
+    fn file(mut self, name: &str, data: &[u8]) -> Case {
+        let p = self.dir.path().join("files").join(name);
+        std::fs::write(&p, data).unwrap();
+        self.files.push(p);
+        self
+    }
+
+    /// Existing files to scan.
+    fn files(mut self, paths: &[PathBuf]) -> Case {
+        self.files.extend(paths.iter().cloned());
+        self
+    }
+
+    /// An option for both scanners (`clamscan` spelling, `moat` spelling).
+    fn option(mut self, clamscan: &str, moat: &str) -> Case {
+        self.clamscan_args.push(clamscan.to_string());
+        self.moat_args.push(moat.to_string());
+        self
+    }
+
+    /// A declared difference for `file`: names only clamscan finds, and
+    /// names only moat finds.
+    fn known_gap(mut self, file: &str, clamscan_only: &[&str], moat_only: &[&str]) -> Case {
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        self.gaps
+            .insert(file.to_string(), (set(clamscan_only), set(moat_only)));
+        self
+    }
+
+    fn clamscan(&self) -> Detections {
+        let out = Command::new("clamscan")
+            .args(["--allmatch", "--no-summary", "--stdout"])
+            .args(&self.clamscan_args)
+            .arg("-d")
+            .arg(self.sig_dir())
+            .args(&self.files)
+            .output()
+            .expect("clamscan is installed (scripts/test-deps.sh)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{}: clamscan failed: {text}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut found = self.empty();
+        for line in text.lines() {
+            let Some(body) = line.strip_suffix(" FOUND") else {
+                continue;
+            };
+            let file = self
+                .files
+                .iter()
+                .find(|f| body.starts_with(&format!("{}: ", f.display())))
+                .unwrap_or_else(|| panic!("{}: unexpected clamscan line {line}", self.name));
+            let sig = &body[file.display().to_string().len() + 2..];
+            let sig = sig.strip_suffix(".UNOFFICIAL").unwrap_or(sig);
+            found
+                .get_mut(&file_key(file))
+                .unwrap()
+                .insert(sig.to_string());
+        }
+        found
+    }
+
+    fn moat(&self) -> (Detections, String) {
+        let out = moat()
+            .args(["scan", "--json", "-j", "2", "--signatures"])
+            .arg(self.sig_dir())
+            .args(&self.moat_args)
+            .args(&self.files)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{}: moat scan failed: {stderr}",
+            self.name
+        );
+        let mut found = self.empty();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let path = PathBuf::from(v["path"].as_str().unwrap());
+            let names = found
+                .get_mut(&file_key(&path))
+                .unwrap_or_else(|| panic!("{}: unexpected moat path {line}", self.name));
+            for f in v["findings"].as_array().unwrap() {
+                names.insert(f["signature"].as_str().unwrap().to_string());
+            }
+        }
+        (found, stderr)
+    }
+
+    fn empty(&self) -> Detections {
+        self.files
+            .iter()
+            .map(|f| (file_key(f), BTreeSet::new()))
+            .collect()
+    }
+
+    /// Run both scanners and compare; returns moat's standard error (load
+    /// warnings) for further checks.
+    fn check(self) -> String {
+        let clam = self.clamscan();
+        let (moat, stderr) = self.moat();
+        let mut problems = Vec::new();
+        for (file, want) in &clam {
+            let got = &moat[file];
+            let clamscan_only: BTreeSet<String> = want.difference(got).cloned().collect();
+            let moat_only: BTreeSet<String> = got.difference(want).cloned().collect();
+            let declared = self.gaps.get(file).cloned().unwrap_or_default();
+            if (clamscan_only.clone(), moat_only.clone()) != declared {
+                problems.push(format!(
+                    "{file}: clamscan {want:?}, moat {got:?} (declared gap: clamscan only {:?}, moat only {:?})",
+                    declared.0, declared.1
+                ));
+            }
+        }
+        for file in self.gaps.keys() {
+            assert!(
+                clam.contains_key(file),
+                "{}: gap for unknown file {file}",
+                self.name
+            );
+        }
+        assert!(
+            problems.is_empty(),
+            "{}: detections differ:\n{}\nmoat stderr:\n{stderr}",
+            self.name,
+            problems.join("\n")
+        );
+        stderr
+    }
+}
+
+fn file_key(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    let out = Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(data)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)[..32].to_string()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Deterministic pseudo-random bytes.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `noise` with `plant` written at `at`.
+fn planted(n: usize, seed: u64, at: usize, plant: &[u8]) -> Vec<u8> {
+    let mut v = noise(n, seed);
+    v[at..at + plant.len()].copy_from_slice(plant);
+    v
+}
+
+#[test]
+fn hash_and_body_signatures_written_by_the_test() {
+    let a = noise(5000, 1);
+    let b = noise(7000, 2);
+    let c = planted(9000, 3, 4000, b"\x11\x22\x33\x44\x55\x66\x77\x88\x99");
+    let d = planted(9000, 4, 100, b"moat-diff-alpha...moat-diff-omega");
+    let e = planted(3000, 5, 2990, b"TAILBYTES!");
+    Case::new("hdb/hsb/ndb")
+        .sig(
+            "t.hdb",
+            &format!(
+                "{}:{}:Diff.Hdb.A\n{}:*:Diff.Hdb.Wild:73\n",
+                md5_hex(&a),
+                a.len(),
+                md5_hex(&b)
+            ),
+        )
+        .sig(
+            "t.hsb",
+            &format!(
+                "{}:{}:Diff.Hsb.B\n{}:{}:Diff.Hsb.WrongSize\n",
+                sha256_hex(&b),
+                b.len(),
+                sha256_hex(&a),
+                a.len() + 1
+            ),
+        )
+        .sig(
+            "t.ndb",
+            "Diff.Ndb.Plain:0:*:112233445566778899\n\
+             Diff.Ndb.Star:0:*:6d6f61742d646966662d616c706861*6f6d656761\n\
+             Diff.Ndb.Wild:0:*:11223344??66{1-2}8899\n\
+             Diff.Ndb.Eof:0:EOF-10:5441494c4259544553\n\
+             Diff.Ndb.Abs:0:4000:1122334455\n\
+             Diff.Ndb.Never:0:*:deadbeefcafebabe0011\n",
+        )
+        .file("a.bin", &a)
+        .file("b.bin", &b)
+        .file("c.bin", &c)
+        .file("d.bin", &d)
+        .file("e.bin", &e)
+        .file("empty.bin", b"")
+        .check();
+}
+
+/// The regular files of Debian's clamav-testfiles.
+fn testfiles() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(TESTFILES)
+        .expect("apt clamav-testfiles is installed (scripts/test-deps.sh)")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `sigtool --md5`/`--sha256` lines for `files`.
+fn sigtool(flag: &str, files: &[PathBuf]) -> String {
+    let mut text = String::new();
+    for f in files {
+        let out = Command::new("sigtool").arg(flag).arg(f).output().unwrap();
+        assert!(out.status.success(), "sigtool {flag} {}", f.display());
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    text
+}
+
+/// clamav-testfiles: what clamscan finds that moat cannot, because moat does
+/// not open the format that holds clam.exe (packers, installers, mail,
+/// documents, other archivers, zip's implode method). Declared, so the list shrinks as moat learns.
+fn testfile_gaps(case: Case) -> Case {
+    const UNOPENED: &[&str] = &[
+        "clam-aspack.exe",
+        "clam-fsg.exe",
+        "clam-mew.exe",
+        "clam-nsis.exe",
+        "clam-pespin.exe",
+        "clam-petite.exe",
+        "clam-upack.exe",
+        "clam-upx.exe",
+        "clam-wwpack.exe",
+        "clam-yc.exe",
+        "clam.arj",
+        "clam.bin-be.cpio",
+        "clam.bin-le.cpio",
+        "clam.cab",
+        "clam.chm",
+        "clam.ea05.exe",
+        "clam.ea06.exe",
+        "clam.exe.binhex",
+        "clam.exe.mbox.base64",
+        "clam.exe.mbox.uu",
+        "clam.exe.rtf",
+        "clam.exe.szdd",
+        "clam.impl.zip",
+        "clam.mail",
+        "clam.newc.cpio",
+        "clam.odc.cpio",
+        "clam.ole.doc",
+        "clam.pdf",
+        "clam.ppt",
+        "clam.sis",
+        "clam.tnef",
+        "clam_IScab_ext.exe",
+        "clam_IScab_int.exe",
+        "clam_ISmsi_ext.exe",
+        "clam_ISmsi_int.exe",
+    ];
+    let mut case = case;
+    for f in UNOPENED {
+        case = case.known_gap(f, &["clam.exe"], &[]);
+    }
+    // Neither matches the whole-file hash of this HTML file (ClamAV scans
+    // its normalised text, not its raw bytes); clam.exe embedded in it is
+    // found by clamscan only.
+    case.known_gap("clam.exe.html", &["clam.exe"], &[])
+}
+
+#[test]
+fn clamav_testfiles_with_sigtool_md5_and_sha256_signatures() {
+    let files = testfiles();
+    assert!(
+        files.len() >= 40,
+        "clamav-testfiles has {} files",
+        files.len()
+    );
+    for flag in ["--md5", "--sha256"] {
+        let ext = if flag == "--md5" { "hdb" } else { "hsb" };
+        let case = Case::new(&format!("clamav-testfiles {flag}"))
+            .sig(&format!("testfiles.{ext}"), &sigtool(flag, &files))
+            .files(&files);
+        testfile_gaps(case).check();
+    }
+}
+
+#[test]
+fn fp_and_ign2_silence_detections_as_in_clamscan() {
+    let a = planted(4000, 7, 10, b"allow-list-body-pattern");
+    let b = planted(4000, 8, 99, b"allow-list-body-pattern");
+    let ndb_line = "Diff.Body.Ignored:0:*:616c6c6f772d6c6973742d626f64792d7061747465726e";
+    Case::new(".fp/.sfp/.ign2")
+        .sig(
+            "t.ndb",
+            &format!(
+                "Diff.Body:0:*:616c6c6f772d6c6973742d626f64792d7061747465726e\n{ndb_line}\n\
+                 Diff.Body.Other:0:*:6c6973742d626f64792d\n"
+            ),
+        )
+        .sig(
+            "t.hdb",
+            &format!("{}:{}:Diff.Hash.Ignored\n", md5_hex(&b), b.len()),
+        )
+        // a.bin is trusted by MD5: no detection at all.
+        .sig(
+            "local.fp",
+            &format!("{}:{}:Trusted.A\n", md5_hex(&a), a.len()),
+        )
+        .sig(
+            "local.ign2",
+            &format!(
+                "Diff.Hash.Ignored\nDiff.Body.Ignored:{}\nDiff.Body.Other:{}\n",
+                md5_hex(ndb_line.as_bytes()),
+                "0".repeat(32)
+            ),
+        )
+        .file("a.bin", &a)
+        .file("b.bin", &b)
+        .check();
+}
+
+#[test]
+fn sfp_by_sha256_trusts_an_archive_and_its_members() {
+    let inner = planted(3000, 9, 50, b"trusted-archive-member-body");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.bin"), &inner).unwrap();
+    let zip = dir.path().join("t.zip");
+    let ok = Command::new("7z")
+        .args(["a", "-tzip", "-bso0", "-bsp0"])
+        .arg(&zip)
+        .arg(dir.path().join("m.bin"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "7z a -tzip");
+    let zip_bytes = std::fs::read(&zip).unwrap();
+    Case::new(".sfp trusting a zip")
+        .sig(
+            "t.ndb",
+            "Diff.Member:0:*:747275737465642d617263686976652d6d656d626572\n",
+        )
+        .sig(
+            "local.sfp",
+            // ClamAV wants functionality level 73 for a `*` size.
+            &format!("{}:*:Trusted.Zip:73\n", sha256_hex(&zip_bytes)),
+        )
+        .file("trusted.zip", &zip_bytes)
+        .file("loose.bin", &inner)
+        .check();
+}
+
+#[test]
+fn pua_databases_follow_detect_pua() {
+    let a = planted(2000, 11, 5, b"potentially-unwanted-body");
+    let sig = "PUA.Diff.Body:0:*:706f74656e7469616c6c792d756e77616e7465642d626f6479\n";
+    Case::new("pua off")
+        .sig("t.ndu", sig)
+        .file("a.bin", &a)
+        .check();
+    Case::new("pua on")
+        .sig("t.ndu", sig)
+        .option("--detect-pua=yes", "--detect-pua")
+        .file("a.bin", &a)
+        .check();
+}
+
+#[test]
+fn malformed_lines_are_reported_with_file_and_line_and_the_rest_loads() {
+    let a = planted(3000, 12, 7, b"well-formed-body-sig");
+    let b = noise(1000, 13);
+    let good_ndb = "Diff.Good.Ndb:0:*:77656c6c2d666f726d65642d626f64792d736967\n";
+    let good_hdb = format!("{}:{}:Diff.Good.Hdb\n", md5_hex(&b), b.len());
+    // clamscan refuses a whole database for one bad line: it gets the good
+    // lines only; moat gets both and must find the same.
+    let bad: &[(&str, &str)] = &[
+        ("bad.ndb", "Bad.Ndb:0:*:zz11\n"),
+        ("bad.hdb", "not-a-hash:12:Bad.Hdb\n"),
+        ("bad.hsb", "0123:*:Bad.Hsb\n"),
+        ("bad.fp", "abc:1:Bad.Fp\n"),
+        ("bad.ign2", "Name:123\n"),
+    ];
+    let case = Case::new("good lines only")
+        .sig("t.ndb", good_ndb)
+        .sig("t.hdb", &good_hdb)
+        .file("a.bin", &a)
+        .file("b.bin", &b);
+    let clam = case.clamscan();
+    let mut case = case;
+    for (file, line) in bad {
+        case = case.sig(&format!("mixed-{file}"), &format!("# comment\n{line}"));
+    }
+    let (moat, stderr) = case.moat();
+    assert_eq!(
+        clam, moat,
+        "moat with bad lines must find what clamscan finds without them"
+    );
+    for (file, _) in bad {
+        let want = format!("mixed-{file}:2: ");
+        assert!(
+            stderr.contains(&want),
+            "no {want} in moat's warnings:\n{stderr}"
+        );
+    }
+}
