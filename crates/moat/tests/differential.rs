@@ -434,6 +434,12 @@ fn sfp_by_sha256_trusts_an_archive_and_its_members() {
     assert!(ok, "7z a -tzip");
     #[allow(clippy::disallowed_methods)] // a small archive the test just built
     let zip_bytes = std::fs::read(&zip).unwrap();
+    // The same signature outside the trusted archive still detects. Not the
+    // member's exact bytes: clamscan caches the trusted member's hash as
+    // clean and would then pass an identical loose file without scanning it
+    // (moat detects it; that cache artefact is not behaviour to copy).
+    let mut loose = inner.clone();
+    loose.extend_from_slice(b"\n");
     Case::new(".sfp trusting a zip")
         .sig(
             "t.ndb",
@@ -445,7 +451,7 @@ fn sfp_by_sha256_trusts_an_archive_and_its_members() {
             &format!("{}:*:Trusted.Zip:73\n", sha256_hex(&zip_bytes)),
         )
         .file("trusted.zip", &zip_bytes)
-        .file("loose.bin", &inner)
+        .file("loose.bin", &loose)
         .check();
 }
 
