@@ -33,6 +33,9 @@ struct Case {
     moat_args: Vec<String>,
     /// Per file name: (found by clamscan only, found by moat only).
     gaps: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>,
+    /// Per file name: what clamscan must find, so that a case cannot pass
+    /// by both scanners finding nothing.
+    expected: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Case {
@@ -47,7 +50,17 @@ impl Case {
             clamscan_args: Vec::new(),
             moat_args: Vec::new(),
             gaps: BTreeMap::new(),
+            expected: BTreeMap::new(),
         }
+    }
+
+    /// What clamscan finds in `file` (and moat, unless a gap is declared).
+    fn detects(mut self, file: &str, names: &[&str]) -> Case {
+        self.expected.insert(
+            file.to_string(),
+            names.iter().map(|s| s.to_string()).collect(),
+        );
+        self
     }
 
     fn sig_dir(&self) -> PathBuf {
@@ -184,6 +197,14 @@ impl Case {
                     declared.0, declared.1
                 ));
             }
+        }
+        for (file, want) in &self.expected {
+            assert_eq!(
+                clam.get(file),
+                Some(want),
+                "{}: clamscan's detections of {file} are not what the case expects",
+                self.name
+            );
         }
         for file in self.gaps.keys() {
             assert!(
@@ -433,7 +454,67 @@ fn clamav_testfiles_with_clam_exe_section_and_import_hashes() {
     for f in TESTFILE_UNOPENED.iter().chain(["clam.exe.html"].iter()) {
         case = case.known_gap(f, &["Diff.Mdb.ClamExe", "Diff.Imp.ClamExe"], &[]);
     }
-    case.check();
+    let both = ["Diff.Mdb.ClamExe", "Diff.Imp.ClamExe"];
+    case.detects("clam.exe", &both)
+        .detects("clam.zip", &both)
+        .detects("clam.7z", &both)
+        .detects("clam.tar.gz", &both)
+        .check();
+}
+
+#[test]
+fn logical_signatures_on_raw_and_normalised_content() {
+    let a = planted(6000, 21, 100, b"moat-ldb-first");
+    let mut b = a.clone();
+    b[3000..3015].copy_from_slice(b"moat-ldb-second");
+    let mut c = b.clone();
+    c[5000..5015].copy_from_slice(b"moat-ldb-second");
+    let html = b"<html><body><!-- hidden --><P>Visit   Our   SHOP &amp; more</P></body></html>\n";
+    let text = b"Some Text\tWith   MIXED case: Please Read For More Information.\n";
+    // Hex of the ASCII strings the subsignatures look for.
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let ldb = format!(
+        "Diff.Ldb.Both;Engine:51-255,Target:0;0&1;{};{}\n\
+         Diff.Ldb.Twice;Engine:51-255,Target:0;1=2;{};{}\n\
+         Diff.Ldb.Either;Engine:51-255,Target:0;(0|1)&2;{};deadbeef00112233;{}\n\
+         Diff.Ldb.Pcre;Engine:81-255,Target:0;0&1;{};0/moat-ldb-s[a-z]+nd/\n\
+         Diff.Ldb.Html;Engine:51-255,Target:3;0&1;{};{}\n\
+         Diff.Ldb.Text;Engine:51-255,Target:7;0;{}\n",
+        hex("moat-ldb-first"),
+        hex("moat-ldb-second"),
+        hex("moat-ldb-first"),
+        hex("moat-ldb-second"),
+        hex("moat-ldb-first"),
+        hex("moat-ldb-second"),
+        hex("moat-ldb-"),
+        hex("visit our shop"),
+        hex("& more"),
+        hex("please read for more information"),
+    );
+    Case::new("ldb through moat scan")
+        .sig("t.ldb", &ldb)
+        .file("a.bin", &a)
+        .file("b.bin", &b)
+        .file("c.bin", &c)
+        .file("page.html", html)
+        .file("notes.txt", text)
+        .detects("a.bin", &[])
+        .detects(
+            "b.bin",
+            &["Diff.Ldb.Both", "Diff.Ldb.Either", "Diff.Ldb.Pcre"],
+        )
+        .detects(
+            "c.bin",
+            &[
+                "Diff.Ldb.Both",
+                "Diff.Ldb.Twice",
+                "Diff.Ldb.Either",
+                "Diff.Ldb.Pcre",
+            ],
+        )
+        .detects("page.html", &["Diff.Ldb.Html"])
+        .detects("notes.txt", &["Diff.Ldb.Text"])
+        .check();
 }
 
 #[test]
