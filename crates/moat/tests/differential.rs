@@ -408,7 +408,10 @@ fn clamav_testfiles_with_sigtool_md5_and_sha256_signatures() {
 
 /// `(size, md5)` of clam.exe's sections and its import hash, from
 /// `sigtool --debug --mdb/--imp` (sigtool 1.4 prints them only as debug lines).
-fn clam_exe_pe_hashes() -> (Vec<(String, String)>, Option<(String, String)>) {
+/// `(size, md5)` pairs of the sections, and the import hash `(md5, size)`.
+type PeHashes = (Vec<(String, String)>, Option<(String, String)>);
+
+fn clam_exe_pe_hashes() -> PeHashes {
     let debug = |opt: &str| {
         let o = Command::new("sigtool")
             .args(["--debug", opt])
