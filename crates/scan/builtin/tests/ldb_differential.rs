@@ -7,48 +7,13 @@
 
 use moat_builtin::BuiltinEngine;
 use moat_core::{Blob, Engine, ScanContext};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
+
+mod common;
+use common::clamscan;
 use std::time::{Duration, Instant};
-
-fn have_clamscan() -> bool {
-    Command::new("clamscan").arg("--version").output().is_ok()
-}
-
-/// `clamscan` detections per file name.
-fn clamscan(sigs: &Path, files: &[PathBuf]) -> BTreeMap<String, BTreeSet<String>> {
-    let out = Command::new("clamscan")
-        .args(["--allmatch", "--no-summary", "-d"])
-        .arg(sigs)
-        .args(files)
-        .output()
-        .expect("run clamscan");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.code().is_some_and(|c| c <= 1),
-        "clamscan failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        text
-    );
-    let mut got: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_suffix(" FOUND") else {
-            continue;
-        };
-        let Some((path, name)) = rest.rsplit_once(": ") else {
-            continue;
-        };
-        let file = Path::new(path)
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let name = name.strip_suffix(".UNOFFICIAL").unwrap_or(name);
-        got.entry(file).or_default().insert(name.to_string());
-    }
-    got
-}
 
 fn moat(engine: &BuiltinEngine, path: &Path) -> BTreeSet<String> {
     let ctx = ScanContext {
@@ -147,10 +112,6 @@ fn hexs(s: &[u8]) -> String {
 
 #[test]
 fn logical_expressions_and_counts_match_clamscan() {
-    if !have_clamscan() {
-        println!("note: clamscan not found; differential test skipped");
-        return;
-    }
     let a = hexs(b"ALPHA1");
     let b = hexs(b"BRAVO2");
     let c = hexs(b"CHARL3");
@@ -227,10 +188,6 @@ fn logical_expressions_and_counts_match_clamscan() {
 
 #[test]
 fn body_modifiers_match_clamscan() {
-    if !have_clamscan() {
-        println!("note: clamscan not found; differential test skipped");
-        return;
-    }
     let w = hexs(b"Virus");
     let sigs = [
         format!("M.Nocase;Engine:51-255,Target:0;0;{w}::i"),
@@ -271,10 +228,6 @@ fn body_modifiers_match_clamscan() {
 
 #[test]
 fn pcre_and_byte_compare_match_clamscan() {
-    if !have_clamscan() {
-        println!("note: clamscan not found; differential test skipped");
-        return;
-    }
     let t = hexs(b"TRIG");
     let sigs = [
         format!("P.Simple;Engine:81-255,Target:0;0&1;{t};0/ab+c\\d{{2}}/"),
@@ -385,10 +338,6 @@ fn malformed_lines_are_reported_with_line_numbers_and_the_rest_loads() {
 /// literal. Moat and clamscan must agree on every file.
 #[test]
 fn random_logical_signatures_agree_with_clamscan() {
-    if !have_clamscan() {
-        println!("note: clamscan not found; differential test skipped");
-        return;
-    }
     let mut x: u64 = 0x1234_5678_9abc_def1;
     let mut rnd = |n: u64| {
         x ^= x << 13;
@@ -480,10 +429,6 @@ fn build(cc: &str, src: &str, out: &Path) -> Option<Vec<u8>> {
 /// engines must agree on each file's exact bin and count.
 #[test]
 fn executable_target_description_matches_clamscan() {
-    if !have_clamscan() {
-        println!("note: clamscan not found; differential test skipped");
-        return;
-    }
     let d = tempfile::tempdir().unwrap();
     let prog = "#include <stdio.h>\nint main(void){puts(\"LDBMARK-4711\");return 0;}\n";
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
@@ -538,10 +483,6 @@ fn executable_target_description_matches_clamscan() {
 /// with targets 0, 3 (HTML) and 7 (ASCII).
 #[test]
 fn logical_signatures_on_text_and_html_layers_match_clamscan() {
-    if !have_clamscan() {
-        println!("note: clamscan not found; differential test skipped");
-        return;
-    }
     let sigs = [
         format!(
             "T.Any;Engine:51-255,Target:0;0&1;{};{}",

@@ -13,51 +13,13 @@ use moat_core::{Blob, ScanContext};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod common;
+use common::{clamscan, name_of};
 use std::time::{Duration, Instant};
 
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn clamscan_available() -> bool {
-    Command::new("clamscan").arg("--version").output().is_ok()
-}
-
-/// Detections per file name, as clamscan reports them.
-fn clamscan(sigs: &Path, files: &[PathBuf]) -> BTreeMap<String, BTreeSet<String>> {
-    let out = Command::new("clamscan")
-        .args(["--allmatch", "--no-summary", "-d"])
-        .arg(sigs)
-        .args(files)
-        .output()
-        .expect("run clamscan");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.code().is_some_and(|c| c <= 1),
-        "clamscan failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for f in files {
-        m.insert(name_of(f), BTreeSet::new());
-    }
-    for line in stdout.lines() {
-        let Some(rest) = line.strip_suffix(" FOUND") else {
-            continue;
-        };
-        let Some((path, sig)) = rest.rsplit_once(": ") else {
-            continue;
-        };
-        let sig = sig.strip_suffix(".UNOFFICIAL").unwrap_or(sig);
-        m.entry(name_of(Path::new(path)))
-            .or_default()
-            .insert(sig.to_string());
-    }
-    m
-}
-
-fn name_of(p: &Path) -> String {
-    p.file_name().unwrap().to_string_lossy().into_owned()
 }
 
 fn moat(sigs: &Path, files: &[PathBuf]) -> BTreeMap<String, BTreeSet<String>> {
@@ -82,10 +44,6 @@ fn moat(sigs: &Path, files: &[PathBuf]) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 fn compare(sig_files: &[(&str, String)], inputs: &[(&str, Vec<u8>)]) {
-    if !clamscan_available() {
-        println!("note: clamscan not found; differential test skipped");
-        return;
-    }
     let d = tempfile::tempdir().unwrap();
     let sigs = d.path().join("sigs");
     let data = d.path().join("files");
