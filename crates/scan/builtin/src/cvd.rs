@@ -280,7 +280,7 @@ fn read_tar(
             bytes: 0,
         };
         let is_info = integrity.is_some() && ext == "info";
-        let member = if keep(&ext) || is_info {
+        let (data, lines) = if keep(&ext) || is_info {
             let limit = if is_info { MAX_INFO } else { MAX_MEMBER };
             let mut data = Vec::with_capacity(size.min(limit) as usize);
             #[allow(clippy::disallowed_methods)] // bounded by the limit
@@ -290,42 +290,28 @@ fn read_tar(
                     "member {name} is larger than {limit} bytes"
                 ))));
             }
-            if is_info {
-                if let Some(i) = integrity.as_deref_mut() {
+            let info = integrity.as_deref_mut().filter(|_| is_info);
+            if keep(&ext) {
+                if let Some(i) = info {
                     i.info = Some(data.clone());
                 }
-                if !keep(&ext) {
-                    let lines = count_lines(&mut &data[..])?;
-                    Member {
-                        name: name.clone(),
-                        ext,
-                        data: None,
-                        lines,
-                    }
-                } else {
-                    Member {
-                        name: name.clone(),
-                        ext,
-                        data: Some(data),
-                        lines: 0,
-                    }
-                }
+                (Some(data), 0)
             } else {
-                Member {
-                    name: name.clone(),
-                    ext,
-                    data: Some(data),
-                    lines: 0,
+                // Read only for the integrity check: counted, then handed over.
+                let lines = count_lines(&mut &data[..])?;
+                if let Some(i) = info {
+                    i.info = Some(data);
                 }
+                (None, lines)
             }
         } else {
-            let lines = count_lines(&mut entry)?;
-            Member {
-                name: name.clone(),
-                ext,
-                data: None,
-                lines,
-            }
+            (None, count_lines(&mut entry)?)
+        };
+        let member = Member {
+            name: name.clone(),
+            ext,
+            data,
+            lines,
         };
         if let (Some(i), Some(d)) = (integrity.as_deref_mut(), entry.digest.take()) {
             i.members.push((name, entry.bytes, d.finalize().into()));
