@@ -304,11 +304,7 @@ pub fn normalize_html(data: &[u8]) -> HtmlOutput {
                 }
                 St::EightBit => {
                     if c < 0x80 || mbchar >= 0x10000 {
-                        if mbchar == 0xE38082
-                            || mbchar == 0xEFBC8E
-                            || mbchar == 0xEFB992
-                            || (mbchar == 0xA1 && (c == 0x43 || c == 0x44 || c == 0x4F))
-                        {
+                        if is_full_stop(mbchar, c) {
                             o2.c(b'.');
                             text.c(b'.');
                             if mbchar == 0xA1 {
@@ -526,11 +522,7 @@ pub fn normalize_html(data: &[u8]) -> HtmlOutput {
                         }
                     } else {
                         if mbchar2 != 0 && (c < 0x80 || mbchar2 >= 0x10000) {
-                            if mbchar2 == 0xE38082
-                                || mbchar2 == 0xEFBC8E
-                                || mbchar2 == 0xEFB992
-                                || (mbchar2 == 0xA1 && (c == 0x43 || c == 0x44 || c == 0x4F))
-                            {
+                            if is_full_stop(mbchar2, c) {
                                 o2.c(b'.');
                                 push_capped(&mut tag_val, b'.');
                                 if mbchar2 == 0xA1 {
@@ -856,6 +848,13 @@ pub fn normalize_html(data: &[u8]) -> HtmlOutput {
         notags: text.data,
         unsupported,
     }
+}
+
+/// Whether the multi-byte character gathered so far (`mb`, before byte `c`)
+/// is one htmlnorm.c writes as `.`: the ideographic and full-width full
+/// stops, the small full stop, and `\xA1` before `C`, `D` or `O`.
+fn is_full_stop(mb: u32, c: u8) -> bool {
+    matches!(mb, 0xE38082 | 0xEFBC8E | 0xEFB992) || (mb == 0xA1 && matches!(c, 0x43 | 0x44 | 0x4F))
 }
 
 #[cfg(test)]
