@@ -3,6 +3,8 @@
 //! `Range` at `GET /objects/{id}`.
 //!
 //!   cargo run -p moat-vault --example tus_server -- DATA_DIR PORT
+#![forbid(unsafe_code)]
+
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -96,10 +98,10 @@ async fn download(
     let mut res = Response::new(Body::from_stream(stream));
     *res.status_mut() = status;
     res.headers_mut().insert(header::CONTENT_LENGTH, len.into());
-    if let Some((a, b)) = r {
-        if let Ok(v) = format!("bytes {a}-{}/{size}", b - 1).parse() {
-            res.headers_mut().insert(header::CONTENT_RANGE, v);
-        }
+    if let Some((a, b)) = r
+        && let Ok(v) = format!("bytes {a}-{}/{size}", b - 1).parse()
+    {
+        res.headers_mut().insert(header::CONTENT_RANGE, v);
     }
     res
 }

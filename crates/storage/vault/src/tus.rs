@@ -16,8 +16,12 @@
 //! * On the last byte the upload is committed into its vault object and
 //!   [`TusHooks::completed`] is called; if that fails the client's next
 //!   HEAD or PATCH calls it again before reporting the upload complete.
-//! * Only one request works on an upload at a time; another waits up to
+//! * Only one request works on an upload at a time (HEAD included, so the
+//!   offset it reports is settled); another waits up to
 //!   [`TusConfig::lock_wait`], then gets 423 (tus clients retry on it).
+// Helpers return the finished error Response; they run once per request.
+#![allow(clippy::result_large_err)]
+
 use crate::upload::{AppendEnd, UploadGuard, UploadMeta};
 use crate::{DataKey, PutInfo, Vault, VaultError, check_name};
 use async_trait::async_trait;
@@ -448,6 +452,12 @@ async fn head_upload<H: TusHooks>(
         Ok(t) => t,
         Err(r) => return r.into_response(),
     };
+    // wait for a PATCH still at work (e.g. one whose client just went
+    // away) so that the offset reported is the settled one
+    let mut guard = match lock(&st, &id).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
     let status = match st.vault.upload_status(&id).await {
         Ok(Some(s)) => s,
         Ok(None) => return not_found(),
@@ -458,10 +468,6 @@ async fn head_upload<H: TusHooks>(
     }
     let mut offset = status.offset;
     if offset == status.meta.length && !status.meta.acked {
-        let mut guard = match lock(&st, &id).await {
-            Ok(g) => g,
-            Err(r) => return r,
-        };
         offset = match finish(&st, &mut guard, &id, &target.key).await {
             Ok(o) => o,
             Err(r) => return r,

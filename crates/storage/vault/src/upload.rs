@@ -284,7 +284,7 @@ impl Vault {
         let len = file.metadata().await?.len();
         let body = len - HEADER_LEN as u64;
         let nfull = body / SEALED as u64;
-        if body % SEALED as u64 != 0 {
+        if !body.is_multiple_of(SEALED as u64) {
             tracing::warn!(upload = id, "cutting a torn segment off a partial upload");
             file.set_len(HEADER_LEN as u64 + nfull * SEALED as u64)
                 .await?;

@@ -1,83 +1,71 @@
-// Upload a file with the real tus-js-client in several chunks, abort it in
-// the middle of a chunk (the connection is dropped), ask the server for the
-// offset with HEAD, then resume with a new Upload from the upload URL.
-// Usage: node upload.js ENDPOINT FILE ABORT_AT_BYTES CHUNK_SIZE
-// Prints one JSON line: {url, lastAccepted, headOffset, resumedFrom, size}.
+// Upload a file with the real tus-js-client in several chunks through a TCP
+// proxy that cuts the connection once, in the middle of a PATCH body, after
+// a given number of bytes (a dropped connection). tus-js-client then resumes
+// by itself: HEAD for the offset the server kept, PATCH from there.
+// Usage: node upload.js ENDPOINT FILE CUT_AFTER_BYTES CHUNK_SIZE
+// Prints one JSON line: {url, accepted, headOffsets, patchOffsets, cut, size}.
 'use strict';
 const tus = require('tus-js-client');
 const fs = require('fs');
+const net = require('net');
 
-const [endpoint, file, abortAtArg, chunkArg] = process.argv.slice(2);
-const abortAt = Number(abortAtArg);
+const [endpoint, file, cutArg, chunkArg] = process.argv.slice(2);
+const cutAfter = Number(cutArg);
 const chunkSize = Number(chunkArg);
 const data = fs.readFileSync(file);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const target = new URL(endpoint);
 
-function first() {
-  return new Promise((resolve, reject) => {
-    let lastAccepted = 0;
-    let aborted = false;
-    const up = new tus.Upload(data, {
-      endpoint,
-      chunkSize,
-      retryDelays: [0, 200, 500],
-      metadata: { filename: 'data.bin', package: 'pkg-1' },
-      headers: { 'x-user': 'alice' },
-      storeFingerprintForResuming: false,
-      onChunkComplete: (_chunk, accepted) => { lastAccepted = accepted; },
-      onProgress: (sent) => {
-        if (!aborted && sent >= abortAt) {
-          aborted = true;
-          // drop the connection in the middle of a PATCH body
-          up.abort(false).then(() => resolve({ url: up.url, lastAccepted }), reject);
-        }
-      },
-      onSuccess: () => reject(new Error('finished before the abort point')),
-      onError: reject,
-    });
-    up.start();
+let upstreamBytes = 0;
+let cut = false;
+const proxy = net.createServer((client) => {
+  const server = net.connect(Number(target.port), target.hostname);
+  server.on('data', (d) => client.write(d));
+  server.on('end', () => client.end());
+  server.on('error', () => client.destroy());
+  client.on('error', () => server.destroy());
+  client.on('end', () => server.end());
+  client.on('data', (d) => {
+    if (!cut && upstreamBytes + d.length >= cutAfter) {
+      cut = true;
+      server.write(d.subarray(0, cutAfter - upstreamBytes), () => {
+        server.end();
+        client.destroy();
+      });
+      upstreamBytes = cutAfter;
+      return;
+    }
+    if (cut && client.destroyed) return;
+    upstreamBytes += d.length;
+    server.write(d);
   });
-}
+});
 
-async function headOffset(url) {
-  // the server persists what arrived once it sees the body end; wait until stable
-  let prev = -1;
-  for (let i = 0; i < 50; i++) {
-    const r = await fetch(url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0', 'x-user': 'alice' } });
-    if (r.status !== 200) throw new Error(`HEAD ${r.status}`);
-    const off = Number(r.headers.get('upload-offset'));
-    if (off === prev) return off;
-    prev = off;
-    await sleep(200);
-  }
-  return prev;
-}
-
-function resume(url) {
-  return new Promise((resolve, reject) => {
-    let resumedFrom = null;
-    const up = new tus.Upload(data, {
-      endpoint,
-      uploadUrl: url,
-      chunkSize,
-      retryDelays: [0, 200, 500],
-      headers: { 'x-user': 'alice' },
-      storeFingerprintForResuming: false,
-      onBeforeRequest: (req) => {
-        if (resumedFrom === null && req.getMethod() === 'PATCH') {
-          resumedFrom = Number(req.getHeader('Upload-Offset'));
-        }
-      },
-      onSuccess: () => resolve(resumedFrom),
-      onError: reject,
-    });
-    up.start();
+proxy.listen(0, '127.0.0.1', () => {
+  const via = new URL(endpoint);
+  via.port = String(proxy.address().port);
+  const accepted = [];
+  const headOffsets = [];
+  const patchOffsets = [];
+  const up = new tus.Upload(data, {
+    endpoint: via.toString(),
+    chunkSize,
+    retryDelays: [100, 500, 1000, 2000],
+    metadata: { filename: 'data.bin', package: 'pkg-1' },
+    headers: { 'x-user': 'alice' },
+    storeFingerprintForResuming: false,
+    onChunkComplete: (_c, acc) => accepted.push(acc),
+    onBeforeRequest: (req) => {
+      if (req.getMethod() === 'PATCH') patchOffsets.push(Number(req.getHeader('Upload-Offset')));
+    },
+    onAfterResponse: (req, res) => {
+      if (req.getMethod() === 'HEAD') headOffsets.push(Number(res.getHeader('Upload-Offset')));
+    },
+    onSuccess: () => {
+      console.log(JSON.stringify({ url: up.url, accepted, headOffsets, patchOffsets, cut, size: data.length }));
+      proxy.close();
+      process.exit(0);
+    },
+    onError: (e) => { console.error(String(e)); process.exit(1); },
   });
-}
-
-(async () => {
-  const { url, lastAccepted } = await first();
-  const off = await headOffset(url);
-  const resumedFrom = await resume(url);
-  console.log(JSON.stringify({ url, lastAccepted, headOffset: off, resumedFrom, size: data.length }));
-})().catch((e) => { console.error(String(e && e.stack || e)); process.exit(1); });
+  up.start();
+});
