@@ -54,6 +54,7 @@ fn engines_from_flags(a: &ScanArgs) -> Option<Vec<EngineConfig>> {
             signatures: a.signatures.clone(),
             detect_pua: a.detect_pua,
             verify_signatures: !a.no_verify_signatures,
+            public_key: None,
         });
     }
     if !a.yara.is_empty() {

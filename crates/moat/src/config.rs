@@ -31,6 +31,16 @@ pub struct RawConfig {
     /// The edge proxy role; `moat serve` starts its listeners when present.
     pub proxy: Option<moat_proxy::ProxyConfig>,
     pub bucket: Option<moat_bucket::BucketConfig>,
+    pub signatures: SignaturesConfig,
+}
+
+/// `[signatures]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignaturesConfig {
+    /// `[signatures.update]`: the updater (`moat signatures update`, and a
+    /// background task of `moat serve` when present and enabled).
+    pub update: Option<moat_update::UpdateConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +76,8 @@ pub struct Settings {
     pub proxy: Option<moat_proxy::ProxyConfig>,
     /// `[bucket]`, when present (the bucket role).
     pub bucket: Option<moat_bucket::BucketConfig>,
+    /// `[signatures.update]`, when present.
+    pub signatures_update: Option<moat_update::UpdateConfig>,
 }
 
 impl Settings {
@@ -261,10 +273,23 @@ fn validate(raw: RawConfig) -> Result<Settings> {
         Some("json") => true,
         Some(other) => bail!("log.format must be \"text\" or \"json\", not {other:?}"),
     };
-    let engines = match raw.engines {
+    let engines_configured = raw.engines.is_some();
+    let mut engines = match raw.engines {
         Some(e) if e.is_empty() => bail!("[[engines]] is empty: configure at least one engine"),
         Some(e) => e,
         None => moat_scanner::config::default_engines(),
+    };
+    let signatures_update = match raw.signatures.update {
+        Some(mut u) => {
+            u.validate()
+                .map_err(anyhow::Error::msg)
+                .context("[signatures.update]")?;
+            let dir = crate::signatures::database_dir(&u, &engines, &data_dir);
+            crate::signatures::load_updates(&mut engines, &dir, &u, engines_configured);
+            u.database_dir = Some(dir);
+            Some(u)
+        }
+        None => None,
     };
     // A [proxy] section with only limits (e.g. from MOAT__PROXY__* with the
     // quick-start flags) is completed by `moat proxy`; validate full ones.
@@ -279,6 +304,7 @@ fn validate(raw: RawConfig) -> Result<Settings> {
             .context("[bucket]")?;
     }
     Ok(Settings {
+        signatures_update,
         bucket: raw.bucket,
         data_dir,
         database_url,

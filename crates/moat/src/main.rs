@@ -10,6 +10,7 @@ mod config;
 mod logging;
 mod proxy;
 mod serve;
+mod signatures;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ enum Cmd {
     Proxy(proxy::ProxyArgs),
     /// The bucket scanner: `watch` S3 event notifications, or `scan` existing objects.
     Bucket(bucket::BucketArgs),
+    /// Signature databases: `update` fetches them (freshclam-compatible).
+    Signatures(signatures::SignaturesArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Cmd::Serve(a) => serve::run(a),
         Cmd::Proxy(a) => proxy::run(a),
         Cmd::Bucket(a) => bucket::run(a),
+        Cmd::Signatures(a) => signatures::run(a),
     };
     match result {
         Ok(code) => code,

@@ -38,7 +38,9 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(s))?;
+    let r = rt.block_on(serve(s));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    r?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -123,6 +125,9 @@ async fn serve(mut s: Settings) -> Result<()> {
         .with_context(|| format!("listening on {listen}"))?;
     tracing::info!(listen = %listener.local_addr().unwrap_or(listen), data_dir = %s.data_dir.display(), database = redact(&s.database_url), "moat serve ready");
 
+    let (update_stop, update_rx) = tokio::sync::watch::channel(false);
+    let updates =
+        crate::signatures::spawn_in_serve(&s, scanner.clone(), reloader.clone(), update_rx)?;
     tokio::spawn(reload_loop(scanner.clone(), reloader, s.reload.poll_secs));
     let health_state = state.clone();
     tokio::spawn(async move {
@@ -135,6 +140,12 @@ async fn serve(mut s: Settings) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    // An update in progress is dropped (its staging directory is cleaned
+    // by the next run); the runtime's shutdown does not wait for it long.
+    let _ = update_stop.send(true);
+    if let Some(task) = updates {
+        task.abort();
+    }
     if let Some(task) = bucket_role {
         let _ = bucket_stop.send(true);
         let _ = task.await;

@@ -69,7 +69,7 @@ pub enum CvdError {
 pub enum VerifyError {
     #[error("the MD5 of the archive ({actual}) is not the header's ({expected})")]
     Md5Mismatch { expected: String, actual: String },
-    #[error("the header's digital signature does not verify with ClamAV's public key")]
+    #[error("the header's digital signature does not verify with the public key")]
     BadHeaderSignature,
     #[error("no .info member")]
     NoInfo,
@@ -77,7 +77,7 @@ pub enum VerifyError {
     BadInfo(String),
     #[error("the .info member has no digital signature")]
     UnsignedInfo,
-    #[error("the .info member's digital signature does not verify with ClamAV's public key")]
+    #[error("the .info member's digital signature does not verify with the public key")]
     BadInfoSignature,
     #[error("the .info member describes another database version than the header")]
     InfoHeaderMismatch,
@@ -321,8 +321,18 @@ fn read_tar(
     Ok(())
 }
 
-/// Check a container read with `check` (see the module docs).
+/// Check a container read with `check` (see the module docs) with ClamAV's keys.
 pub fn verify(hdr: &CvdHeader, cld: bool, i: &Integrity) -> Result<(), VerifyError> {
+    verify_with(hdr, cld, i, dsig::Keys::clamav())
+}
+
+/// [`verify`] with the given public keys.
+pub fn verify_with(
+    hdr: &CvdHeader,
+    cld: bool,
+    i: &Integrity,
+    keys: &dsig::Keys,
+) -> Result<(), VerifyError> {
     if !cld {
         let actual = hex::encode(i.archive_md5);
         if !actual.eq_ignore_ascii_case(&hdr.md5) {
@@ -331,7 +341,7 @@ pub fn verify(hdr: &CvdHeader, cld: bool, i: &Integrity) -> Result<(), VerifyErr
                 actual,
             });
         }
-        if !dsig::verify_md5(&actual, &hdr.dsig) {
+        if !dsig::verify_md5_with(&keys.cvd, &actual, &hdr.dsig) {
             return Err(VerifyError::BadHeaderSignature);
         }
     }
@@ -345,7 +355,7 @@ pub fn verify(hdr: &CvdHeader, cld: bool, i: &Integrity) -> Result<(), VerifyErr
         if let Some(sig) = raw.strip_prefix(b"DSIG:") {
             let digest: [u8; 32] = hasher.clone().finalize().into();
             let sig = std::str::from_utf8(sig).map_err(|_| VerifyError::BadInfoSignature)?;
-            if !dsig::verify_sha256(&digest, sig.trim_end()) {
+            if !dsig::verify_sha256_with(&keys.info, &digest, sig.trim_end()) {
                 return Err(VerifyError::BadInfoSignature);
             }
             signed = true;

@@ -34,7 +34,7 @@ pub(crate) const MAX_ERRORS: usize = 100;
 const MAX_IGN_FILE: u64 = 256 << 20;
 
 /// How a signature set is loaded (the builtin engine's options).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Load the PUA databases (`.hdu`, `.hsu`, `.ndu`, `.ldu`, `.mdu`,
     /// `.msu`). Off by default, as in ClamAV; skipped ones are counted in
@@ -43,6 +43,9 @@ pub struct LoadOptions {
     /// Refuse a `.cvd`/`.cld` whose digital signatures do not verify with
     /// ClamAV's published keys. On by default.
     pub verify_signatures: bool,
+    /// The keys `.cvd`/`.cld` signatures are checked with; `None` is
+    /// ClamAV's published keys.
+    pub public_keys: Option<std::sync::Arc<crate::dsig::Keys>>,
 }
 
 impl Default for LoadOptions {
@@ -50,6 +53,7 @@ impl Default for LoadOptions {
         LoadOptions {
             detect_pua: false,
             verify_signatures: true,
+            public_keys: None,
         }
     }
 }
@@ -137,7 +141,7 @@ fn classify(ext: &str) -> Option<Class> {
 }
 
 /// Whether the loader reads a file of this name (by extension).
-pub(crate) fn is_signature_file(name: &str) -> bool {
+pub fn is_signature_file(name: &str) -> bool {
     classify(&ext_of(name)).is_some()
 }
 
@@ -722,7 +726,12 @@ fn load_container(input: &Input, loaded: &mut Loaded, opts: &LoadOptions) -> Res
     match res {
         Ok((h, integrity)) => {
             if let Some(i) = integrity {
-                cvd::verify(&h, input.ext == "cld", &i).map_err(|e| refuse(e.to_string()))?;
+                let keys = opts
+                    .public_keys
+                    .as_deref()
+                    .unwrap_or(crate::dsig::Keys::clamav());
+                cvd::verify_with(&h, input.ext == "cld", &i, keys)
+                    .map_err(|e| refuse(e.to_string()))?;
                 tracing::debug!(path = %input.path.display(), "database signature verified");
             }
             loaded.fingerprint.update(h.version.to_le_bytes());

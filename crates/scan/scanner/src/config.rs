@@ -88,6 +88,12 @@ pub enum EngineConfig {
         /// not verify; on by default.
         #[serde(default = "default_true")]
         verify_signatures: bool,
+        /// The public key `.cvd`/`.cld` signatures are checked with, for
+        /// databases signed by a private mirror (PEM, or ClamAV's `N=`/`E=`
+        /// decimal form; one key for headers, `.info` and `.cdiff`).
+        /// Default: ClamAV's published keys.
+        #[serde(default)]
+        public_key: Option<PathBuf>,
     },
     /// YARA-X rule files or directories.
     Yara {
@@ -176,6 +182,12 @@ pub enum BuildError {
         name: String,
         source: moat_clamd::ConfigError,
     },
+    #[error("engine {name:?} (builtin): public key {path}: {msg}")]
+    Key {
+        name: String,
+        path: PathBuf,
+        msg: String,
+    },
     #[error("two engines are named {0:?}; give each a unique name")]
     DuplicateName(String),
     /// Every signature or rule failed to load: scanning with it would pass
@@ -194,6 +206,7 @@ pub fn default_engines() -> Vec<EngineConfig> {
         signatures: discover_clamav_database().into_iter().collect(),
         detect_pua: false,
         verify_signatures: true,
+        public_key: None,
     }]
 }
 
@@ -205,6 +218,7 @@ pub fn eicar_only_engines() -> Vec<EngineConfig> {
         signatures: Vec::new(),
         detect_pua: false,
         verify_signatures: true,
+        public_key: None,
     }]
 }
 
@@ -295,11 +309,23 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
                 signatures,
                 detect_pua,
                 verify_signatures,
+                public_key,
                 ..
             } => {
+                let public_keys = match public_key {
+                    Some(p) => Some(Arc::new(moat_builtin::dsig::read_key_file(p).map_err(
+                        |msg| BuildError::Key {
+                            name: name.clone(),
+                            path: p.clone(),
+                            msg,
+                        },
+                    )?)),
+                    None => None,
+                };
                 let opts = moat_builtin::LoadOptions {
                     detect_pua: *detect_pua,
                     verify_signatures: *verify_signatures,
+                    public_keys,
                 };
                 let e = if signatures.is_empty() {
                     moat_builtin::BuiltinEngine::eicar_only(&name)
@@ -468,6 +494,7 @@ mod tests {
             signatures: vec![dir],
             detect_pua: false,
             verify_signatures: true,
+            public_key: None,
         }])
         .unwrap();
         let info = &set.infos()[0];
@@ -546,12 +573,14 @@ mod tests {
                 signatures: vec![],
                 detect_pua: false,
                 verify_signatures: true,
+                public_key: None,
             },
             EngineConfig::Builtin {
                 name: None,
                 signatures: vec![],
                 detect_pua: false,
                 verify_signatures: true,
+                public_key: None,
             },
         ])
         .unwrap();
@@ -563,12 +592,14 @@ mod tests {
                 signatures: vec![],
                 detect_pua: false,
                 verify_signatures: true,
+                public_key: None,
             },
             EngineConfig::Builtin {
                 name: Some("x".into()),
                 signatures: vec![],
                 detect_pua: false,
                 verify_signatures: true,
+                public_key: None,
             },
         ]);
         assert!(matches!(err, Err(BuildError::DuplicateName(_))));

@@ -600,6 +600,7 @@ mod tests {
             signatures: vec![d.path().to_path_buf()],
             detect_pua: false,
             verify_signatures: true,
+            public_key: None,
         };
         let s = Scanner::new(build_engine_set(&[cfg]).unwrap(), ScanConfig::default());
         let v = s.scan(&Blob::from_vec(outer.clone()), "outer.zip", None);

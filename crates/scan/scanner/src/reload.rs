@@ -24,6 +24,8 @@ pub struct Reloader {
     engines: Vec<EngineConfig>,
     stamp: Mutex<String>,
     last_error: Mutex<Option<String>>,
+    /// The signature updater's latest results (shown by `/v1/engines`).
+    updates: Mutex<Option<serde_json::Value>>,
 }
 
 impl Reloader {
@@ -33,7 +35,29 @@ impl Reloader {
             engines,
             stamp: Mutex::new(stamp),
             last_error: Mutex::new(None),
+            updates: Mutex::new(None),
         }
+    }
+
+    /// Rebuild and swap now (after a signature update wrote new files),
+    /// taking the current files as seen so that the poller does not reload
+    /// the same change again.
+    pub fn reload_now(&self, scanner: &Scanner) -> ReloadOutcome {
+        let _ = self.changed();
+        self.reload(scanner)
+    }
+
+    /// Record the signature updater's latest results.
+    pub fn set_updates(&self, v: serde_json::Value) {
+        *self.updates.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+    }
+
+    /// The signature updater's latest results, when it runs.
+    pub fn updates(&self) -> Option<serde_json::Value> {
+        self.updates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether any watched file was added, removed or modified since the last check.

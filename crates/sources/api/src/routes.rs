@@ -243,6 +243,7 @@ async fn engines(State(st): State<AppState>) -> Response {
         "loaded_at": set.loaded_at,
         "last_reload_error": reload_error,
         "engines": engines,
+        "signature_updates": st.reloader.as_ref().and_then(|r| r.updates()),
     }))
     .into_response()
 }
