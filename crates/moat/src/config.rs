@@ -31,6 +31,8 @@ pub struct RawConfig {
     /// The edge proxy role; `moat serve` starts its listeners when present.
     pub proxy: Option<moat_proxy::ProxyConfig>,
     pub bucket: Option<moat_bucket::BucketConfig>,
+    /// The file-sharing portal role (on by default under `moat serve`).
+    pub portal: moat_portal::PortalConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +68,8 @@ pub struct Settings {
     pub proxy: Option<moat_proxy::ProxyConfig>,
     /// `[bucket]`, when present (the bucket role).
     pub bucket: Option<moat_bucket::BucketConfig>,
+    /// `[portal]` (the portal role; `enabled = false` turns it off).
+    pub portal: moat_portal::PortalConfig,
 }
 
 impl Settings {
@@ -278,7 +282,12 @@ fn validate(raw: RawConfig) -> Result<Settings> {
             .map_err(anyhow::Error::msg)
             .context("[bucket]")?;
     }
+    raw.portal
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("[portal]")?;
     Ok(Settings {
+        portal: raw.portal,
         bucket: raw.bucket,
         data_dir,
         database_url,

@@ -8,6 +8,7 @@ mod bucket;
 mod cli_scan;
 mod config;
 mod logging;
+mod portal;
 mod proxy;
 mod serve;
 
@@ -37,6 +38,8 @@ enum Cmd {
     Proxy(proxy::ProxyArgs),
     /// The bucket scanner: `watch` S3 event notifications, or `scan` existing objects.
     Bucket(bucket::BucketArgs),
+    /// The file-sharing portal: `create-admin`, `create-token`, `rotate-kek`.
+    Portal(portal::PortalArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Cmd::Serve(a) => serve::run(a),
         Cmd::Proxy(a) => proxy::run(a),
         Cmd::Bucket(a) => bucket::run(a),
+        Cmd::Portal(a) => portal::run(a),
     };
     match result {
         Ok(code) => code,
