@@ -42,6 +42,8 @@ command -v gcc >/dev/null || apt_install gcc
 [ -e /usr/share/clamav-testfiles/clam.exe ] || apt_install clamav-testfiles
 # 7z, to build archives at test time
 command -v 7z >/dev/null || apt_install p7zip-full || apt_install 7zip
+# --- the portal's e-mail tests: a real SMTP server
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || apt_install python3-aiosmtpd
 # --- PostgreSQL
 PG_URL="${MOAT_TEST_POSTGRES_URL:-}"
 if [ -z "$PG_URL" ]; then

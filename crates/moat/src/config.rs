@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub proxy: Option<moat_proxy::ProxyConfig>,
     pub bucket: Option<moat_bucket::BucketConfig>,
     pub signatures: SignaturesConfig,
+    /// The file-sharing portal role (on by default under `moat serve`).
+    pub portal: moat_portal::PortalConfig,
 }
 
 /// `[signatures]`.
@@ -78,6 +80,8 @@ pub struct Settings {
     pub bucket: Option<moat_bucket::BucketConfig>,
     /// `[signatures.update]`, when present.
     pub signatures_update: Option<moat_update::UpdateConfig>,
+    /// `[portal]` (the portal role; `enabled = false` turns it off).
+    pub portal: moat_portal::PortalConfig,
 }
 
 impl Settings {
@@ -303,8 +307,13 @@ fn validate(raw: RawConfig) -> Result<Settings> {
             .map_err(anyhow::Error::msg)
             .context("[bucket]")?;
     }
+    raw.portal
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("[portal]")?;
     Ok(Settings {
         signatures_update,
+        portal: raw.portal,
         bucket: raw.bucket,
         data_dir,
         database_url,

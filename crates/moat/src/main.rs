@@ -8,6 +8,7 @@ mod bucket;
 mod cli_scan;
 mod config;
 mod logging;
+mod portal;
 mod proxy;
 mod serve;
 mod signatures;
@@ -40,6 +41,8 @@ enum Cmd {
     Bucket(bucket::BucketArgs),
     /// Signature databases: `update` fetches them (freshclam-compatible).
     Signatures(signatures::SignaturesArgs),
+    /// The file-sharing portal: `create-admin`, `create-token`, `rotate-kek`.
+    Portal(portal::PortalArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Cmd::Proxy(a) => proxy::run(a),
         Cmd::Bucket(a) => bucket::run(a),
         Cmd::Signatures(a) => signatures::run(a),
+        Cmd::Portal(a) => portal::run(a),
     };
     match result {
         Ok(code) => code,

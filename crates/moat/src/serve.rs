@@ -103,6 +103,8 @@ async fn serve(mut s: Settings) -> Result<()> {
         policy: s.server.policy.clone(),
         cache: s.server.cache,
     };
+    let portal_role =
+        crate::portal::PortalRole::start(&s, service.clone(), tmp_dir.clone()).await?;
     let listen = s.server.listen;
     if let Some(pc) = s.proxy.take().filter(|p| !p.listeners.is_empty()) {
         let m = metrics.clone();
@@ -136,10 +138,20 @@ async fn serve(mut s: Settings) -> Result<()> {
             tokio::time::sleep(Duration::from_secs(15)).await;
         }
     });
-    axum::serve(listener, moat_api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let mut app = moat_api::router(state);
+    if let Some(r) = &portal_role {
+        app = app.merge(r.router.clone());
+    }
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
+    if let Some(r) = portal_role {
+        r.shutdown().await;
+    }
     // An update in progress is dropped (its staging directory is cleaned
     // by the next run); the runtime's shutdown does not wait for it long.
     let _ = update_stop.send(true);

@@ -19,6 +19,22 @@ pub use objects::{ObjectLedger, ObjectRow, ObjectState, open_objects};
 pub use queue::{EventQueue, QueuedEvent, SqlQueue, open_queue};
 pub use sql::SqlStore;
 
+/// A connection pool on `sqlite://PATH` (created if missing, WAL mode) or
+/// `postgres://...`, with the same setup as the scan store, for roles that
+/// keep their own tables in the same database (the portal). Returns the pool
+/// and the backend name (`sqlite` or `postgres`).
+pub async fn pool(url: &str) -> Result<(sqlx::AnyPool, &'static str), DbError> {
+    sql::connect(
+        url,
+        sql::Tuning {
+            max_postgres: 16,
+            busy_timeout_ms: 10000,
+            synchronous: "FULL",
+        },
+    )
+    .await
+}
+
 /// A database error, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
