@@ -36,7 +36,6 @@ mbps() { python3 -c "import sys; print(f'{$SIZE_MIB*1.048576/($2-$1):.1f}')" -- 
 head -c "${SIZE_MIB}M" /dev/urandom >"$work/in.bin"
 want=$(sha256sum "$work/in.bin" | cut -d' ' -f1)
 sync
-echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
 
 t0=$(now); cp "$work/in.bin" "$work/copy.bin"; sync; t1=$(now)
 cp_mbps=$(mbps "$t0" "$t1")
@@ -61,7 +60,6 @@ t1=$(now)
 up_mbps=$(mbps "$t0" "$t1")
 rss_up=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 
-echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
 : >"$work/out.bin"
 step=$((RANGE_MIB * 1024 * 1024))
 t0=$(now)

@@ -65,7 +65,7 @@ impl Backend for LocalBackend {
         };
         f.seek(std::io::SeekFrom::Start(offset)).await?;
         Ok(Box::new(tokio::io::BufReader::with_capacity(
-            256 * 1024,
+            crate::IO_BUF,
             f.take(len),
         )))
     }

@@ -58,6 +58,10 @@ pub enum VaultError {
     Config(String),
 }
 
+/// File buffer per open object or upload: each fill or flush is one hop to
+/// tokio's blocking pool, so it is sized to keep those hops few.
+pub(crate) const IO_BUF: usize = 1 << 20;
+
 pub type Result<T, E = VaultError> = std::result::Result<T, E>;
 
 /// Decrypted bytes of an object, a segment (or less) at a time.
@@ -404,7 +408,7 @@ impl Vault {
             .tempfile_in(&self.inner.staging)?;
         let (file, path) = tmp.into_parts();
         let mut out =
-            tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+            tokio::io::BufWriter::with_capacity(crate::IO_BUF, tokio::fs::File::from_std(file));
         let info = seal_reader(key, body, &mut out).await?;
         let file = out.into_inner();
         file.sync_all().await?;

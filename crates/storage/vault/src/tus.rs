@@ -670,7 +670,8 @@ async fn stage<H: TusHooks>(st: &St<H>, body: Body, room: u64) -> Result<Staged,
     let key = DataKey::generate();
     let io = |e: std::io::Error| vault_error(VaultError::Io(e));
     let file = tempfile::tempfile_in(&st.vault.inner.staging).map_err(io)?;
-    let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+    let mut out =
+        tokio::io::BufWriter::with_capacity(crate::IO_BUF, tokio::fs::File::from_std(file));
     let cipher = ObjectCipher::new(&key);
     out.write_all(cipher.header()).await.map_err(io)?;
     let mut sealer = crate::Sealer::new(cipher, 0, &[], Some(sha2::Sha256::new()));
@@ -706,7 +707,7 @@ async fn stage<H: TusHooks>(st: &St<H>, body: Body, room: u64) -> Result<Staged,
     let cipher = ObjectCipher::from_header(&key, &header).map_err(vault_error)?;
     let plan = crate::Plan::new(size, None).map_err(vault_error)?;
     let src: crate::backend::BoxRead =
-        Box::new(tokio::io::BufReader::with_capacity(256 * 1024, file));
+        Box::new(tokio::io::BufReader::with_capacity(crate::IO_BUF, file));
     Ok(Staged {
         stream: crate::decrypt_stream(cipher, src, plan),
         sha256: sha.unwrap_or_default(),

@@ -338,7 +338,7 @@ impl Vault {
             _ => None,
         };
         let mut sealer = Sealer::new(p.cipher, p.nfull, &p.tail, hasher);
-        let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, p.file);
+        let mut out = tokio::io::BufWriter::with_capacity(crate::IO_BUF, p.file);
         let mut body = body;
         let mut end = AppendEnd::Complete;
         let mut write_err = None;

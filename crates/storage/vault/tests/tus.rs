@@ -28,6 +28,8 @@ struct Hooks {
     terminated: Mutex<Vec<String>>,
     created_meta: Mutex<Vec<std::collections::BTreeMap<String, String>>>,
     next: Mutex<u32>,
+    /// The next `completed` call fails (the portal's database was down).
+    fail_completed: std::sync::atomic::AtomicBool,
 }
 
 const LIMIT: u64 = 64 << 20;
@@ -60,7 +62,11 @@ impl TusHooks for Hooks {
             object: format!("file{n}"),
             key: self.key.clone().unwrap(),
             max_size: LIMIT,
-            expires_at: SystemTime::now() + Duration::from_secs(3600),
+            expires_at: if req.metadata.contains_key("expired") {
+                SystemTime::now() - Duration::from_secs(1)
+            } else {
+                SystemTime::now() + Duration::from_secs(3600)
+            },
         };
         self.uploads
             .lock()
@@ -87,6 +93,16 @@ impl TusHooks for Hooks {
     }
 
     async fn completed(&self, id: &str, info: &PutInfo) -> Result<(), TusReject> {
+        if self
+            .fail_completed
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(TusReject::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "db_down",
+                "try again",
+            ));
+        }
         self.completed.lock().unwrap().push((id.to_string(), *info));
         Ok(())
     }
@@ -457,15 +473,47 @@ async fn tus_protocol_statuses_offsets_checksums_and_termination() {
     assert_eq!(r.status(), 204);
     assert_eq!(read_back(&srv.vault, &srv.key, "file2").await, data3);
 
+    // the portal fails to record the completion: the client is told, and
+    // its next HEAD completes (again) before reporting the full offset
+    let url4 = create(&c, base, 3).await;
+    srv.hooks
+        .fail_completed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = patch(&c, &url4, 0, b"abc", None).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(srv.hooks.completed.lock().unwrap().len(), 2);
+    assert_eq!(offset(&c, &url4).await, 3);
+    assert_eq!(srv.hooks.completed.lock().unwrap().len(), 3);
+    assert_eq!(offset(&c, &url4).await, 3);
+    assert_eq!(srv.hooks.completed.lock().unwrap().len(), 3);
+
+    // an expired upload: 410, then purged
+    let r = tus(c.post(base))
+        .header("Upload-Length", "10")
+        .header("Upload-Metadata", format!("package {},expired", b64(b"p")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let url5 = format!(
+        "{}{}",
+        base.trim_end_matches("/v1/portal/uploads"),
+        r.headers()["location"].to_str().unwrap()
+    );
+    assert_eq!(tus(c.head(&url5)).send().await.unwrap().status(), 410);
+    assert_eq!(patch(&c, &url5, 0, b"12", None).await.status(), 410);
+    assert_eq!(srv.vault.purge_expired().await.unwrap(), ["up4"]);
+    assert_eq!(tus(c.head(&url5)).send().await.unwrap().status(), 404);
+
     // termination of an unfinished upload
     let url2 = create(&c, base, 10).await;
     assert_eq!(patch(&c, &url2, 0, b"12345", None).await.status(), 204);
     let r = tus(c.delete(&url2)).send().await.unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(srv.hooks.terminated.lock().unwrap().as_slice(), ["up3"]);
+    assert_eq!(srv.hooks.terminated.lock().unwrap().as_slice(), ["up5"]);
     let r = tus(c.head(&url2)).send().await.unwrap();
     assert_eq!(r.status(), 404);
     let uploads = srv.dir.path().join("data/uploads");
-    assert!(!uploads.join("up3.data").exists() && !uploads.join("up3.meta").exists());
+    assert!(!uploads.join("up5.data").exists() && !uploads.join("up5.meta").exists());
     assert_no_plaintext(srv.dir.path(), &data);
 }
