@@ -10,6 +10,7 @@
 #   RabbitMQ on 127.0.0.1:5672 (guest/guest)      apt: rabbitmq-server
 #   NATS with JetStream on 127.0.0.1:4222         apt: nats-server
 #   a Python virtualenv with moto[server] (S3 and SQS) and boto3
+#   node + npm tus-js-client in ~/.cache/moat-test-node  apt: nodejs npm
 set -euo pipefail
 
 log() { echo "test-deps: $*" >&2; }
@@ -96,3 +97,14 @@ if [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/python" -c 'import boto3, mo
 fi
 echo "export MOAT_TEST_PYTHON='$VENV/bin/python'"
 echo "export MOAT_TEST_MOTO_SERVER='$VENV/bin/moto_server'"
+
+# --- node with the npm tus-js-client (moat-vault's tus router test)
+command -v node >/dev/null || apt_install nodejs
+command -v npm >/dev/null || apt_install npm
+NODE_CACHE="${MOAT_TEST_NODE_CACHE:-$HOME/.cache/moat-test-node}"
+if [ ! -d "$NODE_CACHE/node_modules/tus-js-client" ]; then
+    mkdir -p "$NODE_CACHE"
+    log "installing tus-js-client into $NODE_CACHE"
+    (cd "$NODE_CACHE" && npm install -q --no-audit --no-fund tus-js-client@4 >&2)
+fi
+echo "export MOAT_TEST_NODE_MODULES='$NODE_CACHE/node_modules'"

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 eval "$(bash scripts/test-deps.sh)"
-export MOAT_TEST_POSTGRES_URL MOAT_TEST_AMQP_URL MOAT_TEST_NATS_URL MOAT_TEST_PYTHON MOAT_TEST_MOTO_SERVER
+export MOAT_TEST_POSTGRES_URL MOAT_TEST_AMQP_URL MOAT_TEST_NATS_URL MOAT_TEST_PYTHON MOAT_TEST_MOTO_SERVER MOAT_TEST_NODE_MODULES
 
 if ! command -v cargo >/dev/null; then
     echo "test: cargo (a stable Rust toolchain) is required: https://rustup.rs" >&2
