@@ -9,6 +9,8 @@ mod cli_scan;
 mod config;
 mod logging;
 mod proxy;
+mod roles;
+mod runtime;
 mod serve;
 
 use clap::{Parser, Subcommand};
