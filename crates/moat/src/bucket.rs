@@ -2,16 +2,14 @@
 //! the work is in moat-bucket), plus the bucket-av-scanner environment aliases.
 
 use crate::config::{self, Settings};
+use crate::runtime::Core;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use moat_api::{ScanService, telemetry};
 use moat_bucket::{Bucket, BucketConfig};
-use moat_db::ScanStore;
-use moat_scanner::Scanner;
+use moat_role::Supervisor;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 
 #[derive(Args)]
@@ -54,10 +52,7 @@ pub fn run(a: BucketArgs) -> Result<ExitCode> {
     let mut s = load(cfg_path.as_deref())?;
     s.yara_cache_under_data_dir();
     crate::logging::init(s.log_json, "info");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = crate::runtime::tokio_runtime()?;
     match a.cmd {
         BucketCmd::Watch { .. } => rt.block_on(watch_cmd(s)).map(|_| ExitCode::SUCCESS),
         BucketCmd::Scan {
@@ -253,149 +248,51 @@ pub fn apply_aliases(doc: &mut toml::Table, env: &[(String, String)]) -> Result<
     Ok(())
 }
 
-/// Everything both commands need.
-pub(crate) async fn build(
-    s: &Settings,
-    scanner: Option<Arc<Scanner>>,
-    store: Option<Arc<dyn ScanStore>>,
-) -> Result<Arc<Bucket>> {
+/// `[bucket] tmp_dir`, else the server's, else `<data_dir>/tmp`.
+fn tmp_dir(s: &Settings) -> PathBuf {
+    s.bucket
+        .as_ref()
+        .and_then(|b| b.tmp_dir.clone())
+        .unwrap_or_else(|| crate::runtime::default_tmp_dir(s))
+}
+
+/// The engines, store and the rest for the standalone commands.
+async fn core(s: &mut Settings) -> Result<Core> {
+    let tmp = tmp_dir(s);
+    Core::build(s, tmp).await
+}
+
+/// The bucket pipeline over the shared scan core (both commands and the role).
+pub(crate) async fn build(s: &Settings, core: &Core) -> Result<Arc<Bucket>> {
     let cfg = s.bucket.clone().unwrap_or_default();
-    let tmp_dir = cfg
-        .tmp_dir
-        .clone()
-        .or_else(|| s.server.tmp_dir.clone())
-        .unwrap_or_else(|| s.data_dir.join("tmp"));
-    for d in [&s.data_dir, &tmp_dir] {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
-    crate::serve::restrict(&tmp_dir)?;
-    let scanner = match scanner {
-        Some(sc) => sc,
-        None => {
-            let engines = s.engines.clone();
-            let set = tokio::task::spawn_blocking(move || {
-                moat_scanner::config::build_engine_set(&engines)
-            })
-            .await
-            .context("engine loading task")?
-            .context("loading engines")?;
-            let mut scan = s.scan.clone();
-            if scan.archive.tmp_dir == std::env::temp_dir() {
-                scan.archive.tmp_dir = tmp_dir.clone();
-            }
-            Arc::new(Scanner::new(set, scan))
-        }
-    };
-    let store = match store {
-        Some(st) => st,
-        None => moat_db::open(&s.database_url).await.with_context(|| {
-            format!("opening database {}", crate::serve::redact(&s.database_url))
-        })?,
-    };
+    let tmp_dir = tmp_dir(s);
+    std::fs::create_dir_all(&tmp_dir).with_context(|| format!("creating {}", tmp_dir.display()))?;
+    crate::runtime::restrict(&tmp_dir)?;
     let ledger = moat_db::open_objects(&s.database_url)
         .await
         .context("opening the object ledger")?;
     let s3 = moat_s3::S3::new(&cfg.s3).await.context("[bucket.s3]")?;
-    let service = ScanService {
-        scanner,
-        store,
-        policy: cfg.effective_policy(),
-        cache: s.server.cache,
-    };
+    let service = core.service(cfg.effective_policy(), s.server.cache);
     Ok(Bucket::new(cfg, s3, service, ledger, tmp_dir))
 }
 
-async fn watch_cmd(s: Settings) -> Result<()> {
+async fn watch_cmd(mut s: Settings) -> Result<()> {
     let cfg: BucketConfig = s.bucket.clone().unwrap_or_default();
     if cfg.sources.is_empty() {
         bail!("no event sources: configure [[bucket.sources]] (or RABBITMQ_* variables)");
     }
-    let b = build(&s, None, None).await?;
-    let opened = moat_bucket::open_sources(&cfg, &s.database_url)
-        .await
-        .context("connecting the event sources")?;
-    if let Some(addr) = cfg.metrics_listen {
-        let handle = telemetry::install_recorder()
-            .map_err(anyhow::Error::msg)
-            .context("installing metrics")?;
-        let mut app = axum::Router::new()
-            .route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let h = handle.clone();
-                    async move { h.render() }
-                }),
-            )
-            .route("/healthz", axum::routing::get(|| async { "ok" }));
-        if let Some(r) = opened.routes {
-            app = app.merge(r);
-        }
-        serve_http(addr, app).await?;
-    }
-    let reloader = Arc::new(moat_scanner::Reloader::new(s.engines.clone()));
-    tokio::spawn(crate::serve::reload_loop(
-        b.service.scanner.clone(),
-        reloader,
-        s.reload.poll_secs,
-    ));
-    let sources = opened.sources;
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        crate::serve::shutdown_signal().await;
-        let _ = tx.send(true);
-    });
+    let core = core(&mut s).await?;
+    let role = crate::roles::bucket::new(&s, &core, true).await?;
+    let mut sup = Supervisor::new(crate::roles::DRAIN);
+    sup.add(core.reload_role(s.reload.poll_secs));
+    sup.add(role);
     tracing::info!(
         concurrency = cfg.concurrency,
-        sources = sources.len(),
+        sources = cfg.sources.len(),
         "moat bucket watch ready"
     );
-    moat_bucket::watch(b, sources, rx, Duration::from_secs(30)).await;
+    sup.run(crate::runtime::shutdown_signal()).await?;
     tracing::info!("moat bucket watch stopped");
-    Ok(())
-}
-
-/// Start the bucket role inside `moat serve` when `[bucket] enabled = true`.
-pub(crate) async fn start_in_serve(
-    s: &Settings,
-    scanner: Arc<Scanner>,
-    store: Arc<dyn ScanStore>,
-    stop: watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>> {
-    let Some(cfg) = s.bucket.clone().filter(|b| b.enabled) else {
-        return Ok(None);
-    };
-    if cfg.sources.is_empty() {
-        bail!("[bucket] enabled = true but no [[bucket.sources]]");
-    }
-    let b = build(s, Some(scanner), Some(store)).await?;
-    let opened = moat_bucket::open_sources(&cfg, &s.database_url)
-        .await
-        .context("connecting the bucket event sources")?;
-    if let (Some(addr), Some(r)) = (cfg.metrics_listen, opened.routes) {
-        let app = r.route("/healthz", axum::routing::get(|| async { "ok" }));
-        serve_http(addr, app).await?;
-    }
-    let sources = opened.sources;
-    tracing::info!(sources = sources.len(), "bucket role started");
-    Ok(Some(tokio::spawn(moat_bucket::watch(
-        b,
-        sources,
-        stop,
-        Duration::from_secs(30),
-    ))))
-}
-
-/// Serve `app` on `addr` in the background (metrics, health, webhook events).
-async fn serve_http(addr: std::net::SocketAddr, app: axum::Router) -> Result<()> {
-    let l = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
-    tracing::info!(listen = %addr, "bucket HTTP listener (metrics, health, webhook events)");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(l, app).await {
-            tracing::error!(error = %e, "bucket HTTP listener failed");
-        }
-    });
     Ok(())
 }
 
@@ -429,11 +326,12 @@ async fn scan_cmd(
     if let Some(n) = concurrency {
         s.bucket.get_or_insert_with(Default::default).concurrency = n.max(1);
     }
-    let b = build(&s, None, None).await?;
+    let core = core(&mut s).await?;
+    let b = build(&s, &core).await?;
     let n = b.cfg.in_flight();
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        crate::serve::shutdown_signal().await;
+        crate::runtime::shutdown_signal().await;
         let _ = tx.send(true);
     });
     let started = std::time::Instant::now();

@@ -17,6 +17,23 @@ pub struct ScanArgs {
     /// Configuration file (engines, limits).
     #[arg(long)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    engines: EngineFlags,
+    /// One JSON object per file on standard output.
+    #[arg(long)]
+    json: bool,
+    /// Files scanned in parallel (default: number of cores).
+    #[arg(short = 'j', long = "jobs")]
+    jobs: Option<usize>,
+    /// Files and directories to scan; `-` reads standard input.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+/// The engine flags `moat scan` and `moat clamd` share: given, they replace
+/// the configured `[[engines]]`.
+#[derive(Args)]
+pub struct EngineFlags {
     /// ClamAV signature directory or file for the builtin engine (repeatable).
     #[arg(long = "signatures", value_name = "DIR")]
     signatures: Vec<PathBuf>,
@@ -32,18 +49,15 @@ pub struct ScanArgs {
     /// clamd address: host:port or unix:/path (repeatable).
     #[arg(long = "clamd", value_name = "ADDR")]
     clamd: Vec<String>,
-    /// One JSON object per file on standard output.
-    #[arg(long)]
-    json: bool,
-    /// Files scanned in parallel (default: number of cores).
-    #[arg(short = 'j', long = "jobs")]
-    jobs: Option<usize>,
-    /// Files and directories to scan; `-` reads standard input.
-    #[arg(required = true)]
-    paths: Vec<PathBuf>,
 }
 
-fn engines_from_flags(a: &ScanArgs) -> Option<Vec<EngineConfig>> {
+impl EngineFlags {
+    pub fn engines(&self) -> Option<Vec<EngineConfig>> {
+        engines_from_flags(self)
+    }
+}
+
+fn engines_from_flags(a: &EngineFlags) -> Option<Vec<EngineConfig>> {
     if a.signatures.is_empty() && a.yara.is_empty() && a.clamd.is_empty() {
         return None;
     }
@@ -85,7 +99,7 @@ enum Outcome {
 pub fn run(a: ScanArgs) -> Result<ExitCode> {
     crate::logging::init(false, "warn");
     let settings = config::load(a.config.as_deref())?;
-    let engines = engines_from_flags(&a).unwrap_or(settings.engines);
+    let engines = a.engines.engines().unwrap_or(settings.engines);
     let t0 = Instant::now();
     let set = moat_scanner::config::build_engine_set(&engines).context("loading engines")?;
     let load_time = t0.elapsed();

@@ -407,9 +407,9 @@ mod example_tests {
         assert!(s.proxy.is_none(), "the [proxy] example is commented out");
     }
 
-    /// The commented `[proxy]` example, uncommented, is a valid configuration.
-    #[test]
-    fn the_commented_proxy_example_is_valid() {
+    /// The lines between `BEGIN name example` and `END name example` in
+    /// moat.example.toml, uncommented, as a configuration file.
+    fn uncommented_example(name: &str, dir: &std::path::Path) -> std::path::PathBuf {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../moat.example.toml");
         let text = std::fs::File::open(&p)
             .map(std::io::BufReader::new)
@@ -421,11 +421,11 @@ mod example_tests {
             .unwrap();
         let start = text
             .iter()
-            .position(|l| l.contains("BEGIN proxy example"))
+            .position(|l| l.contains(&format!("BEGIN {name} example")))
             .unwrap();
         let end = text
             .iter()
-            .position(|l| l.contains("END proxy example"))
+            .position(|l| l.contains(&format!("END {name} example")))
             .unwrap();
         let body: String = text[start + 1..end]
             .iter()
@@ -437,9 +437,16 @@ mod example_tests {
                 )
             })
             .collect();
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("proxy.toml");
+        let f = dir.join(format!("{name}.toml"));
         std::fs::write(&f, body).unwrap();
+        f
+    }
+
+    /// The commented `[proxy]` example, uncommented, is a valid configuration.
+    #[test]
+    fn the_commented_proxy_example_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = uncommented_example("proxy", dir.path());
         let s = super::load_from(Some(&f), &[]).unwrap();
         let px = s.proxy.unwrap();
         assert_eq!(px.listeners.len(), 2);

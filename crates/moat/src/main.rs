@@ -10,6 +10,8 @@ mod config;
 mod logging;
 mod portal;
 mod proxy;
+mod roles;
+mod runtime;
 mod serve;
 mod signatures;
 

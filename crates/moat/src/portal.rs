@@ -1,14 +1,12 @@
-//! `moat portal ...`: the portal's administrative commands, and the
-//! portal role's start under `moat serve`.
+//! `moat portal ...`: the portal's administrative commands (the role under
+//! `moat serve` is [`crate::roles::portal`]).
 
 use crate::config::{self, Settings};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use moat_api::ScanService;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Args)]
 pub struct PortalArgs {
@@ -72,7 +70,9 @@ pub fn run(a: PortalArgs) -> Result<ExitCode> {
                     bail!("--password-stdin is required");
                 }
                 let mut pw = String::new();
-                std::io::stdin().take(4096).read_to_string(&mut pw).context("reading the password")?;
+                #[allow(clippy::disallowed_methods)] // bounded by take(4096)
+                let read = std::io::stdin().take(4096).read_to_string(&mut pw);
+                read.context("reading the password")?;
                 let pw = pw.trim_end_matches(['\n', '\r']).to_string();
                 let id = moat_portal::cli::create_admin(&s.database_url, &email, pw).await?;
                 println!("created admin {email} ({id})");
@@ -91,60 +91,4 @@ pub fn run(a: PortalArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// The running portal: its router (merged into the API listener), the
-/// workers and the scheduler.
-pub struct PortalRole {
-    pub portal: Arc<moat_portal::Portal>,
-    pub router: axum::Router,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    stop: tokio::sync::watch::Sender<bool>,
-}
-
-impl PortalRole {
-    /// Build the role when `[portal]` is enabled.
-    pub async fn start(
-        s: &Settings,
-        service: ScanService,
-        tmp_dir: PathBuf,
-    ) -> Result<Option<PortalRole>> {
-        if !s.portal.enabled {
-            return Ok(None);
-        }
-        let base = format!("http://{}", s.server.listen);
-        let portal = moat_portal::Portal::build(
-            s.portal.clone(),
-            &s.data_dir,
-            &s.database_url,
-            service,
-            tmp_dir,
-            base,
-        )
-        .await
-        .context("starting the portal")?;
-        let (stop, rx) = tokio::sync::watch::channel(false);
-        let mut tasks = moat_portal::worker::spawn(portal.clone(), rx.clone());
-        tasks.push(moat_portal::scheduler::spawn(portal.clone(), rx.clone()));
-        tasks.extend(moat_portal::mail::spawn(portal.clone(), rx));
-        let router = moat_portal::api::router(portal.clone());
-        tracing::info!(
-            storage = portal.vault.backend_name(),
-            workers = s.portal.workers,
-            "portal role ready"
-        );
-        Ok(Some(PortalRole {
-            portal,
-            router,
-            tasks,
-            stop,
-        }))
-    }
-
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
 }

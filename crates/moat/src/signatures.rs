@@ -198,16 +198,11 @@ fn loaded_by_builtin(engines: &[EngineConfig], dir: &Path) -> bool {
     })
 }
 
-/// Start the updater as a background task of `moat serve` when
-/// `[signatures.update]` is present and enabled: a check at start (after
-/// up to `jitter_secs`), then every `interval_secs` plus jitter; an update
-/// is followed by a hot reload. Ends when `stop` turns true.
-pub(crate) fn spawn_in_serve(
+/// The updater of `moat serve` when `[signatures.update]` is present and
+/// enabled (run by [`update_loop`] as the `signature-updates` role).
+pub(crate) fn updater_for_serve(
     s: &config::Settings,
-    scanner: Arc<Scanner>,
-    reloader: Arc<Reloader>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>> {
+) -> Result<Option<(UpdateConfig, Arc<Updater>)>> {
     let Some(cfg) = s.signatures_update.clone().filter(|c| c.enabled) else {
         return Ok(None);
     };
@@ -221,12 +216,13 @@ pub(crate) fn spawn_in_serve(
     let updater = Arc::new(Updater::new(&cfg, &dir).context("[signatures.update]")?);
     tracing::info!(mirror = %cfg.mirror, databases = ?cfg.databases, extra_urls = cfg.extra_urls.len(), dir = %dir.display(),
         interval_secs = cfg.interval_secs, "signature updates enabled");
-    Ok(Some(tokio::spawn(update_loop(
-        cfg, updater, scanner, reloader, stop,
-    ))))
+    Ok(Some((cfg, updater)))
 }
 
-async fn update_loop(
+/// A check at start (after up to `jitter_secs`), then every
+/// `interval_secs` plus jitter; an update is followed by a hot reload.
+/// Ends when `stop` turns true.
+pub(crate) async fn update_loop(
     cfg: UpdateConfig,
     updater: Arc<Updater>,
     scanner: Arc<Scanner>,

@@ -2,6 +2,9 @@
 //! commands, real HTTP (curl), SQLite and the vault on disk, the builtin
 //! engine (and an unreachable clamd for the fail-closed case).
 
+// Files read back are small and written by the test.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 use common::*;
 use serde_json::{Value, json};

@@ -2,6 +2,9 @@
 //! local mirror started by the test, serving CVD and CDIFF files the test
 //! builds and signs with the committed test key.
 
+// Test files are small and built by the test.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 use common::*;
 use moat_update::testing::{

@@ -832,6 +832,7 @@ mod tests {
     const UNVERIFIED: LoadOptions = LoadOptions {
         detect_pua: false,
         verify_signatures: false,
+        public_keys: None,
     };
 
     #[test]

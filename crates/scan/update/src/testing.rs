@@ -358,7 +358,10 @@ fn serve(conn: TcpStream, dir: &Path, st: &Mutex<MirrorState>) -> std::io::Resul
     } else if name.contains('/') || name.contains("..") || name.is_empty() {
         (404, String::new(), Vec::new())
     } else {
-        match std::fs::read(dir.join(name)) {
+        // The test mirror serves small files the test itself built.
+        #[allow(clippy::disallowed_methods)]
+        let file = std::fs::read(dir.join(name));
+        match file {
             Err(_) => (404, String::new(), Vec::new()),
             Ok(data) => {
                 let etag = format!("\"{}\"", hex::encode(Sha256::digest(&data)));

@@ -31,6 +31,8 @@ pub struct AppState {
     pub limiter: Arc<Semaphore>,
     pub reloader: Option<Arc<Reloader>>,
     pub metrics: Option<PrometheusHandle>,
+    /// The process's roles (`/readyz` reports each); none outside `moat serve`.
+    pub roles: Option<moat_role::Readiness>,
 }
 
 impl AppState {
@@ -49,7 +51,14 @@ impl AppState {
             limiter,
             reloader,
             metrics,
+            roles: None,
         }
+    }
+
+    /// Report these roles' readiness in `/readyz` too.
+    pub fn with_roles(mut self, roles: moat_role::Readiness) -> AppState {
+        self.roles = Some(roles);
+        self
     }
 }
 
@@ -248,7 +257,7 @@ async fn engines(State(st): State<AppState>) -> Response {
     .into_response()
 }
 
-/// Check every engine (bounded by a timeout) and the database.
+/// Check every engine (bounded by a timeout), the database and every role.
 pub async fn check_ready(st: &AppState) -> (bool, serde_json::Value) {
     let set = st.service.scanner.engine_set();
     let mut ok = true;
@@ -291,10 +300,15 @@ pub async fn check_ready(st: &AppState) -> (bool, serde_json::Value) {
             e.to_string()
         }
     };
-    (
-        ok,
-        json!({ "ready": ok, "engines": engines, "signatures": signatures, "database": db }),
-    )
+    let mut body =
+        json!({ "ready": ok, "engines": engines, "signatures": signatures, "database": db });
+    if let Some(r) = &st.roles {
+        let (roles_ok, roles) = r.report();
+        ok &= roles_ok;
+        body["ready"] = ok.into();
+        body["roles"] = roles;
+    }
+    (ok, body)
 }
 
 /// Set `moat_signatures_age_seconds` for every engine that read signatures

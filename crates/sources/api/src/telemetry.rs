@@ -1,6 +1,7 @@
 //! Metric names (all start with `moat_`) and the Prometheus recorder.
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+pub use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use moat_core::Verdict;
 
 pub const SCANS: &str = "moat_scans_total";

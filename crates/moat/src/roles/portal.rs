@@ -1,0 +1,79 @@
+//! The portal role (`[portal]`, on by default): its routes are served by the
+//! API listener; its scan workers, scheduler and mail sender run under the
+//! one shutdown.
+
+use crate::config::Settings;
+use crate::runtime::Core;
+use anyhow::{Context, Result};
+use moat_role::{HealthCell, HealthProbe, Role, RoleFuture, RoleHealth, Shutdown};
+use std::sync::Arc;
+
+pub struct PortalRole {
+    portal: Arc<moat_portal::Portal>,
+    workers: usize,
+    health: HealthCell,
+}
+
+/// The portal role and the routes the API listener serves for it, when
+/// `[portal]` is enabled.
+pub async fn build(s: &Settings, core: &Core) -> Result<Option<(Box<dyn Role>, axum::Router)>> {
+    if !s.portal.enabled {
+        return Ok(None);
+    }
+    let base = format!("http://{}", s.server.listen);
+    let portal = moat_portal::Portal::build(
+        s.portal.clone(),
+        &s.data_dir,
+        &s.database_url,
+        core.service(s.server.policy.clone(), s.server.cache),
+        core.tmp_dir.clone(),
+        base,
+    )
+    .await
+    .context("starting the portal")?;
+    let router = moat_portal::api::router(portal.clone());
+    tracing::info!(
+        storage = portal.vault.backend_name(),
+        workers = s.portal.workers,
+        "portal role ready"
+    );
+    let role = PortalRole {
+        portal,
+        workers: s.portal.workers,
+        health: HealthCell::new("starting"),
+    };
+    Ok(Some((Box::new(role), router)))
+}
+
+impl Role for PortalRole {
+    fn name(&self) -> &'static str {
+        "portal"
+    }
+
+    fn health(&self) -> HealthProbe {
+        self.health.probe()
+    }
+
+    fn run(self: Box<Self>, shutdown: Shutdown) -> RoleFuture {
+        Box::pin(async move {
+            let PortalRole {
+                portal,
+                workers,
+                health,
+            } = *self;
+            let rx = shutdown.watch();
+            let mut tasks = moat_portal::worker::spawn(portal.clone(), rx.clone());
+            tasks.push(moat_portal::scheduler::spawn(portal.clone(), rx.clone()));
+            tasks.extend(moat_portal::mail::spawn(portal.clone(), rx));
+            health.set(RoleHealth::ready(format!(
+                "{workers} scan worker(s), storage {}",
+                portal.vault.backend_name()
+            )));
+            shutdown.cancelled().await;
+            for t in tasks {
+                let _ = t.await;
+            }
+            Ok(())
+        })
+    }
+}
