@@ -5,6 +5,7 @@
 //! (bad configuration, unreadable signatures, a port in use).
 
 mod bucket;
+mod clamd;
 mod cli_scan;
 mod config;
 mod logging;
@@ -39,6 +40,8 @@ enum Cmd {
     Proxy(proxy::ProxyArgs),
     /// The bucket scanner: `watch` S3 event notifications, or `scan` existing objects.
     Bucket(bucket::BucketArgs),
+    /// A clamd-compatible server (clamdscan, mail servers, Nextcloud, c-icap point at it).
+    Clamd(clamd::ClamdArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Cmd::Serve(a) => serve::run(a),
         Cmd::Proxy(a) => proxy::run(a),
         Cmd::Bucket(a) => bucket::run(a),
+        Cmd::Clamd(a) => clamd::run(a),
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod bucket;
+pub mod clamd;
 pub mod proxy;
 
 use crate::config::Settings;
@@ -29,6 +30,9 @@ pub async fn build_serve(s: &mut Settings, core: &Core, sup: &mut Supervisor) ->
         sup.add(r);
     }
     if let Some(r) = proxy::build(s, core)? {
+        sup.add(r);
+    }
+    if let Some(r) = clamd::build(s, core).await? {
         sup.add(r);
     }
     sup.add(api::build(s, core, sup.readiness()).await?);
