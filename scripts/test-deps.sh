@@ -9,6 +9,9 @@
 #   python3                    for ../shared/bench generators
 #   RabbitMQ on 127.0.0.1:5672 (guest/guest)      apt: rabbitmq-server
 #   NATS with JetStream on 127.0.0.1:4222         apt: nats-server
+#   a Python virtualenv with moto[server] (S3 and SQS) and boto3, and the
+#   clamd client libraries clamd 1.0.2 and clamav-client 0.7.2
+#   clamdscan                  apt: clamdscan (the clamd server's tests)
 #   a Python virtualenv with moto[server] (S3 and SQS) and boto3
 #   node + npm tus-js-client in ~/.cache/moat-test-node  apt: nodejs npm
 set -euo pipefail
@@ -35,6 +38,7 @@ command -v curl >/dev/null || apt_install curl
 if ! command -v clamscan >/dev/null || { ! command -v clamd >/dev/null && [ ! -x /usr/sbin/clamd ]; }; then
     apt_install clamav clamav-daemon
 fi
+command -v clamdscan >/dev/null || apt_install clamdscan
 # --- builtin engine differential tests: PE (MinGW) and ELF (gcc) built at
 # test time, ClamAV's harmless test files
 command -v x86_64-w64-mingw32-gcc >/dev/null || apt_install gcc-mingw-w64-x86-64
@@ -94,6 +98,10 @@ if [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/python" -c 'import boto3, mo
     python3 -m venv "$VENV" >&2 2>/dev/null || { apt_install python3-venv; python3 -m venv "$VENV" >&2; }
     log "installing moto[server] and boto3 into $VENV"
     "$VENV/bin/pip" install -q 'moto[server]' boto3 >&2
+fi
+if ! "$VENV/bin/python" -c 'import clamd, clamav_client' 2>/dev/null; then
+    log "installing the clamd client libraries into $VENV"
+    "$VENV/bin/pip" install -q 'clamd==1.0.2' 'clamav-client==0.7.2' >&2
 fi
 echo "export MOAT_TEST_PYTHON='$VENV/bin/python'"
 echo "export MOAT_TEST_MOTO_SERVER='$VENV/bin/moto_server'"

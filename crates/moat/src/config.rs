@@ -31,6 +31,8 @@ pub struct RawConfig {
     /// The edge proxy role; `moat serve` starts its listeners when present.
     pub proxy: Option<moat_proxy::ProxyConfig>,
     pub bucket: Option<moat_bucket::BucketConfig>,
+    /// The clamd-compatible server; `moat serve` starts it when present.
+    pub clamd_server: Option<moat_clamd_server::ClamdServerConfig>,
     pub signatures: SignaturesConfig,
     /// The file-sharing portal role (on by default under `moat serve`).
     pub portal: moat_portal::PortalConfig,
@@ -78,6 +80,8 @@ pub struct Settings {
     pub proxy: Option<moat_proxy::ProxyConfig>,
     /// `[bucket]`, when present (the bucket role).
     pub bucket: Option<moat_bucket::BucketConfig>,
+    /// `[clamd_server]`, when present.
+    pub clamd_server: Option<moat_clamd_server::ClamdServerConfig>,
     /// `[signatures.update]`, when present.
     pub signatures_update: Option<moat_update::UpdateConfig>,
     /// `[portal]` (the portal role; `enabled = false` turns it off).
@@ -307,6 +311,11 @@ fn validate(raw: RawConfig) -> Result<Settings> {
             .map_err(anyhow::Error::msg)
             .context("[bucket]")?;
     }
+    if let Some(c) = &raw.clamd_server {
+        c.validate()
+            .map_err(anyhow::Error::msg)
+            .context("[clamd_server]")?;
+    }
     raw.portal
         .validate()
         .map_err(anyhow::Error::msg)
@@ -315,6 +324,7 @@ fn validate(raw: RawConfig) -> Result<Settings> {
         signatures_update,
         portal: raw.portal,
         bucket: raw.bucket,
+        clamd_server: raw.clamd_server,
         data_dir,
         database_url,
         server: raw.server,
@@ -453,5 +463,17 @@ mod example_tests {
         assert_eq!(px.pools["app"].servers.len(), 3);
         assert!(px.pools["app"].servers[2].backup);
         assert_eq!(px.routes.len(), 2);
+    }
+
+    /// The commented `[clamd_server]` example, uncommented, is valid.
+    #[test]
+    fn the_commented_clamd_server_example_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = uncommented_example("clamd_server", dir.path());
+        let s = super::load_from(Some(&f), &[]).unwrap();
+        let c = s.clamd_server.unwrap();
+        assert_eq!(c.listen.unwrap().port(), 3310);
+        assert_eq!(c.stream_max_length, 100 << 20);
+        assert!(!c.enable_shutdown);
     }
 }

@@ -5,6 +5,7 @@
 //! (bad configuration, unreadable signatures, a port in use).
 
 mod bucket;
+mod clamd;
 mod cli_scan;
 mod config;
 mod logging;
@@ -41,6 +42,8 @@ enum Cmd {
     Proxy(proxy::ProxyArgs),
     /// The bucket scanner: `watch` S3 event notifications, or `scan` existing objects.
     Bucket(bucket::BucketArgs),
+    /// A clamd-compatible server (clamdscan, mail servers, Nextcloud, c-icap point at it).
+    Clamd(clamd::ClamdArgs),
     /// Signature databases: `update` fetches them (freshclam-compatible).
     Signatures(signatures::SignaturesArgs),
     /// The file-sharing portal: `create-admin`, `create-token`, `rotate-kek`.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Cmd::Serve(a) => serve::run(a),
         Cmd::Proxy(a) => proxy::run(a),
         Cmd::Bucket(a) => bucket::run(a),
+        Cmd::Clamd(a) => clamd::run(a),
         Cmd::Signatures(a) => signatures::run(a),
         Cmd::Portal(a) => portal::run(a),
     };

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod bucket;
+pub mod clamd;
 pub mod portal;
 pub mod proxy;
 pub mod update;
@@ -31,6 +32,9 @@ pub async fn build_serve(s: &mut Settings, core: &Core, sup: &mut Supervisor) ->
         sup.add(r);
     }
     if let Some(r) = proxy::build(s, core)? {
+        sup.add(r);
+    }
+    if let Some(r) = clamd::build(s, core).await? {
         sup.add(r);
     }
     if let Some(r) = update::build(s, core)? {

@@ -1,0 +1,69 @@
+//! `moat clamd`: the clamd-compatible server alone. `--listen`, `--socket`
+//! and `--allow-root` fill (or replace) the `[clamd_server]` section; the
+//! engine flags are those of `moat scan`.
+
+use crate::cli_scan::EngineFlags;
+use crate::config;
+use crate::runtime::Core;
+use anyhow::{Result, bail};
+use clap::Args;
+use moat_role::Supervisor;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct ClamdArgs {
+    /// Configuration file (TOML); `MOAT_*` environment variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// TCP listen address, e.g. 127.0.0.1:3310.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Unix socket path (FILDES works only there).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Directory under which SCAN/CONTSCAN/MULTISCAN/ALLMATCHSCAN may read (repeatable).
+    #[arg(long = "allow-root", value_name = "DIR")]
+    allow_roots: Vec<PathBuf>,
+    /// Data directory for the SQLite database and spooled streams. Default ./moat-data.
+    #[arg(long = "data-dir")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    engines: EngineFlags,
+}
+
+pub fn run(a: ClamdArgs) -> Result<ExitCode> {
+    let mut s = config::load(a.config.as_deref())?;
+    if let Some(d) = a.data_dir {
+        s.set_data_dir(d);
+    }
+    if let Some(e) = a.engines.engines() {
+        s.engines = e;
+    }
+    let mut cfg = s.clamd_server.take().unwrap_or_default();
+    if a.listen.is_some() || a.socket.is_some() {
+        cfg.listen = a.listen;
+        cfg.socket = a.socket;
+    }
+    if !a.allow_roots.is_empty() {
+        cfg.allow_roots = a.allow_roots;
+    }
+    if cfg.listen.is_none() && cfg.socket.is_none() {
+        bail!("give --listen and/or --socket, or a configuration with a [clamd_server] section");
+    }
+    s.yara_cache_under_data_dir();
+    crate::logging::init(s.log_json, "info");
+    crate::runtime::tokio_runtime()?.block_on(async move {
+        let tmp_dir = crate::runtime::default_tmp_dir(&s);
+        let core = Core::build(&mut s, tmp_dir).await?;
+        let server = crate::roles::clamd::new(cfg, &s, &core).await?;
+        let mut sup = Supervisor::new(crate::roles::DRAIN);
+        sup.add(core.reload_role(s.reload.poll_secs));
+        sup.add(Box::new(server));
+        tracing::info!("moat clamd ready");
+        sup.run(crate::runtime::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
