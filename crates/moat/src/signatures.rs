@@ -200,7 +200,7 @@ fn loaded_by_builtin(engines: &[EngineConfig], dir: &Path) -> bool {
 
 /// The updater of `moat serve` when `[signatures.update]` is present and
 /// enabled (run by [`update_loop`] as the `signature-updates` role).
-pub(crate) fn updater_for_serve(
+pub(crate) async fn updater_for_serve(
     s: &config::Settings,
 ) -> Result<Option<(UpdateConfig, Arc<Updater>)>> {
     let Some(cfg) = s.signatures_update.clone().filter(|c| c.enabled) else {
@@ -213,7 +213,14 @@ pub(crate) fn updater_for_serve(
     if !loaded_by_builtin(&s.engines, &dir) {
         tracing::warn!(dir = %dir.display(), "no builtin engine loads the signature update directory; updates will not be used until one does");
     }
-    let updater = Arc::new(Updater::new(&cfg, &dir).context("[signatures.update]")?);
+    // The updater's HTTP client is a blocking one, which must not be built
+    // (or dropped) on an async worker.
+    let (c, d) = (cfg.clone(), dir.clone());
+    let updater = tokio::task::spawn_blocking(move || Updater::new(&c, &d))
+        .await
+        .context("[signatures.update]")?
+        .context("[signatures.update]")?;
+    let updater = Arc::new(updater);
     tracing::info!(mirror = %cfg.mirror, databases = ?cfg.databases, extra_urls = cfg.extra_urls.len(), dir = %dir.display(),
         interval_secs = cfg.interval_secs, "signature updates enabled");
     Ok(Some((cfg, updater)))
@@ -233,10 +240,10 @@ pub(crate) async fn update_loop(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
         }
         if *stop.borrow() {
-            return;
+            break;
         }
         wait = cfg.next_wait();
         let u = updater.clone();
@@ -272,4 +279,6 @@ pub(crate) async fn update_loop(
             }
         }
     }
+    // The blocking HTTP client inside must not be dropped on an async worker.
+    let _ = tokio::task::spawn_blocking(move || drop(updater)).await;
 }

@@ -356,7 +356,6 @@ fn truncated_and_wrongly_signed_databases_are_refused_and_the_old_copy_stays() {
 }
 
 #[test]
-#[ignore = "fails on main at stop 18 (a bad extra file is reported as updated); written, never run before the merge: fix next"]
 fn extra_urls_use_conditional_requests_and_bad_files_are_refused() {
     let tmp_cfg = "extra_urls = [\"MIRROR/extra.ndb\", \"MIRROR/broken.ndb\"]";
     let e = Env::new("");
@@ -423,7 +422,6 @@ fn wait_status(port: u16, body: &str, want: &str, log: &Path) {
 }
 
 #[test]
-#[ignore = "fails on main at stop 18 (serve with [signatures.update] never opens its port); written, never run before the merge: fix next"]
 fn a_running_serve_updates_and_reloads_without_restart() {
     let e = Env::new("");
     e.mirror.put("main.cvd", &main_db(&e.signer));

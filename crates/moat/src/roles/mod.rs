@@ -37,7 +37,7 @@ pub async fn build_serve(s: &mut Settings, core: &Core, sup: &mut Supervisor) ->
     if let Some(r) = clamd::build(s, core).await? {
         sup.add(r);
     }
-    if let Some(r) = update::build(s, core)? {
+    if let Some(r) = update::build(s, core).await? {
         sup.add(r);
     }
     let mut extra = None;

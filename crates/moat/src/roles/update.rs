@@ -8,8 +8,8 @@ use anyhow::Result;
 use moat_role::{FnRole, HealthProbe, Role, RoleHealth};
 use std::sync::Arc;
 
-pub fn build(s: &Settings, core: &Core) -> Result<Option<Box<dyn Role>>> {
-    let Some((cfg, updater)) = crate::signatures::updater_for_serve(s)? else {
+pub async fn build(s: &Settings, core: &Core) -> Result<Option<Box<dyn Role>>> {
+    let Some((cfg, updater)) = crate::signatures::updater_for_serve(s).await? else {
         return Ok(None);
     };
     let detail = format!("mirror {}, every {} s", cfg.mirror, cfg.interval_secs);

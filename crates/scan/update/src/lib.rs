@@ -340,14 +340,30 @@ impl Updater {
             );
             return finish(Outcome::Cooldown, record);
         }
-        match self.database_step(name, local.as_ref().map(|(p, h)| (p.as_path(), h))) {
+        let step = self.database_step(name, local.as_ref().map(|(p, h)| (p.as_path(), h)));
+        self.settle(state, origin, record, step, Some(name), |_| {})
+    }
+
+    /// Turn a step's outcome into its report: install what was staged (then
+    /// `on_installed`), remember a mirror's cool-down, or record the failure.
+    fn settle(
+        &self,
+        state: &mut State,
+        origin: String,
+        mut record: Record,
+        step: Result<Option<Staged>, StepError>,
+        database: Option<&str>,
+        on_installed: impl FnOnce(&mut State),
+    ) -> DbReport {
+        match step {
             Ok(None) => finish(Outcome::UpToDate, record),
             Ok(Some(staged)) => {
                 record.source = staged.source.clone();
                 record.method = staged.method.to_string();
-                match self.install(&staged, Some(name)) {
+                match self.install(&staged, database) {
                     Ok(()) => {
                         record.version = staged.version;
+                        on_installed(state);
                         finish(Outcome::Updated, record)
                     }
                     Err(e) => {
@@ -529,12 +545,16 @@ impl Updater {
     fn check(&self, path: &Path) -> Result<moat_builtin::cvd::CvdHeader, StepError> {
         let hdr =
             db::verify(path, &self.keys, None).map_err(|e| StepError::Other(e.to_string()))?;
-        self.test_load(path)?;
+        self.test_load(path, false)?;
         Ok(hdr)
     }
 
-    /// Load one staged file as moat would, refusing what loads nothing but errors.
-    fn test_load(&self, path: &Path) -> Result<(), StepError> {
+    /// Load one staged file as moat would. A signed database (`strict` off)
+    /// is refused when it loads nothing but errors; a plain third-party file
+    /// (`strict` on) is refused on any malformed line, as freshclam refuses a
+    /// database that ClamAV cannot load whole: a half-broken download must
+    /// not replace a good copy.
+    fn test_load(&self, path: &Path, strict: bool) -> Result<(), StepError> {
         let ext = path
             .extension()
             .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -558,8 +578,16 @@ impl Updater {
             .map_err(|e| fail(e.to_string()))?;
             moat_core_info(&e)
         };
-        if info.signatures.values().sum::<u64>() == 0 && !info.load_errors.is_empty() {
-            return Err(fail(format!("nothing loaded: {}", info.load_errors[0])));
+        if let Some(first) = info.load_errors.first() {
+            if strict {
+                return Err(fail(format!(
+                    "{} malformed line(s), first: {first}",
+                    info.load_errors.len()
+                )));
+            }
+            if info.signatures.values().sum::<u64>() == 0 {
+                return Err(fail(format!("nothing loaded: {first}")));
+            }
         }
         Ok(())
     }
@@ -633,7 +661,7 @@ impl Updater {
             let version = if container {
                 Some(self.check(&path)?.version)
             } else {
-                self.test_load(&path)?;
+                self.test_load(&path, true)?;
                 None
             };
             Ok(Some((
@@ -647,42 +675,23 @@ impl Updater {
                 got,
             )))
         };
-        match step() {
-            Ok(None) => finish(Outcome::UpToDate, record),
-            Ok(Some((staged, got))) => match self.install(&staged, None) {
-                Ok(()) => {
-                    record.version = staged.version;
-                    state.conditional.insert(
-                        url.to_string(),
-                        state::Validators {
-                            etag: got.etag,
-                            last_modified: got.last_modified,
-                            file: name,
-                        },
-                    );
-                    finish(Outcome::Updated, record)
-                }
-                Err(e) => {
-                    record.detail = e;
-                    finish(Outcome::Failed, record)
-                }
-            },
-            Err(StepError::RetryLater { until, reason }) => {
-                state.cooldowns.insert(
-                    origin,
-                    state::Cooldown {
-                        until,
-                        reason: reason.clone(),
+        let (step, got) = match step() {
+            Ok(Some((staged, got))) => (Ok(Some(staged)), Some(got)),
+            Ok(None) => (Ok(None), None),
+            Err(e) => (Err(e), None),
+        };
+        self.settle(state, origin, record, step, None, |state| {
+            if let Some(got) = got {
+                state.conditional.insert(
+                    url.to_string(),
+                    state::Validators {
+                        etag: got.etag,
+                        last_modified: got.last_modified,
+                        file: name,
                     },
                 );
-                record.detail = reason;
-                finish(Outcome::Cooldown, record)
             }
-            Err(StepError::Other(e)) => {
-                record.detail = e;
-                finish(Outcome::Failed, record)
-            }
-        }
+        })
     }
 }
 

@@ -9,20 +9,12 @@ use moat_vault::{DataKey, Kek};
 pub async fn create_admin(database_url: &str, email: &str, password: String) -> Result<String> {
     let store = Store::open(database_url).await?;
     let u = crate::api::create_account(&store, email, password, Role::Admin).await?;
-    let actor = crate::store::Actor {
-        id: Some("cli".into()),
-        email: None,
-        ip: None,
-    };
-    store
-        .audit(
-            &actor,
-            "user.create",
-            None,
-            None,
-            serde_json::json!({ "user": u.id, "email": u.email, "role": "admin", "via": "cli" }),
-        )
-        .await?;
+    cli_audit(
+        &store,
+        "user.create",
+        serde_json::json!({ "user": u.id, "email": u.email, "role": "admin", "via": "cli" }),
+    )
+    .await?;
     Ok(u.id)
 }
 
@@ -34,20 +26,12 @@ pub async fn create_token(database_url: &str, email: &str, name: &str) -> Result
         .await?
         .ok_or_else(|| PortalError::BadRequest(format!("no user {email}")))?;
     let (id, token) = crate::api::issue_token(&store, &u.id, name).await?;
-    let actor = crate::store::Actor {
-        id: Some("cli".into()),
-        email: None,
-        ip: None,
-    };
-    store
-        .audit(
-            &actor,
-            "token.create",
-            None,
-            None,
-            serde_json::json!({ "token_id": id, "user": u.id, "via": "cli" }),
-        )
-        .await?;
+    cli_audit(
+        &store,
+        "token.create",
+        serde_json::json!({ "token_id": id, "user": u.id, "via": "cli" }),
+    )
+    .await?;
     Ok(token)
 }
 
@@ -72,19 +56,22 @@ pub async fn rotate_kek(database_url: &str, old: &Kek, new: &Kek) -> Result<(usi
             done += 1;
         }
     }
+    cli_audit(
+        &store,
+        "settings.rotate_kek",
+        serde_json::json!({ "rewrapped": done, "skipped": skipped }),
+    )
+    .await?;
+    Ok((done, skipped))
+}
+
+/// The audit entry of a command-line action (actor `cli`).
+async fn cli_audit(store: &Store, action: &str, detail: serde_json::Value) -> Result<()> {
     let actor = crate::store::Actor {
         id: Some("cli".into()),
         email: None,
         ip: None,
     };
-    store
-        .audit(
-            &actor,
-            "settings.rotate_kek",
-            None,
-            None,
-            serde_json::json!({ "rewrapped": done, "skipped": skipped }),
-        )
-        .await?;
-    Ok((done, skipped))
+    store.audit(&actor, action, None, None, detail).await?;
+    Ok(())
 }

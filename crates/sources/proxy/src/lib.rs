@@ -14,6 +14,7 @@
 pub mod body;
 pub mod config;
 mod fast;
+mod linger;
 pub mod pool;
 mod server;
 mod tls;

@@ -15,7 +15,8 @@
 //! scanning), an upgrade, `Expect`, HTTP/1.0 or HTTP/2, a request hyper must
 //! answer with an error (malformed, head too large), no route, or a route
 //! that scans responses. The connection, with the bytes read so far, then
-//! goes to hyper for the rest of its life ([`Prefixed`]).
+//! goes to hyper for the rest of its life ([`crate::linger::Linger`] replays
+//! those bytes first).
 
 mod framing;
 mod head;
@@ -27,10 +28,8 @@ use http_body_util::BodyExt;
 use hyper::{Method, Response, StatusCode, Version};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use framing::*;
@@ -95,12 +94,7 @@ impl Proxy {
                 Next::Handoff => break,
             }
         }
-        let io = Prefixed {
-            pre: sc.buf.freeze(),
-            io: sock,
-        };
-        self.serve_conn(hyper_util::rt::TokioIo::new(io), peer, false)
-            .await;
+        self.serve_conn(sc.buf.freeze(), sock, peer, false).await;
     }
 
     /// Read one request head and, if it suits this path, forward it and
@@ -404,53 +398,5 @@ async fn write_own(
     match client.write_all(&out).await {
         Ok(()) if !close => (status, Next::KeepAlive),
         _ => (status, Next::Close),
-    }
-}
-
-/// A connection handed to hyper with the bytes already read from it.
-pub(crate) struct Prefixed {
-    pre: Bytes,
-    io: TcpStream,
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if !self.pre.is_empty() {
-            let n = self.pre.len().min(buf.remaining());
-            buf.put_slice(&self.pre[..n]);
-            self.pre.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -135,19 +135,24 @@ impl Proxy {
         let hs = Duration::from_secs(self.0.cfg.client_timeout_secs);
         match acceptor {
             Some(acc) => match tokio::time::timeout(hs, acc.accept(sock)).await {
-                Ok(Ok(s)) => self.serve_conn(TokioIo::new(s), peer, true).await,
+                Ok(Ok(s)) => self.serve_conn(Bytes::new(), s, peer, true).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             },
             None if self.0.cfg.fast_path => self.serve_plain(sock, peer).await,
-            None => self.serve_conn(TokioIo::new(sock), peer, false).await,
+            None => self.serve_conn(Bytes::new(), sock, peer, false).await,
         }
     }
 
-    pub(crate) async fn serve_conn<I>(self, io: I, peer: SocketAddr, tls: bool)
+    /// Serve HTTP on one client connection (after `pre`, bytes already read
+    /// from it) until it closes; the close lingers (see [`crate::linger`])
+    /// unless the connection was upgraded.
+    pub(crate) async fn serve_conn<I>(self, pre: Bytes, io: I, peer: SocketAddr, tls: bool)
     where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let upgraded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let io = TokioIo::new(crate::linger::Linger::new(pre, io, upgraded.clone()));
         let cfg = &self.0.cfg;
         let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         b.http1()
@@ -161,7 +166,14 @@ impl Proxy {
         let this = self.clone();
         let svc = hyper::service::service_fn(move |req| {
             let this = this.clone();
-            async move { Ok::<_, Infallible>(this.handle(req, peer, tls).await) }
+            let upgraded = upgraded.clone();
+            async move {
+                let resp = this.handle(req, peer, tls).await;
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    upgraded.store(true, Ordering::Relaxed);
+                }
+                Ok::<_, Infallible>(resp)
+            }
         });
         if let Err(e) = b.serve_connection_with_upgrades(io, svc).await {
             tracing::debug!(%peer, error = %e, "client connection ended with an error");
