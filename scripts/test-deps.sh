@@ -12,7 +12,8 @@
 #   a Python virtualenv with moto[server] (S3 and SQS) and boto3, and the
 #   clamd client libraries clamd 1.0.2 and clamav-client 0.7.2
 #   clamdscan                  apt: clamdscan (the clamd server's tests)
-#   a Python virtualenv with moto[server] (S3 and SQS) and boto3
+#   c-icap-client, squid       apt: c-icap squid (the ICAP server's tests; the
+#                              c-icap daemon itself is not started)
 #   node + npm tus-js-client in ~/.cache/moat-test-node  apt: nodejs npm
 set -euo pipefail
 
@@ -39,6 +40,9 @@ if ! command -v clamscan >/dev/null || { ! command -v clamd >/dev/null && [ ! -x
     apt_install clamav clamav-daemon
 fi
 command -v clamdscan >/dev/null || apt_install clamdscan
+# --- the ICAP server's tests: c-icap-client, and Squid as an ICAP client
+command -v c-icap-client >/dev/null || apt_install c-icap
+command -v squid >/dev/null || [ -x /usr/sbin/squid ] || apt_install squid
 # --- builtin engine differential tests: PE (MinGW) and ELF (gcc) built at
 # test time, ClamAV's harmless test files
 command -v x86_64-w64-mingw32-gcc >/dev/null || apt_install gcc-mingw-w64-x86-64

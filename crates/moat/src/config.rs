@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub bucket: Option<moat_bucket::BucketConfig>,
     /// The clamd-compatible server; `moat serve` starts it when present.
     pub clamd_server: Option<moat_clamd_server::ClamdServerConfig>,
+    /// The ICAP server; `moat serve` starts it when present.
+    pub icap_server: Option<moat_icap_server::IcapServerConfig>,
     pub signatures: SignaturesConfig,
     /// The file-sharing portal role (on by default under `moat serve`).
     pub portal: moat_portal::PortalConfig,
@@ -82,6 +84,8 @@ pub struct Settings {
     pub bucket: Option<moat_bucket::BucketConfig>,
     /// `[clamd_server]`, when present.
     pub clamd_server: Option<moat_clamd_server::ClamdServerConfig>,
+    /// `[icap_server]`, when present.
+    pub icap_server: Option<moat_icap_server::IcapServerConfig>,
     /// `[signatures.update]`, when present.
     pub signatures_update: Option<moat_update::UpdateConfig>,
     /// `[portal]` (the portal role; `enabled = false` turns it off).
@@ -311,10 +315,22 @@ fn validate(raw: RawConfig) -> Result<Settings> {
             .map_err(anyhow::Error::msg)
             .context("[bucket]")?;
     }
-    if let Some(c) = &raw.clamd_server {
+    // A section with only limits (e.g. from MOAT__CLAMD_SERVER__* with
+    // `moat clamd --listen`) is completed by the standalone command, which
+    // validates it then; validate full ones here.
+    if let Some(c) = raw
+        .clamd_server
+        .as_ref()
+        .filter(|c| c.listen.is_some() || c.socket.is_some())
+    {
         c.validate()
             .map_err(anyhow::Error::msg)
             .context("[clamd_server]")?;
+    }
+    if let Some(c) = raw.icap_server.as_ref().filter(|c| c.listen.is_some()) {
+        c.validate()
+            .map_err(anyhow::Error::msg)
+            .context("[icap_server]")?;
     }
     raw.portal
         .validate()
@@ -325,6 +341,7 @@ fn validate(raw: RawConfig) -> Result<Settings> {
         portal: raw.portal,
         bucket: raw.bucket,
         clamd_server: raw.clamd_server,
+        icap_server: raw.icap_server,
         data_dir,
         database_url,
         server: raw.server,
@@ -475,5 +492,17 @@ mod example_tests {
         assert_eq!(c.listen.unwrap().port(), 3310);
         assert_eq!(c.stream_max_length, 100 << 20);
         assert!(!c.enable_shutdown);
+    }
+
+    /// The commented `[icap_server]` example, uncommented, is valid.
+    #[test]
+    fn the_commented_icap_server_example_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = uncommented_example("icap_server", dir.path());
+        let s = super::load_from(Some(&f), &[]).unwrap();
+        let c = s.icap_server.unwrap();
+        assert_eq!(c.listen.unwrap().port(), 1344);
+        assert!(c.is_service("avscan") && c.is_service("srv_clamav"));
+        assert_eq!(c.on_error, moat_icap_server::ErrorReply::IcapError);
     }
 }

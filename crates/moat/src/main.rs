@@ -8,6 +8,7 @@ mod bucket;
 mod clamd;
 mod cli_scan;
 mod config;
+mod icap;
 mod logging;
 mod portal;
 mod proxy;
@@ -44,6 +45,8 @@ enum Cmd {
     Bucket(bucket::BucketArgs),
     /// A clamd-compatible server (clamdscan, mail servers, Nextcloud, c-icap point at it).
     Clamd(clamd::ClamdArgs),
+    /// An ICAP server (Squid, c-icap clients, appliances point at icap://host:port/avscan).
+    Icap(icap::IcapArgs),
     /// Signature databases: `update` fetches them (freshclam-compatible).
     Signatures(signatures::SignaturesArgs),
     /// The file-sharing portal: `create-admin`, `create-token`, `rotate-kek`.
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Cmd::Proxy(a) => proxy::run(a),
         Cmd::Bucket(a) => bucket::run(a),
         Cmd::Clamd(a) => clamd::run(a),
+        Cmd::Icap(a) => icap::run(a),
         Cmd::Signatures(a) => signatures::run(a),
         Cmd::Portal(a) => portal::run(a),
     };

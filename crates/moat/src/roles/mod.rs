@@ -10,6 +10,7 @@
 pub mod api;
 pub mod bucket;
 pub mod clamd;
+pub mod icap;
 pub mod portal;
 pub mod proxy;
 pub mod update;
@@ -35,6 +36,9 @@ pub async fn build_serve(s: &mut Settings, core: &Core, sup: &mut Supervisor) ->
         sup.add(r);
     }
     if let Some(r) = clamd::build(s, core).await? {
+        sup.add(r);
+    }
+    if let Some(r) = icap::build(s, core).await? {
         sup.add(r);
     }
     if let Some(r) = update::build(s, core).await? {

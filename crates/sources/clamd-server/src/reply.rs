@@ -86,7 +86,17 @@ fn error_message(v: &Verdict) -> String {
 /// `Heuristics.Unsupported.<type>`, `Heuristics.Timeout`; a configured name
 /// for the reason wins.
 pub fn heuristic_name(v: &Verdict, reason: Reason, cfg: &ClamdServerConfig) -> String {
-    if let Some(n) = cfg.heuristic_names.get(reason.as_str()) {
+    heuristic_name_with(v, reason, &cfg.heuristic_names)
+}
+
+/// [`heuristic_name`] with the configured names given directly (the ICAP
+/// server names unscannable content the same way).
+pub fn heuristic_name_with(
+    v: &Verdict,
+    reason: Reason,
+    names: &std::collections::BTreeMap<String, String>,
+) -> String {
+    if let Some(n) = names.get(reason.as_str()) {
         return n.clone();
     }
     let details: Vec<&str> = v

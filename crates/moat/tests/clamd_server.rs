@@ -215,8 +215,19 @@ fn clamdscan_multiscan_and_allmatch_only_under_the_allowed_root() {
         let t = text(&o);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {t}");
         assert!(t.contains("Access denied. ERROR"), "{args:?}: {t}");
-        let o = c.clamdscan(true, args, &[&root.join("link.txt")]);
-        assert!(text(&o).contains("Access denied. ERROR"), "{}", text(&o));
+    }
+    // A symlink inside the root pointing outside is resolved before the
+    // check. (clamdscan itself skips a symlink given as an argument and
+    // prints `OK` without asking the server, as with real clamd: so the
+    // path goes to moat as other clients send it.)
+    for cmd in ["zSCAN", "zCONTSCAN", "zMULTISCAN", "zALLMATCHSCAN"] {
+        let link = root.join("link.txt");
+        let out = c.raw(format!("{cmd} {}\0", link.display()).as_bytes());
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!("{}: Access denied. ERROR\0", link.display()),
+            "{cmd}"
+        );
     }
 }
 
