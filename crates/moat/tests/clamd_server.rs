@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -74,7 +74,7 @@ impl Clamd {
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let _ = s.write_all(req);
         let mut out = Vec::new();
-        let _ = read_all(&mut s, &mut out);
+        let _ = read_all(&mut s, 1 << 20, &mut out);
         out
     }
 
@@ -100,13 +100,6 @@ impl Clamd {
             .output()
             .unwrap()
     }
-}
-
-/// Everything the server sends until it closes (bounded).
-fn read_all(s: &mut TcpStream, out: &mut Vec<u8>) -> std::io::Result<usize> {
-    #[allow(clippy::disallowed_methods)] // bounded by take()
-    let n = s.take(1 << 20).read_to_end(out)?;
-    Ok(n)
 }
 
 fn text(o: &Output) -> String {
@@ -374,7 +367,7 @@ fn bad_input_never_stops_the_server() {
     s.write_all(&req).unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     let mut out = Vec::new();
-    read_all(&mut s, &mut out).unwrap();
+    read_all(&mut s, 1 << 20, &mut out).unwrap();
     assert!(out.is_empty(), "{out:?}");
     // A 4 GiB chunk length: refused on the header, in clamd's exact words.
     let mut req = b"nINSTREAM\n".to_vec();
@@ -388,7 +381,7 @@ fn bad_input_never_stops_the_server() {
     let mut s = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut out = Vec::new();
-    read_all(&mut s, &mut out).unwrap();
+    read_all(&mut s, 1 << 20, &mut out).unwrap();
     assert_eq!(out, b"COMMAND READ TIMED OUT\n");
     // Idle connections below the limit do not stop others being served.
     let idle: Vec<TcpStream> = (0..50)
@@ -421,41 +414,19 @@ fn bad_input_never_stops_the_server() {
 fn serve_starts_the_clamd_server_and_reports_it_in_readyz() {
     let dir = tempfile::tempdir().unwrap();
     let (api, clamd) = (free_port(), free_port());
-    let cfg = dir.path().join("moat.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{api}\"\n[clamd_server]\nlisten = \"127.0.0.1:{clamd}\"\nallow_roots = [\"{}\"]\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("serve.log");
-    let _p = Proc(
-        moat()
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap(),
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{api}\"\n[clamd_server]\nlisten = \"127.0.0.1:{clamd}\"\nallow_roots = [\"{}\"]\n",
+        dir.path().display()
     );
-    wait_port(api, 30);
-    wait_port(clamd, 30);
-    let out = Command::new("curl")
-        .args(["-s", &format!("http://127.0.0.1:{api}/readyz")])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_p, _log) = serve_config(dir.path(), &toml, &[api, clamd]);
+    let v = readyz(api);
     assert_eq!(v["ready"], true, "{v}");
     assert_eq!(v["roles"]["clamd"]["ready"], true, "{v}");
     assert_eq!(v["roles"]["api"]["ready"], true, "{v}");
     let mut s = TcpStream::connect(("127.0.0.1", clamd)).unwrap();
     s.write_all(b"zPING\0").unwrap();
     let mut r = Vec::new();
-    read_all(&mut s, &mut r).unwrap();
+    read_all(&mut s, 1 << 20, &mut r).unwrap();
     assert_eq!(r, b"PONG\0");
 }
 

@@ -614,3 +614,48 @@ pub fn gen_ca_signed_cert(dir: &Path, name: &str) {
         f(".crt").into(),
     ]);
 }
+
+/// `moat serve --config CFG --data-dir DIR/data` with `toml` written to
+/// DIR/moat.toml and stderr in DIR/serve.log; returns once every port in
+/// `ports` accepts connections.
+pub fn serve_config(dir: &Path, toml: &str, ports: &[u16]) -> (Proc, PathBuf) {
+    let cfg = dir.join("moat.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let log = dir.join("serve.log");
+    let p = Proc(
+        moat()
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap(),
+    );
+    for &port in ports {
+        wait_port(port, 60);
+    }
+    (p, log)
+}
+
+/// The `/readyz` report of the API listening on `port`.
+pub fn readyz(port: u16) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{port}/readyz")])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Everything a server sends on `s` until it closes, at most `max` bytes.
+pub fn read_all(
+    s: &mut std::net::TcpStream,
+    max: u64,
+    out: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    use std::io::Read;
+    #[allow(clippy::disallowed_methods)] // bounded by take()
+    let n = s.take(max).read_to_end(out)?;
+    Ok(n)
+}

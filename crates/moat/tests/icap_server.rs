@@ -71,7 +71,7 @@ impl Icap {
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let _ = s.write_all(req);
         let mut out = Vec::new();
-        let _ = read_all(&mut s, &mut out);
+        let _ = read_all(&mut s, 8 << 20, &mut out);
         out
     }
 
@@ -118,12 +118,6 @@ impl Icap {
             .map(str::to_string)
             .collect()
     }
-}
-
-fn read_all(s: &mut TcpStream, out: &mut Vec<u8>) -> std::io::Result<usize> {
-    #[allow(clippy::disallowed_methods)] // bounded by take()
-    let n = s.take(8 << 20).read_to_end(out)?;
-    Ok(n)
 }
 
 /// Read one response head (up to its empty line).
@@ -376,7 +370,7 @@ fn preview_with_ieof_is_answered_at_once_and_a_short_preview_gets_100_continue()
     rest.extend_from_slice(b"0\r\n\r\n");
     s.write_all(&rest).unwrap();
     let mut out = Vec::new();
-    read_all(&mut s, &mut out).unwrap();
+    read_all(&mut s, 8 << 20, &mut out).unwrap();
     let out = String::from_utf8_lossy(&out);
     assert!(out.contains("Threat=Eicar-Test-Signature;"), "{out}");
     // A Preview header larger than the body, a body smaller still, and
@@ -566,33 +560,11 @@ fn an_engine_error_is_an_icap_error_never_a_204() {
 fn serve_starts_the_icap_server_and_reports_it_in_readyz() {
     let dir = tempfile::tempdir().unwrap();
     let (api, icap) = (free_port(), free_port());
-    let cfg = dir.path().join("moat.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{api}\"\n[icap_server]\nlisten = \"127.0.0.1:{icap}\"\naliases = [\"srv_clamav\"]\n"
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("serve.log");
-    let _p = Proc(
-        moat()
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap(),
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{api}\"\n[icap_server]\nlisten = \"127.0.0.1:{icap}\"\naliases = [\"srv_clamav\"]\n"
     );
-    wait_port(api, 60);
-    wait_port(icap, 60);
-    let out = Command::new("curl")
-        .args(["-s", &format!("http://127.0.0.1:{api}/readyz")])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_p, log) = serve_config(dir.path(), &toml, &[api, icap]);
+    let v = readyz(api);
     assert_eq!(v["roles"]["icap"]["ready"], true, "{v}");
     let f = dir.path().join("eicar.com");
     std::fs::write(&f, EICAR).unwrap();
