@@ -40,6 +40,10 @@ pub struct EngineFlags {
     /// Load ClamAV's PUA databases (.hdu, .hsu, .ndu, ...) for the builtin engine.
     #[arg(long)]
     detect_pua: bool,
+    /// Report every matching signature of a file (as clamscan --allmatch);
+    /// by default the builtin engine stops at a file's first detection.
+    #[arg(long)]
+    allmatch: bool,
     /// Load .cvd/.cld databases whose ClamAV digital signatures do not verify.
     #[arg(long)]
     no_verify_signatures: bool,
@@ -69,6 +73,7 @@ fn engines_from_flags(a: &EngineFlags) -> Option<Vec<EngineConfig>> {
             detect_pua: a.detect_pua,
             verify_signatures: !a.no_verify_signatures,
             public_key: None,
+            all_match: a.allmatch,
         });
     }
     if !a.yara.is_empty() {

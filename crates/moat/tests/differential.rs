@@ -1,5 +1,7 @@
 //! Differential tests: the same signatures and files through Debian's
-//! `clamscan --allmatch` and `moat scan --json`, detection for detection.
+//! `clamscan --allmatch` and `moat scan --json --allmatch`, detection for
+//! detection; and [`Case::check_first_match`] for the default mode of both
+//! (a scan stops at a file's first detection).
 //!
 //! A [`Case`] is a signature directory and a set of files. [`Case::check`]
 //! runs both scanners and asserts that every file gets the same set of
@@ -110,8 +112,15 @@ impl Case {
     }
 
     fn clamscan(&self) -> Detections {
+        self.clamscan_mode(true)
+    }
+
+    /// clamscan with `--allmatch` (every name) or without (its default:
+    /// the first detection of each file).
+    fn clamscan_mode(&self, all_match: bool) -> Detections {
         let out = Command::new("clamscan")
-            .args(["--allmatch", "--no-summary", "--stdout"])
+            .args(all_match.then_some("--allmatch"))
+            .args(["--no-summary", "--stdout"])
             .args(&self.clamscan_args)
             .arg("-d")
             .arg(self.sig_dir())
@@ -146,8 +155,15 @@ impl Case {
     }
 
     fn moat(&self) -> (Detections, String) {
+        self.moat_mode(true)
+    }
+
+    /// `moat scan` with `--allmatch` or in its default (first-match) mode.
+    fn moat_mode(&self, all_match: bool) -> (Detections, String) {
         let out = moat()
-            .args(["scan", "--json", "-j", "2", "--signatures"])
+            .args(["scan", "--json", "-j", "2"])
+            .args(all_match.then_some("--allmatch"))
+            .arg("--signatures")
             .arg(self.sig_dir())
             .args(&self.moat_args)
             .args(&self.files)
@@ -220,6 +236,46 @@ impl Case {
             problems.join("\n")
         );
         stderr
+    }
+}
+
+impl Case {
+    /// Both scanners in their default mode: a file is detected by moat iff
+    /// clamscan detects it, with exactly one name, which is one of the names
+    /// `clamscan --allmatch` gives that file (the two need not pick the same
+    /// first one: their scan orders differ).
+    fn check_first_match(self) {
+        let every = self.clamscan_mode(true);
+        let clam_first = self.clamscan_mode(false);
+        let (moat, stderr) = self.moat_mode(false);
+        let mut problems = Vec::new();
+        for (file, clam) in &clam_first {
+            let got = &moat[file];
+            let all = &every[file];
+            if clam.is_empty() != got.is_empty()
+                || got.len() > 1
+                || clam.len() > 1
+                || !got.is_subset(all)
+            {
+                problems.push(format!(
+                    "{file}: clamscan {clam:?}, moat {got:?}, clamscan --allmatch {all:?}"
+                ));
+            }
+        }
+        for (file, want) in &self.expected {
+            assert_eq!(
+                every.get(file),
+                Some(want),
+                "{}: clamscan --allmatch's detections of {file} are not what the case expects",
+                self.name
+            );
+        }
+        assert!(
+            problems.is_empty(),
+            "{}: first-match detections differ:\n{}\nmoat stderr:\n{stderr}",
+            self.name,
+            problems.join("\n")
+        );
     }
 }
 
@@ -312,6 +368,65 @@ fn hash_and_body_signatures_written_by_the_test() {
         .file("e.bin", &e)
         .file("empty.bin", b"")
         .check();
+}
+
+#[test]
+fn default_first_match_mode_detects_the_same_files_with_one_of_their_names() {
+    let two = planted(8000, 11, 300, b"first-planted-body");
+    let mut three = planted(8000, 12, 6000, b"first-planted-body");
+    three[100..120].copy_from_slice(b"second-planted-body!");
+    let counted = [
+        noise(3000, 13),
+        b"QRSTUV".to_vec(),
+        noise(500, 14),
+        b"QRSTUV".to_vec(),
+        noise(500, 15),
+        b"QRSTUV".to_vec(),
+    ]
+    .concat();
+    let late = planted(9000, 16, 8900, b"second-planted-body!");
+    let hashed = noise(4000, 17);
+    Case::new("first-match default")
+        .sig(
+            "t.ndb",
+            "Diff.First.A:0:*:66697273742d706c616e7465642d626f6479\n\
+             Diff.First.B:0:*:7365636f6e642d706c616e7465642d626f647921\n\
+             Diff.First.Wild:0:*:66697273742d706c??6e74{1}642d626f6479\n",
+        )
+        .sig(
+            "t.ldb",
+            "Diff.First.Ldb;Engine:51-255,Target:0;0>2;515253545556\n\
+             Diff.First.Exact;Engine:51-255,Target:0;0=2;515253545556\n",
+        )
+        .sig(
+            "t.hsb",
+            &format!(
+                "{}:{}:Diff.First.Hash\n{}:{}:Diff.First.HashOfTwo\n",
+                sha256_hex(&hashed),
+                hashed.len(),
+                sha256_hex(&two),
+                two.len()
+            ),
+        )
+        .file("two.bin", &two)
+        .file("three.bin", &three)
+        .file("counted.bin", &counted)
+        .file("late.bin", &late)
+        .file("hashed.bin", &hashed)
+        .file("clean.bin", &noise(6000, 18))
+        .detects(
+            "two.bin",
+            &["Diff.First.A", "Diff.First.Wild", "Diff.First.HashOfTwo"],
+        )
+        .detects(
+            "three.bin",
+            &["Diff.First.A", "Diff.First.B", "Diff.First.Wild"],
+        )
+        .detects("counted.bin", &["Diff.First.Ldb"])
+        .detects("late.bin", &["Diff.First.B"])
+        .detects("hashed.bin", &["Diff.First.Hash"])
+        .detects("clean.bin", &[])
+        .check_first_match();
 }
 
 /// The regular files of Debian's clamav-testfiles.

@@ -1,12 +1,14 @@
 //! Load a signature directory, report load time and memory, then scan files
 //! (or directories, recursively) single-threaded and report throughput.
 //!
-//! `cargo run --release -p moat-builtin --example bench_builtin -- SIGS [--mem] [--repeat N] PATH...`
+//! `cargo run --release -p moat-builtin --example bench_builtin -- SIGS [--mem] [--first] [--repeat N] PATH...`
 //!
 //! * `--mem`: load each file into memory before scanning (else scanned via positional reads);
+//! * `--first`: first-match mode (stop at a file's first detection, clamscan's default);
+//!   default: every match (clamscan --allmatch);
 //! * `--repeat N`: scan everything N times (throughput is over all passes).
 
-use moat_builtin::BuiltinEngine;
+use moat_builtin::{BuiltinEngine, LoadOptions};
 use moat_core::{Blob, Engine, ScanContext};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -63,22 +65,28 @@ fn walk(p: &Path, out: &mut Vec<PathBuf>) {
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(sigs) = args.next() else {
-        eprintln!("usage: bench_builtin SIGS [--mem] [--repeat N] PATH...");
+        eprintln!("usage: bench_builtin SIGS [--mem] [--first] [--repeat N] PATH...");
         std::process::exit(2);
     };
     let mut mem = false;
+    let mut first = false;
     let mut repeat = 1;
     let mut files = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--mem" => mem = true,
+            "--first" => first = true,
             "--repeat" => repeat = args.next().and_then(|n| n.parse().ok()).unwrap_or(1),
             p => walk(Path::new(p), &mut files),
         }
     }
     let t = Instant::now();
     let c0 = process_cpu();
-    let engine = match BuiltinEngine::load("bench", &[PathBuf::from(&sigs)]) {
+    let opts = LoadOptions {
+        all_match: !first,
+        ..LoadOptions::default()
+    };
+    let engine = match BuiltinEngine::load_with("bench", &[PathBuf::from(&sigs)], &opts) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("load failed: {e}");

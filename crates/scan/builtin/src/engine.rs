@@ -41,6 +41,9 @@ pub struct BuiltinEngine {
     info: EngineInfo,
     error_total: u64,
     chunk: usize,
+    /// Report every matching signature (`clamscan --allmatch`) rather than
+    /// stop at an object's first detection.
+    all_match: bool,
 }
 
 fn now_secs() -> u64 {
@@ -92,6 +95,7 @@ impl BuiltinEngine {
             },
             || {
                 let mut set = NdbSet::build(ndb_sigs);
+                set.set_first_match(!opts.all_match);
                 for &(sig, cap, track_last) in ldb.hit_caps() {
                     set.limit_hits(sig, cap, track_last);
                 }
@@ -156,6 +160,7 @@ impl BuiltinEngine {
             info,
             error_total: l.error_total,
             chunk: DEFAULT_CHUNK,
+            all_match: opts.all_match,
         })
     }
 
@@ -184,6 +189,7 @@ impl BuiltinEngine {
             },
             error_total: 0,
             chunk: DEFAULT_CHUNK,
+            all_match: true,
         }
     }
 
@@ -222,6 +228,11 @@ impl BuiltinEngine {
     }
 
     /// [`Self::scan_blob`] for an object at `place` (its archive depth).
+    ///
+    /// In first-match mode (`LoadOptions::all_match` off) the scan stops at
+    /// the object's first detection and reports that one name; the whole
+    /// object is still hashed when the allow-list needs it, since a trusted
+    /// object has no detection at all.
     pub fn scan_placed(
         &self,
         blob: &Blob,
@@ -232,6 +243,7 @@ impl BuiltinEngine {
         if ctx.expired() {
             return Err(EngineError::Timeout);
         }
+        let first = !self.all_match;
         let len = blob.len();
         let head = match blob.as_slice() {
             Some(d) => d[..d.len().min(TARGET_HEAD)].to_vec(),
@@ -249,37 +261,29 @@ impl BuiltinEngine {
         // The allow-list hashes the object itself whatever its type.
         let kind = normalize::classify(&head);
         let raw = normalize::raw_plan(kind);
-        let mut md5 =
-            ((raw.scan && self.hashes.md5.wants(len)) || self.allow.md5.wants(len)).then(Md5::new);
-        let mut sha1 = ((raw.scan && self.hashes.sha1.wants(len)) || self.allow.sha1.wants(len))
-            .then(Sha1::new);
-        let mut sha = (sha256.is_none()
-            && ((raw.scan && self.hashes.sha256.wants(len)) || self.allow.sha256.wants(len)))
-        .then(Sha256::new);
+        let mut hs = Hashers {
+            md5: ((raw.scan && self.hashes.md5.wants(len)) || self.allow.md5.wants(len))
+                .then(Md5::new),
+            sha1: ((raw.scan && self.hashes.sha1.wants(len)) || self.allow.sha1.wants(len))
+                .then(Sha1::new),
+            sha256: (sha256.is_none()
+                && ((raw.scan && self.hashes.sha256.wants(len)) || self.allow.sha256.wants(len)))
+            .then(Sha256::new),
+        };
         let mut st = self.ndb.start(&head);
-        if self.ndb.needs_layout() || self.ldb.needs_exe() {
+        // Already detected in first-match mode: only the allow-list is left.
+        let mut detected = first && !hits.is_empty();
+        if detected {
+            hs.keep_only(&self.allow, len);
+        }
+        if !detected && (self.ndb.needs_layout() || self.ldb.needs_exe()) {
             st.layout = self.layout(blob, &head)?;
         }
         if let Some(t) = raw.extra {
             st.enable(t);
         }
-        let need_ndb = raw.scan && !self.ndb.is_empty();
-        let needs_pass = need_ndb
-            || (raw.scan && !self.ldb.is_empty())
-            || md5.is_some()
-            || sha1.is_some()
-            || sha.is_some();
-        let mut update = |data: &[u8]| {
-            if let Some(h) = md5.as_mut() {
-                h.update(data);
-            }
-            if let Some(h) = sha1.as_mut() {
-                h.update(data);
-            }
-            if let Some(h) = sha.as_mut() {
-                h.update(data);
-            }
-        };
+        let mut need_ndb = !detected && raw.scan && !self.ndb.is_empty();
+        let needs_pass = need_ndb || hs.any();
         if needs_pass {
             let deadline = Some(ctx.deadline);
             match blob.as_slice() {
@@ -289,7 +293,7 @@ impl BuiltinEngine {
                     let (mut pos, mut hashed) = (0usize, 0usize);
                     while hashed < data.len() {
                         let end = (pos + self.chunk).min(data.len());
-                        update(&data[hashed..end]);
+                        hs.update(&data[hashed..end]);
                         hashed = end;
                         if need_ndb {
                             let last = end == data.len();
@@ -300,6 +304,14 @@ impl BuiltinEngine {
                                 &mut cur,
                                 &mut st,
                             )?;
+                            if st.done {
+                                detected = true;
+                                need_ndb = false;
+                                hs.keep_only(&self.allow, len);
+                                if !hs.any() {
+                                    break;
+                                }
+                            }
                         } else {
                             pos = end;
                         }
@@ -323,7 +335,7 @@ impl BuiltinEngine {
                                 format!("content ended at {pos} of {len} bytes"),
                             )));
                         }
-                        update(&buf[have..have + n]);
+                        hs.update(&buf[have..have + n]);
                         let total = have + n;
                         let mut done = total;
                         if need_ndb {
@@ -334,8 +346,17 @@ impl BuiltinEngine {
                             done = self
                                 .ndb
                                 .scan_window(window, base, last, &mut cur, &mut st)?;
+                            if st.done {
+                                detected = true;
+                                need_ndb = false;
+                                done = total;
+                                hs.keep_only(&self.allow, len);
+                            }
                         }
                         pos += n as u64;
+                        if !need_ndb && !hs.any() {
+                            break;
+                        }
                         buf.copy_within(done..total, 0);
                         have = total - done;
                         if ctx.expired() {
@@ -345,9 +366,9 @@ impl BuiltinEngine {
                 }
             }
         }
-        let md5: Option<[u8; 16]> = md5.map(|h| h.finalize().into());
-        let sha1: Option<[u8; 20]> = sha1.map(|h| h.finalize().into());
-        let digest: Option<[u8; 32]> = sha.map(|h| h.finalize().into()).or(sha256);
+        let md5: Option<[u8; 16]> = hs.md5.map(|h| h.finalize().into());
+        let sha1: Option<[u8; 20]> = hs.sha1.map(|h| h.finalize().into());
+        let digest: Option<[u8; 32]> = hs.sha256.map(|h| h.finalize().into()).or(sha256);
         if self.trusted(md5.as_ref(), sha1.as_ref(), digest.as_ref(), len) {
             tracing::debug!(engine = %self.name, "allow-listed object: no detection");
             return Ok(EngineScan {
@@ -356,6 +377,11 @@ impl BuiltinEngine {
             });
         }
         let mut ids = Vec::new();
+        if first && detected {
+            // EICAR or one body signature.
+            ids.extend(st.found.first().copied());
+            return Ok(self.finish(hits, ids, first));
+        }
         // Hash signatures apply where the raw bytes are scanned.
         if raw.scan {
             lookup_all(
@@ -368,7 +394,13 @@ impl BuiltinEngine {
             );
         }
         ids.extend_from_slice(&st.found);
+        if first && !ids.is_empty() {
+            return Ok(self.finish(hits, ids, first));
+        }
         self.scan_pe_hashes(blob, &head, ctx, &mut ids)?;
+        if first && !ids.is_empty() {
+            return Ok(self.finish(hits, ids, first));
+        }
         if raw.scan && !self.ldb.is_empty() {
             // EntryPoint/NumberOfSections need the executable layout.
             if self.ldb.needs_exe() && matches!(st.layout, Layout::NotExe) {
@@ -386,9 +418,21 @@ impl BuiltinEngine {
                 place,
             };
             ids.extend(self.evaluate_ldb(&st, &view, ctx)?);
+            if first && !ids.is_empty() {
+                return Ok(self.finish(hits, ids, first));
+            }
         }
         self.scan_normalised(blob, kind, place, ctx, &mut ids)?;
+        Ok(self.finish(hits, ids, first))
+    }
+
+    /// The scan's answer from EICAR's hit and the name ids found (only the
+    /// first detection in first-match mode).
+    fn finish(&self, mut hits: Vec<Hit>, ids: Vec<u32>, first: bool) -> EngineScan {
         for id in ids {
+            if first && !hits.is_empty() {
+                break;
+            }
             let h = self.hit(id);
             if !hits.iter().any(|x: &Hit| x.signature == h.signature) {
                 hits.push(h);
@@ -397,10 +441,10 @@ impl BuiltinEngine {
         if !hits.is_empty() {
             tracing::debug!(engine = %self.name, hits = hits.len(), "builtin detection");
         }
-        Ok(EngineScan {
+        EngineScan {
             hits,
             trusted: false,
-        })
+        }
     }
 
     /// Whether the object's hashes are on the `.fp`/`.sfp` allow-list.
@@ -467,6 +511,9 @@ impl BuiltinEngine {
             if ctx.expired() {
                 return Err(EngineError::Timeout);
             }
+            if !self.all_match && !ids.is_empty() {
+                return Ok(());
+            }
             if layer.hashes {
                 let n = layer.data.len() as u64;
                 if self.hashes.md5.wants(n) {
@@ -493,6 +540,10 @@ impl BuiltinEngine {
                     self.ndb
                         .scan_layer_state(&layer.data, &[layer.target], Some(ctx.deadline))?;
                 ids.extend_from_slice(&st.found);
+                if st.done {
+                    // First-match mode: detected in this layer.
+                    return Ok(());
+                }
                 let blob = Blob::from_vec(layer.data);
                 let view = ObjectView {
                     blob: &blob,
@@ -505,6 +556,46 @@ impl BuiltinEngine {
             }
         }
         Ok(())
+    }
+}
+
+/// The whole-object digests a scan computes (only those some signature or
+/// the allow-list could need for this object's size).
+struct Hashers {
+    md5: Option<Md5>,
+    sha1: Option<Sha1>,
+    sha256: Option<Sha256>,
+}
+
+impl Hashers {
+    fn update(&mut self, data: &[u8]) {
+        if let Some(h) = self.md5.as_mut() {
+            h.update(data);
+        }
+        if let Some(h) = self.sha1.as_mut() {
+            h.update(data);
+        }
+        if let Some(h) = self.sha256.as_mut() {
+            h.update(data);
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.md5.is_some() || self.sha1.is_some() || self.sha256.is_some()
+    }
+
+    /// Drop the digests the allow-list does not need (first-match mode,
+    /// once detected: hash signatures cannot add anything).
+    fn keep_only(&mut self, allow: &HashDb, len: u64) {
+        if !allow.md5.wants(len) {
+            self.md5 = None;
+        }
+        if !allow.sha1.wants(len) {
+            self.sha1 = None;
+        }
+        if !allow.sha256.wants(len) {
+            self.sha256 = None;
+        }
     }
 }
 
@@ -643,20 +734,29 @@ fn lookup_all(
     len: u64,
     ids: &mut Vec<u32>,
 ) {
-    if let Some(d) = md5.filter(|_| db.md5.wants(len)) {
-        db.md5.lookup(d, len, ids);
+    // Strongest digest first: in first-match mode the first name is reported.
+    if let Some(d) = sha256.filter(|_| db.sha256.wants(len)) {
+        db.sha256.lookup(d, len, ids);
     }
     if let Some(d) = sha1.filter(|_| db.sha1.wants(len)) {
         db.sha1.lookup(d, len, ids);
     }
-    if let Some(d) = sha256.filter(|_| db.sha256.wants(len)) {
-        db.sha256.lookup(d, len, ids);
+    if let Some(d) = md5.filter(|_| db.md5.wants(len)) {
+        db.md5.lookup(d, len, ids);
     }
 }
 
 impl Engine for BuiltinEngine {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// First-match and all-match engines give different findings for the
+    /// same object: the mode is part of the verdict-cache key.
+    fn fingerprint(&self) -> String {
+        let i = &self.info;
+        let mode = if self.all_match { "" } else { ":first-match" };
+        format!("{}:{}:{}{mode}", i.name, i.version, i.signature_version)
     }
 
     fn info(&self) -> EngineInfo {
@@ -1120,5 +1220,157 @@ mod tests {
         assert_eq!(i.skipped.get("ignored"), Some(&3));
         assert_eq!(i.signatures.get("ign"), Some(&4));
         assert_eq!(i.signatures.get("ndb"), Some(&1));
+    }
+
+    fn sorted_names(r: &EngineScan) -> Vec<String> {
+        let mut v: Vec<String> = r.hits.iter().map(|h| h.signature.clone()).collect();
+        v.sort();
+        v
+    }
+
+    fn first_match_engine(files: &[(&str, &str)]) -> (tempfile::TempDir, BuiltinEngine) {
+        let opts = LoadOptions {
+            all_match: false,
+            ..LoadOptions::default()
+        };
+        engine_with_opts(files, &opts)
+    }
+
+    #[test]
+    fn first_match_reports_one_name_where_all_match_reports_every_one() {
+        let body = b"xx abcdefgh xx 0123456789 xx".to_vec();
+        let hsb = format!(
+            "{}:{}:Hash.C\n",
+            hex::encode(Sha256::digest(&body)),
+            body.len()
+        );
+        let files = [
+            (
+                "b.ndb",
+                "Body.A:0:*:6162636465666768\nBody.B:0:*:30313233343536373839\n",
+            ),
+            ("h.hsb", hsb.as_str()),
+        ];
+        let (_d, all) = engine_with(&files);
+        let (_d2, first) = first_match_engine(&files);
+        for blob in [Blob::from_vec(body.clone()), file_blob(&body)] {
+            let every = sorted_names(&all.scan_blob(&blob, None, &ctx()).unwrap());
+            assert_eq!(every, vec!["Body.A", "Body.B", "Hash.C"]);
+            let one = first.scan_blob(&blob, None, &ctx()).unwrap();
+            // The first detection in the object, one of all-match's names.
+            assert_eq!(names(&one), vec!["Body.A"]);
+            assert!(!one.trusted);
+        }
+        // Only the later signature: still found, alone.
+        let late = b"yy 0123456789".to_vec();
+        for e in [&all, &first] {
+            assert_eq!(
+                names(
+                    &e.scan_blob(&Blob::from_vec(late.clone()), None, &ctx())
+                        .unwrap()
+                ),
+                vec!["Body.B"]
+            );
+        }
+        // Only the hash: the whole object is hashed in both modes.
+        let hashed_only = b"only the hash matches this".to_vec();
+        let hsb2 = format!(
+            "{}:{}:Hash.D\n",
+            hex::encode(Sha256::digest(&hashed_only)),
+            hashed_only.len()
+        );
+        let (_d3, first2) = first_match_engine(&[("h.hsb", &hsb2), files[0]]);
+        let r = first2
+            .scan_blob(&Blob::from_vec(hashed_only), None, &ctx())
+            .unwrap();
+        assert_eq!(names(&r), vec!["Hash.D"]);
+        // Clean data is clean in both modes.
+        let clean = Blob::from_vec(b"nothing to see".to_vec());
+        assert!(all.scan_blob(&clean, None, &ctx()).unwrap().hits.is_empty());
+        assert!(
+            first
+                .scan_blob(&clean, None, &ctx())
+                .unwrap()
+                .hits
+                .is_empty()
+        );
+        // The mode is part of the verdict-cache key.
+        assert_ne!(all.fingerprint(), first.fingerprint());
+    }
+
+    #[test]
+    fn first_match_still_honours_the_allow_list_after_an_early_detection() {
+        // The detection is in the first bytes; the trusted digest covers
+        // the whole (large) object, so it must still be hashed to the end.
+        let mut body = noise(3 << 20, 9);
+        body[..4].copy_from_slice(&[0, 1, 0, 2]);
+        body[10..18].copy_from_slice(b"abcdefgh");
+        let md5 = hex::encode(Md5::digest(&body));
+        let fp = format!("{md5}:{}:Trusted.Big\n", body.len());
+        let (_d, e) = first_match_engine(&[
+            ("b.ndb", NDB),
+            ("x.fp", &fp),
+            ("a.ndb", "Body.A:0:*:6162636465666768\n"),
+        ]);
+        let e = e.with_chunk_size(4096);
+        for blob in [Blob::from_vec(body.clone()), file_blob(&body)] {
+            let r = e.scan_blob(&blob, None, &ctx()).unwrap();
+            assert!(r.trusted && r.hits.is_empty(), "{r:?}");
+        }
+        body[5] ^= 1;
+        for blob in [Blob::from_vec(body.clone()), file_blob(&body)] {
+            let r = e.scan_blob(&blob, None, &ctx()).unwrap();
+            assert!(!r.trusted);
+            assert_eq!(names(&r), vec!["Body.A"]);
+        }
+    }
+
+    #[test]
+    fn first_match_decides_count_expressions_on_the_whole_object() {
+        // `0=2`: exactly two matches. A first-match scan must not decide
+        // after the second match when a third one follows.
+        let ldb = "L.Two;Engine:51-255,Target:0;0=2;41424344\n\
+                   L.Many;Engine:51-255,Target:0;0>2;51525354\n";
+        let (_d, all) = engine_with(&[("l.ldb", ldb)]);
+        let (_d2, first) = first_match_engine(&[("l.ldb", ldb)]);
+        for (data, want) in [
+            (&b"ABCD.ABCD"[..], vec!["L.Two"]),
+            (b"ABCD.ABCD.ABCD", vec![]),
+            (b"QRST.QRST", vec![]),
+            (b"QRST.QRST.QRST", vec!["L.Many"]),
+        ] {
+            for e in [&all, &first] {
+                let r = e
+                    .scan_blob(&Blob::from_vec(data.to_vec()), None, &ctx())
+                    .unwrap();
+                assert_eq!(names(&r), want, "{:?}", String::from_utf8_lossy(data));
+            }
+        }
+        // Both logical signatures true: one name in first-match mode.
+        let both = b"ABCD.ABCD.QRST.QRST.QRST".to_vec();
+        let every = sorted_names(
+            &all.scan_blob(&Blob::from_vec(both.clone()), None, &ctx())
+                .unwrap(),
+        );
+        assert_eq!(every, vec!["L.Many", "L.Two"]);
+        let one = first
+            .scan_blob(&Blob::from_vec(both), None, &ctx())
+            .unwrap();
+        assert_eq!(one.hits.len(), 1);
+        assert!(every.contains(&one.hits[0].signature));
+    }
+
+    #[test]
+    fn first_match_eicar_stops_the_scan() {
+        let ndb = "Body.E:0:*:45494341522d5354414e44\n"; // "EICAR-STAND"
+        let (_d, all) = engine_with(&[("e.ndb", ndb)]);
+        let (_d2, first) = first_match_engine(&[("e.ndb", ndb)]);
+        let blob = Blob::from_vec(EICAR.to_vec());
+        let every = sorted_names(&all.scan_blob(&blob, None, &ctx()).unwrap());
+        assert_eq!(every, vec!["Body.E", "Eicar-Test-Signature"]);
+        assert_eq!(
+            names(&first.scan_blob(&blob, None, &ctx()).unwrap()),
+            vec!["Eicar-Test-Signature"]
+        );
     }
 }

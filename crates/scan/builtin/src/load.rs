@@ -46,6 +46,14 @@ pub struct LoadOptions {
     /// The keys `.cvd`/`.cld` signatures are checked with; `None` is
     /// ClamAV's published keys.
     pub public_keys: Option<std::sync::Arc<crate::dsig::Keys>>,
+    /// Report every signature that matches an object (`clamscan
+    /// --allmatch`, clamd's `ALLMATCHSCAN`); off, a scan stops at the
+    /// object's first detection and reports that one name, as clamscan and
+    /// clamd do by default (same verdict, much less work on infected
+    /// objects). On in this library default (tests and the updater's test
+    /// load see every match); the product's engine configuration defaults
+    /// to first-match.
+    pub all_match: bool,
 }
 
 impl Default for LoadOptions {
@@ -54,6 +62,7 @@ impl Default for LoadOptions {
             detect_pua: false,
             verify_signatures: true,
             public_keys: None,
+            all_match: true,
         }
     }
 }
@@ -833,6 +842,7 @@ mod tests {
         detect_pua: false,
         verify_signatures: false,
         public_keys: None,
+        all_match: true,
     };
 
     #[test]

@@ -94,6 +94,11 @@ pub enum EngineConfig {
         /// Default: ClamAV's published keys.
         #[serde(default)]
         public_key: Option<PathBuf>,
+        /// Report every matching signature of an object (as `clamscan
+        /// --allmatch`); off by default: an object's scan stops at its first
+        /// detection, as clamscan and clamd do (same verdict, less work).
+        #[serde(default)]
+        all_match: bool,
     },
     /// YARA-X rule files or directories.
     Yara {
@@ -207,6 +212,7 @@ pub fn default_engines() -> Vec<EngineConfig> {
         detect_pua: false,
         verify_signatures: true,
         public_key: None,
+        all_match: false,
     }]
 }
 
@@ -219,6 +225,7 @@ pub fn eicar_only_engines() -> Vec<EngineConfig> {
         detect_pua: false,
         verify_signatures: true,
         public_key: None,
+        all_match: false,
     }]
 }
 
@@ -310,6 +317,7 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
                 detect_pua,
                 verify_signatures,
                 public_key,
+                all_match,
                 ..
             } => {
                 let public_keys = match public_key {
@@ -326,6 +334,7 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
                     detect_pua: *detect_pua,
                     verify_signatures: *verify_signatures,
                     public_keys,
+                    all_match: *all_match,
                 };
                 let e = if signatures.is_empty() {
                     moat_builtin::BuiltinEngine::eicar_only(&name)
@@ -495,6 +504,7 @@ mod tests {
             detect_pua: false,
             verify_signatures: true,
             public_key: None,
+            all_match: false,
         }])
         .unwrap();
         let info = &set.infos()[0];
@@ -574,6 +584,7 @@ mod tests {
                 detect_pua: false,
                 verify_signatures: true,
                 public_key: None,
+                all_match: false,
             },
             EngineConfig::Builtin {
                 name: None,
@@ -581,6 +592,7 @@ mod tests {
                 detect_pua: false,
                 verify_signatures: true,
                 public_key: None,
+                all_match: false,
             },
         ])
         .unwrap();
@@ -593,6 +605,7 @@ mod tests {
                 detect_pua: false,
                 verify_signatures: true,
                 public_key: None,
+                all_match: false,
             },
             EngineConfig::Builtin {
                 name: Some("x".into()),
@@ -600,6 +613,7 @@ mod tests {
                 detect_pua: false,
                 verify_signatures: true,
                 public_key: None,
+                all_match: false,
             },
         ]);
         assert!(matches!(err, Err(BuildError::DuplicateName(_))));

@@ -601,6 +601,7 @@ mod tests {
             detect_pua: false,
             verify_signatures: true,
             public_key: None,
+            all_match: false,
         };
         let s = Scanner::new(build_engine_set(&[cfg]).unwrap(), ScanConfig::default());
         let v = s.scan(&Blob::from_vec(outer.clone()), "outer.zip", None);

@@ -569,6 +569,7 @@ impl Updater {
                 detect_pua: true,
                 verify_signatures: true,
                 public_keys: Some(self.keys.clone()),
+                all_match: true,
             };
             let e = moat_builtin::BuiltinEngine::load_with(
                 "update-check",

@@ -198,6 +198,11 @@ pub struct NdbScan {
     pub hits: Vec<SigHit>,
     /// More than [`MAX_HITS`] matches: later ones were not recorded.
     pub hits_truncated: bool,
+    /// First-match mode (see [`NdbSet::set_first_match`]): stop at the
+    /// first name found.
+    first_match: bool,
+    /// A first-match scan found its name: nothing more is looked for.
+    pub done: bool,
     /// Per capped all-matches signature: (distinct starts recorded, last start).
     capped: HashMap<u32, (u32, u64)>,
     progress: Vec<Progress>,
@@ -233,6 +238,21 @@ pub struct NdbSet {
     gaps: Vec<u64>,
     /// Number of multi-part signatures.
     multi: u32,
+    /// Scans stop at the first first-match signature found.
+    first_match: bool,
+}
+
+/// Why the candidate loop stopped early.
+enum Halt {
+    /// A first-match scan found its name.
+    Done,
+    Err(EngineError),
+}
+
+impl From<EngineError> for Halt {
+    fn from(e: EngineError) -> Halt {
+        Halt::Err(e)
+    }
 }
 
 const TARGETS: [Target; 11] = [
@@ -353,6 +373,7 @@ impl NdbSet {
             needs_layout,
             gaps,
             multi,
+            first_match: false,
         }
     }
 
@@ -379,6 +400,7 @@ impl NdbSet {
             needs_layout: false,
             gaps: Vec::new(),
             multi: 0,
+            first_match: false,
         }
     }
 
@@ -392,6 +414,15 @@ impl NdbSet {
             m.cap = cap.max(1);
             m.track_last = track_last;
         }
+    }
+
+    /// First-match mode, as clamscan without `--allmatch`: a scan stops at
+    /// the first (first-match) signature found ([`NdbScan::done`]), and
+    /// [`NdbScan::found`] then holds that one name. All-matches signatures
+    /// (logical subsignatures) found before it are in [`NdbScan::hits`] as
+    /// usual, but the object is not scanned further.
+    pub fn set_first_match(&mut self, on: bool) {
+        self.first_match = on;
     }
 
     /// Number of signatures.
@@ -442,6 +473,8 @@ impl NdbSet {
             progress: vec![Progress::default(); self.multi as usize],
             targets,
             layout: Layout::NotExe,
+            first_match: self.first_match,
+            done: false,
         }
     }
 
@@ -499,10 +532,10 @@ impl NdbSet {
         } else {
             window.len().saturating_sub(Self::OVERLAP)
         };
-        if self.sigs.is_empty() {
+        if self.sigs.is_empty() || st.done {
             return Ok(limit);
         }
-        self.index.scan(window, limit, |i, pid| {
+        let r = self.index.scan(window, limit, |i, pid| {
             let pat = self.pattern(pid);
             let abs = window_base + i as u64;
             match window.get(i..i + pat.len()) {
@@ -519,9 +552,16 @@ impl NdbSet {
                     }
                 }
             }
-            self.verify_refs(pid, abs, pat.len() as u64, cur, st)
-        })?;
-        Ok(limit)
+            self.verify_refs(pid, abs, pat.len() as u64, cur, st)?;
+            if st.done {
+                return Err(Halt::Done);
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) | Err(Halt::Done) => Ok(limit),
+            Err(Halt::Err(e)) => Err(e),
+        }
     }
 
     /// The left `(B)`/`(L)`/`(W)` check for a match starting at `ms`.
@@ -650,6 +690,10 @@ impl NdbSet {
             } else {
                 st.matched[si / 64] |= 1 << (si % 64);
                 st.found.push(meta.name);
+                if st.first_match {
+                    st.done = true;
+                    return Ok(());
+                }
             }
         }
         Ok(())
@@ -788,6 +832,30 @@ mod tests {
         let mut found = set.scan_slice(b"ABCD ABCD ABCD", None).unwrap();
         found.sort();
         assert_eq!(found, vec![0, 1]);
+    }
+
+    #[test]
+    fn first_match_set_stops_at_the_first_name_in_the_object() {
+        let (mut set, _) = set_from_lines(&["S:0:*:41424344", "T:0:*:51525354", "U:0:*:4142"]);
+        let data = b"..QRST..ABCD..";
+        let mut every = set.scan_slice(data, None).unwrap();
+        every.sort();
+        assert_eq!(every, vec![0, 1, 2]);
+        set.set_first_match(true);
+        let st = set.scan_slice_state(data, None).unwrap();
+        assert!(st.done);
+        assert_eq!(st.found, vec![1]);
+        // Nothing found: the whole object is scanned, not done.
+        let st = set.scan_slice_state(b"..xyz..", None).unwrap();
+        assert!(!st.done && st.found.is_empty());
+        // A later window of a done scan looks at nothing.
+        let mut st = set.start(b"");
+        let mut cur = Cursor::whole(b"QRST ABCD", None);
+        set.scan_window(b"QRST ABCD", 0, true, &mut cur, &mut st)
+            .unwrap();
+        set.scan_window(b"QRST ABCD", 0, true, &mut cur, &mut st)
+            .unwrap();
+        assert_eq!(st.found, vec![1]);
     }
 
     #[test]
