@@ -15,6 +15,8 @@
 #   c-icap-client, squid       apt: c-icap squid (the ICAP server's tests; the
 #                              c-icap daemon itself is not started)
 #   node + npm tus-js-client in ~/.cache/moat-test-node  apt: nodejs npm
+#   the web UI's browser tests: Chromium (apt: chromium) driven by npm
+#   playwright-core in the same node cache (its own browser download is not used)
 set -euo pipefail
 
 log() { echo "test-deps: $*" >&2; }
@@ -120,3 +122,10 @@ if [ ! -d "$NODE_CACHE/node_modules/tus-js-client" ]; then
     (cd "$NODE_CACHE" && npm install -q --no-audit --no-fund tus-js-client@4 >&2)
 fi
 echo "export MOAT_TEST_NODE_MODULES='$NODE_CACHE/node_modules'"
+
+# --- the web UI's browser tests: Debian's Chromium, driven by playwright-core
+[ -x /usr/bin/chromium ] || apt_install chromium
+if [ ! -d "$NODE_CACHE/node_modules/playwright-core" ]; then
+    log "installing playwright-core into $NODE_CACHE"
+    (cd "$NODE_CACHE" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install -q --no-audit --no-fund playwright-core@1 >&2)
+fi

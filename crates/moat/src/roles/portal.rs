@@ -31,7 +31,8 @@ pub async fn build(s: &Settings, core: &Core) -> Result<Option<(Box<dyn Role>, a
     )
     .await
     .context("starting the portal")?;
-    let router = moat_portal::api::router(portal.clone());
+    // The web UI (pages at `/`) is a client of these routes, beside them.
+    let router = moat_portal::api::router(portal.clone()).merge(moat_webui::router());
     tracing::info!(
         storage = portal.vault.backend_name(),
         workers = s.portal.workers,

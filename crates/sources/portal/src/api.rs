@@ -777,8 +777,17 @@ async fn link_zip(
 }
 
 /// What a link holder sees: the package's state, message and file list
-/// (names and sizes; no bytes, no verdict details).
-async fn link_view(State(p): St, Path(token): Path<String>) -> Result<Json<Value>> {
+/// (names and sizes; no bytes, no verdict details). A browser following
+/// the link from an e-mail (asking for HTML first) is sent to the web UI's
+/// page for it, which reads this JSON.
+async fn link_view(
+    State(p): St,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response> {
+    if wants_html(&headers) && links::is_token(&token) {
+        return Ok(axum::response::Redirect::to(&format!("/p/{token}")).into_response());
+    }
     let link = resolve_link(&p, &token).await?;
     let pkg = p
         .store
@@ -806,7 +815,23 @@ async fn link_view(State(p): St, Path(token): Path<String>) -> Result<Json<Value
     Ok(Json(json!({
         "id": pkg.id, "state": pkg.state.as_str(), "message": pkg.message,
         "expires_at": pkg.expires_at, "has_password": pkg.password_hash.is_some(), "files": files,
-    })))
+    }))
+    .into_response())
+}
+
+/// Whether the client lists `text/html` before any JSON type in `Accept`
+/// (a browser navigating), as opposed to an API client (`*/*` or JSON).
+fn wants_html(h: &HeaderMap) -> bool {
+    let Some(a) = h.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let html = a.find("text/html");
+    let json = a.find("application/json");
+    match (html, json) {
+        (Some(h), Some(j)) => h < j,
+        (Some(_), None) => true,
+        _ => false,
+    }
 }
 
 // ---- audit
@@ -934,6 +959,25 @@ mod tests {
         assert!(!valid_email("<a@example.com>"));
         assert!(!valid_email("a@@example.com"));
         assert!(!valid_email("a@example.com\r\nBcc: x@y.z"));
+    }
+
+    #[test]
+    fn browsers_are_told_apart_from_api_clients() {
+        let h = |a: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(
+                header::ACCEPT,
+                HeaderValue::from_str(a).unwrap_or(HeaderValue::from_static("")),
+            );
+            wants_html(&m)
+        };
+        assert!(h(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ));
+        assert!(!h("*/*"));
+        assert!(!h("application/json"));
+        assert!(!h("application/json, text/html"));
+        assert!(!wants_html(&HeaderMap::new()));
     }
 
     #[test]

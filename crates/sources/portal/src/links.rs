@@ -50,6 +50,13 @@ pub async fn resolve(store: &Store, token: &str) -> Result<Option<Link>> {
 }
 
 /// The path of a link (below the portal's base URL).
+/// Whether `s` has the shape of a link token (base64url, no padding).
+pub fn is_token(s: &str) -> bool {
+    (16..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub fn path(token: &str) -> String {
     format!("/v1/portal/p/{token}")
 }
