@@ -142,3 +142,32 @@ fn content_on_standard_input_reaches_clamscan() {
     let sig = lines[0]["findings"][0]["signature"].as_str().unwrap();
     assert!(sig.starts_with("Moat.Test.EICAR"), "{sig}");
 }
+
+/// The commented `[[engines]] type = "command"` example in moat.example.toml,
+/// uncommented, is accepted, names the engine and never passes EICAR (the
+/// system clamscan may lack a database: then an error, still not clean).
+#[test]
+fn the_commented_example_config_runs_and_never_passes_eicar() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_root().join("moat.example.toml")).unwrap();
+    let start = text.find("--- BEGIN command example ---").unwrap();
+    let end = text.find("--- END command example ---").unwrap();
+    let body: String = text[start..end]
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("##"))
+        .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+        .collect();
+    let cfg = dir.path().join("example.toml");
+    std::fs::write(&cfg, body).unwrap();
+    let eicar = dir.path().join("eicar.com");
+    std::fs::write(&eicar, EICAR).unwrap();
+    let (code, lines, err) = scan(&cfg, &[&eicar]);
+    assert_eq!(lines.len(), 1, "the example config must load: {err}");
+    assert_ne!(code, Some(0), "{err}");
+    let status = lines[0]["status"].as_str().unwrap();
+    assert!(status == "infected" || status == "error", "{}", lines[0]);
+    if status == "infected" {
+        assert_eq!(lines[0]["findings"][0]["engine"], "clamscan");
+    }
+}
