@@ -122,6 +122,8 @@ pub enum EngineConfig {
         #[serde(default)]
         pool_size: Option<usize>,
     },
+    /// A local scanner command run per file (e.g. `clamscan`), mapped by exit code.
+    Command(moat_command::CommandConfig),
 }
 
 fn default_true() -> bool {
@@ -138,6 +140,7 @@ impl EngineConfig {
             EngineConfig::Builtin { .. } => "builtin",
             EngineConfig::Yara { .. } => "yara",
             EngineConfig::Clamd { .. } => "clamd",
+            EngineConfig::Command(_) => "command",
         }
     }
 
@@ -145,7 +148,8 @@ impl EngineConfig {
         match self {
             EngineConfig::Builtin { name, .. }
             | EngineConfig::Yara { name, .. }
-            | EngineConfig::Clamd { name, .. } => name.as_deref(),
+            | EngineConfig::Clamd { name, .. }
+            | EngineConfig::Command(moat_command::CommandConfig { name, .. }) => name.as_deref(),
         }
     }
 
@@ -164,7 +168,7 @@ impl EngineConfig {
         match self {
             EngineConfig::Builtin { signatures, .. } => signatures.clone(),
             EngineConfig::Yara { rules, .. } => rules.clone(),
-            EngineConfig::Clamd { .. } => Vec::new(),
+            EngineConfig::Clamd { .. } | EngineConfig::Command(_) => Vec::new(),
         }
     }
 }
@@ -186,6 +190,11 @@ pub enum BuildError {
     Clamd {
         name: String,
         source: moat_clamd::ConfigError,
+    },
+    #[error("engine {name:?} (command): {source}")]
+    Command {
+        name: String,
+        source: moat_command::ConfigError,
     },
     #[error("engine {name:?} (builtin): public key {path}: {msg}")]
     Key {
@@ -389,6 +398,14 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
                     }
                 })?)
             }
+            EngineConfig::Command(c) => Arc::new(
+                moat_command::CommandEngine::new(&name, c.clone()).map_err(|source| {
+                    BuildError::Command {
+                        name: name.clone(),
+                        source,
+                    }
+                })?,
+            ),
         };
         let info = engine.info();
         if info.signatures.values().sum::<u64>() == 0 && !info.load_errors.is_empty() {
@@ -418,6 +435,24 @@ mod tests {
         assert_eq!(w.engines.len(), 2);
         assert_eq!(w.engines[1].kind(), "clamd");
         let bad: Result<W, _> = serde_json::from_str(r#"{"engines":[{"type":"nope"}]}"#);
+        assert!(bad.is_err());
+        let w: W = serde_json::from_str(
+            r#"{"engines":[{"type":"command","name":"cs","argv":["clamscan","{path}"],"timeout_secs":5}]}"#,
+        )
+        .unwrap();
+        assert_eq!(w.engines[0].kind(), "command");
+        assert_eq!(w.engines[0].name(), Some("cs"));
+        let set = build_engine_set(&w.engines).unwrap();
+        assert_eq!(set.infos()[0].kind, "command");
+        let bad: W =
+            serde_json::from_str(r#"{"engines":[{"type":"command","argv":["x"]}]}"#).unwrap();
+        let err = match build_engine_set(&bad.engines) {
+            Ok(_) => panic!("a command without {{path}} must be refused"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("(command)") && err.contains("{path}"), "{err}");
+        let bad: Result<W, _> =
+            serde_json::from_str(r#"{"engines":[{"type":"command","argv":["x"],"nope":1}]}"#);
         assert!(bad.is_err());
     }
 
