@@ -40,6 +40,9 @@ pub struct Object<'a> {
 pub struct ScanContext {
     /// Engines give up with [`EngineError::Timeout`] past this instant.
     pub deadline: Instant,
+    /// Report every match even where the engine is configured to stop at
+    /// the first detection (clamd's ALLMATCHSCAN).
+    pub all_match: bool,
 }
 
 impl ScanContext {

@@ -132,6 +132,7 @@ fn main() {
         .collect();
     let ctx = ScanContext {
         deadline: Instant::now() + Duration::from_secs(3600),
+        all_match: false,
     };
     let mut bytes = 0u64;
     let mut detections = 0usize;

@@ -34,6 +34,7 @@ fn main() {
     for f in files {
         let ctx = ScanContext {
             deadline: Instant::now() + Duration::from_secs(120),
+            all_match: false,
         };
         match Blob::open(f.as_ref())
             .map_err(|e| e.to_string())

@@ -243,7 +243,7 @@ impl BuiltinEngine {
         if ctx.expired() {
             return Err(EngineError::Timeout);
         }
-        let first = !self.all_match;
+        let first = !self.all_match && !ctx.all_match;
         let len = blob.len();
         let head = match blob.as_slice() {
             Some(d) => d[..d.len().min(TARGET_HEAD)].to_vec(),
@@ -271,6 +271,9 @@ impl BuiltinEngine {
             .then(Sha256::new),
         };
         let mut st = self.ndb.start(&head);
+        if !first {
+            st.report_all();
+        }
         // Already detected in first-match mode: only the allow-list is left.
         let mut detected = first && !hits.is_empty();
         if detected {
@@ -529,16 +532,22 @@ impl BuiltinEngine {
                 }
             }
             if layer_sigs && self.ldb.is_empty() {
-                let found =
-                    self.ndb
-                        .scan_layer(&layer.data, &[layer.target], Some(ctx.deadline))?;
+                let found = self.ndb.scan_layer(
+                    &layer.data,
+                    &[layer.target],
+                    Some(ctx.deadline),
+                    ctx.all_match,
+                )?;
                 ids.extend_from_slice(&found);
             } else if !self.ldb.is_empty() {
                 // Logical signatures are evaluated per layer, as ClamAV
                 // evaluates them per scanned map.
-                let st =
-                    self.ndb
-                        .scan_layer_state(&layer.data, &[layer.target], Some(ctx.deadline))?;
+                let st = self.ndb.scan_layer_state(
+                    &layer.data,
+                    &[layer.target],
+                    Some(ctx.deadline),
+                    ctx.all_match,
+                )?;
                 ids.extend_from_slice(&st.found);
                 if st.done {
                     // First-match mode: detected in this layer.
@@ -779,6 +788,7 @@ mod tests {
     fn ctx() -> ScanContext {
         ScanContext {
             deadline: Instant::now() + Duration::from_secs(60),
+            all_match: false,
         }
     }
 
@@ -1061,6 +1071,7 @@ mod tests {
         let e = e.with_chunk_size(4096);
         let past = ScanContext {
             deadline: Instant::now(),
+            all_match: false,
         };
         let blob = Blob::from_vec(noise(1 << 20, 3));
         assert!(matches!(
@@ -1071,6 +1082,7 @@ mod tests {
         let big = file_blob(&noise(64 << 20, 5));
         let soon = ScanContext {
             deadline: Instant::now() + Duration::from_millis(5),
+            all_match: false,
         };
         std::thread::sleep(Duration::from_millis(6));
         assert!(matches!(
@@ -1260,6 +1272,14 @@ mod tests {
             // The first detection in the object, one of all-match's names.
             assert_eq!(names(&one), vec!["Body.A"]);
             assert!(!one.trusted);
+            // A request for every match (clamd's ALLMATCHSCAN) gets them all
+            // from the first-match engine too.
+            let asked = ScanContext {
+                all_match: true,
+                ..ctx()
+            };
+            let every2 = sorted_names(&first.scan_blob(&blob, None, &asked).unwrap());
+            assert_eq!(every2, every);
         }
         // Only the later signature: still found, alone.
         let late = b"yy 0123456789".to_vec();

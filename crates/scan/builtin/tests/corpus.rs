@@ -70,6 +70,7 @@ fn generated_corpus_ground_truth() {
             .unwrap();
     let ctx = ScanContext {
         deadline: Instant::now() + Duration::from_secs(600),
+        all_match: false,
     };
     let (mut clean, mut infected, mut archives) = (0, 0, 0);
     for (rel, entry) in manifest.as_object().unwrap() {

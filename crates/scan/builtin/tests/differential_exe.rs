@@ -106,6 +106,7 @@ fn moat(db: &Path, files: &[PathBuf]) -> BTreeMap<PathBuf, BTreeSet<String>> {
     );
     let ctx = ScanContext {
         deadline: Instant::now() + Duration::from_secs(60),
+        all_match: false,
     };
     files
         .iter()

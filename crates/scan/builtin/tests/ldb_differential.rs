@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 fn moat(engine: &BuiltinEngine, path: &Path) -> BTreeSet<String> {
     let ctx = ScanContext {
         deadline: Instant::now() + Duration::from_secs(60),
+        all_match: false,
     };
     let blob = Blob::open(path).unwrap();
     engine
@@ -324,6 +325,7 @@ fn malformed_lines_are_reported_with_line_numbers_and_the_rest_loads() {
     }
     let ctx = ScanContext {
         deadline: Instant::now() + Duration::from_secs(60),
+        all_match: false,
     };
     let r = e
         .scan_blob(&Blob::from_vec(b"..ABCD..efgh".to_vec()), None, &ctx)

@@ -29,6 +29,7 @@ fn moat(sigs: &Path, files: &[PathBuf]) -> BTreeMap<String, BTreeSet<String>> {
     assert!(info.unsupported.is_empty(), "{:?}", info.unsupported);
     let ctx = ScanContext {
         deadline: Instant::now() + Duration::from_secs(60),
+        all_match: false,
     };
     files
         .iter()

@@ -251,6 +251,7 @@ mod tests {
             &obj,
             &ScanContext {
                 deadline: Instant::now() + Duration::from_secs(10),
+                all_match: false,
             },
         )
     }

@@ -102,6 +102,7 @@ fn engine_with(cfg: ClamdConfig) -> ClamdEngine {
 fn ctx() -> ScanContext {
     ScanContext {
         deadline: Instant::now() + Duration::from_secs(60),
+        all_match: false,
     }
 }
 
@@ -442,6 +443,7 @@ fn deadlines_give_timeout() {
     let blob = Blob::from_vec(payload(20 << 20, None));
     let past = ScanContext {
         deadline: Instant::now() - Duration::from_secs(1),
+        all_match: false,
     };
     assert!(matches!(
         scan_ctx(&e, &blob, &past),
@@ -449,6 +451,7 @@ fn deadlines_give_timeout() {
     ));
     let tiny = ScanContext {
         deadline: Instant::now() + Duration::from_millis(2),
+        all_match: false,
     };
     let r = scan_ctx(&e, &blob, &tiny);
     assert!(matches!(r, Err(EngineError::Timeout)), "{r:?}");
@@ -467,7 +470,8 @@ fn deadlines_give_timeout() {
             &e,
             &blob,
             &ScanContext {
-                deadline: Instant::now() + Duration::from_millis(2)
+                deadline: Instant::now() + Duration::from_millis(2),
+                all_match: false,
             }
         ),
         Err(EngineError::Timeout)

@@ -338,6 +338,7 @@ mod tests {
             &obj,
             &ScanContext {
                 deadline: Instant::now() + Duration::from_secs(20),
+                all_match: false,
             },
         )
     }

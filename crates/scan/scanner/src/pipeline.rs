@@ -219,9 +219,24 @@ impl Scanner {
         name: &str,
         sha256: Option<[u8; 32]>,
     ) -> Verdict {
+        self.scan_with_mode(set, blob, name, sha256, false)
+    }
+
+    /// [`Self::scan_with`]; with `all_match`, engines that stop at an
+    /// object's first detection report every match instead (clamd's
+    /// ALLMATCHSCAN).
+    pub fn scan_with_mode(
+        &self,
+        set: &EngineSet,
+        blob: &Blob,
+        name: &str,
+        sha256: Option<[u8; 32]>,
+        all_match: bool,
+    ) -> Verdict {
         let start = Instant::now();
         let ctx = ScanContext {
             deadline: start + self.cfg.timeout(),
+            all_match,
         };
         let size = blob.len();
         let engines = set.engines();

@@ -310,6 +310,7 @@ mod tests {
         };
         let ctx = ScanContext {
             deadline: Instant::now() + Duration::from_secs(30),
+            all_match: false,
         };
         for _ in 0..3 {
             assert_eq!(a.scan(&obj, &ctx).unwrap().hits.len(), 1);

@@ -29,6 +29,7 @@ fn read_small(path: &Path) -> Vec<u8> {
 fn ctx() -> ScanContext {
     ScanContext {
         deadline: Instant::now() + Duration::from_secs(30),
+        all_match: false,
     }
 }
 
@@ -226,6 +227,7 @@ fn expired_deadline_is_a_timeout() {
     let data = Blob::from_vec(b"x".to_vec());
     let past = ScanContext {
         deadline: Instant::now(),
+        all_match: false,
     };
     assert!(matches!(
         e.scan(&obj(&data, "f"), &past),

@@ -48,13 +48,42 @@ impl ScanService {
         name: &str,
         blob: Blob,
         sha256: [u8; 32],
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<ScanRecord, ApiError> {
+        self.scan_mode(source, name, blob, sha256, extra, false)
+            .await
+    }
+
+    /// [`ScanService::scan`] reporting every match, even from engines set to
+    /// stop at an object's first detection (clamd's ALLMATCHSCAN). The
+    /// verdict cache is neither read (it may hold a first-match verdict) nor
+    /// written.
+    pub async fn scan_all_matches(
+        &self,
+        source: &'static str,
+        name: &str,
+        blob: Blob,
+        sha256: [u8; 32],
+    ) -> Result<ScanRecord, ApiError> {
+        self.scan_mode(source, name, blob, sha256, serde_json::Map::new(), true)
+            .await
+    }
+
+    async fn scan_mode(
+        &self,
+        source: &'static str,
+        name: &str,
+        blob: Blob,
+        sha256: [u8; 32],
         mut extra: serde_json::Map<String, serde_json::Value>,
+        all_match: bool,
     ) -> Result<ScanRecord, ApiError> {
         let set = self.scanner.engine_set();
         let fp = set.fingerprint().to_string();
         let sha_hex = hex::encode(sha256);
         let mut cached = None;
-        if self.cache {
+        let cache = self.cache && !all_match;
+        if cache {
             match self.store.cache_get(&sha_hex, &fp).await {
                 Ok(v) => cached = v,
                 Err(e) => tracing::warn!(error = %e, "verdict cache read failed; scanning"),
@@ -68,13 +97,13 @@ impl ScanService {
                 let owned_name = name.to_string();
                 metrics::gauge!(telemetry::INFLIGHT).increment(1.0);
                 let res = tokio::task::spawn_blocking(move || {
-                    scanner.scan_with(&set, &blob, &owned_name, Some(sha256))
+                    scanner.scan_with_mode(&set, &blob, &owned_name, Some(sha256), all_match)
                 })
                 .await;
                 metrics::gauge!(telemetry::INFLIGHT).decrement(1.0);
                 let v = res.map_err(|e| ApiError::Internal(format!("scan task failed: {e}")))?;
                 let took = started.elapsed();
-                if self.cache
+                if cache
                     && cacheable(&v)
                     && let Err(e) = self.store.cache_put(&fp, &v).await
                 {

@@ -391,7 +391,12 @@ async fn drain(conn: &mut Conn) {
 
 /// Scan content through the service; its outcomes (all signatures with `all`).
 async fn scan_blob(ctx: &Ctx, name: &str, blob: Blob, sha: [u8; 32], all: bool) -> Vec<Outcome> {
-    match ctx.service.scan(SOURCE, name, blob, sha).await {
+    let scanned = if all {
+        ctx.service.scan_all_matches(SOURCE, name, blob, sha).await
+    } else {
+        ctx.service.scan(SOURCE, name, blob, sha).await
+    };
+    match scanned {
         Ok(rec) => reply::outcomes(&rec.verdict, &ctx.cfg, all),
         Err(e) => {
             tracing::error!(error = %e, name, "clamd scan failed");

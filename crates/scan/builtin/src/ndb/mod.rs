@@ -215,6 +215,12 @@ pub struct NdbScan {
 }
 
 impl NdbScan {
+    /// Report every match in this scan, whatever the set's first-match
+    /// setting (a per-request all-match, clamd's ALLMATCHSCAN).
+    pub fn report_all(&mut self) {
+        self.first_match = false;
+    }
+
     /// Also apply signatures of target `t` (e.g. mail for an object typed as mail).
     pub fn enable(&mut self, t: Target) {
         self.targets |= target_bit(t);
@@ -497,8 +503,11 @@ impl NdbSet {
         data: &[u8],
         targets: &[Target],
         deadline: Option<Instant>,
+        all_match: bool,
     ) -> Result<Vec<u32>, EngineError> {
-        Ok(self.scan_layer_state(data, targets, deadline)?.found)
+        Ok(self
+            .scan_layer_state(data, targets, deadline, all_match)?
+            .found)
     }
 
     /// [`Self::scan_layer`] returning the whole per-layer state (with the
@@ -508,8 +517,12 @@ impl NdbSet {
         data: &[u8],
         targets: &[Target],
         deadline: Option<Instant>,
+        all_match: bool,
     ) -> Result<NdbScan, EngineError> {
         let mut st = self.start_layer(targets);
+        if all_match {
+            st.report_all();
+        }
         let mut cur = Cursor::whole(data, deadline);
         self.scan_window(data, 0, true, &mut cur, &mut st)?;
         Ok(st)
