@@ -11,24 +11,17 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "admin@example.com";
 const ADMIN_PW: &str = "correct horse battery staple";
 
 struct Server {
-    child: Child,
+    _child: Proc,
     base: String,
     data: PathBuf,
     env: Vec<(String, String)>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start(data: &Path, env: &[(&str, &str)]) -> Server {
@@ -51,9 +44,9 @@ fn start(data: &Path, env: &[(&str, &str)]) -> Server {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
+    let child = Proc(cmd.spawn().unwrap());
     let s = Server {
-        child,
+        _child: child,
         base: format!("http://127.0.0.1:{port}"),
         data: data.to_path_buf(),
         env: env

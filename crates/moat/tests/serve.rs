@@ -3,19 +3,12 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 struct Server {
-    child: Child,
+    child: Proc,
     base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start(data: &Path, env: &[(&str, &str)]) -> Server {
@@ -36,7 +29,7 @@ fn start(data: &Path, env: &[(&str, &str)]) -> Server {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
+    let child = Proc(cmd.spawn().unwrap());
     let server = Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
@@ -280,7 +273,7 @@ fn hot_reload_swaps_new_signatures_and_keeps_the_old_set_on_failure() {
 
     // SIGHUP forces a reload: with the directory back, the error clears.
     std::fs::rename(dir.path().join("moved"), &sigs).unwrap();
-    let pid = s.child.id().to_string();
+    let pid = s.child.0.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-HUP", &pid])

@@ -5,7 +5,7 @@ use crate::Portal;
 use crate::auth::{self, Auth, ClientIp, Principal, Sessions, Via};
 use crate::download::{file_response, zip_response};
 use crate::error::{PortalError, Result};
-use crate::gate::{Access, Gate, may_see};
+use crate::gate::{Access, Cleared, Gate, may_see};
 use crate::links;
 use crate::state::{Change, PkgState};
 use crate::store::{Actor, FileRow, NewPackage, Package, Role, now_ms};
@@ -728,6 +728,22 @@ async fn user_zip(
     zip_response(p.clone(), c, &method).await
 }
 
+/// The gate for a link holder: the token's link, then the package check
+/// with the link's password (if any) and the client's address.
+async fn link_gate(p: &Portal, token: &str, ip: &ClientIp, headers: &HeaderMap) -> Result<Cleared> {
+    let link = resolve_link(p, token).await?;
+    Gate::check(
+        p,
+        &link.package_id,
+        Access::Link {
+            link: &link,
+            password: password_header(headers),
+            ip: &ip.0,
+        },
+    )
+    .await
+}
+
 async fn resolve_link(p: &Portal, token: &str) -> Result<crate::store::Link> {
     links::resolve(&p.store, token)
         .await?
@@ -741,17 +757,7 @@ async fn link_file(
     headers: HeaderMap,
     Path((token, fid)): Path<(String, String)>,
 ) -> Result<Response> {
-    let link = resolve_link(&p, &token).await?;
-    let c = Gate::check(
-        &p,
-        &link.package_id,
-        Access::Link {
-            link: &link,
-            password: password_header(&headers),
-            ip: &ip.0.0,
-        },
-    )
-    .await?;
+    let c = link_gate(&p, &token, &ip.0, &headers).await?;
     file_response(&p, &c, &fid, &method, &headers).await
 }
 
@@ -762,17 +768,7 @@ async fn link_zip(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response> {
-    let link = resolve_link(&p, &token).await?;
-    let c = Gate::check(
-        &p,
-        &link.package_id,
-        Access::Link {
-            link: &link,
-            password: password_header(&headers),
-            ip: &ip.0.0,
-        },
-    )
-    .await?;
+    let c = link_gate(&p, &token, &ip.0, &headers).await?;
     zip_response(p.clone(), c, &method).await
 }
 
