@@ -7,6 +7,7 @@
 #   bash bench/portal_io.sh                 # dev build (deps at opt-level 2)
 #   PROFILE=release bash bench/portal_io.sh # release build
 #   SIZE_MIB=256 BENCH_DIR=/var/tmp bash bench/portal_io.sh
+#   TUS_SERVER=path/to/tus_server bash bench/portal_io.sh  # no build
 #
 # It serves moat-vault's tus router with the `tus_server` example (no scan,
 # no database): the storage path alone, which the portal adds to.
@@ -17,7 +18,9 @@ PROFILE=${PROFILE:-dev}
 RANGE_MIB=${RANGE_MIB:-64}
 TARGET=${CARGO_TARGET_DIR:-target}
 
-if [ "$PROFILE" = release ]; then
+if [ -n "${TUS_SERVER:-}" ]; then
+    bin=$TUS_SERVER # a prebuilt tus_server (e.g. an older build, for before/after)
+elif [ "$PROFILE" = release ]; then
     cargo build -q --release -p moat-vault --example tus_server
     bin="$TARGET/release/examples/tus_server"
 else

@@ -21,11 +21,16 @@ prints moat's per-object scan time with 1 KiB objects.
 
 Usage: yara_load.py --bin target/.../examples/yara_load [--files 741] [--runs 3]
        [--rules DIR (use an existing collection instead of generating)]
+       yara_load.py --moat target/release/moat ...   (whole `moat scan --yara
+       RULES empty` processes instead of the example: cold = an empty
+       XDG_CACHE_HOME, warm = the same again; load ms from moat's "yara rules
+       loaded" log line; no "no cache" or per-object scan figures)
 """
 import argparse
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -216,13 +221,16 @@ def timed(cmd, runs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True, help="the yara_load example binary")
+    ap.add_argument("--bin", help="the yara_load example binary")
+    ap.add_argument("--moat", help="measure through the moat binary (moat scan --yara) instead")
     ap.add_argument("--rules", help="an existing rule directory (default: generate one)")
     ap.add_argument("--files", type=int, default=741)
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--scan", type=int, default=20000, help="objects for the per-object scan figure")
     a = ap.parse_args()
+    if not (a.bin or a.moat):
+        ap.error("--bin or --moat is required")
 
     work = tempfile.mkdtemp(prefix="yara-bench-")
     try:
@@ -255,6 +263,10 @@ def main():
         subprocess.run(["yarac", "-w", *defs, *ns_args, compiled], check=True, capture_output=True)
         w_yarac = time.monotonic() - t
         w_yara_c, _ = timed(["yara", "-C", compiled, empty], a.runs)
+
+        if a.moat:
+            moat_binary(a, work, rules, empty, good, w_yara, w_yarac, w_yara_c, yara_ok)
+            return
 
         def moat(args):
             p = subprocess.run([a.bin, *args, rules], capture_output=True, text=True)
@@ -296,6 +308,50 @@ def main():
               f"warm < 0.3 s: {'yes' if w_warm < 0.3 else 'NO'} ({w_warm:.3f} s process, {j_warm['load_ms']:.1f} ms load)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def moat_binary(a, work, rules, empty, good, w_yara, w_yarac, w_yara_c, yara_ok):
+    """`moat scan --yara RULES empty` as whole processes, cold then warm."""
+    loaded_re = re.compile(r"yara rules loaded.*")
+
+    def field(line, k):
+        m = re.search(rf"\b{k}=(\S+)", line)
+        return m.group(1).strip('"') if m else "?"
+
+    def run(xdg):
+        env = dict(os.environ, XDG_CACHE_HOME=xdg, MOAT_LOG="info")
+        t = time.monotonic()
+        p = subprocess.run(["/usr/bin/time", "-f", "cpu %U %S", a.moat, "scan", "--yara", rules, empty],
+                           capture_output=True, text=True, env=env)
+        w = time.monotonic() - t
+        if p.returncode not in (0, 1):
+            sys.exit(f"moat failed ({p.returncode}): {p.stderr[-2000:]}")
+        err = re.sub(r"\x1b\[[0-9;]*m", "", p.stderr)
+        line = next((m.group(0) for m in map(loaded_re.search, err.splitlines()) if m), "")
+        cpu = next((sum(map(float, l.split()[1:3])) for l in err.splitlines() if l.startswith("cpu ")), 0.0)
+        rejected = {field(l, "path") for l in err.splitlines() if "yara rule file rejected" in l}
+        return w, cpu, line, rejected
+
+    cold = []
+    for i in range(a.runs):
+        cold.append(run(os.path.join(work, f"xdg{i}")))
+    cold.sort(key=lambda x: x[0])
+    w_cold, cpu_cold, l_cold, rejected = cold[0]
+    warm = sorted((run(os.path.join(work, "xdg0")) for _ in range(a.runs)), key=lambda x: x[0])
+    w_warm, cpu_warm, l_warm, _ = warm[0]
+    missing = sorted(f for f in yara_ok if f in rejected)
+    print()
+    print(f"{'':<22}{'wall s':>9}{'cpu s':>8}{'load ms':>10}  notes")
+    print(f"{'yara 4 (compile)':<22}{w_yara:>9.3f}{'':>8}{'':>10}  {len(good)} files")
+    print(f"{'yarac (compile only)':<22}{w_yarac:>9.3f}")
+    print(f"{'yara -C (compiled)':<22}{w_yara_c:>9.3f}")
+    print(f"{'moat scan cold':<22}{w_cold:>9.3f}{cpu_cold:>8.2f}{field(l_cold, 'ms'):>10}  cache={field(l_cold, 'cache')} rules={field(l_cold, 'rules')} files={field(l_cold, 'files')} load_errors={field(l_cold, 'errors')}")
+    print(f"{'moat scan warm':<22}{w_warm:>9.3f}{cpu_warm:>8.2f}{field(l_warm, 'ms'):>10}  cache={field(l_warm, 'cache')}")
+    print()
+    print(f"files yara compiles that moat rejected: {len(missing)}" + (f" {missing[:5]}" if missing else ""))
+    print(f"targets: all yara files load={'yes' if not missing else 'NO'}; "
+          f"cold <= yara: {'yes' if w_cold <= w_yara else 'NO'} ({w_cold:.3f} vs {w_yara:.3f} s); "
+          f"warm < 0.3 s: {'yes' if w_warm < 0.3 else 'NO'} ({w_warm:.3f} s process, {field(l_warm, 'ms')} ms load)")
 
 
 if __name__ == "__main__":

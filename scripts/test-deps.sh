@@ -12,8 +12,11 @@
 #   a Python virtualenv with moto[server] (S3 and SQS) and boto3, and the
 #   clamd client libraries clamd 1.0.2 and clamav-client 0.7.2
 #   clamdscan                  apt: clamdscan (the clamd server's tests)
-#   c-icap-client, squid       apt: c-icap squid (the ICAP server's tests; the
-#                              c-icap daemon itself is not started)
+#   c-icap-client, squid       apt: c-icap squid (the ICAP server's tests, and
+#                              the updater's HTTP proxy)
+#   dnsmasq                    apt: dnsmasq-base (the updater's DNS TXT tests)
+#   c-icap's virus_scan        apt: libc-icap-mod-virus-scan (the icap engine's
+#                              tests start their own c-icap daemon over clamd)
 #   node + npm tus-js-client in ~/.cache/moat-test-node  apt: nodejs npm
 #   the web UI's browser tests: Chromium (apt: chromium) driven by npm
 #   playwright-core in the same node cache (its own browser download is not used)
@@ -44,7 +47,13 @@ fi
 command -v clamdscan >/dev/null || apt_install clamdscan
 # --- the ICAP server's tests: c-icap-client, and Squid as an ICAP client
 command -v c-icap-client >/dev/null || apt_install c-icap
+compgen -G '/usr/lib/*/c_icap/virus_scan.so' >/dev/null || [ -e /usr/lib/c_icap/virus_scan.so ] ||
+    apt_install libc-icap-mod-virus-scan
 command -v squid >/dev/null || [ -x /usr/sbin/squid ] || apt_install squid
+# --- the signature updater's tests: a real DNS server for the TXT version
+# record (dnsmasq-base: the binary without the system service); Squid above
+# is also their HTTP proxy
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || apt_install dnsmasq-base
 # --- builtin engine differential tests: PE (MinGW) and ELF (gcc) built at
 # test time, ClamAV's harmless test files
 command -v x86_64-w64-mingw32-gcc >/dev/null || apt_install gcc-mingw-w64-x86-64

@@ -160,4 +160,13 @@ pub trait Engine: Send + Sync {
         let i = self.info();
         format!("{}:{}:{}", i.name, i.version, i.signature_version)
     }
+
+    /// For an engine whose signatures live elsewhere (a clamd or ICAP
+    /// server): how long a verdict it took part in may be reused from the
+    /// verdict cache, since its fingerprint may not follow every signature
+    /// change. Such engines' live fingerprints are also polled by the reload
+    /// loop. `None` (the default): as long as the fingerprint holds.
+    fn cache_ttl(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

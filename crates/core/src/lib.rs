@@ -4,11 +4,13 @@
 //! * [`engine`]: the small [`Engine`] trait every detection engine implements.
 //! * [`blob`]: content to scan, in memory or in an anonymous 0600 temporary file.
 //! * [`policy`]: maps a verdict to an action; the default blocks everything not clean.
+//! * [`pool`]: idle connections to remote engines, kept for reuse.
 #![forbid(unsafe_code)]
 
 pub mod blob;
 pub mod engine;
 pub mod policy;
+pub mod pool;
 pub mod verdict;
 
 pub use blob::{Blob, Spool};

@@ -90,6 +90,7 @@ fn engines_from_flags(a: &EngineFlags) -> Option<Vec<EngineConfig>> {
             address: addr.clone(),
             timeout_secs: 120,
             pool_size: None,
+            cache_ttl_secs: None,
         });
     }
     Some(e)
@@ -106,7 +107,12 @@ pub fn run(a: ScanArgs) -> Result<ExitCode> {
     let settings = config::load(a.config.as_deref())?;
     let engines = a.engines.engines().unwrap_or(settings.engines);
     let t0 = Instant::now();
-    let set = moat_scanner::config::build_engine_set(&engines).context("loading engines")?;
+    let set = crate::alloc::with_immediate_purge(|| {
+        let set = moat_scanner::config::build_engine_set(&engines);
+        crate::alloc::release_free_memory();
+        set
+    })
+    .context("loading engines")?;
     let load_time = t0.elapsed();
     let infos = set.infos();
     for i in &infos {

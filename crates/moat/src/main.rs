@@ -4,6 +4,7 @@
 //! something unscannable or an engine error, or moat itself could not run
 //! (bad configuration, unreadable signatures, a port in use).
 
+mod alloc;
 mod bucket;
 mod clamd;
 mod cli_scan;
@@ -19,12 +20,6 @@ mod signatures;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-
-/// mimalloc instead of glibc malloc: the proxy's request path allocates and
-/// frees many small buffers per request, and glibc's free-list consolidation
-/// showed up as ~9% of the proxy's CPU in a profile (see BENCHMARKS.md).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "moat", version, about = "A self-hosted file-security gateway")]

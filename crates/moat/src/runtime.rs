@@ -100,10 +100,14 @@ impl Core {
 /// Load the configured engines on a blocking thread and log what loaded.
 async fn load_engines(s: &Settings) -> Result<EngineSet> {
     let engines = s.engines.clone();
-    let set = tokio::task::spawn_blocking(move || moat_scanner::config::build_engine_set(&engines))
-        .await
-        .context("engine loading task")?
-        .context("loading engines")?;
+    let set = tokio::task::spawn_blocking(move || {
+        let set = moat_scanner::config::build_engine_set(&engines);
+        crate::alloc::release_free_memory();
+        set
+    })
+    .await
+    .context("engine loading task")?
+    .context("loading engines")?;
     let infos = set.infos();
     for i in &infos {
         tracing::info!(engine = %i.name, kind = %i.kind, version = %i.version, signature_version = %i.signature_version,
@@ -141,7 +145,9 @@ pub fn redact(url: &str) -> String {
 }
 
 /// Reload the engines when their files change (polled every `poll_secs`,
-/// 0 = never), on SIGHUP, or when `now` is notified. Runs until dropped.
+/// 0 = never), on SIGHUP, or when `now` is notified; at each poll, also
+/// take a new engine-set fingerprint when a clamd or ICAP engine reports
+/// new signatures. Runs until dropped.
 pub async fn reload_loop(
     scanner: Arc<Scanner>,
     reloader: Arc<Reloader>,
@@ -169,6 +175,11 @@ pub async fn reload_loop(
                 .await
                 .unwrap_or(false);
         if !changed {
+            // A clamd or ICAP server may have new signatures of its own.
+            let (r, sc) = (reloader.clone(), scanner.clone());
+            if let Ok(Some(_)) = tokio::task::spawn_blocking(move || r.refresh_remote(&sc)).await {
+                metrics::counter!(telemetry::RELOADS, "result" => "remote").increment(1);
+            }
             continue;
         }
         if forced {
@@ -177,7 +188,12 @@ pub async fn reload_loop(
             tracing::info!("signature or rule files changed: reloading engines");
         }
         let (r, sc) = (reloader.clone(), scanner.clone());
-        let outcome = tokio::task::spawn_blocking(move || r.reload(&sc)).await;
+        let outcome = tokio::task::spawn_blocking(move || {
+            let outcome = r.reload(&sc);
+            crate::alloc::release_free_memory();
+            outcome
+        })
+        .await;
         let result = match outcome {
             Ok(ReloadOutcome::Swapped(_)) => "ok",
             _ => "failed",

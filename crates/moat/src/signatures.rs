@@ -268,7 +268,13 @@ pub(crate) async fn update_loop(
         }));
         if report.updated() {
             let (r, sc) = (reloader.clone(), scanner.clone());
-            match tokio::task::spawn_blocking(move || r.reload_now(&sc)).await {
+            // The update's test load and the reload both leave freed memory.
+            let reload = move || {
+                let outcome = r.reload_now(&sc);
+                crate::alloc::release_free_memory();
+                outcome
+            };
+            match tokio::task::spawn_blocking(reload).await {
                 Ok(ReloadOutcome::Swapped(fp)) => {
                     tracing::info!(fingerprint = %fp, "updated signatures are in use")
                 }

@@ -91,6 +91,42 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The members of a zip file: (name, bytes), checked by Python's zipfile.
+pub fn unzip_file(zip: &Path) -> Vec<(String, Vec<u8>)> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys,zipfile,json; z=zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print(json.dumps([[i.filename, z.read(i).hex()] for i in z.infolist()]))"])
+        .arg(zip)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "not a valid zip: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<(String, String)> = serde_json::from_slice(&out.stdout).unwrap();
+    v.into_iter()
+        .map(|(n, hex)| {
+            let d = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            (n, d)
+        })
+        .collect()
+}
+
+/// Send SIGHUP to a child (moat reloads its engines).
+pub fn sighup(child: &Child) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 /// A zip holding the given members (stored or deflated), built by hand-free means: python's zipfile.
 pub fn python(script: &str, args: &[&Path]) {
     let ok = Command::new("python3")
@@ -138,34 +174,61 @@ pub fn wait_port(port: u16, secs: u64) {
     }
 }
 
-/// moto_server on a free port.
-pub fn moto() -> (Proc, String) {
-    spawn_moto(None)
-}
-
-/// moto_server over HTTPS with the given certificate and key.
-pub fn moto_https(cert: &Path, key: &Path) -> (Proc, String) {
-    spawn_moto(Some((cert, key)))
-}
-
-fn spawn_moto(tls: Option<(&Path, &Path)>) -> (Proc, String) {
-    let bin = std::env::var("MOAT_TEST_MOTO_SERVER")
-        .expect("MOAT_TEST_MOTO_SERVER (eval \"$(bash scripts/test-deps.sh)\")");
+/// A real SMTP server (Debian's python3-aiosmtpd) storing mail in a
+/// Maildir: (server, port, maildir).
+pub fn smtp_server(dir: &Path) -> (Proc, u16, PathBuf) {
     let port = free_port();
-    let mut cmd = Command::new(bin);
-    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-    if let Some((cert, key)) = tls {
-        cmd.arg("-c").arg(cert).arg("-k").arg(key);
-    }
-    let child = cmd
+    let maildir = dir.join("maildir");
+    let child = Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(&maildir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("starting moto_server");
-    let p = Proc(child);
-    wait_port(port, 60);
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    (p, format!("{scheme}://127.0.0.1:{port}"))
+        .expect("python3-aiosmtpd (scripts/test-deps.sh installs it)");
+    wait_port(port, 20);
+    (Proc(child), port, maildir)
+}
+
+/// The messages delivered to a Maildir so far, as text.
+pub fn mails(maildir: &Path) -> Vec<String> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(maildir.join("new"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect()
+}
+
+/// Undo quoted-printable soft line breaks and `=3D` (mail bodies).
+pub fn unquote_mail(m: &str) -> String {
+    m.replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=")
+}
+
+/// moto_server on a port it picks itself (moat_testkit::Moto).
+pub fn moto() -> (moat_testkit::Moto, String) {
+    let m = moat_testkit::Moto::start();
+    let endpoint = m.endpoint().to_string();
+    (m, endpoint)
+}
+
+/// moto_server over HTTPS with the given certificate and key.
+pub fn moto_https(cert: &Path, key: &Path) -> (moat_testkit::Moto, String) {
+    let m = moat_testkit::Moto::start_tls(cert, key);
+    let endpoint = m.endpoint().to_string();
+    (m, endpoint)
 }
 
 pub async fn s3(endpoint: &str) -> moat_s3::S3 {
@@ -411,7 +474,7 @@ pub fn read_small(p: &Path) -> Vec<u8> {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub endpoint: String,
-    pub _moto: Proc,
+    pub _moto: moat_testkit::Moto,
     pub s3: moat_s3::S3,
     pub bucket: String,
     pub queue: String,

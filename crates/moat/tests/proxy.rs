@@ -815,21 +815,9 @@ fn tls_termination_http2_sighup_reload_and_websocket() {
 #[test]
 fn aws_chunked_put_object_from_boto3_through_the_proxy_to_moto() {
     let python = std::env::var("MOAT_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let moto_bin = std::env::var("MOAT_TEST_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
     let dir = tempfile::tempdir().unwrap();
-    let moto_port = free_port();
-    let _moto = Proc(
-        Command::new(&moto_bin)
-            .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server (set MOAT_TEST_MOTO_SERVER)"),
-    );
-    let moto = format!("http://127.0.0.1:{moto_port}");
-    wait_for("moto", || {
-        http_code(&[&format!("{moto}/moto-api/")]) != "000"
-    });
+    let moto_server = moat_testkit::Moto::start();
+    let moto = moto_server.endpoint().to_string();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     // botocore sends aws-chunked (STREAMING-UNSIGNED-PAYLOAD-TRAILER) only over HTTPS.

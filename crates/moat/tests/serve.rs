@@ -273,14 +273,7 @@ fn hot_reload_swaps_new_signatures_and_keeps_the_old_set_on_failure() {
 
     // SIGHUP forces a reload: with the directory back, the error clears.
     std::fs::rename(dir.path().join("moved"), &sigs).unwrap();
-    let pid = s.child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sighup(&s.child.0);
     let t = Instant::now();
     while !req(&s, &["/v1/engines"]).1["last_reload_error"].is_null() {
         assert!(

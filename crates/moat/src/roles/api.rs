@@ -6,6 +6,7 @@ use crate::runtime::Core;
 use anyhow::{Context, Result};
 use moat_api::AppState;
 use moat_role::{HealthCell, HealthProbe, Readiness, Role, RoleFuture, RoleHealth, Shutdown};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -27,12 +28,15 @@ pub fn check(s: &Settings) -> Result<()> {
 }
 
 /// Check the listener against the auth settings and bind it. `extra`:
-/// routes of other roles served on the same listener (the portal's).
+/// routes of other roles served on the same listener (the portal's);
+/// `read`: who else may read `/v1/*` (the portal's admins).
 pub async fn build(
     s: &Settings,
     core: &Core,
     roles: Readiness,
     extra: Option<axum::Router>,
+    read: Option<moat_api::ReadAccess>,
+    broker_queue: Option<Arc<dyn moat_db::EventQueue>>,
 ) -> Result<Box<dyn Role>> {
     check(s)?;
     let listen = s.server.listen;
@@ -40,14 +44,29 @@ pub async fn build(
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let local = listener.local_addr().unwrap_or(listen);
-    let state = AppState::new(
+    // The durable queues (portal jobs, webhook events) live in the same
+    // database; the dashboard reads their depth and lag through this.
+    let queues = moat_db::open_queue(&s.database_url)
+        .await
+        .context("opening the durable queues for /v1/stats/queues")?;
+    let mut state = AppState::new(
         core.service(s.server.policy.clone(), s.server.cache),
         s.server.clone(),
         core.tmp_dir.clone(),
         Some(core.reloader.clone()),
         Some(core.metrics.clone()),
     )
-    .with_roles(roles);
+    .with_roles(roles)
+    .with_queues(queues);
+    // The portal's jobs on a broker (`portal.queue_url`): the dashboard
+    // reads the broker's counts through the portal's own connection.
+    if let Some(q) = broker_queue {
+        state = state.with_queues(q);
+    }
+    // The portal's admins read the records API with their session (the dashboard).
+    if let Some(r) = read {
+        state = state.with_read_access(r);
+    }
     tracing::info!(listen = %local, data_dir = %s.data_dir.display(),
         database = crate::runtime::redact(&s.database_url), "moat serve ready");
     Ok(Box::new(ApiRole {

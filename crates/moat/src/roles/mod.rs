@@ -45,10 +45,14 @@ pub async fn build_serve(s: &mut Settings, core: &Core, sup: &mut Supervisor) ->
         sup.add(r);
     }
     let mut extra = None;
-    if let Some((r, routes)) = portal::build(s, core).await? {
-        sup.add(r);
-        extra = Some(routes);
+    let mut read = None;
+    let mut broker_queue = None;
+    if let Some(p) = portal::build(s, core).await? {
+        sup.add(p.role);
+        extra = Some(p.routes);
+        read = Some(p.admins);
+        broker_queue = p.broker_queue;
     }
-    sup.add(api::build(s, core, sup.readiness(), extra).await?);
+    sup.add(api::build(s, core, sup.readiness(), extra, read, broker_queue).await?);
     Ok(())
 }

@@ -14,9 +14,20 @@ pub struct PortalRole {
     health: HealthCell,
 }
 
-/// The portal role and the routes the API listener serves for it, when
-/// `[portal]` is enabled.
-pub async fn build(s: &Settings, core: &Core) -> Result<Option<(Box<dyn Role>, axum::Router)>> {
+/// What the portal gives the rest of `moat serve`.
+pub struct Built {
+    pub role: Box<dyn Role>,
+    /// The routes the API listener serves for it.
+    pub routes: axum::Router,
+    /// The records API's read access for its admins (the dashboard).
+    pub admins: moat_api::ReadAccess,
+    /// Its work queue when that is on a broker (`queue_url`), for the
+    /// dashboard's queue panel (the embedded queue is read from the database).
+    pub broker_queue: Option<Arc<dyn moat_db::EventQueue>>,
+}
+
+/// The portal role and what it shares, when `[portal]` is enabled.
+pub async fn build(s: &Settings, core: &Core) -> Result<Option<Built>> {
     if !s.portal.enabled {
         return Ok(None);
     }
@@ -36,14 +47,35 @@ pub async fn build(s: &Settings, core: &Core) -> Result<Option<(Box<dyn Role>, a
     tracing::info!(
         storage = portal.vault.backend_name(),
         workers = s.portal.workers,
+        queue = match s.portal.queue_url.as_deref() {
+            Some(u) if u.starts_with("nats://") || u.starts_with("tls://") => "nats",
+            Some(u) if !u.trim().is_empty() => "rabbitmq",
+            _ => "embedded",
+        },
         "portal role ready"
     );
+    let broker_queue = s
+        .portal
+        .queue_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+        .map(|_| portal.queue.clone());
+    let p = portal.clone();
+    let admins: moat_api::ReadAccess = Arc::new(move |headers| {
+        let p = p.clone();
+        Box::pin(async move { p.admin_reads(&headers).await })
+    });
     let role = PortalRole {
         portal,
         workers: s.portal.workers,
         health: HealthCell::new("starting"),
     };
-    Ok(Some((Box::new(role), router)))
+    Ok(Some(Built {
+        role: Box::new(role),
+        routes: router,
+        admins,
+        broker_queue,
+    }))
 }
 
 impl Role for PortalRole {

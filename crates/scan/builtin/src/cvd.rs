@@ -205,6 +205,17 @@ pub fn read_container(
     r: impl Read,
     check: bool,
     mut keep: impl FnMut(&str) -> bool,
+    on_member: impl FnMut(Member),
+) -> Result<(CvdHeader, Option<Integrity>), CvdError> {
+    read_container_by_name(r, check, |_, ext| keep(ext), on_member)
+}
+
+/// [`read_container`] where `keep(name, ext)` decides by the member's base
+/// name too (a reload keeps only the members it does not share).
+pub fn read_container_by_name(
+    r: impl Read,
+    check: bool,
+    mut keep: impl FnMut(&str, &str) -> bool,
     mut on_member: impl FnMut(Member),
 ) -> Result<(CvdHeader, Option<Integrity>), CvdError> {
     let mut r = r;
@@ -262,7 +273,7 @@ pub fn read_container(
 
 fn read_tar(
     r: impl Read,
-    keep: &mut impl FnMut(&str) -> bool,
+    keep: &mut impl FnMut(&str, &str) -> bool,
     on_member: &mut impl FnMut(Member),
     mut integrity: Option<&mut Integrity>,
 ) -> Result<(), CvdError> {
@@ -280,7 +291,8 @@ fn read_tar(
             bytes: 0,
         };
         let is_info = integrity.is_some() && ext == "info";
-        let (data, lines) = if keep(&ext) || is_info {
+        let wanted = keep(&name, &ext);
+        let (data, lines) = if wanted || is_info {
             let limit = if is_info { MAX_INFO } else { MAX_MEMBER };
             let mut data = Vec::with_capacity(size.min(limit) as usize);
             #[allow(clippy::disallowed_methods)] // bounded by the limit
@@ -291,7 +303,7 @@ fn read_tar(
                 ))));
             }
             let info = integrity.as_deref_mut().filter(|_| is_info);
-            if keep(&ext) {
+            if wanted {
                 if let Some(i) = info {
                     i.info = Some(data.clone());
                 }

@@ -4,7 +4,7 @@ use crate::eicar::{EICAR_NAME, is_eicar};
 use crate::exe::{self, PeMode, Src};
 use crate::hashdb::{HashDb, HashTable};
 use crate::ldb::{LdbSet, ObjectView, tdb::Placement};
-use crate::load::{self, LoadError, LoadOptions, MAX_ERRORS};
+use crate::load::{self, LoadError, LoadOptions, MAX_ERRORS, SignatureParts};
 use crate::names::NameArena;
 use crate::ndb::{Cursor, Layout, NdbScan, NdbSet, Target, parse::TARGET_HEAD};
 use crate::normalize::{self, FileKind};
@@ -16,6 +16,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Bytes read per chunk.
@@ -44,6 +45,10 @@ pub struct BuiltinEngine {
     /// Report every matching signature (`clamscan --allmatch`) rather than
     /// stop at an object's first detection.
     all_match: bool,
+    /// The parsed parts of the plain hash files and the containers' hash
+    /// members (shared with `hashes`, `mdb`, `imp` and `names`), for a
+    /// reload to reuse.
+    parts: Arc<SignatureParts>,
 }
 
 fn now_secs() -> u64 {
@@ -67,8 +72,26 @@ impl BuiltinEngine {
         paths: &[PathBuf],
         opts: &LoadOptions,
     ) -> Result<BuiltinEngine, LoadError> {
+        Self::load_reusing(name, paths, opts, None)
+    }
+
+    /// [`BuiltinEngine::load_with`] for a reload: the hash tables and names
+    /// of every plain hash file that did not change since `previous` was
+    /// loaded (same path, size, mtime, inode and ctime), and of the hash
+    /// members of every `.cvd`/`.cld` that did not change (same file and
+    /// header), are shared with it rather than parsed again, so that the
+    /// old and the new engine hold them once. A source is parsed again when
+    /// the ignore lists read before it (by content) or the PUA option
+    /// changed (they decide what it loads). Body signatures are always
+    /// rebuilt, and an unchanged container is still read and verified.
+    pub fn load_reusing(
+        name: &str,
+        paths: &[PathBuf],
+        opts: &LoadOptions,
+        previous: Option<&SignatureParts>,
+    ) -> Result<BuiltinEngine, LoadError> {
         let t0 = Instant::now();
-        let mut l = load::load_paths_with(paths, opts)?;
+        let mut l = load::load_paths_reusing(paths, opts, previous)?;
         let allow = HashDb {
             md5: HashTable::build(std::mem::take(&mut l.fp_md5)),
             sha1: HashTable::build(std::mem::take(&mut l.fp_sha1)),
@@ -140,6 +163,7 @@ impl BuiltinEngine {
             sha256 = hashes.sha256.len(),
             ndb = ndb.len(),
             ldb = ldb.len(),
+            reused_files = l.reused_files,
             index_bytes = ndb.index_bytes(),
             load_errors = l.error_total,
             signature_version = %info.signature_version,
@@ -161,7 +185,14 @@ impl BuiltinEngine {
             error_total: l.error_total,
             chunk: DEFAULT_CHUNK,
             all_match: opts.all_match,
+            parts: Arc::new(std::mem::take(&mut l.parts)),
         })
+    }
+
+    /// What a reload can share with this engine
+    /// ([`BuiltinEngine::load_reusing`]).
+    pub fn signature_parts(&self) -> Arc<SignatureParts> {
+        Arc::clone(&self.parts)
     }
 
     /// An engine with only the built-in EICAR signature.
@@ -190,6 +221,7 @@ impl BuiltinEngine {
             error_total: 0,
             chunk: DEFAULT_CHUNK,
             all_match: true,
+            parts: Arc::default(),
         }
     }
 
@@ -1196,6 +1228,258 @@ mod tests {
         assert!(!r.trusted);
         assert_eq!(names(&r), vec!["Body.A"]);
         assert_eq!(e.info().signatures.get("fp"), Some(&2));
+    }
+
+    #[test]
+    fn a_reload_shares_the_tables_of_unchanged_files_and_reads_changed_ones() {
+        let md5 = |d: &[u8]| hex::encode(Md5::digest(d));
+        let d = tempfile::tempdir().unwrap();
+        let write = |n: &str, c: String| std::fs::write(d.path().join(n), c).unwrap();
+        write(
+            "big.hdb",
+            format!("{}:3:Hash.Big\n{}:4:Hash.Big2\n", md5(b"big"), md5(b"big2")),
+        );
+        write("small.hsb", format!("{}:3:Hash.Old\n", md5(b"old")));
+        let paths = [d.path().to_path_buf()];
+        let opts = LoadOptions::default();
+        let scan = |e: &BuiltinEngine, data: &[u8]| -> Vec<String> {
+            let r = e
+                .scan_blob(&Blob::from_vec(data.to_vec()), None, &ctx())
+                .unwrap();
+            names(&r).into_iter().map(String::from).collect()
+        };
+        let old = BuiltinEngine::load_with("t", &paths, &opts).unwrap();
+        assert_eq!(old.signature_parts().len(), 2);
+        // One file changes (another size: the same size within one mtime
+        // tick would look unchanged) and a new file sorts first, so the
+        // shared file's names get another base.
+        write("small.hsb", format!("{}:3:Hash.Newer\n", md5(b"new")));
+        write("a.hdb", format!("{}:1:Hash.A\n", md5(b"a")));
+        let new =
+            BuiltinEngine::load_reusing("t", &paths, &opts, Some(&old.signature_parts())).unwrap();
+        assert!(new.parts.shares_part(&old.parts, "big.hdb"));
+        assert!(!new.parts.shares_part(&old.parts, "small.hsb"));
+        assert_eq!(scan(&new, b"big"), vec!["Hash.Big"]);
+        assert_eq!(scan(&new, b"big2"), vec!["Hash.Big2"]);
+        assert_eq!(scan(&new, b"new"), vec!["Hash.Newer"]);
+        assert_eq!(scan(&new, b"a"), vec!["Hash.A"]);
+        assert!(scan(&new, b"old").is_empty());
+        assert_eq!(new.info().signatures.get("hdb"), Some(&3));
+        assert_eq!(new.info().signatures.get("hsb"), Some(&1));
+        // The old engine keeps serving what it loaded.
+        assert_eq!(scan(&old, b"old"), vec!["Hash.Old"]);
+        assert_eq!(scan(&old, b"big"), vec!["Hash.Big"]);
+        drop(old);
+        assert_eq!(scan(&new, b"big2"), vec!["Hash.Big2"]);
+        // Loading again with nothing changed shares every file.
+        let same =
+            BuiltinEngine::load_reusing("t", &paths, &opts, Some(&new.signature_parts())).unwrap();
+        for f in ["a.hdb", "big.hdb", "small.hsb"] {
+            assert!(same.parts.shares_part(&new.parts, f), "{f}");
+        }
+    }
+
+    /// Options for the tests' containers, which are not signed.
+    fn unverified() -> LoadOptions {
+        LoadOptions {
+            verify_signatures: false,
+            ..LoadOptions::default()
+        }
+    }
+
+    fn scan_names(e: &BuiltinEngine, data: &[u8]) -> Vec<String> {
+        let r = e
+            .scan_blob(&Blob::from_vec(data.to_vec()), None, &ctx())
+            .unwrap();
+        names(&r).into_iter().map(String::from).collect()
+    }
+
+    /// `main.cvd` of version `version`: hashes of "big" and "big2", a body
+    /// signature, and a member not loaded.
+    fn main_cvd(version: u64, big_name: &str) -> Vec<u8> {
+        let md5 = |d: &[u8]| hex::encode(Md5::digest(d));
+        let sha = |d: &[u8]| hex::encode(Sha256::digest(d));
+        crate::cvd::tests::make_container(
+            version,
+            &[
+                (
+                    "main.hdb",
+                    format!("{}:3:{big_name}\n", md5(b"big")).as_bytes(),
+                ),
+                (
+                    "main.hsb",
+                    format!("{}:4:Hash.Big2\n", sha(b"big2")).as_bytes(),
+                ),
+                ("main.ndb", b"Body.Main:0:*:6d61696e626f6479\n"),
+                ("main.info", b"MAIN:1\n"),
+            ],
+            true,
+        )
+    }
+
+    /// `daily.cvd` of version `version`: one hash, and optional ignore list.
+    fn daily_cvd(version: u64, hashed: &[u8], name: &str, ign2: Option<&str>) -> Vec<u8> {
+        let hdb = format!(
+            "{}:{}:{name}\n",
+            hex::encode(Md5::digest(hashed)),
+            hashed.len()
+        );
+        let mut members: Vec<(&str, &[u8])> = vec![("daily.hdb", hdb.as_bytes())];
+        if let Some(i) = ign2 {
+            members.push(("daily.ign2", i.as_bytes()));
+        }
+        crate::cvd::tests::make_container(version, &members, true)
+    }
+
+    #[test]
+    fn a_daily_update_shares_the_unchanged_main_container_and_reads_the_new_daily() {
+        let d = tempfile::tempdir().unwrap();
+        let put = |n: &str, c: &[u8]| std::fs::write(d.path().join(n), c).unwrap();
+        put("main.cvd", &main_cvd(62, "Hash.Big"));
+        put("daily.cvd", &daily_cvd(27000, b"old", "Hash.Old", None));
+        put(
+            "local.hdb",
+            format!("{}:5:Hash.Local\n", hex::encode(Md5::digest(b"local"))).as_bytes(),
+        );
+        let paths = [d.path().to_path_buf()];
+        let opts = unverified();
+        let old = BuiltinEngine::load_with("t", &paths, &opts).unwrap();
+        // main.hdb, main.hsb, daily.hdb and local.hdb.
+        assert_eq!(old.signature_parts().len(), 4);
+        // The update: a new daily (another version, another signature).
+        put("daily.cvd", &daily_cvd(27001, b"newer", "Hash.Newer", None));
+        let new =
+            BuiltinEngine::load_reusing("t", &paths, &opts, Some(&old.signature_parts())).unwrap();
+        assert!(new.parts.shares_member(&old.parts, "main.cvd", "main.hdb"));
+        assert!(new.parts.shares_member(&old.parts, "main.cvd", "main.hsb"));
+        assert!(
+            !new.parts
+                .shares_member(&old.parts, "daily.cvd", "daily.hdb")
+        );
+        assert!(new.parts.shares_part(&old.parts, "local.hdb"));
+        assert_eq!(scan_names(&new, b"newer"), vec!["Hash.Newer"]);
+        assert!(scan_names(&new, b"old").is_empty());
+        assert_eq!(scan_names(&new, b"big"), vec!["Hash.Big"]);
+        assert_eq!(scan_names(&new, b"big2"), vec!["Hash.Big2"]);
+        assert_eq!(scan_names(&new, b"local"), vec!["Hash.Local"]);
+        // Body signatures of the shared container are rebuilt.
+        assert_eq!(scan_names(&new, b"xx mainbody xx"), vec!["Body.Main"]);
+        assert_eq!(new.info().signatures.get("hdb"), Some(&3));
+        assert_eq!(new.info().signatures.get("hsb"), Some(&1));
+        assert_eq!(new.info().signatures.get("ndb"), Some(&1));
+        assert_eq!(new.info().unsupported.get("info"), Some(&1));
+        let version = &new.info().signature_version;
+        assert!(version.starts_with("daily-27001+main-62+"), "{version}");
+        // The same files loaded fresh give the same signature version.
+        let fresh = BuiltinEngine::load_with("t", &paths, &opts).unwrap();
+        assert_eq!(&fresh.info().signature_version, version);
+        assert_ne!(&old.info().signature_version, version);
+        // The old engine keeps serving what it loaded.
+        assert_eq!(scan_names(&old, b"old"), vec!["Hash.Old"]);
+        drop(old);
+        assert_eq!(scan_names(&new, b"big"), vec!["Hash.Big"]);
+        // Nothing changed: every member is shared.
+        let same =
+            BuiltinEngine::load_reusing("t", &paths, &opts, Some(&new.signature_parts())).unwrap();
+        for (c, m) in [("main.cvd", "main.hdb"), ("daily.cvd", "daily.hdb")] {
+            assert!(same.parts.shares_member(&new.parts, c, m), "{c}/{m}");
+        }
+    }
+
+    #[test]
+    fn a_changed_main_container_or_a_new_ignore_list_in_daily_is_read_again() {
+        let d = tempfile::tempdir().unwrap();
+        let put = |n: &str, c: &[u8]| std::fs::write(d.path().join(n), c).unwrap();
+        put("main.cvd", &main_cvd(62, "Hash.Big"));
+        put("daily.cvd", &daily_cvd(27000, b"old", "Hash.Old", None));
+        let paths = [d.path().to_path_buf()];
+        let opts = unverified();
+        let first = BuiltinEngine::load_with("t", &paths, &opts).unwrap();
+        // main changes (a new version renames a signature).
+        put("main.cvd", &main_cvd(63, "Hash.Bigger"));
+        let second =
+            BuiltinEngine::load_reusing("t", &paths, &opts, Some(&first.signature_parts()))
+                .unwrap();
+        assert!(
+            !second
+                .parts
+                .shares_member(&first.parts, "main.cvd", "main.hdb")
+        );
+        assert!(
+            second
+                .parts
+                .shares_member(&first.parts, "daily.cvd", "daily.hdb")
+        );
+        assert_eq!(scan_names(&second, b"big"), vec!["Hash.Bigger"]);
+        assert!(second.info().signature_version.contains("main-63+"));
+        // A daily that ignores one of main's signatures: main is parsed
+        // again under the new list.
+        put(
+            "daily.cvd",
+            &daily_cvd(27001, b"old", "Hash.Old", Some("Hash.Bigger\n")),
+        );
+        let third =
+            BuiltinEngine::load_reusing("t", &paths, &opts, Some(&second.signature_parts()))
+                .unwrap();
+        assert!(
+            !third
+                .parts
+                .shares_member(&second.parts, "main.cvd", "main.hdb")
+        );
+        assert!(scan_names(&third, b"big").is_empty());
+        assert_eq!(scan_names(&third, b"big2"), vec!["Hash.Big2"]);
+        assert_eq!(third.info().skipped.get("ignored"), Some(&1));
+        // The same list in the next daily: main is shared again.
+        put(
+            "daily.cvd",
+            &daily_cvd(27002, b"newest", "Hash.Newest", Some("Hash.Bigger\n")),
+        );
+        let fourth =
+            BuiltinEngine::load_reusing("t", &paths, &opts, Some(&third.signature_parts()))
+                .unwrap();
+        assert!(
+            fourth
+                .parts
+                .shares_member(&third.parts, "main.cvd", "main.hdb")
+        );
+        assert!(scan_names(&fourth, b"big").is_empty());
+        assert_eq!(scan_names(&fourth, b"newest"), vec!["Hash.Newest"]);
+        assert_eq!(fourth.info().skipped.get("ignored"), Some(&1));
+    }
+
+    #[test]
+    fn a_changed_ignore_list_or_pua_option_disables_reuse() {
+        let md5 = |d: &[u8]| hex::encode(Md5::digest(d));
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("big.hdb"),
+            format!("{}:3:Hash.Big\n", md5(b"big")),
+        )
+        .unwrap();
+        let paths = [d.path().to_path_buf()];
+        let opts = LoadOptions::default();
+        let first = BuiltinEngine::load_with("t", &paths, &opts).unwrap();
+        std::fs::write(d.path().join("local.ign2"), "Hash.Big\n").unwrap();
+        let second =
+            BuiltinEngine::load_reusing("t", &paths, &opts, Some(&first.signature_parts()))
+                .unwrap();
+        assert!(!second.parts.shares_part(&first.parts, "big.hdb"));
+        let blob = Blob::from_vec(b"big".to_vec());
+        assert!(names(&second.scan_blob(&blob, None, &ctx()).unwrap()).is_empty());
+        assert_eq!(second.info().skipped.get("ignored"), Some(&1));
+        assert_eq!(
+            names(&first.scan_blob(&blob, None, &ctx()).unwrap()),
+            vec!["Hash.Big"]
+        );
+        // Another PUA option: nothing shared either.
+        let pua = LoadOptions {
+            detect_pua: true,
+            ..LoadOptions::default()
+        };
+        let third = BuiltinEngine::load_reusing("t", &paths, &pua, Some(&second.signature_parts()))
+            .unwrap();
+        assert!(!third.parts.shares_part(&second.parts, "big.hdb"));
+        assert!(names(&third.scan_blob(&blob, None, &ctx()).unwrap()).is_empty());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! hash type to decide cheaply whether an object needs that hash at all.
 
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Which kind of hash file a line comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,73 +251,58 @@ impl<const N: usize> HashEntry<N> {
     }
 }
 
-/// Buckets per table (by the first digest byte).
-pub(crate) const BUCKETS: usize = 256;
+/// One parse block's entries of one digest type, sorted by digest and
+/// trimmed. Shared: a reload reuses the runs of unchanged files.
+pub(crate) type Run<const N: usize> = Arc<Vec<HashEntry<N>>>;
 
-/// All signatures of one digest type: 256 buckets by first digest byte,
-/// each sorted by digest. Bucketing while merging replaces one large sort
-/// by many small ones that fit in cache and run in parallel.
-#[derive(Debug)]
+/// Sort `entries` by digest, trim them and make them a [`Run`].
+pub(crate) fn freeze_run<const N: usize>(mut entries: Vec<HashEntry<N>>) -> Run<N> {
+    // Digests are near-uniform: compare an 8-byte big-endian prefix as an
+    // integer and only fall back to the whole key on a tie.
+    entries.sort_unstable_by(|x, y| x.prefix().cmp(&y.prefix()).then_with(|| x.key.cmp(&y.key)));
+    entries.shrink_to_fit();
+    Arc::new(entries)
+}
+
+/// All signatures of one digest type, kept in the sorted runs the parse
+/// produced: each parse block's vector (one block is 4 MiB of signature
+/// text, about 50,000 signatures), sorted by digest and trimmed, kept as it
+/// is, with the base to add to its name ids. A lookup binary-searches every
+/// run (a few dozen even for ClamAV's main database: microseconds per
+/// object); in exchange a load never holds the entries twice, which a
+/// merged table needs while it is built, and a reload can share the runs
+/// of files that did not change (see ARCHITECTURE.md, "Signature memory").
+#[derive(Debug, Default)]
 pub(crate) struct HashTable<const N: usize> {
-    buckets: Vec<Vec<HashEntry<N>>>,
+    runs: Vec<(Run<N>, u32)>,
     len: usize,
     /// Distinct exact sizes, sorted.
     sizes: Vec<u64>,
     any_size: bool,
 }
 
-impl<const N: usize> Default for HashTable<N> {
-    fn default() -> Self {
-        HashTable {
-            buckets: Vec::new(),
-            len: 0,
-            sizes: Vec::new(),
-            any_size: false,
-        }
-    }
-}
-
-/// Entries being collected into buckets.
-#[derive(Debug)]
-pub(crate) struct Buckets<const N: usize>(pub(crate) Vec<Vec<HashEntry<N>>>);
-
-impl<const N: usize> Default for Buckets<N> {
-    fn default() -> Self {
-        Buckets((0..BUCKETS).map(|_| Vec::new()).collect())
-    }
-}
+/// Runs being collected, each with the base of its name ids.
+#[derive(Debug, Default)]
+pub(crate) struct Buckets<const N: usize>(pub(crate) Vec<(Run<N>, u32)>);
 
 impl<const N: usize> Buckets<N> {
-    /// Move `entries` in, adding `base` to their name ids.
-    pub(crate) fn absorb(&mut self, entries: Vec<HashEntry<N>>, base: u32) {
-        let mut counts = [0usize; BUCKETS];
-        for e in &entries {
-            counts[e.key[0] as usize] += 1;
-        }
-        for (b, c) in self.0.iter_mut().zip(counts) {
-            b.reserve(c);
-        }
-        for mut e in entries {
-            e.name += base;
-            self.0[e.key[0] as usize].push(e);
+    /// Share `run`, its name ids offset by `base`.
+    pub(crate) fn absorb(&mut self, run: &Run<N>, base: u32) {
+        if !run.is_empty() {
+            self.0.push((Arc::clone(run), base));
         }
     }
 }
 
 impl<const N: usize> HashTable<N> {
-    /// Sort each bucket (in parallel) and collect the sizes.
-    pub(crate) fn build(buckets: Buckets<N>) -> HashTable<N> {
-        let mut buckets = buckets.0;
-        buckets.par_iter_mut().for_each(|b| {
-            // Digests are near-uniform: compare an 8-byte big-endian prefix
-            // as an integer and only fall back to the whole key on a tie.
-            b.sort_unstable_by(|x, y| x.prefix().cmp(&y.prefix()).then_with(|| x.key.cmp(&y.key)));
-            b.shrink_to_fit();
-        });
-        let len = buckets.iter().map(Vec::len).sum();
+    /// Collect the sizes of the (already sorted) runs.
+    pub(crate) fn build(chunks: Buckets<N>) -> HashTable<N> {
+        let mut runs = chunks.0;
+        runs.shrink_to_fit();
+        let len = runs.iter().map(|(r, _)| r.len()).sum();
         let mut sizes: Vec<u64> = Vec::with_capacity(len);
-        for b in &buckets {
-            sizes.extend(b.iter().map(HashEntry::size));
+        for (r, _) in &runs {
+            sizes.extend(r.iter().map(HashEntry::size));
         }
         sizes.par_sort_unstable();
         sizes.dedup();
@@ -326,7 +312,7 @@ impl<const N: usize> HashTable<N> {
         }
         sizes.shrink_to_fit();
         HashTable {
-            buckets,
+            runs,
             len,
             sizes,
             any_size,
@@ -347,14 +333,13 @@ impl<const N: usize> HashTable<N> {
         let Ok(key) = <[u8; N]>::try_from(digest) else {
             return;
         };
-        let Some(bucket) = self.buckets.get(key[0] as usize) else {
-            return;
-        };
-        let start = bucket.partition_point(|e| e.key < key);
-        for e in bucket[start..].iter().take_while(|e| e.key == key) {
-            let s = e.size();
-            if s == ANY_SIZE || s == size {
-                out.push(e.name);
+        for (run, base) in &self.runs {
+            let start = run.partition_point(|e| e.key < key);
+            for e in run[start..].iter().take_while(|e| e.key == key) {
+                let s = e.size();
+                if s == ANY_SIZE || s == size {
+                    out.push(e.name.wrapping_add(*base));
+                }
             }
         }
     }
@@ -460,11 +445,30 @@ impl HashVecs {
     }
 }
 
+impl HashVecs {
+    /// Sort and share the three vectors.
+    pub(crate) fn freeze(self) -> HashRuns {
+        HashRuns {
+            md5: freeze_run(self.md5),
+            sha1: freeze_run(self.sha1),
+            sha256: freeze_run(self.sha256),
+        }
+    }
+}
+
+/// One block's sorted runs of the three digest types.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct HashRuns {
+    pub(crate) md5: Run<16>,
+    pub(crate) sha1: Run<20>,
+    pub(crate) sha256: Run<32>,
+}
+
 impl HashBuckets {
-    pub(crate) fn absorb(&mut self, v: HashVecs, base: u32) {
-        self.md5.absorb(v.md5, base);
-        self.sha1.absorb(v.sha1, base);
-        self.sha256.absorb(v.sha256, base);
+    pub(crate) fn absorb(&mut self, v: &HashRuns, base: u32) {
+        self.md5.absorb(&v.md5, base);
+        self.sha1.absorb(&v.sha1, base);
+        self.sha256.absorb(&v.sha256, base);
     }
 }
 
@@ -600,8 +604,41 @@ mod tests {
 
     fn table<const N: usize>(entries: Vec<HashEntry<N>>) -> HashTable<N> {
         let mut b = Buckets::default();
-        b.absorb(entries, 0);
+        b.absorb(&freeze_run(entries), 0);
         HashTable::build(b)
+    }
+
+    #[test]
+    fn lookup_searches_every_run() {
+        let (k1, k2, k3) = ([1u8; 20], [2u8; 20], [3u8; 20]);
+        let mut b = Buckets::<20>::default();
+        b.absorb(
+            &freeze_run(vec![
+                HashEntry::new(&k3, Some(1), 0).unwrap(),
+                HashEntry::new(&k1, Some(1), 1).unwrap(),
+            ]),
+            0,
+        );
+        b.absorb(&freeze_run(Vec::new()), 2);
+        b.absorb(
+            &freeze_run(vec![
+                HashEntry::new(&k1, None, 0).unwrap(),
+                HashEntry::new(&k2, Some(2), 1).unwrap(),
+            ]),
+            10,
+        );
+        let t = HashTable::build(b);
+        assert_eq!(t.len(), 4);
+        let mut out = vec![];
+        t.lookup(&k1, 1, &mut out);
+        assert_eq!(out, vec![1, 10]);
+        out.clear();
+        t.lookup(&k2, 2, &mut out);
+        t.lookup(&k3, 1, &mut out);
+        assert_eq!(out, vec![11, 0]);
+        out.clear();
+        t.lookup(&[4u8; 20], 1, &mut out);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -45,5 +45,5 @@ pub mod normalize;
 
 pub use engine::{BuiltinEngine, DEFAULT_CHUNK};
 pub use hashdb::{HashFile, HashKind, HashLineError, ParsedHash, parse_hash_line};
-pub use load::{LoadError, LoadOptions, is_signature_file};
+pub use load::{LoadError, LoadOptions, SignatureParts, is_signature_file};
 pub use ndb::{NdbLineError, NdbSignature, parse_ndb_line};

@@ -13,7 +13,8 @@
 use crate::allow::IgnSet;
 use crate::cvd;
 use crate::hashdb::{
-    Buckets, HashBuckets, HashEntry, HashFile, HashKind, HashVecs, parse_hash_bytes,
+    Buckets, HashBuckets, HashEntry, HashFile, HashKind, HashRuns, HashVecs, Run, freeze_run,
+    parse_hash_bytes,
 };
 use crate::ldb::{self, CompiledLdb};
 use crate::names::NameArena;
@@ -21,8 +22,9 @@ use crate::ndb::{self, CompiledSig, NdbLineError, parse_ndb_bytes};
 use moat_core::Blob;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Bytes per parse block.
 const BLOCK: u64 = 4 << 20;
@@ -192,7 +194,64 @@ struct AllowEntries {
     sha256: Vec<HashEntry<32>>,
 }
 
+/// What a block parse keeps: the shareable part (hash runs, names,
+/// counts) and the body signatures.
+struct Parsed {
+    part: PartBlock,
+    ndb: Vec<CompiledSig>,
+    ldb: Vec<CompiledLdb>,
+}
+
+/// The results of one parse block that a later load can share when the
+/// file did not change: sorted hash runs, the block's names, its counts
+/// and errors (lines local to the block).
+#[derive(Debug, Clone, Default)]
+struct PartBlock {
+    line_starts: u64,
+    names: NameArena,
+    md5: Run<16>,
+    sha1: Run<20>,
+    sha256: Run<32>,
+    mdb: HashRuns,
+    imp: HashRuns,
+    fp: HashRuns,
+    loaded: u64,
+    unsupported: BTreeMap<&'static str, u64>,
+    ignored: u64,
+    errors: Vec<(u64, String)>,
+    error_total: u64,
+}
+
 impl BlockOut {
+    /// Sort the hash entries (on the parsing thread) and split off the
+    /// shareable part.
+    fn finish(self) -> Parsed {
+        Parsed {
+            part: PartBlock {
+                line_starts: self.line_starts,
+                names: self.names,
+                md5: freeze_run(self.md5),
+                sha1: freeze_run(self.sha1),
+                sha256: freeze_run(self.sha256),
+                mdb: self.mdb.freeze(),
+                imp: self.imp.freeze(),
+                fp: HashVecs {
+                    md5: self.fp.md5,
+                    sha1: self.fp.sha1,
+                    sha256: self.fp.sha256,
+                }
+                .freeze(),
+                loaded: self.loaded,
+                unsupported: self.unsupported,
+                ignored: self.ignored,
+                errors: self.errors,
+                error_total: self.error_total,
+            },
+            ndb: self.ndb,
+            ldb: self.ldb,
+        }
+    }
+
     fn error(&mut self, line: u64, msg: String) {
         self.error_total += 1;
         if self.errors.len() < MAX_ERRORS {
@@ -423,6 +482,177 @@ pub(crate) struct Loaded {
     /// Containers loaded: (file stem, header version).
     pub(crate) versions: Vec<(String, u64)>,
     fingerprint: Sha256,
+    /// Digest of every ignore list read so far (their text, in order):
+    /// parts parsed under the same lists are the same.
+    ign_digest: Sha256,
+    /// The hash files' and containers' parts, for the next load to reuse.
+    pub(crate) parts: SignatureParts,
+    /// How many hash sources (plain files and container members) were
+    /// shared from the previous load, not parsed.
+    pub(crate) reused_files: usize,
+}
+
+/// The identity of a signature file: while it is unchanged, a reload
+/// shares what was parsed from it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FileId {
+    path: PathBuf,
+    len: u64,
+    mtime_ns: u128,
+    /// Inode, device and change time (Unix): a file rewritten in place
+    /// with the same size and a restored mtime still counts as changed.
+    ino: u64,
+    dev: u64,
+    ctime: (i64, i64),
+}
+
+impl FileId {
+    fn of(path: &Path, meta: &std::fs::Metadata) -> FileId {
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        #[cfg(unix)]
+        let (ino, dev, ctime) = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.ino(), meta.dev(), (meta.ctime(), meta.ctime_nsec()))
+        };
+        #[cfg(not(unix))]
+        let (ino, dev, ctime) = (0, 0, (0, 0));
+        FileId {
+            path: path.to_path_buf(),
+            len: meta.len(),
+            mtime_ns,
+            ino,
+            dev,
+            ctime,
+        }
+    }
+}
+
+/// What decides how a hash source is parsed besides the source itself:
+/// the PUA option and the ignore lists in force when it is parsed (by
+/// content: every `.ign`/`.ign2` text read before it, plain files and
+/// container members alike). Parts are shared only between loads with the
+/// same policy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Policy {
+    detect_pua: bool,
+    ign: [u8; 32],
+}
+
+/// An unchanged container: the same file (path, size, mtime, inode,
+/// ctime), the same header (version, MD5, digital signature) and the same
+/// policy when it is read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ContainerKey {
+    file: FileId,
+    version: u64,
+    md5: String,
+    dsig: String,
+    policy: Policy,
+}
+
+/// What was parsed from the hash members of one container (`.hdb`,
+/// `.hsb`, `.mdb`, `.imp` and their PUA kinds), by member name. Members
+/// whose name occurs twice in the archive are not kept.
+#[derive(Debug, Default)]
+struct ContainerPart {
+    members: HashMap<String, Arc<FilePart>>,
+}
+
+/// What was parsed from one plain hash file (`.hdb`, `.hsb`, `.mdb`,
+/// `.imp` and their PUA kinds): its blocks' sorted runs and names.
+#[derive(Debug)]
+struct FilePart {
+    blocks: Vec<PartBlock>,
+}
+
+/// The parts of a loaded signature set that a reload can share: for each
+/// plain hash file, by identity (path, size, mtime, inode, ctime), its
+/// parsed runs and names, and for each container (`.cvd`/`.cld`), by
+/// identity and header, those of its hash members. Held by the engine (the
+/// parts are the engine's own tables, shared, not a copy); see
+/// [`crate::BuiltinEngine::load_reusing`].
+#[derive(Default)]
+pub struct SignatureParts {
+    policy: Option<Policy>,
+    files: HashMap<FileId, Arc<FilePart>>,
+    containers: HashMap<ContainerKey, Arc<ContainerPart>>,
+}
+
+impl std::fmt::Debug for SignatureParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignatureParts")
+            .field("files", &self.files.len())
+            .field("containers", &self.containers.len())
+            .finish()
+    }
+}
+
+impl SignatureParts {
+    /// How many sources' parts are held (plain hash files and containers'
+    /// hash members).
+    pub fn len(&self) -> usize {
+        self.files.len()
+            + self
+                .containers
+                .values()
+                .map(|c| c.members.len())
+                .sum::<usize>()
+    }
+
+    /// Whether both hold the very same part (not a copy) for the member
+    /// `member` of the container named `container`.
+    #[cfg(test)]
+    pub(crate) fn shares_member(
+        &self,
+        other: &SignatureParts,
+        container: &str,
+        member: &str,
+    ) -> bool {
+        let find = |p: &SignatureParts| {
+            p.containers
+                .iter()
+                .find(|(k, _)| k.file.path.file_name().is_some_and(|n| n == container))
+                .and_then(|(_, c)| c.members.get(member).map(Arc::clone))
+        };
+        matches!((find(self), find(other)), (Some(a), Some(b)) if Arc::ptr_eq(&a, &b))
+    }
+
+    /// Whether both hold the very same part (not a copy) for the file
+    /// named `file_name`.
+    #[cfg(test)]
+    pub(crate) fn shares_part(&self, other: &SignatureParts, file_name: &str) -> bool {
+        let find = |p: &SignatureParts| {
+            p.files
+                .iter()
+                .find(|(id, _)| id.path.file_name().is_some_and(|n| n == file_name))
+                .map(|(_, part)| Arc::clone(part))
+        };
+        matches!((find(self), find(other)), (Some(a), Some(b)) if Arc::ptr_eq(&a, &b))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many sources' parts this holds that are the very same (shared,
+    /// not a copy) as one that `other` holds.
+    pub fn shared_with(&self, other: &SignatureParts) -> usize {
+        let theirs: std::collections::HashSet<*const FilePart> =
+            other.all().map(Arc::as_ptr).collect();
+        self.all()
+            .filter(|p| theirs.contains(&Arc::as_ptr(p)))
+            .count()
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Arc<FilePart>> {
+        self.files
+            .values()
+            .chain(self.containers.values().flat_map(|c| c.members.values()))
+    }
 }
 
 impl Loaded {
@@ -447,6 +677,9 @@ impl Loaded {
             error_total: 0,
             versions: Vec::new(),
             fingerprint: Sha256::new(),
+            ign_digest: Sha256::new(),
+            parts: SignatureParts::default(),
+            reused_files: 0,
         }
     }
 
@@ -480,7 +713,32 @@ impl Loaded {
     }
 
     /// Merge the blocks of one source, in order.
-    fn absorb(&mut self, label: &str, fk: FileKind, blocks: Vec<BlockOut>) {
+    fn absorb(&mut self, label: &str, fk: FileKind, blocks: Vec<Parsed>) {
+        let mut line_base = 0u64;
+        for b in blocks {
+            let Some(base) = self.absorb_part(label, fk, &b.part, &mut line_base) else {
+                return;
+            };
+            self.ndb.extend(b.ndb.into_iter().map(|mut c| {
+                c.name += base;
+                c
+            }));
+            self.ldb.extend(b.ldb.into_iter().map(|mut c| {
+                c.name += base;
+                c
+            }));
+        }
+    }
+
+    /// Merge one block's shareable part (sharing its runs and names);
+    /// the base of its name ids, `None` when the arena is full.
+    fn absorb_part(
+        &mut self,
+        label: &str,
+        fk: FileKind,
+        b: &PartBlock,
+        line_base: &mut u64,
+    ) -> Option<u32> {
         let kind_key = match fk.kind {
             Kind::Hash(HashFile::Hdb) => "hdb",
             Kind::Hash(HashFile::Hsb) => "hsb",
@@ -492,50 +750,40 @@ impl Loaded {
             Kind::Ign => "ign",
             Kind::Unsupported(_) => "",
         };
-        let mut line_base = 0u64;
-        for b in blocks {
-            let base = match self.names.append(b.names) {
-                Ok(base) => base,
-                Err(_) => {
-                    self.error(format!(
-                        "{label}: more signature names than this engine can hold; rest skipped"
-                    ));
-                    return;
-                }
-            };
-            self.md5.absorb(b.md5, base);
-            self.sha1.absorb(b.sha1, base);
-            self.sha256.absorb(b.sha256, base);
-            self.mdb.absorb(b.mdb, base);
-            self.imp.absorb(b.imp, base);
-            self.fp_md5.absorb(b.fp.md5, base);
-            self.fp_sha1.absorb(b.fp.sha1, base);
-            self.fp_sha256.absorb(b.fp.sha256, base);
-            if b.ignored > 0 {
-                *self.skipped.entry("ignored".into()).or_default() += b.ignored;
+        let base = match self.names.append(b.names.clone()) {
+            Ok(base) => base,
+            Err(_) => {
+                self.error(format!(
+                    "{label}: more signature names than this engine can hold; rest skipped"
+                ));
+                return None;
             }
-            self.ndb.extend(b.ndb.into_iter().map(|mut c| {
-                c.name += base;
-                c
-            }));
-            self.ldb.extend(b.ldb.into_iter().map(|mut c| {
-                c.name += base;
-                c
-            }));
-            if b.loaded > 0 {
-                *self.signatures.entry(kind_key.to_string()).or_default() += b.loaded;
-            }
-            for (k, n) in b.unsupported {
-                *self.unsupported.entry(k.to_string()).or_default() += n;
-            }
-            let hidden = b.error_total - b.errors.len() as u64;
-            for (line, msg) in b.errors {
-                self.error(format!("{label}:{}: {msg}", line_base + line));
-            }
-            // Errors past a block's own cap still count.
-            self.error_total += hidden;
-            line_base += b.line_starts;
+        };
+        self.md5.absorb(&b.md5, base);
+        self.sha1.absorb(&b.sha1, base);
+        self.sha256.absorb(&b.sha256, base);
+        self.mdb.absorb(&b.mdb, base);
+        self.imp.absorb(&b.imp, base);
+        self.fp_md5.absorb(&b.fp.md5, base);
+        self.fp_sha1.absorb(&b.fp.sha1, base);
+        self.fp_sha256.absorb(&b.fp.sha256, base);
+        if b.ignored > 0 {
+            *self.skipped.entry("ignored".into()).or_default() += b.ignored;
         }
+        if b.loaded > 0 {
+            *self.signatures.entry(kind_key.to_string()).or_default() += b.loaded;
+        }
+        for (k, n) in &b.unsupported {
+            *self.unsupported.entry(k.to_string()).or_default() += n;
+        }
+        let hidden = b.error_total - b.errors.len() as u64;
+        for (line, msg) in &b.errors {
+            self.error(format!("{label}:{}: {msg}", *line_base + line));
+        }
+        // Errors past a block's own cap still count.
+        self.error_total += hidden;
+        *line_base += b.line_starts;
+        Some(base)
     }
 
     /// Parse one signature source (a file or a container member).
@@ -545,8 +793,18 @@ impl Loaded {
         Ok(())
     }
 
+    /// The policy hash sources read from now on are parsed under.
+    fn policy(&self, opts: &LoadOptions) -> Policy {
+        Policy {
+            detect_pua: opts.detect_pua,
+            ign: self.ign_digest.clone().finalize().into(),
+        }
+    }
+
     /// Add the names of an `.ign`/`.ign2` source to the ignore list.
     fn read_ign(&mut self, label: &str, text: &[u8]) {
+        self.ign_digest.update((text.len() as u64).to_le_bytes());
+        self.ign_digest.update(text);
         let before = self.ign.len();
         for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
             let line = raw.trim_ascii();
@@ -571,13 +829,14 @@ impl Loaded {
     }
 }
 
-fn parse_blocks(blob: &Blob, fk: FileKind, ign: &IgnSet) -> std::io::Result<Vec<BlockOut>> {
+fn parse_blocks(blob: &Blob, fk: FileKind, ign: &IgnSet) -> std::io::Result<Vec<Parsed>> {
     let len = blob.len();
     let n = len.div_ceil(BLOCK).max(1);
     (0..n)
         .into_par_iter()
         .map_init(Vec::new, |buf, i| {
             parse_block(blob, i * BLOCK, ((i + 1) * BLOCK).min(len), fk, ign, buf)
+                .map(BlockOut::finish)
         })
         .collect()
 }
@@ -691,19 +950,98 @@ fn loads(fk: FileKind, opts: &LoadOptions) -> bool {
     ) && (opts.detect_pua || !fk.pua)
 }
 
-fn load_container(input: &Input, loaded: &mut Loaded, opts: &LoadOptions) -> Result<(), LoadError> {
-    let file = std::fs::File::open(&input.path).map_err(io_err(&input.path))?;
+/// The identity of an open container and its header (`None` when the
+/// header cannot be read: such a container is never shared); the file is
+/// rewound.
+fn container_key(
+    file: &mut std::fs::File,
+    path: &Path,
+    policy: Policy,
+) -> std::io::Result<Option<ContainerKey>> {
+    use std::io::{Read, Seek};
+    let meta = file.metadata()?;
+    let mut h = Vec::with_capacity(cvd::HEADER_LEN);
+    #[allow(clippy::disallowed_methods)] // bounded: 512 bytes
+    (&mut *file)
+        .take(cvd::HEADER_LEN as u64)
+        .read_to_end(&mut h)?;
+    file.rewind()?;
+    Ok(cvd::parse_header(&h).ok().map(|h| ContainerKey {
+        file: FileId::of(path, &meta),
+        version: h.version,
+        md5: h.md5,
+        dsig: h.dsig,
+        policy,
+    }))
+}
+
+/// Read one container. The hash members of a container that did not
+/// change since `previous` was loaded (same file, header and policy) are
+/// shared rather than parsed: the archive is still read (its other
+/// members are rebuilt, and it is verified again) but those members are
+/// only streamed through.
+fn load_container(
+    input: &Input,
+    loaded: &mut Loaded,
+    opts: &LoadOptions,
+    previous: Option<&SignatureParts>,
+) -> Result<(), LoadError> {
+    let mut file = std::fs::File::open(&input.path).map_err(io_err(&input.path))?;
+    let key =
+        container_key(&mut file, &input.path, loaded.policy(opts)).map_err(io_err(&input.path))?;
+    let reuse: Option<&ContainerPart> = key
+        .as_ref()
+        .and_then(|k| previous?.containers.get(k))
+        .map(|c| &**c);
+    let shared = |fk: FileKind, name: &str| {
+        matches!(fk.kind, Kind::Hash(_)) && reuse.is_some_and(|c| c.members.contains_key(name))
+    };
+    let mut fresh = ContainerPart::default();
+    let mut twice = std::collections::HashSet::new();
+    let mut keep_part = |name: &str, part: Arc<FilePart>| {
+        if fresh.members.insert(name.to_string(), part).is_some() {
+            twice.insert(name.to_string());
+        }
+    };
     let fname = input
         .path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let keep = |ext: &str| matches!(classify(ext), Some(Class::Sig(fk)) if loads(fk, opts));
-    let res = cvd::read_container(file, opts.verify_signatures, keep, |m| {
+    let keep = |name: &str, ext: &str| matches!(classify(ext), Some(Class::Sig(fk)) if loads(fk, opts) && !shared(fk, name));
+    let res = cvd::read_container_by_name(file, opts.verify_signatures, keep, |m| {
         let label = format!("{fname}/{}", m.name);
         match (classify(&m.ext), m.data) {
             (Some(Class::Sig(fk)), Some(data)) if fk.kind == Kind::Ign => {
                 loaded.read_ign(&label, &data)
+            }
+            (Some(Class::Sig(fk)), None) if loads(fk, opts) && shared(fk, &m.name) => {
+                let part = reuse.and_then(|c| c.members.get(&m.name));
+                if let Some(part) = part {
+                    let mut line_base = 0;
+                    for b in &part.blocks {
+                        if loaded.absorb_part(&label, fk, b, &mut line_base).is_none() {
+                            break;
+                        }
+                    }
+                    loaded.reused_files += 1;
+                    keep_part(&m.name, Arc::clone(part));
+                }
+            }
+            (Some(Class::Sig(fk)), Some(data)) if matches!(fk.kind, Kind::Hash(_)) => {
+                // In-memory sources cannot fail to read.
+                match parse_blocks(&Blob::from_vec(data), fk, &loaded.ign) {
+                    Ok(blocks) => {
+                        keep_part(
+                            &m.name,
+                            Arc::new(FilePart {
+                                blocks: blocks.iter().map(|b| b.part.clone()).collect(),
+                            }),
+                        );
+                        loaded.absorb(&label, fk, blocks);
+                    }
+                    Err(e) => loaded.error(format!("{label}: {e}")),
+                }
             }
             (Some(Class::Sig(fk)), Some(data)) => {
                 // In-memory sources cannot fail to read.
@@ -745,6 +1083,12 @@ fn load_container(input: &Input, loaded: &mut Loaded, opts: &LoadOptions) -> Res
             }
             loaded.fingerprint.update(h.version.to_le_bytes());
             loaded.versions.push((stem(&input.path), h.version));
+            if let Some(key) = key {
+                for name in &twice {
+                    fresh.members.remove(name);
+                }
+                loaded.parts.containers.insert(key, Arc::new(fresh));
+            }
         }
         // A database that cannot even be read cannot be verified.
         Err(e) if opts.verify_signatures => return Err(refuse(e.to_string())),
@@ -781,7 +1125,28 @@ pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
 /// Read every signature source under `paths`. Ignore lists are read first
 /// (plain `.ign`/`.ign2` files, then those inside containers, `daily` before
 /// the others, as ClamAV orders them), so that they apply to every source.
+#[cfg(test)]
 pub(crate) fn load_paths_with(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    load_paths_reusing(paths, opts, None)
+}
+
+/// The output of one plain file.
+enum FileOut {
+    Parsed(Vec<Parsed>),
+    /// Shared from the previous load: the file did not change.
+    Reused(Arc<FilePart>),
+    /// A PUA file not loaded: its line count.
+    SkippedPua(u64),
+}
+
+/// [`load_paths_with`], sharing the parts of `previous` whose file did not
+/// change when the policy (ignore lists, allow-lists, containers, PUA
+/// option) is the same.
+pub(crate) fn load_paths_reusing(
+    paths: &[PathBuf],
+    opts: &LoadOptions,
+    previous: Option<&SignatureParts>,
+) -> Result<Loaded, LoadError> {
     let mut loaded = Loaded::new();
     let inputs = newest_containers(collect_inputs(paths, &mut loaded)?);
     for i in &inputs {
@@ -798,31 +1163,66 @@ pub(crate) fn load_paths_with(paths: &[PathBuf], opts: &LoadOptions) -> Result<L
     }
     containers.sort_by_key(|c| (stem(&c.path) != "daily", c.path.clone()));
     for c in &containers {
-        load_container(c, &mut loaded, opts)?;
+        load_container(c, &mut loaded, opts, previous)?;
     }
+    // Every ignore list is read: plain files are parsed under this policy.
+    let policy = loaded.policy(opts);
+    let reusable = previous.filter(|p| p.policy.as_ref() == Some(&policy));
+    loaded.parts.policy = Some(policy);
     // Plain files: all in parallel (each file in parallel blocks too).
     let ign_set = std::mem::take(&mut loaded.ign);
-    let parsed: Vec<(String, FileKind, Result<Vec<BlockOut>, u64>)> = files
+    type Out = (String, FileKind, Option<FileId>, FileOut);
+    let parsed: Vec<Out> = files
         .par_iter()
         .filter_map(|i| match classify(&i.ext) {
             Some(Class::Sig(fk)) => Some((i, fk)),
             _ => None,
         })
         .map(|(i, fk)| {
-            let blob = Blob::open(&i.path).map_err(io_err(&i.path))?;
+            let label = i.path.display().to_string();
             if fk.pua && !opts.detect_pua {
+                let blob = Blob::open(&i.path).map_err(io_err(&i.path))?;
                 let lines = cvd::count_lines(&mut blob.reader()).map_err(io_err(&i.path))?;
-                return Ok((i.ext.clone(), fk, Err(lines)));
+                return Ok((i.ext.clone(), fk, None, FileOut::SkippedPua(lines)));
             }
+            // Only plain hash files are shared: they hold nearly all the
+            // memory; body signatures are rebuilt with the matcher.
+            let id = matches!(fk.kind, Kind::Hash(_)).then(|| FileId::of(&i.path, &i.meta));
+            if let Some(part) = id
+                .as_ref()
+                .and_then(|id| reusable.and_then(|p| p.files.get(id)))
+            {
+                return Ok((label, fk, id, FileOut::Reused(Arc::clone(part))));
+            }
+            let blob = Blob::open(&i.path).map_err(io_err(&i.path))?;
             let blocks = parse_blocks(&blob, fk, &ign_set).map_err(io_err(&i.path))?;
-            Ok((i.path.display().to_string(), fk, Ok(blocks)))
+            Ok((label, fk, id, FileOut::Parsed(blocks)))
         })
         .collect::<Result<_, LoadError>>()?;
     loaded.ign = ign_set;
-    for (label, fk, blocks) in parsed {
-        match blocks {
-            Ok(blocks) => loaded.absorb(&label, fk, blocks),
-            Err(lines) => loaded.skip_pua(&label, lines),
+    for (label, fk, id, out) in parsed {
+        match (out, id) {
+            (FileOut::Parsed(blocks), Some(id)) => {
+                let part = FilePart {
+                    blocks: blocks.iter().map(|b| b.part.clone()).collect(),
+                };
+                loaded.parts.files.insert(id, Arc::new(part));
+                loaded.absorb(&label, fk, blocks);
+            }
+            (FileOut::Parsed(blocks), None) => loaded.absorb(&label, fk, blocks),
+            (FileOut::Reused(part), id) => {
+                let mut line_base = 0;
+                for b in &part.blocks {
+                    if loaded.absorb_part(&label, fk, b, &mut line_base).is_none() {
+                        break;
+                    }
+                }
+                loaded.reused_files += 1;
+                if let Some(id) = id {
+                    loaded.parts.files.insert(id, part);
+                }
+            }
+            (FileOut::SkippedPua(lines), _) => loaded.skip_pua(&label, lines),
         }
     }
     Ok(loaded)
@@ -861,7 +1261,7 @@ mod tests {
         let len = blob.len();
         for block in [7u64, 64, 100, 1000, len] {
             let n = len.div_ceil(block);
-            let blocks: Vec<BlockOut> = (0..n)
+            let blocks: Vec<Parsed> = (0..n)
                 .map(|i| {
                     parse_block(
                         &blob,
@@ -872,12 +1272,13 @@ mod tests {
                         &mut Vec::new(),
                     )
                     .unwrap()
+                    .finish()
                 })
                 .collect();
             let mut l = Loaded::new();
             l.absorb("t.hdb", fk(Kind::Hash(HashFile::Hdb)), blocks);
             assert_eq!(
-                l.md5.0.iter().map(Vec::len).sum::<usize>(),
+                l.md5.0.iter().map(|(r, _)| r.len()).sum::<usize>(),
                 49,
                 "block {block}"
             );
@@ -967,7 +1368,7 @@ E:0:EP+0:41424344
         }
         assert!(
             l.names
-                .is_pua(l.sha256.0.iter().flatten().next().unwrap().name_id())
+                .is_pua(l.sha256.0[0].0[0].name_id() + l.sha256.0[0].1)
         );
     }
 

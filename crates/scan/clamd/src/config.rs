@@ -15,7 +15,7 @@ pub const MAX_CHUNK_SIZE: usize = 8 * 1024 * 1024;
 ///
 /// In a config file durations are seconds (integer or fractional):
 /// `address`, `timeout_secs`, `connect_timeout_secs`, `chunk_size`, `pool_size`,
-/// `pool_idle_secs`.
+/// `pool_idle_secs`, `cache_ttl_secs`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClamdConfig {
@@ -36,6 +36,12 @@ pub struct ClamdConfig {
     /// Keep it below clamd's `IdleTimeout` (default 30 s). Default 10 s.
     #[serde(rename = "pool_idle_secs", deserialize_with = "secs")]
     pub pool_idle_timeout: Duration,
+    /// How long a verdict clamd took part in may be reused from the verdict
+    /// cache: clamd's VERSION names the database version only for official
+    /// databases, so the engine's fingerprint may miss a signature change.
+    /// Default 1 hour; zero: never reused.
+    #[serde(rename = "cache_ttl_secs", deserialize_with = "secs")]
+    pub cache_ttl: Duration,
 }
 
 impl Default for ClamdConfig {
@@ -48,6 +54,7 @@ impl Default for ClamdConfig {
             chunk_size: DEFAULT_CHUNK_SIZE,
             pool_size: 4 * cores,
             pool_idle_timeout: Duration::from_secs(10),
+            cache_ttl: Duration::from_secs(3600),
         }
     }
 }

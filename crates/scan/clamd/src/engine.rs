@@ -32,7 +32,7 @@ impl ClamdEngine {
         Ok(ClamdEngine {
             name: name.to_string(),
             address,
-            pool: Pool::new(cfg.pool_size, cfg.pool_idle_timeout),
+            pool: Pool::new(cfg.pool_size, cfg.pool_idle_timeout, "clamd session"),
             versions: VersionCache::new(),
             cfg,
         })
@@ -139,6 +139,10 @@ impl Engine for ClamdEngine {
 
     fn scope(&self) -> Scope {
         Scope::Whole
+    }
+
+    fn cache_ttl(&self) -> Option<Duration> {
+        Some(self.cfg.cache_ttl)
     }
 
     fn health(&self) -> Result<(), EngineError> {

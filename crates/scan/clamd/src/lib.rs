@@ -26,6 +26,9 @@
 //! PING; `info()` reports VERSION, cached for 5 s (a failed VERSION keeps the last
 //! known values and sets `last_reload_error`). With only unofficial databases
 //! clamd reports no database version: `signature_version` is then `unreported`.
+//! The fingerprint follows VERSION (so a new official database version means
+//! new verdict-cache keys); `cache_ttl` (default 1 hour) bounds how long cached
+//! verdicts are reused, for the signature changes VERSION does not show.
 //!
 //! All I/O is blocking std sockets with timeouts: `Engine` is called from
 //! blocking worker threads.

@@ -14,9 +14,7 @@
 //! retried once by the caller on a fresh connection.
 
 use crate::stream::Stream;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use moat_core::pool::{IdlePool, Reusable};
 
 /// One connection to clamd, in a session or not.
 #[derive(Debug)]
@@ -24,9 +22,6 @@ pub(crate) struct Conn {
     pub(crate) stream: Stream,
     /// The next request number when in an IDSESSION; `None` for a one-shot connection.
     pub(crate) next_id: Option<u64>,
-    /// Taken from the pool rather than freshly opened.
-    pub(crate) reused: bool,
-    idle_since: Instant,
 }
 
 impl Conn {
@@ -34,131 +29,43 @@ impl Conn {
         Conn {
             stream,
             next_id: session.then_some(1),
-            reused: false,
-            idle_since: Instant::now(),
         }
     }
 }
 
-/// Connection counters, for metrics and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolStats {
-    /// Connections opened for scans.
-    pub connects: u64,
-    /// Scans served by a pooled session.
-    pub reuses: u64,
-    /// Scans retried on a fresh connection because a pooled one was dead.
-    pub retries: u64,
-    /// Sessions idle in the pool right now.
-    pub idle: usize,
-}
-
-#[derive(Debug)]
-pub(crate) struct Pool {
-    idle: Mutex<Vec<Conn>>,
-    cap: usize,
-    max_idle: Duration,
-    connects: AtomicU64,
-    reuses: AtomicU64,
-    retries: AtomicU64,
-}
-
-impl Pool {
-    pub(crate) fn new(cap: usize, max_idle: Duration) -> Pool {
-        Pool {
-            idle: Mutex::new(Vec::with_capacity(cap)),
-            cap,
-            max_idle,
-            connects: AtomicU64::new(0),
-            reuses: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-        }
+impl Reusable for Conn {
+    fn looks_alive(&mut self) -> bool {
+        self.stream.looks_alive()
     }
-
-    /// Whether scans use IDSESSION sessions at all.
-    pub(crate) fn enabled(&self) -> bool {
-        self.cap > 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
-        // The list stays consistent even if a holder panicked: just keep going.
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The most recently used live session, if any.
-    pub(crate) fn take(&self) -> Option<Conn> {
-        loop {
-            let mut conn = self.lock().pop()?;
-            if conn.idle_since.elapsed() < self.max_idle && conn.stream.looks_alive() {
-                conn.reused = true;
-                self.reuses.fetch_add(1, Ordering::Relaxed);
-                return Some(conn);
-            }
-            tracing::debug!("closing a stale idle clamd session");
-        }
-    }
-
-    /// Returns a session that ended cleanly; closes it when the pool is full.
-    pub(crate) fn put(&self, mut conn: Conn) {
-        if conn.next_id.is_none() {
-            return;
-        }
-        conn.idle_since = Instant::now();
-        let mut idle = self.lock();
-        if idle.len() < self.cap {
-            idle.push(conn);
-        }
-    }
-
-    pub(crate) fn count_connect(&self) {
-        self.connects.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn count_retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn stats(&self) -> PoolStats {
-        PoolStats {
-            connects: self.connects.load(Ordering::Relaxed),
-            reuses: self.reuses.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
-            idle: self.lock().len(),
-        }
+    /// Only sessions outlive a request; a one-shot connection is closed.
+    fn reusable(&self) -> bool {
+        self.next_id.is_some()
     }
 }
+
+pub(crate) type Pool = IdlePool<Conn>;
+pub use moat_core::pool::PoolStats;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::net::UnixStream;
+    use std::time::Duration;
 
     #[test]
-    fn reuses_live_sessions_and_drops_dead_ones() {
-        let pool = Pool::new(2, Duration::from_secs(10));
+    fn pools_live_sessions_but_never_one_shot_connections() {
+        let pool = Pool::new(2, Duration::from_secs(10), "clamd session");
         let (a, _keep_a) = UnixStream::pair().unwrap();
         let (b, peer_b) = UnixStream::pair().unwrap();
-        let (c, _keep_c) = UnixStream::pair().unwrap();
         pool.put(Conn::new(Stream::Unix(a), true));
         pool.put(Conn::new(Stream::Unix(b), true));
-        pool.put(Conn::new(Stream::Unix(c), true)); // over the cap: closed
-        // One-shot connections are never pooled.
         let (d, _keep_d) = UnixStream::pair().unwrap();
         pool.put(Conn::new(Stream::Unix(d), false));
         assert_eq!(pool.stats().idle, 2);
         drop(peer_b); // b (the most recent) is dead now
         let got = pool.take().unwrap();
-        assert!(got.reused);
-        assert_eq!(pool.stats().idle, 0);
+        assert_eq!(got.next_id, Some(1));
         assert!(pool.take().is_none());
         assert_eq!(pool.stats().reuses, 1);
-    }
-
-    #[test]
-    fn expires_old_idle_sessions() {
-        let pool = Pool::new(2, Duration::ZERO);
-        let (a, _keep) = UnixStream::pair().unwrap();
-        pool.put(Conn::new(Stream::Unix(a), true));
-        assert!(pool.take().is_none());
     }
 }

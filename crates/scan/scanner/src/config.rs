@@ -121,9 +121,16 @@ pub enum EngineConfig {
         timeout_secs: u64,
         #[serde(default)]
         pool_size: Option<usize>,
+        /// How long cached verdicts clamd took part in are reused (seconds;
+        /// default 3600, 0: never). clamd's VERSION names no database
+        /// version for unofficial databases, so this bounds the rest.
+        #[serde(default)]
+        cache_ttl_secs: Option<u64>,
     },
     /// A local scanner command run per file (e.g. `clamscan`), mapped by exit code.
     Command(moat_command::CommandConfig),
+    /// An ICAP service (`icap://host:1344/avscan`), RESPMOD or REQMOD.
+    Icap(moat_icap_client::IcapConfig),
 }
 
 fn default_true() -> bool {
@@ -141,6 +148,7 @@ impl EngineConfig {
             EngineConfig::Yara { .. } => "yara",
             EngineConfig::Clamd { .. } => "clamd",
             EngineConfig::Command(_) => "command",
+            EngineConfig::Icap(_) => "icap",
         }
     }
 
@@ -149,7 +157,8 @@ impl EngineConfig {
             EngineConfig::Builtin { name, .. }
             | EngineConfig::Yara { name, .. }
             | EngineConfig::Clamd { name, .. }
-            | EngineConfig::Command(moat_command::CommandConfig { name, .. }) => name.as_deref(),
+            | EngineConfig::Command(moat_command::CommandConfig { name, .. })
+            | EngineConfig::Icap(moat_icap_client::IcapConfig { name, .. }) => name.as_deref(),
         }
     }
 
@@ -168,7 +177,9 @@ impl EngineConfig {
         match self {
             EngineConfig::Builtin { signatures, .. } => signatures.clone(),
             EngineConfig::Yara { rules, .. } => rules.clone(),
-            EngineConfig::Clamd { .. } | EngineConfig::Command(_) => Vec::new(),
+            EngineConfig::Clamd { .. } | EngineConfig::Command(_) | EngineConfig::Icap(_) => {
+                Vec::new()
+            }
         }
     }
 }
@@ -195,6 +206,11 @@ pub enum BuildError {
     Command {
         name: String,
         source: moat_command::ConfigError,
+    },
+    #[error("engine {name:?} (icap): {source}")]
+    Icap {
+        name: String,
+        source: moat_icap_client::ConfigError,
     },
     #[error("engine {name:?} (builtin): public key {path}: {msg}")]
     Key {
@@ -300,7 +316,21 @@ fn database_directory(conf: &str) -> Option<PathBuf> {
 /// Build every configured engine. Slow parts (signature loading) run here,
 /// beside whatever set is currently serving.
 pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> {
+    build_engine_set_after(cfgs, None)
+}
+
+/// [`build_engine_set`] for a reload: each builtin engine shares the parsed
+/// parts of unchanged signature sources (plain hash files, containers' hash
+/// members) with the engine of the same name in `previous`, the set still
+/// serving, instead of holding them twice (issue 15). Reuse is decided by
+/// the sources' identity, so a foreign or stale `previous` can only make a
+/// build parse more, never load something else.
+pub fn build_engine_set_after(
+    cfgs: &[EngineConfig],
+    previous: Option<&EngineSet>,
+) -> Result<EngineSet, BuildError> {
     let mut engines: Vec<Arc<dyn Engine>> = Vec::with_capacity(cfgs.len());
+    let mut builtin_parts = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for cfg in cfgs {
         let name = match cfg.name() {
@@ -348,12 +378,19 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
                 let e = if signatures.is_empty() {
                     moat_builtin::BuiltinEngine::eicar_only(&name)
                 } else {
-                    moat_builtin::BuiltinEngine::load_with(&name, signatures, &opts).map_err(
-                        |source| BuildError::Builtin {
-                            name: name.clone(),
-                            source,
-                        },
-                    )?
+                    let previous = previous.and_then(|s| s.builtin_parts(&name));
+                    let e = moat_builtin::BuiltinEngine::load_reusing(
+                        &name,
+                        signatures,
+                        &opts,
+                        previous.as_deref(),
+                    )
+                    .map_err(|source| BuildError::Builtin {
+                        name: name.clone(),
+                        source,
+                    })?;
+                    builtin_parts.push((name.clone(), e.signature_parts()));
+                    e
                 };
                 Arc::new(e)
             }
@@ -381,6 +418,7 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
                 address,
                 timeout_secs,
                 pool_size,
+                cache_ttl_secs,
                 ..
             } => {
                 let mut c = moat_clamd::ClamdConfig {
@@ -390,6 +428,9 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
                 };
                 if let Some(p) = pool_size {
                     c.pool_size = *p;
+                }
+                if let Some(t) = cache_ttl_secs {
+                    c.cache_ttl = Duration::from_secs(*t);
                 }
                 Arc::new(moat_clamd::ClamdEngine::new(&name, c).map_err(|source| {
                     BuildError::Clamd {
@@ -406,6 +447,14 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
                     }
                 })?,
             ),
+            EngineConfig::Icap(c) => Arc::new(
+                moat_icap_client::IcapEngine::new(&name, c.clone()).map_err(|source| {
+                    BuildError::Icap {
+                        name: name.clone(),
+                        source,
+                    }
+                })?,
+            ),
         };
         let info = engine.info();
         if info.signatures.values().sum::<u64>() == 0 && !info.load_errors.is_empty() {
@@ -416,7 +465,7 @@ pub fn build_engine_set(cfgs: &[EngineConfig]) -> Result<EngineSet, BuildError> 
         }
         engines.push(engine);
     }
-    Ok(EngineSet::new(engines))
+    Ok(EngineSet::new(engines).with_builtin_parts(builtin_parts))
 }
 
 #[cfg(test)]
@@ -454,6 +503,77 @@ mod tests {
         let bad: Result<W, _> =
             serde_json::from_str(r#"{"engines":[{"type":"command","argv":["x"],"nope":1}]}"#);
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn icap_and_clamd_engines_carry_their_cache_ttl() {
+        #[derive(Deserialize)]
+        struct W {
+            engines: Vec<EngineConfig>,
+        }
+        // Building does not contact the servers (nothing listens on port 9).
+        let w: W = serde_json::from_str(
+            r#"{"engines":[{"type":"icap","name":"av","url":"icap://127.0.0.1:9/avscan","method":"reqmod","cache_ttl_secs":30,"connect_timeout_secs":0.2},
+                           {"type":"clamd","address":"127.0.0.1:9","cache_ttl_secs":60}]}"#,
+        )
+        .unwrap();
+        assert_eq!(w.engines[0].kind(), "icap");
+        assert_eq!(w.engines[0].name(), Some("av"));
+        let set = build_engine_set(&w.engines).unwrap();
+        assert_eq!(set.infos()[0].kind, "icap");
+        assert_eq!(set.cache_ttl(), Some(Duration::from_secs(30)));
+        let bad: W =
+            serde_json::from_str(r#"{"engines":[{"type":"icap","url":"http://x/avscan"}]}"#)
+                .unwrap();
+        let err = match build_engine_set(&bad.engines) {
+            Ok(_) => panic!("an http:// url must be refused"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("(icap)") && err.contains("icap://"), "{err}");
+        assert!(
+            serde_json::from_str::<W>(
+                r#"{"engines":[{"type":"icap","url":"icap://h/x","nope":1}]}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_rebuild_after_the_serving_set_shares_its_builtin_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.hdb"),
+            "d41d8cd98f00b204e9800998ecf8427e:0:Empty.Md5\n",
+        )
+        .unwrap();
+        let name = "builtin-parts-test";
+        let cfgs = vec![EngineConfig::Builtin {
+            name: Some(name.into()),
+            signatures: vec![dir.path().to_path_buf()],
+            detect_pua: false,
+            verify_signatures: true,
+            public_key: None,
+            all_match: false,
+        }];
+        let first = build_engine_set(&cfgs).unwrap();
+        let parts = first
+            .builtin_parts(name)
+            .expect("the builtin engine's parts");
+        assert_eq!(parts.len(), 1);
+        // A reload builds beside the serving set and shares with it.
+        let second = build_engine_set_after(&cfgs, Some(&first)).unwrap();
+        let second_parts = second.builtin_parts(name).unwrap();
+        assert_eq!(second_parts.shared_with(&parts), 1);
+        // The parts follow the set through a refresh.
+        let refreshed = second.refreshed();
+        assert_eq!(
+            refreshed.builtin_parts(name).unwrap().shared_with(&parts),
+            1
+        );
+        // Without a previous set nothing is shared.
+        let third = build_engine_set(&cfgs).unwrap();
+        assert_eq!(third.builtin_parts(name).unwrap().shared_with(&parts), 0);
+        assert!(third.builtin_parts("other").is_none());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use moat_core::{
 };
 use moat_extract::{Entry, WalkError};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// An immutable set of engines, swapped as a whole on reload.
 pub struct EngineSet {
@@ -18,21 +18,30 @@ pub struct EngineSet {
     /// scan reports carry and the fingerprint covers. Taken once, so scans
     /// never call `info()` (which for clamd may ask the daemon).
     snapshot: Vec<EngineInfo>,
+    /// Every engine's fingerprint when the set was built.
+    fingerprints: Vec<String>,
     fingerprint: String,
+    /// The smallest `cache_ttl` of the engines.
+    cache_ttl: Option<Duration>,
     /// Unix seconds when this set was built.
     pub loaded_at: u64,
+    /// The parsed signature parts of the builtin engines, by engine name,
+    /// for the next build (a reload) to share.
+    builtin_parts: Vec<(String, Arc<moat_builtin::SignatureParts>)>,
 }
 
 impl EngineSet {
     pub fn new(engines: Vec<Arc<dyn Engine>>) -> EngineSet {
         use sha2::{Digest, Sha256};
+        let fingerprints: Vec<String> = engines.iter().map(|e| e.fingerprint()).collect();
         let mut h = Sha256::new();
-        for e in &engines {
-            h.update(e.fingerprint().as_bytes());
+        for f in &fingerprints {
+            h.update(f.as_bytes());
             h.update([0u8]);
         }
         let fingerprint = hex::encode(&h.finalize()[..12]);
         let snapshot = engines.iter().map(|e| e.info()).collect();
+        let cache_ttl = engines.iter().filter_map(|e| e.cache_ttl()).min();
         let loaded_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -40,9 +49,29 @@ impl EngineSet {
         EngineSet {
             engines,
             snapshot,
+            fingerprints,
             fingerprint,
+            cache_ttl,
             loaded_at,
+            builtin_parts: Vec::new(),
         }
+    }
+
+    /// This set with the builtin engines' signature parts, by engine name.
+    pub(crate) fn with_builtin_parts(
+        mut self,
+        parts: Vec<(String, Arc<moat_builtin::SignatureParts>)>,
+    ) -> EngineSet {
+        self.builtin_parts = parts;
+        self
+    }
+
+    /// What a reload can share with the builtin engine `name` of this set.
+    pub fn builtin_parts(&self, name: &str) -> Option<Arc<moat_builtin::SignatureParts>> {
+        self.builtin_parts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| Arc::clone(p))
     }
 
     pub fn engines(&self) -> &[Arc<dyn Engine>] {
@@ -53,6 +82,31 @@ impl EngineSet {
     /// verdict cache key is (sha256, fingerprint).
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// How long a cached verdict of this set may be reused: the smallest
+    /// `cache_ttl` of its engines (those whose signatures live elsewhere);
+    /// `None` when every engine's fingerprint follows its signatures.
+    pub fn cache_ttl(&self) -> Option<Duration> {
+        self.cache_ttl
+    }
+
+    /// The names of the engines with a `cache_ttl` (clamd, icap) whose live
+    /// fingerprint differs from the one this set was built with: their
+    /// server's signatures changed (clamd's database version, an ICAP
+    /// ISTag), or the server first answered. Asks those engines (blocking).
+    pub fn drifted(&self) -> Vec<String> {
+        self.engines
+            .iter()
+            .zip(&self.fingerprints)
+            .filter(|(e, fp)| e.cache_ttl().is_some() && e.fingerprint() != **fp)
+            .map(|(e, _)| e.name().to_string())
+            .collect()
+    }
+
+    /// The same engines in a new set, fingerprinted now (nothing reloaded).
+    pub fn refreshed(&self) -> EngineSet {
+        EngineSet::new(self.engines.clone()).with_builtin_parts(self.builtin_parts.clone())
     }
 
     /// Current engine information (live: asks each engine now).
@@ -199,6 +253,13 @@ impl Scanner {
     /// dropped when the last of them ends.
     pub fn swap(&self, set: EngineSet) {
         self.set.store(Arc::new(set));
+    }
+
+    /// Swap in `set` only if `current` is still the set in use (so that a
+    /// refresh never undoes a reload that happened meanwhile).
+    pub fn swap_if_current(&self, current: &Arc<EngineSet>, set: EngineSet) -> bool {
+        let prev = self.set.compare_and_swap(current, Arc::new(set));
+        Arc::ptr_eq(&*prev, current)
     }
 
     pub fn config(&self) -> &ScanConfig {
@@ -490,6 +551,77 @@ mod tests {
         z.write_all(data).unwrap();
         z.finish().unwrap();
         Blob::from_vec(buf.into_inner())
+    }
+
+    /// A remote-style engine whose signature version can be changed.
+    struct Remote {
+        version: std::sync::atomic::AtomicU64,
+        ttl: Option<std::time::Duration>,
+    }
+
+    impl Engine for Remote {
+        fn name(&self) -> &str {
+            "remote"
+        }
+        fn info(&self) -> EngineInfo {
+            EngineInfo {
+                name: "remote".into(),
+                signature_version: self
+                    .version
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                    .to_string(),
+                ..Default::default()
+            }
+        }
+        fn scan(&self, _: &Object<'_>, _: &ScanContext) -> Result<EngineScan, EngineError> {
+            Ok(EngineScan::default())
+        }
+        fn cache_ttl(&self) -> Option<std::time::Duration> {
+            self.ttl
+        }
+    }
+
+    #[test]
+    fn a_remote_engines_live_fingerprint_change_is_seen_and_refreshed() {
+        use std::sync::atomic::Ordering;
+        use std::time::Duration;
+        let remote = Arc::new(Remote {
+            version: 1.into(),
+            ttl: Some(Duration::from_secs(60)),
+        });
+        let local = Arc::new(Remote {
+            version: 1.into(),
+            ttl: None,
+        });
+        let slower = Arc::new(Remote {
+            version: 1.into(),
+            ttl: Some(Duration::from_secs(600)),
+        });
+        let set = EngineSet::new(vec![remote.clone(), local.clone(), slower]);
+        assert_eq!(set.cache_ttl(), Some(Duration::from_secs(60)));
+        assert!(set.drifted().is_empty());
+        // Engines without a TTL are not polled: their reload is the file watcher's.
+        local.version.store(2, Ordering::SeqCst);
+        assert!(set.drifted().is_empty());
+        remote.version.store(2, Ordering::SeqCst);
+        assert_eq!(set.drifted(), vec!["remote"]);
+        let fresh = set.refreshed();
+        assert_ne!(fresh.fingerprint(), set.fingerprint());
+        assert!(fresh.drifted().is_empty());
+        assert_eq!(fresh.snapshot[0].signature_version, "2");
+        // Without remote engines: no TTL.
+        let plain = build_engine_set(&eicar_only_engines()).unwrap();
+        assert_eq!(plain.cache_ttl(), None);
+        // A swap only replaces the set it was computed from.
+        let scanner = Scanner::new(set, ScanConfig::default());
+        let current = scanner.engine_set();
+        let fresh = current.refreshed();
+        let fp = fresh.fingerprint().to_string();
+        scanner.swap(plain);
+        assert!(!scanner.swap_if_current(&current, fresh));
+        assert_ne!(scanner.engine_set().fingerprint(), fp);
+        let current = scanner.engine_set();
+        assert!(scanner.swap_if_current(&current, current.refreshed()));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! rebuild ([`Reloader::reload`]). A failed rebuild keeps the old set, and the
 //! error stays visible through [`Reloader::last_error`] until a reload succeeds.
 
-use crate::config::{EngineConfig, build_engine_set};
+use crate::config::{EngineConfig, build_engine_set_after};
 use crate::pipeline::Scanner;
 use std::path::Path;
 use std::sync::Mutex;
@@ -75,7 +75,12 @@ impl Reloader {
     /// Rebuild and swap. Blocking (signature loading); call from a blocking thread.
     pub fn reload(&self, scanner: &Scanner) -> ReloadOutcome {
         let started = std::time::Instant::now();
-        match build_engine_set(&self.engines) {
+        // The serving set's parts are shared with the new one where their
+        // sources did not change; it stays alive (serving) meanwhile anyway.
+        let current = scanner.engine_set();
+        let built = build_engine_set_after(&self.engines, Some(&current));
+        drop(current);
+        match built {
             Ok(set) => {
                 let fp = set.fingerprint().to_string();
                 scanner.swap(set);
@@ -90,6 +95,28 @@ impl Reloader {
                 ReloadOutcome::Failed(msg)
             }
         }
+    }
+
+    /// When an engine whose signatures live on a server (clamd, icap)
+    /// reports a new live fingerprint (clamd's database version, a new
+    /// ISTag), swap in the same engines as a fresh set, so that the
+    /// verdict cache and the records get the new fingerprint. Nothing is
+    /// reloaded. Blocking (asks those engines); call from a blocking thread.
+    /// `Some(fingerprint)` when a new set is in use.
+    pub fn refresh_remote(&self, scanner: &Scanner) -> Option<String> {
+        let current = scanner.engine_set();
+        let drifted = current.drifted();
+        if drifted.is_empty() {
+            return None;
+        }
+        let fresh = current.refreshed();
+        let fp = fresh.fingerprint().to_string();
+        if fp == current.fingerprint() || !scanner.swap_if_current(&current, fresh) {
+            return None;
+        }
+        tracing::info!(engines = ?drifted, old = %current.fingerprint(), new = %fp,
+            "a remote engine's signatures changed: new engine-set fingerprint");
+        Some(fp)
     }
 
     pub fn last_error(&self) -> Option<String> {

@@ -20,7 +20,9 @@ pub struct UpdateConfig {
     pub databases: Vec<String>,
     /// Further databases fetched by URL (third-party `.ndb`, `.hdb`, `.hsb`,
     /// `.ldb`, `.fp`, `.ign2`, `.cvd`, `.yara` ... files); saved under the
-    /// URL's last path segment, refreshed with conditional requests.
+    /// URL's last path segment, refreshed with conditional requests. A
+    /// `.tar.gz`/`.tgz`/`.zip` is a YARA rule collection, unpacked (rule
+    /// files only) into `<name>.yara.d/` and replaced whole.
     pub extra_urls: Vec<String>,
     /// The database directory (where moat loads from). Default: the first
     /// directory of the builtin engine, else `<data_dir>/signatures`.
@@ -46,6 +48,17 @@ pub struct UpdateConfig {
     pub cdiffs: bool,
     /// Timeout of one request, seconds.
     pub timeout_secs: u64,
+    /// DNS TXT record giving the current versions before any HTTP request,
+    /// as freshclam's `DNSDatabaseInfo` (`main`, `daily`, `bytecode`; a
+    /// database already at that version costs no request at all). Default:
+    /// `current.cvd.clamav.net` with the official mirror, none with any
+    /// other (a private mirror's versions need not match it); `""` turns it
+    /// off. A failed lookup or a malformed record falls back to the CVD
+    /// header probe.
+    pub dns_txt: Option<String>,
+    /// DNS server for that lookup, `IP` or `IP:PORT`. Default: the system's
+    /// resolvers (`/etc/resolv.conf`).
+    pub dns_resolver: Option<String>,
     /// Largest file downloaded, bytes.
     pub max_download_size: u64,
 }
@@ -65,6 +78,8 @@ impl Default for UpdateConfig {
             public_key: None,
             cdiffs: true,
             timeout_secs: 600,
+            dns_txt: None,
+            dns_resolver: None,
             max_download_size: 2 << 30,
         }
     }
@@ -100,7 +115,22 @@ impl UpdateConfig {
         if self.timeout_secs == 0 {
             return Err("timeout_secs must be greater than 0".into());
         }
+        if let Some(r) = &self.dns_resolver {
+            crate::dns::parse_resolver(r)?;
+        }
         Ok(())
+    }
+
+    /// The TXT record to read, if any (see [`UpdateConfig::dns_txt`]).
+    pub fn dns_domain(&self) -> Option<&str> {
+        match self.dns_txt.as_deref() {
+            Some(d) if d.trim().is_empty() => None,
+            Some(d) => Some(d.trim()),
+            None if self.mirror.trim_end_matches('/') == DEFAULT_MIRROR => {
+                Some(crate::dns::OFFICIAL_TXT)
+            }
+            None => None,
+        }
     }
 
     pub fn timeout(&self) -> Duration {

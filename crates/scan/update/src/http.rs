@@ -15,9 +15,12 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(7 * 86_400);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("{url}: {source}")]
+    /// The request could not be made (connection, TLS, proxy, timeout);
+    /// `detail` is the error with its causes.
+    #[error("{url}: {detail}")]
     Request {
         url: String,
+        detail: String,
         #[source]
         source: reqwest::Error,
     },
@@ -68,6 +71,7 @@ pub struct Conditions {
 pub struct Client {
     inner: reqwest::blocking::Client,
     max_download: u64,
+    proxy: Option<String>,
 }
 
 impl Client {
@@ -88,6 +92,7 @@ impl Client {
         Ok(Client {
             inner: b.build().map_err(|e| HttpError::Client(e.to_string()))?,
             max_download,
+            proxy: proxy.map(str::to_string),
         })
     }
 
@@ -113,6 +118,7 @@ impl Client {
         }
         let resp = req.send().map_err(|source| HttpError::Request {
             url: url.to_string(),
+            detail: self.describe(&source),
             source,
         })?;
         let status = resp.status().as_u16();
@@ -191,6 +197,31 @@ impl Client {
             last_modified,
             bytes,
         }))
+    }
+}
+
+impl Client {
+    /// A request error with its causes ("error sending request" alone says
+    /// nothing), naming the proxy when one is configured.
+    fn describe(&self, e: &reqwest::Error) -> String {
+        let mut msg = e.to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            let c_s = c.to_string();
+            if !msg.contains(&c_s) {
+                msg.push_str(": ");
+                msg.push_str(&c_s);
+            }
+            cause = c.source();
+        }
+        if let Some(p) = &self.proxy {
+            if e.is_connect() {
+                msg = format!("cannot connect through proxy {p}: {msg}");
+            } else {
+                msg = format!("{msg} (through proxy {p})");
+            }
+        }
+        msg
     }
 }
 

@@ -1,9 +1,13 @@
 //! moat-update: signature updates, compatible with ClamAV's mirrors.
 //!
 //! [`Updater::run`] does for each configured database what freshclam does:
-//! 1. a ranged GET of the first 512 bytes of `NAME.cvd` (the header) gives
-//!    the mirror's version, with `If-Modified-Since` the local build time
-//!    (DNS TXT version records are not used);
+//! 1. the DNS TXT record `current.cvd.clamav.net` (official mirror; any
+//!    record or none when configured, [`dns`]) gives the current versions
+//!    of `main`, `daily` and `bytecode`: a database already at that version
+//!    costs no HTTP request at all. Without a usable record (lookup failed,
+//!    malformed or stale, a database it does not list), a ranged GET of the
+//!    first 512 bytes of `NAME.cvd` (the header) gives the mirror's
+//!    version, with `If-Modified-Since` the local build time;
 //! 2. when the local copy is older, `NAME-(v+1).cdiff` .. `NAME-V.cdiff`
 //!    are fetched, each signature-checked and applied to the unpacked local
 //!    database, and a `.cld` is built from the result; any failure falls
@@ -17,7 +21,9 @@
 //!
 //! Extra URLs (third-party `.ndb`, `.hdb`, `.ldb`, `.yara` ... files) are
 //! fetched with `If-None-Match`/`If-Modified-Since` and staged the same way
-//! (test-loaded by the builtin engine, or compiled by YARA-X).
+//! (test-loaded by the builtin engine, or compiled by YARA-X). A YARA rule
+//! archive (`.tar.gz`, `.tgz`, `.zip`) is unpacked with limits ([`rules`]),
+//! compiled, and exchanged whole for the previous `<name>.yara.d/`.
 //!
 //! The mirror's rate limits are honoured: a 429 (or 503 with
 //! `Retry-After`) or 403 starts a cool-down that is kept in the state file
@@ -28,7 +34,9 @@
 pub mod cdiff;
 pub mod config;
 pub mod db;
+pub mod dns;
 pub mod http;
+pub mod rules;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -52,6 +60,8 @@ const STAGING_PREFIX: &str = ".moat-update-";
 const MAX_CDIFFS: u64 = 500;
 /// Largest cdiff downloaded.
 const MAX_CDIFF_SIZE: u64 = 256 << 20;
+/// Timeout of one DNS attempt (two attempts).
+const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why an update run could not start.
 #[derive(Debug, thiserror::Error)]
@@ -154,9 +164,13 @@ pub fn extra_file_name(url: &str) -> Result<String, String> {
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    if !(moat_builtin::is_signature_file(&name) || ext == "yar" || ext == "yara") {
+    if !(moat_builtin::is_signature_file(&name)
+        || ext == "yar"
+        || ext == "yara"
+        || rules::archive(&name).is_some())
+    {
         return Err(format!(
-            "extra URL {url:?}: {name:?} is not a signature file moat reads (.ndb, .hdb, .hsb, .ldb, .cvd, .yara ...)"
+            "extra URL {url:?}: {name:?} is not a signature file moat reads (.ndb, .hdb, .hsb, .ldb, .cvd, .yara ...) nor a YARA rule archive (.tar.gz, .tgz, .zip)"
         ));
     }
     Ok(name)
@@ -259,9 +273,10 @@ impl Updater {
         self.clean_staging();
         let mut state = State::load(&self.dir);
         let mut report = Report::default();
+        let dns = self.dns_info();
         for name in &self.cfg.databases {
             let started = Instant::now();
-            let r = self.update_database(&mut state, name);
+            let r = self.update_database(&mut state, name, dns.as_ref());
             log(&r, started);
             state.record(r.record.clone());
             report.databases.push(r);
@@ -277,6 +292,33 @@ impl Updater {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot save the update state");
         }
         Ok(report)
+    }
+
+    /// The versions announced by the DNS TXT record, when configured and
+    /// usable; `None` (ask the mirror) on any failure.
+    fn dns_info(&self) -> Option<dns::UpdateInfo> {
+        let domain = self.cfg.dns_domain()?;
+        if self.cfg.databases.is_empty() {
+            return None;
+        }
+        let resolver = match self.cfg.dns_resolver.as_deref().map(dns::parse_resolver) {
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "DNS version lookup skipped; asking the mirror");
+                return None;
+            }
+            None => None,
+        };
+        match dns::lookup_txt(domain, resolver, DNS_TIMEOUT).and_then(|t| dns::parse(&t, now())) {
+            Ok(i) => {
+                tracing::info!(domain, record = %i.record, "database versions from DNS");
+                Some(i)
+            }
+            Err(e) => {
+                tracing::warn!(domain, error = %e, "DNS version lookup failed; asking the mirror");
+                None
+            }
+        }
     }
 
     fn lock(&self) -> Result<File, UpdateError> {
@@ -320,7 +362,12 @@ impl Updater {
         format!("{}/{file}", self.cfg.mirror.trim_end_matches('/'))
     }
 
-    fn update_database(&self, state: &mut State, name: &str) -> DbReport {
+    fn update_database(
+        &self,
+        state: &mut State,
+        name: &str,
+        dns: Option<&dns::UpdateInfo>,
+    ) -> DbReport {
         let local = db::current(&self.dir, name);
         let from = local.as_ref().map(|(_, h)| h.version);
         let mut record = Record {
@@ -340,7 +387,15 @@ impl Updater {
             );
             return finish(Outcome::Cooldown, record);
         }
-        let step = self.database_step(name, local.as_ref().map(|(p, h)| (p.as_path(), h)));
+        let announced = dns.and_then(|i| i.version(name));
+        if let (Some(v), Some(domain)) = (announced, self.cfg.dns_domain()) {
+            record.detail = format!("version {v} announced by DNS TXT {domain}");
+        }
+        let step = self.database_step(
+            name,
+            local.as_ref().map(|(p, h)| (p.as_path(), h)),
+            announced,
+        );
         self.settle(state, origin, record, step, Some(name), |_| {})
     }
 
@@ -390,14 +445,33 @@ impl Updater {
         }
     }
 
-    /// Find the remote version; when newer, stage the new database
-    /// (by cdiffs, else whole). `None`: up to date.
+    /// Find the remote version (`announced` by DNS, else the header probe);
+    /// when newer, stage the new database (by cdiffs, else whole). `None`:
+    /// up to date.
     fn database_step(
         &self,
         name: &str,
         local: Option<(&Path, &moat_builtin::cvd::CvdHeader)>,
+        announced: Option<u64>,
     ) -> Result<Option<Staged>, StepError> {
         let url = self.mirror_url(&format!("{name}.cvd"));
+        let remote = match announced {
+            Some(v) => v,
+            None => match self.probe(&url, local)? {
+                Some(v) => v,
+                None => return Ok(None),
+            },
+        };
+        self.fetch_newer(name, url, local, remote, announced.is_some())
+    }
+
+    /// The ranged GET of the header: the mirror's version, `None` when the
+    /// server says not modified since the local copy's build time.
+    fn probe(
+        &self,
+        url: &str,
+        local: Option<(&Path, &moat_builtin::cvd::CvdHeader)>,
+    ) -> Result<Option<u64>, StepError> {
         let cond = Conditions {
             if_modified_since: local.filter(|(_, h)| h.stime > 0).map(|(_, h)| {
                 httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(h.stime))
@@ -407,7 +481,7 @@ impl Updater {
         let mut head = Vec::with_capacity(512);
         let remote = match self
             .client
-            .get(&url, Some((0, 511)), &cond, &mut head, Some(512))?
+            .get(url, Some((0, 511)), &cond, &mut head, Some(512))?
         {
             Fetch::NotModified if local.is_some() => return Ok(None),
             Fetch::NotModified => {
@@ -428,6 +502,19 @@ impl Updater {
                     .version
             }
         };
+        Ok(Some(remote))
+    }
+
+    /// Second half of [`Updater::database_step`], once the remote version
+    /// is known.
+    fn fetch_newer(
+        &self,
+        name: &str,
+        url: String,
+        local: Option<(&Path, &moat_builtin::cvd::CvdHeader)>,
+        remote: u64,
+        announced: bool,
+    ) -> Result<Option<Staged>, StepError> {
         if let Some((_, h)) = local
             && h.version >= remote
         {
@@ -455,6 +542,17 @@ impl Updater {
         if let Some((_, h)) = local
             && hdr.version <= h.version
         {
+            if announced {
+                // freshclam's "mirror not synchronised": the CDN has not
+                // caught up with the DNS record yet; try again next time.
+                tracing::warn!(
+                    database = name,
+                    announced = remote,
+                    got = hdr.version,
+                    "the mirror does not serve the version DNS announced yet; keeping the local copy"
+                );
+                return Ok(None);
+            }
             return Err(StepError::Other(format!(
                 "{url}: the mirror served version {}, not newer than the local {}",
                 hdr.version, h.version
@@ -603,9 +701,14 @@ impl Updater {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let dest = self.dir.join(&name);
-        std::fs::set_permissions(&staged.path, std::fs::Permissions::from_mode(0o644))
-            .and_then(|()| std::fs::rename(&staged.path, &dest))
-            .map_err(|e| format!("installing {}: {e}", dest.display()))?;
+        if staged.path.is_dir() {
+            install_dir(&staged.path, &dest)
+                .map_err(|e| format!("installing {}: {e}", dest.display()))?;
+        } else {
+            std::fs::set_permissions(&staged.path, std::fs::Permissions::from_mode(0o644))
+                .and_then(|()| std::fs::rename(&staged.path, &dest))
+                .map_err(|e| format!("installing {}: {e}", dest.display()))?;
+        }
         if let Some(db) = database {
             for ext in ["cvd", "cld"] {
                 let other = self.dir.join(format!("{db}.{ext}"));
@@ -617,6 +720,37 @@ impl Updater {
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
+        Ok(())
+    }
+
+    /// Unpack a YARA rule archive into `out` and compile it as the yara
+    /// engine would. Files that do not compile are left out by the engine
+    /// (one bad file never disables the rest); an archive with no rule that
+    /// compiles is refused.
+    fn unpack_rules(&self, kind: rules::Kind, archive: &Path, out: &Path) -> Result<(), StepError> {
+        let fail = |m: String| StepError::Other(format!("{}: {m}", archive.display()));
+        let u = rules::unpack(kind, archive, out).map_err(|e| fail(e.to_string()))?;
+        if u.files == 0 {
+            return Err(fail(format!(
+                "no .yar/.yara rule file in the archive ({} entries skipped)",
+                u.skipped
+            )));
+        }
+        let e = moat_yara::YaraEngine::load("update-check", &[out.to_path_buf()])
+            .map_err(|e| fail(e.to_string()))?;
+        let info = moat_core_info(&e);
+        let loaded: u64 = info.signatures.values().sum();
+        if loaded == 0 {
+            let first = info.load_errors.first().cloned().unwrap_or_default();
+            return Err(fail(format!("no rule compiles: {first}")));
+        }
+        tracing::info!(
+            files = u.files,
+            skipped = u.skipped,
+            rules = loaded,
+            rejected = info.load_errors.len(),
+            "yara rule archive unpacked and compiled"
+        );
         Ok(())
     }
 
@@ -640,9 +774,11 @@ impl Updater {
             record.detail = format!("cool-down ({}); nothing requested", c.reason);
             return finish(Outcome::Cooldown, record);
         }
-        let dest = self.dir.join(&name);
+        let archive = rules::archive(&name);
+        let installed = archive.as_ref().map_or(name.as_str(), |(_, d)| d.as_str());
+        let dest = self.dir.join(installed);
         let cond = match state.conditional.get(url) {
-            Some(v) if dest.exists() && v.file == name => Conditions {
+            Some(v) if dest.exists() && v.file == installed => Conditions {
                 if_none_match: v.etag.clone(),
                 if_modified_since: v.last_modified.clone(),
             },
@@ -657,6 +793,22 @@ impl Updater {
             };
             if got.bytes == 0 {
                 return Err(StepError::Other(format!("{url}: empty file")));
+            }
+            if let Some((kind, dir)) = &archive {
+                let out = staging.path().join(dir);
+                std::fs::create_dir(&out)?;
+                self.unpack_rules(*kind, &path, &out)?;
+                std::fs::remove_file(&path)?;
+                return Ok(Some((
+                    Staged {
+                        _dir: staging,
+                        path: out,
+                        version: None,
+                        method: "archive",
+                        source: url.to_string(),
+                    },
+                    got,
+                )));
             }
             let container = name.ends_with(".cvd") || name.ends_with(".cld");
             let version = if container {
@@ -688,12 +840,47 @@ impl Updater {
                     state::Validators {
                         etag: got.etag,
                         last_modified: got.last_modified,
-                        file: name,
+                        file: installed.to_string(),
                     },
                 );
             }
         })
     }
+}
+
+/// Put the staged directory `from` at `to`: a plain rename when `to` does
+/// not exist; else an atomic exchange (readers see the old or the new
+/// directory, never a mix or nothing), after which the old one sits at
+/// `from`, inside the staging directory that is removed on drop.
+fn install_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    set_tree_mode(from)?;
+    if to.exists() {
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            from,
+            rustix::fs::CWD,
+            to,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )?;
+    } else {
+        std::fs::rename(from, to)?;
+    }
+    Ok(())
+}
+
+/// Directories 0755 and files 0644, as freshclam leaves databases.
+fn set_tree_mode(dir: &Path) -> std::io::Result<()> {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let t = e.file_type()?;
+        if t.is_dir() {
+            set_tree_mode(&e.path())?;
+        } else if t.is_file() {
+            std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o644))?;
+        }
+    }
+    Ok(())
 }
 
 fn moat_core_info(e: &dyn moat_core::Engine) -> moat_core::EngineInfo {

@@ -279,6 +279,12 @@ fn collect_dir(
                 continue;
             }
         };
+        // Hidden entries are not rules: `.git`, editors' files, and the
+        // signature updater's staging directories (`.moat-update-*`),
+        // whose half-written contents must never be loaded.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let path = entry.path();
         let Ok(kind) = entry.file_type() else {
             continue;

@@ -22,6 +22,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
+/// Another way to be let read the records API (`GET` only): the portal's
+/// admin session, so the dashboard works where `/v1/*` needs tokens.
+pub type ReadAccess =
+    Arc<dyn Fn(HeaderMap) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync>;
+
 /// Everything a handler needs.
 #[derive(Clone)]
 pub struct AppState {
@@ -33,6 +38,12 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// The process's roles (`/readyz` reports each); none outside `moat serve`.
     pub roles: Option<moat_role::Readiness>,
+    /// The durable queues (in the same database: portal jobs, webhook
+    /// events; on a broker: the portal's jobs with `queue_url`), for
+    /// `/v1/stats/queues`.
+    pub queues: Vec<Arc<dyn moat_db::EventQueue>>,
+    /// Who else may read (`GET`) the `/v1/*` routes without a token.
+    pub read_access: Option<ReadAccess>,
 }
 
 impl AppState {
@@ -52,7 +63,21 @@ impl AppState {
             reloader,
             metrics,
             roles: None,
+            queues: Vec::new(),
+            read_access: None,
         }
+    }
+
+    /// Let requests `f` admits read (`GET`) the `/v1/*` routes without a token.
+    pub fn with_read_access(mut self, f: ReadAccess) -> AppState {
+        self.read_access = Some(f);
+        self
+    }
+
+    /// Report these queues' depth and lag in `/v1/stats/queues` too.
+    pub fn with_queues(mut self, queues: Arc<dyn moat_db::EventQueue>) -> AppState {
+        self.queues.push(queues);
+        self
     }
 
     /// Report these roles' readiness in `/readyz` too.
@@ -68,6 +93,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/scans", get(list_scans))
         .route("/v1/scans/{id}", get(get_scan))
         .route("/v1/engines", get(engines))
+        .route("/v1/stats/verdicts", get(verdict_stats))
+        .route("/v1/stats/queues", get(queue_stats))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         // The scan handler streams bodies and enforces max_body_size itself.
         .layer(DefaultBodyLimit::disable());
@@ -85,10 +112,15 @@ async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if st.cfg.auth.allows(header) {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
+        return next.run(req).await;
     }
+    if req.method() == axum::http::Method::GET
+        && let Some(f) = &st.read_access
+        && f(req.headers().clone()).await
+    {
+        return next.run(req).await;
+    }
+    ApiError::Unauthorized.into_response()
 }
 
 #[derive(Deserialize)]
@@ -198,6 +230,25 @@ async fn spool_body(req: Request, st: &AppState, limit: u64) -> Result<(Blob, [u
 struct ListQuery {
     limit: Option<u32>,
     cursor: Option<String>,
+    /// Only records from this source.
+    source: Option<String>,
+    /// Only records with this verdict status.
+    status: Option<String>,
+}
+
+/// A source or status filter: a short word, or nothing.
+fn filter_word(v: Option<String>, what: &str) -> Result<Option<String>, ApiError> {
+    match v.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s)
+            if s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok(Some(s))
+        }
+        Some(_) => Err(ApiError::BadRequest(format!("{what}: not a valid value"))),
+    }
 }
 
 async fn list_scans(
@@ -205,10 +256,14 @@ async fn list_scans(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let filter = moat_db::ScanFilter {
+        source: filter_word(q.source, "source")?,
+        status: filter_word(q.status, "status")?,
+    };
     let recs = st
         .service
         .store
-        .list(limit, q.cursor.as_deref())
+        .list_where(limit, q.cursor.as_deref(), &filter)
         .await
         .map_err(|e| ApiError::Storage(e.to_string()))?;
     let next = (recs.len() == limit as usize)
@@ -216,6 +271,109 @@ async fn list_scans(
         .flatten();
     let scans: Vec<_> = recs.iter().map(record_json).collect();
     Ok(Json(json!({ "scans": scans, "next_cursor": next })).into_response())
+}
+
+#[derive(Deserialize)]
+struct StatsQuery {
+    window: Option<String>,
+}
+
+/// A chart window: its name, total length and bucket width (ms).
+fn stats_window(w: Option<&str>) -> Option<(&'static str, i64, i64)> {
+    const MIN: i64 = 60_000;
+    match w.unwrap_or("hour") {
+        "hour" => Some(("hour", 60 * MIN, MIN)),
+        "day" => Some(("day", 24 * 60 * MIN, 15 * MIN)),
+        "week" => Some(("week", 7 * 24 * 60 * MIN, 60 * MIN)),
+        _ => None,
+    }
+}
+
+/// `GET /v1/stats/verdicts?window=hour|day|week`: scans per time bucket
+/// and status (every bucket of the window, zeros included), with totals
+/// per status and per source.
+async fn verdict_stats(
+    State(st): State<AppState>,
+    Query(q): Query<StatsQuery>,
+) -> Result<Response, ApiError> {
+    let Some((name, span, width)) = stats_window(q.window.as_deref()) else {
+        return Err(ApiError::BadRequest(
+            "window: one of hour, day, week".into(),
+        ));
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let n = span / width;
+    let first = now - now.rem_euclid(width) - (n - 1) * width;
+    let counts = st
+        .service
+        .store
+        .verdict_counts(first, width)
+        .await
+        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    let mut buckets: Vec<serde_json::Map<String, serde_json::Value>> =
+        (0..n).map(|_| serde_json::Map::new()).collect();
+    let mut totals = std::collections::BTreeMap::<String, u64>::new();
+    for c in counts.buckets {
+        let Ok(i) = usize::try_from((c.bucket - first) / width) else {
+            continue;
+        };
+        let Some(b) = buckets.get_mut(i) else {
+            continue;
+        };
+        b.insert(c.status.clone(), c.count.into());
+        *totals.entry(c.status).or_default() += c.count;
+    }
+    let sources: std::collections::BTreeMap<String, u64> = counts.sources.into_iter().collect();
+    let buckets: Vec<_> = buckets
+        .into_iter()
+        .enumerate()
+        .map(|(i, counts)| json!({ "start": first + i as i64 * width, "counts": counts }))
+        .collect();
+    Ok(Json(json!({
+        "window": name,
+        "bucket_ms": width,
+        "since": first,
+        "now": now,
+        "buckets": buckets,
+        "totals": totals,
+        "sources": sources,
+    }))
+    .into_response())
+}
+
+/// `GET /v1/stats/queues`: each durable queue's depth and lag (the age of
+/// its oldest event not yet done).
+async fn queue_stats(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let mut stats = Vec::new();
+    for q in &st.queues {
+        stats.extend(
+            q.stats()
+                .await
+                .map_err(|e| ApiError::Storage(e.to_string()))?,
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let queues: Vec<_> = stats
+        .into_iter()
+        .map(|s| {
+            json!({
+                "queue": s.queue,
+                "waiting": s.waiting,
+                "in_flight": s.in_flight,
+                "dead": s.dead,
+                "depth": s.waiting + s.in_flight,
+                "oldest_at": s.oldest_ms,
+                "lag_ms": s.oldest_ms.map(|o| (now - o).max(0)),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "queues": queues })).into_response())
 }
 
 async fn get_scan(
@@ -408,5 +566,55 @@ mod tests {
             .unwrap();
         let resp = app.oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    async fn get_json(app: &Router, uri: &str) -> (StatusCode, serde_json::Value) {
+        let resp = app
+            .clone()
+            .oneshot(HttpRequest::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let code = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (code, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn verdict_stats_count_the_scans_just_made_and_scans_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(state(dir.path(), ApiConfig::default()).await);
+        let eicar = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+        for body in ["hello", "hello again", eicar] {
+            let resp = app
+                .clone()
+                .oneshot(
+                    HttpRequest::post("/v1/scan")
+                        .body(Body::from(body))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+        for (window, n) in [("hour", 60), ("day", 96), ("week", 168)] {
+            let (code, v) = get_json(&app, &format!("/v1/stats/verdicts?window={window}")).await;
+            assert_eq!(code, StatusCode::OK, "{v}");
+            assert_eq!(v["buckets"].as_array().map(Vec::len), Some(n), "{v}");
+            assert_eq!(v["totals"], json!({ "clean": 2, "infected": 1 }), "{v}");
+            assert_eq!(v["sources"], json!({ "api": 3 }), "{v}");
+            // All in the newest bucket.
+            assert_eq!(v["buckets"][n - 1]["counts"]["clean"], 2, "{v}");
+        }
+        let (code, _) = get_json(&app, "/v1/stats/verdicts?window=year").await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        let (_, v) = get_json(&app, "/v1/scans?status=infected&source=api").await;
+        assert_eq!(v["scans"].as_array().map(Vec::len), Some(1), "{v}");
+        assert_eq!(v["scans"][0]["status"], "infected", "{v}");
+        let (code, _) = get_json(&app, "/v1/scans?source=a%20b").await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        let (_, v) = get_json(&app, "/v1/stats/queues").await;
+        assert_eq!(v, json!({ "queues": [] }));
     }
 }

@@ -82,9 +82,12 @@ impl ScanService {
         let fp = set.fingerprint().to_string();
         let sha_hex = hex::encode(sha256);
         let mut cached = None;
-        let cache = self.cache && !all_match;
+        // Remote engines (clamd, icap) bound how long their verdicts are
+        // reused; zero means never.
+        let ttl = set.cache_ttl();
+        let cache = self.cache && !all_match && ttl.is_none_or(|t| !t.is_zero());
         if cache {
-            match self.store.cache_get(&sha_hex, &fp).await {
+            match self.store.cache_get(&sha_hex, &fp, ttl).await {
                 Ok(v) => cached = v,
                 Err(e) => tracing::warn!(error = %e, "verdict cache read failed; scanning"),
             }

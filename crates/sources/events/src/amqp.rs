@@ -154,15 +154,8 @@ impl AmqpSource {
 
     async fn setup(&self) -> Result<(Arc<Link>, lapin::Consumer), SourceError> {
         let c = &self.cfg;
-        let conn = Connection::connect(&c.url, ConnectionProperties::default())
-            .await
-            .map_err(conn_err)?;
+        let (conn, publish) = connect_confirming(&c.url).await.map_err(conn_err)?;
         let consume = conn.create_channel().await.map_err(conn_err)?;
-        let publish = conn.create_channel().await.map_err(conn_err)?;
-        publish
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(conn_err)?;
         if c.declare {
             let mut args = FieldTable::default();
             if c.quorum {
@@ -311,18 +304,76 @@ impl EventSource for AmqpSource {
     }
 }
 
-fn header_u32(h: &FieldTable, name: &str) -> Option<u32> {
+/// Why a confirmed publish did not go through.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Published {
+    #[error("publishing: {0}")]
+    Failed(lapin::Error),
+    #[error("the broker refused the message for {0}")]
+    Refused(String),
+}
+
+/// Publish on a confirm-mode channel and wait for the broker's confirm: the
+/// message is stored (persistent with `delivery_mode` 2) when this returns Ok.
+/// Shared by the bucket source's retries and dead letters and the portal's
+/// work queue ([`crate::queue::amqp`]).
+pub(crate) async fn publish_confirmed(
+    ch: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    data: &[u8],
+    props: lapin::BasicProperties,
+) -> Result<(), Published> {
+    let confirm = ch
+        .basic_publish(
+            ShortString::from(exchange),
+            ShortString::from(routing_key),
+            BasicPublishOptions::default(),
+            data,
+            props,
+        )
+        .await
+        .map_err(Published::Failed)?
+        .await
+        .map_err(Published::Failed)?;
+    if !confirm.is_ack() {
+        return Err(Published::Refused(format!("{exchange:?}/{routing_key:?}")));
+    }
+    Ok(())
+}
+
+/// Connect and open a channel in confirm mode.
+pub(crate) async fn connect_confirming(url: &str) -> Result<(Connection, Channel), lapin::Error> {
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok((conn, ch))
+}
+
+pub(crate) fn header_i64(h: &FieldTable, name: &str) -> Option<i64> {
     match h.inner().get(name)? {
-        AMQPValue::LongLongInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::LongInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::LongUInt(v) => Some(*v),
-        AMQPValue::ShortInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::ShortUInt(v) => Some(u32::from(*v)),
-        AMQPValue::ShortShortInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::ShortShortUInt(v) => Some(u32::from(*v)),
+        AMQPValue::LongLongInt(v) => Some(*v),
+        AMQPValue::LongInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortUInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortShortUInt(v) => Some(i64::from(*v)),
         AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.parse().ok(),
         _ => None,
     }
+}
+
+pub(crate) fn header_str(h: &FieldTable, name: &str) -> Option<String> {
+    match h.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+fn header_u32(h: &FieldTable, name: &str) -> Option<u32> {
+    header_i64(h, name).and_then(|v| u32::try_from(v).ok())
 }
 
 fn attempt_of(d: &lapin::message::Delivery, quorum: bool) -> u32 {
@@ -361,27 +412,21 @@ impl AmqpDelivery {
             .clone()
             .with_headers(headers)
             .with_delivery_mode(2);
-        let confirm = self
-            .link
-            .publish
-            .basic_publish(
-                ShortString::from(exchange),
-                ShortString::from(routing_key),
-                BasicPublishOptions::default(),
-                &self.d.data,
-                props,
-            )
-            .await
-            .map_err(conn_err)?
-            .await
-            .map_err(conn_err)?;
-        if !confirm.is_ack() {
-            return Err(SourceError::Protocol {
+        publish_confirmed(
+            &self.link.publish,
+            exchange,
+            routing_key,
+            &self.d.data,
+            props,
+        )
+        .await
+        .map_err(|e| match e {
+            Published::Failed(e) => conn_err(e),
+            refused @ Published::Refused(_) => SourceError::Protocol {
                 source_name: NAME,
-                detail: format!("broker refused the message for {exchange:?}/{routing_key:?}"),
-            });
-        }
-        Ok(())
+                detail: refused.to_string(),
+            },
+        })
     }
 
     fn headers(&self) -> FieldTable {

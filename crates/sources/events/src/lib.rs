@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod nats;
+pub mod queue;
 pub mod sqs;
 pub mod webhook;
 

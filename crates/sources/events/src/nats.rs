@@ -333,7 +333,7 @@ pub struct NatsDelivery {
 }
 
 /// Header values may not contain CR/LF; keep the reason on one line.
-fn header_safe(s: &str) -> String {
+pub(crate) fn header_safe(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(1024)

@@ -5,50 +5,14 @@
 use aws_sdk_sqs::types::QueueAttributeName;
 use moat_events::sqs::{REASON_ATTRIBUTE, SqsConfig, SqsSource, client};
 use moat_events::{Delivery, EventSource};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use moat_testkit::Moto;
 
 async fn moto() -> Moto {
-    let bin = std::env::var("MOAT_TEST_MOTO_SERVER")
-        .unwrap_or_else(|_| "/root/.cache/moat-test-venv/bin/moto_server".into());
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("moto_server ({bin}) must be installed (scripts/test-deps.sh): {e}")
-        });
-    let moto = Moto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return moto;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("moto_server did not start on port {port}");
+    tokio::task::spawn_blocking(Moto::start)
+        .await
+        .expect("starting moto")
 }
 
 fn base(endpoint: &str) -> SqsConfig {
@@ -104,7 +68,7 @@ async fn next(src: &mut SqsSource, secs: u64) -> Option<Box<dyn Delivery>> {
 /// A source on a fresh queue (and its DLQ) of a fresh moto server.
 async fn setup() -> (Moto, SqsConfig, SqsSource) {
     let m = moto().await;
-    let mut cfg = base(&m.endpoint);
+    let mut cfg = base(m.endpoint());
     cfg.queue_url = make_queue(&cfg, "events").await;
     cfg.dead_letter_queue_url = Some(make_queue(&cfg, "events-dead").await);
     let src = SqsSource::connect(&cfg).await.unwrap();
@@ -239,7 +203,7 @@ async fn s3_bucket_notifications_arrive_end_to_end() {
     let s3conf = aws_sdk_s3::config::Builder::new()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(&m.endpoint)
+        .endpoint_url(m.endpoint())
         .force_path_style(true)
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
             "test", "test", None, None, "test",

@@ -7,13 +7,14 @@ use crate::download::{file_response, zip_response};
 use crate::error::{PortalError, Result};
 use crate::gate::{Access, Cleared, Gate, may_see};
 use crate::links;
+use crate::manage;
 use crate::state::{Change, PkgState};
 use crate::store::{Actor, FileRow, NewPackage, Package, Role, now_ms};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use moat_vault::DataKey;
 use serde::Deserialize;
@@ -26,17 +27,32 @@ type St = State<Arc<Portal>>;
 /// Every portal route, behind the authentication middleware.
 pub fn router(p: Arc<Portal>) -> Router {
     Router::new()
+        .route("/v1/portal/openapi.json", get(openapi))
         .route("/v1/portal/auth/login", post(login))
         .route("/v1/portal/auth/logout", post(logout))
         .route("/v1/portal/auth/me", get(me))
+        .route("/v1/portal/auth/reset", post(manage::redeem_reset))
         .route("/v1/portal/tokens", post(create_token))
         .route("/v1/portal/tokens/{id}", delete(revoke_token))
-        .route("/v1/portal/users", post(create_user))
+        .route(
+            "/v1/portal/users",
+            post(create_user).get(manage::list_users),
+        )
+        .route("/v1/portal/users/{id}", patch(manage::update_user))
+        .route(
+            "/v1/portal/users/{id}/password",
+            post(manage::reset_password),
+        )
         .route(
             "/v1/portal/packages",
             post(create_package).get(list_packages),
         )
-        .route("/v1/portal/packages/{id}", get(get_package))
+        .route(
+            "/v1/portal/packages/{id}",
+            get(get_package).delete(manage::delete_package),
+        )
+        .route("/v1/portal/packages/{id}/revoke", post(manage::revoke))
+        .route("/v1/portal/packages/{id}/extend", post(manage::extend))
         .route(
             "/v1/portal/packages/{id}/files",
             post(crate::uploads::multipart_upload).layer(DefaultBodyLimit::disable()),
@@ -51,11 +67,24 @@ pub fn router(p: Arc<Portal>) -> Router {
         .route("/v1/portal/p/{token}", get(link_view))
         .route("/v1/portal/p/{token}/files/{fid}", get(link_file))
         .route("/v1/portal/p/{token}/zip", get(link_zip))
+        .route(
+            "/v1/portal/settings",
+            get(crate::settings::get_settings).put(crate::settings::put_settings),
+        )
         .route("/v1/portal/audit", get(audit_list))
         .route("/v1/portal/audit.csv", get(audit_csv))
         .with_state(p.clone())
         .nest("/v1/portal/uploads", crate::uploads::tus(p.clone()))
         .layer(middleware::from_fn_with_state(p, authenticate))
+}
+
+/// The OpenAPI document ([`crate::openapi`]), built once.
+async fn openapi() -> Response {
+    static DOC: std::sync::LazyLock<Value> = std::sync::LazyLock::new(crate::openapi::document);
+    let mut resp = Json(DOC.clone()).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
 }
 
 /// Authenticate every request (bearer token or session cookie, CSRF on
@@ -87,7 +116,7 @@ async fn authenticate(State(p): St, mut req: Request, next: Next) -> Response {
     resp
 }
 
-fn base_url(p: &Portal, headers: &HeaderMap) -> String {
+pub(crate) fn base_url(p: &Portal, headers: &HeaderMap) -> String {
     if let Some(u) = &p.cfg.public_url {
         return u.trim_end_matches('/').to_string();
     }
@@ -253,8 +282,23 @@ async fn logout(State(p): St, Auth(who): Auth) -> Result<Response> {
     Ok(resp)
 }
 
-async fn me(Auth(who): Auth) -> Json<Value> {
-    Json(user_json(&who.user))
+/// The signed-in user, with the limits that apply to their uploads (the
+/// effective settings) and the bytes their packages keep, so a client can
+/// offer the admin's default expiry and check sizes before sending.
+async fn me(State(p): St, Auth(who): Auth) -> Result<Json<Value>> {
+    let set = p.settings().await?;
+    let mut v = user_json(&who.user);
+    v["limits"] = json!({
+        "max_file_size": set.max_file_size,
+        "max_files_per_package": set.max_files_per_package,
+        "default_expiry_days": set.default_expiry_days,
+        "max_expiry_days": set.max_expiry_days,
+        "require_password": set.require_password,
+        "access_modes": set.access_modes,
+        "quota_bytes": if who.is_admin() { 0 } else { set.quota_bytes },
+        "used_bytes": p.store.usage(&who.user.id).await?,
+    });
+    Ok(Json(v))
 }
 
 #[derive(Deserialize)]
@@ -372,11 +416,7 @@ pub async fn create_account(
     if !valid_email(email) {
         return Err(PortalError::BadRequest("not an e-mail address".into()));
     }
-    if password.chars().count() < 12 {
-        return Err(PortalError::BadRequest(
-            "passwords need at least 12 characters".into(),
-        ));
-    }
+    auth::check_new_password(&password)?;
     let hash = auth::hash_password(password).await?;
     store.create_user(email, &hash, role).await
 }
@@ -429,11 +469,15 @@ async fn create_package(
             "access recipients needs recipients".into(),
         ));
     }
-    let days = b.expires_in_days.unwrap_or(p.cfg.default_expiry_days);
-    if days == 0 || days > p.cfg.max_expiry_days {
+    let set = p.settings().await?;
+    let has_password = b.password.as_deref().is_some_and(|pw| !pw.is_empty());
+    set.sharing_allowed(&b.access, has_password)
+        .map_err(PortalError::BadRequest)?;
+    let days = b.expires_in_days.unwrap_or(set.default_expiry_days);
+    if days == 0 || days > set.max_expiry_days {
         return Err(PortalError::BadRequest(format!(
             "expires_in_days must be 1..={}",
-            p.cfg.max_expiry_days
+            set.max_expiry_days
         )));
     }
     if b.download_limit.is_some_and(|l| l < 1) {

@@ -45,6 +45,16 @@ pub async fn hash_password(pw: String) -> Result<String> {
     .map_err(|e| PortalError::Internal(e.to_string()))?
 }
 
+/// The rule for a new password (accounts, admin resets, reset tokens).
+pub fn check_new_password(pw: &str) -> Result<()> {
+    if pw.chars().count() < 12 {
+        return Err(PortalError::BadRequest(
+            "passwords need at least 12 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Check a password against a stored hash, off the async threads.
 pub async fn verify_password(pw: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || match PasswordHash::new(&hash) {

@@ -25,6 +25,14 @@ pub struct PortalConfig {
     /// "local"}` or `{type = "s3", bucket, prefix, s3 = {...}}`). Default:
     /// the local directory `<data_dir>/portal/vault`.
     pub storage: Option<moat_vault::VaultConfig>,
+    /// The work queue the scan and mail jobs go on: absent (default), the
+    /// embedded queue in the portal's database (SQLite or PostgreSQL);
+    /// `amqp://user:pass@host:5672/vhost` (or `amqps://`), RabbitMQ;
+    /// `nats://host:4222` (or `tls://`), NATS JetStream.
+    pub queue_url: Option<String>,
+    /// Put in front of the queue names on a broker (`moat.portal.scan`,
+    /// `moat.portal.mail`), so several deployments can share one vhost.
+    pub queue_prefix: String,
     /// Session cookie lifetime; renewed while in use, up to `session_max_hours`.
     pub session_minutes: u64,
     pub session_max_hours: u64,
@@ -35,6 +43,18 @@ pub struct PortalConfig {
     pub max_files_per_package: u32,
     /// Bytes a member may keep in packages that are not purged (0 = no quota).
     pub quota_bytes: u64,
+    /// Types accepted, by sniffed content (never the client's name or
+    /// Content-Type): MIME types (`application/pdf`), families (`image/*`),
+    /// `*` or `executable`. Empty: every type not denied.
+    pub allowed_types: Vec<String>,
+    /// Types refused by sniffed content, whatever `allowed_types` says.
+    pub denied_types: Vec<String>,
+    /// Sharing policy: packages shared by link (`public`, `recipients`)
+    /// must have a password.
+    pub require_password: bool,
+    /// Sharing policy: the access modes senders may choose, of `public`,
+    /// `recipients` and `internal`.
+    pub access_modes: Vec<String>,
     /// Concurrent scan jobs on this node.
     pub workers: usize,
     /// How long engine errors are retried before a package is quarantined
@@ -58,6 +78,14 @@ pub struct PortalConfig {
     pub day_secs: u64,
     /// SMTP for notifications; without it no mail is sent.
     pub smtp: Option<crate::mail::SmtpConfig>,
+    /// Scan the files of `available` packages again when the engine set's
+    /// fingerprint changes (new signatures): a new detection quarantines
+    /// the package and notifies; anything else leaves it as it is.
+    pub rescan_on_update: bool,
+    /// Recipients who have not downloaded are reminded this many hours
+    /// before their package expires (once; only when the package was
+    /// available before that). 0: no reminders.
+    pub reminder_hours: u64,
 }
 
 impl Default for PortalConfig {
@@ -70,6 +98,8 @@ impl Default for PortalConfig {
             kek_file: None,
             kek_env: None,
             storage: None,
+            queue_url: None,
+            queue_prefix: "moat.".into(),
             session_minutes: 15,
             session_max_hours: 12,
             default_expiry_days: 7,
@@ -77,6 +107,13 @@ impl Default for PortalConfig {
             max_file_size: 10 << 30,
             max_files_per_package: 100,
             quota_bytes: 0,
+            allowed_types: Vec::new(),
+            denied_types: Vec::new(),
+            require_password: false,
+            access_modes: crate::settings::ACCESS_MODES
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
             workers: 2,
             scan_deadline_secs: 3600,
             retry_base_secs: 5,
@@ -89,6 +126,8 @@ impl Default for PortalConfig {
             upload_expiry_hours: 24,
             day_secs: 86_400,
             smtp: None,
+            rescan_on_update: false,
+            reminder_hours: 24,
         }
     }
 }
@@ -109,11 +148,24 @@ impl PortalConfig {
         if self.default_expiry_days == 0 || self.default_expiry_days > self.max_expiry_days {
             return Err("portal.default_expiry_days must be between 1 and max_expiry_days".into());
         }
+        crate::settings::Settings::from_config(self)
+            .validate()
+            .map_err(|e| format!("portal.{e}"))?;
         if self.day_secs == 0 {
             return Err("portal.day_secs must be at least 1".into());
         }
         if self.session_minutes == 0 || self.workers == 0 {
             return Err("portal.session_minutes and portal.workers must be at least 1".into());
+        }
+        if let Some(u) = self.queue_url.as_deref().filter(|u| !u.trim().is_empty())
+            && !["amqp://", "amqps://", "nats://", "tls://"]
+                .iter()
+                .any(|s| u.starts_with(s))
+        {
+            return Err(format!(
+                "portal.queue_url {:?} must start with amqp://, amqps://, nats:// or tls://",
+                moat_events::queue::redact(u)
+            ));
         }
         if let Some(u) = &self.public_url
             && !(u.starts_with("http://") || u.starts_with("https://"))
@@ -138,5 +190,26 @@ impl PortalConfig {
         let (scheme, rest) = u.split_once("://")?;
         let host = rest.split('/').next().unwrap_or(rest);
         Some(format!("{scheme}://{host}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_work_queue_url_must_name_a_supported_broker() {
+        let mut c = PortalConfig::default();
+        assert!(c.validate().is_ok(), "the embedded queue by default");
+        c.queue_url = Some("amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        assert!(c.validate().is_ok());
+        c.queue_url = Some("nats://127.0.0.1:4222".into());
+        assert!(c.validate().is_ok());
+        c.queue_url = Some("kafka://guest:secret@broker:9092".into());
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.contains("portal.queue_url") && !e.contains("secret"),
+            "{e}"
+        );
     }
 }

@@ -27,6 +27,10 @@ pub enum PortalError {
     Conflict(String),
     #[error("too large: the limit is {0} bytes")]
     TooLarge(u64),
+    #[error("over quota: {used} of {quota} bytes are in use; this file needs {needed}")]
+    QuotaExceeded { quota: u64, used: u64, needed: u64 },
+    #[error("file type not accepted: the content is {0}")]
+    TypeRefused(String),
     #[error("invalid request: {0}")]
     BadRequest(String),
     #[error("range not satisfiable")]
@@ -51,7 +55,8 @@ impl PortalError {
             NotFound => StatusCode::NOT_FOUND,
             Gone(_) => StatusCode::GONE,
             Conflict(_) => StatusCode::CONFLICT,
-            TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            TooLarge(_) | QuotaExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            TypeRefused(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BadRequest(_) => StatusCode::BAD_REQUEST,
             RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Storage(_) | Db(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -73,6 +78,8 @@ impl PortalError {
             Gone(_) => "gone",
             Conflict(_) => "conflict",
             TooLarge(_) => "too_large",
+            QuotaExceeded { .. } => "quota_exceeded",
+            TypeRefused(_) => "file_type_refused",
             BadRequest(_) => "bad_request",
             RangeNotSatisfiable(_) => "range_not_satisfiable",
             PasswordRequired => "password_required",

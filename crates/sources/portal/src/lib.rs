@@ -7,7 +7,8 @@
 //! downloadable only once every file is clean: every download path goes
 //! through [`gate::Gate::check`]. The state machine is [`state`]; the tables
 //! are [`store`]; sessions, tokens and CSRF are [`auth`]; the JSON API is
-//! [`api`]; the scan worker is [`worker`].
+//! [`api`] (revoke, extend, delete and the admin's users: [`manage`]); the
+//! scan worker is [`worker`].
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -19,8 +20,11 @@ pub mod error;
 pub mod gate;
 pub mod links;
 pub mod mail;
+pub mod manage;
 pub mod names;
+pub mod openapi;
 pub mod scheduler;
+pub mod settings;
 pub mod state;
 pub mod store;
 pub mod uploads;
@@ -39,7 +43,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
 
-/// The name of the embedded work queue the scan jobs go on.
+/// The name of the work queue the scan jobs go on (the embedded queue, or
+/// RabbitMQ with `queue_url`).
 pub const SCAN_QUEUE: &str = "portal.scan";
 
 /// Everything the portal's handlers, worker and scheduler share.
@@ -59,6 +64,8 @@ pub struct Portal {
     /// The base of links in e-mail: `public_url`, else the listener's address.
     pub base_url: String,
     pub tmp_dir: PathBuf,
+    /// The last settings read, and when ([`Portal::settings`]).
+    settings_cache: std::sync::Mutex<Option<(std::time::Instant, Arc<settings::Settings>)>>,
 }
 
 /// Errors building the portal (configuration, keys, database).
@@ -72,6 +79,8 @@ pub enum BuildError {
     Kek(String),
     #[error("portal storage: {0}")]
     Storage(String),
+    #[error("portal work queue: {0}")]
+    Queue(String),
     #[error("portal database: {0}")]
     Db(#[from] PortalError),
 }
@@ -148,9 +157,10 @@ impl Portal {
         let kek = load_kek(&cfg, data_dir)?;
         let vault = open_vault(&cfg, data_dir).await?;
         let store = Store::open(database_url).await?;
-        let queue = moat_db::open_queue(database_url)
-            .await
-            .map_err(|e| BuildError::Db(e.into()))?;
+        let queue =
+            moat_events::queue::open(cfg.queue_url.as_deref(), &cfg.queue_prefix, database_url)
+                .await
+                .map_err(|e| BuildError::Queue(e.to_string()))?;
         let sessions = Sessions::new(
             &secret,
             Duration::from_secs(cfg.session_minutes * 60),
@@ -178,7 +188,36 @@ impl Portal {
             wake_mail: tokio::sync::Notify::new(),
             base_url: cfg_base,
             tmp_dir,
+            settings_cache: std::sync::Mutex::new(None),
         }))
+    }
+
+    /// The effective settings: `[portal]` with the admin's overrides from
+    /// the database on top. Every reader of those values calls this.
+    pub async fn settings(&self) -> Result<Arc<settings::Settings>, PortalError> {
+        if let Some((at, s)) = self.cached_settings()
+            && at.elapsed() < settings::CACHE_TTL
+        {
+            return Ok(s);
+        }
+        let (o, _, _) = self.store.settings_overrides().await?;
+        let s = Arc::new(settings::Settings::effective(&self.cfg, &o));
+        self.set_cached_settings(s.clone());
+        Ok(s)
+    }
+
+    fn cached_settings(&self) -> Option<(std::time::Instant, Arc<settings::Settings>)> {
+        self.settings_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_cached_settings(&self, s: Arc<settings::Settings>) {
+        *self
+            .settings_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), s));
     }
 }
 
@@ -195,4 +234,17 @@ pub async fn open_vault(cfg: &PortalConfig, data_dir: &Path) -> Result<Vault, Bu
     Vault::open(&vc)
         .await
         .map_err(|e| BuildError::Storage(e.to_string()))
+}
+
+impl Portal {
+    /// Whether a request's session cookie (or bearer token) is an enabled
+    /// admin's: the records API lets such a request read (the dashboard).
+    pub async fn admin_reads(&self, headers: &axum::http::HeaderMap) -> bool {
+        matches!(
+            self.sessions
+                .authenticate(&self.store, &axum::http::Method::GET, headers, "")
+                .await,
+            Ok(Some((who, _))) if who.is_admin()
+        )
+    }
 }

@@ -65,15 +65,21 @@ fn expiry_text(pkg: &Package) -> String {
     format!("{} hours", secs / 3600)
 }
 
+/// A recipient's personal link (its token is derived again from the
+/// secret, the link id and its salt; only its hash is stored).
+fn recipient_url(p: &Portal, l: &crate::store::Link) -> String {
+    format!(
+        "{}{}",
+        p.base_url,
+        links::path(&links::token(p.sessions.secret(), &l.id, &l.salt))
+    )
+}
+
 /// The package is available: each recipient gets their own link.
 pub async fn package_available(p: &Portal, pkg: &Package) -> Result<()> {
     for l in p.store.links(&pkg.id).await? {
         let Some(to) = &l.recipient else { continue };
-        let url = format!(
-            "{}{}",
-            p.base_url,
-            links::path(&links::token(p.sessions.secret(), &l.id, &l.salt))
-        );
+        let url = recipient_url(p, &l);
         let body = format!(
             "Files were shared with you.\n\n{}\n\nDownload: {url}\n\nEvery file was scanned and found clean. The link expires in {}.\n",
             pkg.message,
@@ -82,6 +88,27 @@ pub async fn package_available(p: &Portal, pkg: &Package) -> Result<()> {
         enqueue(p, to, "Files shared with you".into(), body).await?;
     }
     Ok(())
+}
+
+/// A recipient who has not downloaded yet: their link again, and when it
+/// stops working.
+pub async fn reminder(p: &Portal, pkg: &Package, l: &crate::store::Link) -> Result<()> {
+    let Some(to) = &l.recipient else {
+        return Ok(());
+    };
+    let url = recipient_url(p, l);
+    let body = format!(
+        "Files shared with you have not been downloaded yet, and the link expires in {}.\n\n{}\n\nDownload: {url}\n",
+        expiry_text(pkg),
+        pkg.message
+    );
+    enqueue(
+        p,
+        to,
+        "Reminder: files shared with you expire soon".into(),
+        body,
+    )
+    .await
 }
 
 async fn owner_email(p: &Portal, pkg: &Package) -> Result<Option<String>> {

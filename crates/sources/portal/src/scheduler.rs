@@ -7,7 +7,7 @@
 //! process on SQLite.
 
 use crate::state::{Change, FileStatus, PkgState};
-use crate::store::{Actor, now_ms};
+use crate::store::{Actor, Package, now_ms};
 use crate::{Portal, error::Result};
 use serde_json::json;
 use sqlx::Row;
@@ -89,7 +89,135 @@ async fn run(p: Arc<Portal>, mut stop: tokio::sync::watch::Receiver<bool>) {
     }
 }
 
+/// Purge an expired package: every file's ciphertext (and any partial
+/// upload) is deleted from storage and checked gone, then the package moves
+/// `expired → purged`; its rows and audit stay. `Ok(true)` when this call
+/// purged it; `Ok(false)` when something is still in storage (the next
+/// scheduler pass tries again) or another node purged it first. The
+/// scheduler (after the retention) and an owner's delete both use it.
+pub async fn purge(p: &Portal, pkg: &Package, actor: &Actor) -> Result<bool> {
+    let files = p.store.files(&pkg.id).await?;
+    let mut gone = true;
+    for f in &files {
+        if let Err(e) = p.vault.delete(&f.object).await {
+            tracing::warn!(file = %f.id, error = %e, "purge: deleting ciphertext failed");
+        }
+        match p.vault.exists(&f.object).await {
+            Ok(false) => {}
+            _ => gone = false,
+        }
+        // A tus upload's own state (the partial ciphertext of an unfinished
+        // one) has the file's id.
+        match p.vault.upload_lock(&f.id, Duration::from_secs(5)).await {
+            Some(g) => {
+                if let Err(e) = p.vault.upload_remove(g).await {
+                    tracing::warn!(file = %f.id, error = %e, "purge: removing the upload failed");
+                }
+            }
+            None => tracing::warn!(file = %f.id, "purge: the upload is busy"),
+        }
+        match p.vault.upload_meta(&f.id).await {
+            Ok(None) => {}
+            _ => gone = false,
+        }
+    }
+    if !gone {
+        return Ok(false);
+    }
+    let moved = p
+        .store
+        .transition(
+            &pkg.id,
+            PkgState::Expired,
+            PkgState::Purged,
+            Change::default(),
+        )
+        .await?;
+    if moved {
+        p.store
+            .audit(
+                actor,
+                "package.purged",
+                Some(&pkg.id),
+                None,
+                json!({ "files": files.len() }),
+            )
+            .await?;
+    }
+    Ok(moved)
+}
+
 /// One pass of every duty.
+/// The engine-set fingerprint the files of available packages were last
+/// queued for rescanning under.
+const RESCAN_FINGERPRINT: &str = "rescan_fingerprint";
+
+/// When the engine set changed since the last pass (new signatures, another
+/// engine), queue a rescan of every file of every available package, then
+/// remember the fingerprint. The first pass only remembers it. Queued before
+/// the fingerprint is stored, so a crash in between queues them again
+/// (a rescan is idempotent) rather than never.
+async fn rescan_on_new_signatures(p: &Portal) -> Result<()> {
+    let current = p.scan.scanner.engine_set().fingerprint().to_string();
+    let last = p.store.named_value(RESCAN_FINGERPRINT).await?;
+    if last.as_deref() == Some(current.as_str()) {
+        return Ok(());
+    }
+    let mut queued = 0u64;
+    if last.is_some() {
+        let mut after = String::new();
+        loop {
+            let ids = p.store.available_files(&after, 500).await?;
+            let Some(last_id) = ids.last().cloned() else {
+                break;
+            };
+            for id in &ids {
+                crate::worker::enqueue_rescan(p, id).await?;
+            }
+            queued += ids.len() as u64;
+            after = last_id;
+        }
+    }
+    p.store
+        .set_named_value(RESCAN_FINGERPRINT, &current, "system")
+        .await?;
+    if last.is_none() {
+        tracing::info!(fingerprint = %current, "engine set remembered for rescans on new signatures");
+    }
+    if queued > 0 {
+        tracing::info!(files = queued, fingerprint = %current, "engine set changed: available packages queued for rescanning");
+        p.wake.notify_waiters();
+    }
+    Ok(())
+}
+
+/// Remind recipients who have not downloaded, once, `reminder_hours`
+/// before expiry. The reminder is claimed in the database first, so two
+/// schedulers (a leader change mid-pass) never send it twice.
+async fn remind(p: &Portal, now: i64) -> Result<()> {
+    let hours = i64::try_from(p.cfg.reminder_hours).unwrap_or(i64::MAX);
+    let window = p.cfg.days_ms(1).saturating_mul(hours) / 24;
+    for (link, pkg_id) in p.store.links_due_reminder(now, window, 200).await? {
+        let Some(pkg) = p.store.package(&pkg_id).await? else {
+            continue;
+        };
+        if !p.store.claim_reminder(&link.id).await? {
+            continue;
+        }
+        crate::mail::logged(crate::mail::reminder(p, &pkg, &link).await);
+        p.store
+            .audit(
+                &system(),
+                "link.reminded",
+                Some(&pkg.id),
+                None,
+                json!({ "recipient": link.recipient }),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 pub async fn tick(p: &Portal, requeued: &mut HashMap<String, i64>) -> Result<()> {
     let now = now_ms();
     for from in [
@@ -99,8 +227,12 @@ pub async fn tick(p: &Portal, requeued: &mut HashMap<String, i64>) -> Result<()>
         PkgState::Quarantined,
     ] {
         for pkg in p.store.packages_due(from, "expires_at", now, 500).await? {
+            let due = Change {
+                expired_by: Some(now),
+                ..Change::default()
+            };
             if p.store
-                .transition(&pkg.id, from, PkgState::Expired, Change::default())
+                .transition(&pkg.id, from, PkgState::Expired, due)
                 .await?
             {
                 p.store
@@ -130,37 +262,7 @@ pub async fn tick(p: &Portal, requeued: &mut HashMap<String, i64>) -> Result<()>
         .packages_due(PkgState::Expired, "updated_at", now - retention, 200)
         .await?
     {
-        let files = p.store.files(&pkg.id).await?;
-        let mut gone = true;
-        for f in &files {
-            if let Err(e) = p.vault.delete(&f.object).await {
-                tracing::warn!(file = %f.id, error = %e, "purge: deleting ciphertext failed");
-            }
-            match p.vault.exists(&f.object).await {
-                Ok(false) => {}
-                _ => gone = false,
-            }
-        }
-        if gone
-            && p.store
-                .transition(
-                    &pkg.id,
-                    PkgState::Expired,
-                    PkgState::Purged,
-                    Change::default(),
-                )
-                .await?
-        {
-            p.store
-                .audit(
-                    &system(),
-                    "package.purged",
-                    Some(&pkg.id),
-                    None,
-                    json!({ "files": files.len() }),
-                )
-                .await?;
-        }
+        purge(p, &pkg, &system()).await?;
     }
     // Scan jobs that should have finished: queue them again (a job for a
     // decided file is acknowledged without work; past the deadline an
@@ -178,6 +280,20 @@ pub async fn tick(p: &Portal, requeued: &mut HashMap<String, i64>) -> Result<()>
         }
     }
     requeued.retain(|_, t| now - *t < 3_600_000);
+    // Packages whose files are all decided but which are still scanning:
+    // the node that recorded the last verdict died before settling (its
+    // job stays leased until the lease runs out). Settling is one
+    // conditional transition, so a worker doing the same is harmless.
+    for id in p.store.scanning_all_decided(now - 5_000, 500).await? {
+        tracing::info!(package = %id, "settling a package whose files were all decided");
+        crate::worker::settle(p, &id).await?;
+    }
+    if p.cfg.rescan_on_update {
+        rescan_on_new_signatures(p).await?;
+    }
+    if p.cfg.reminder_hours > 0 {
+        remind(p, now).await?;
+    }
     p.wake.notify_waiters();
     // Abandoned uploads: the vault deletes their bytes; their rows go too.
     match p.vault.purge_expired().await {

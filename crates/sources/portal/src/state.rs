@@ -7,6 +7,8 @@
 //! ```
 //! Every transition is one conditional `UPDATE … WHERE id = $ AND state =
 //! $expected`: of two workers racing to move a package, exactly one does.
+//! An owner's revoke or delete is a transition to `expired` from whatever
+//! live state the package is in ([`Store::expire_now`]).
 
 use crate::error::{PortalError, Result};
 use crate::store::{Store, now_ms};
@@ -71,6 +73,10 @@ pub struct Change<'a> {
     pub release_reason: Option<&'a str>,
     /// When scanning must have finished (set on submit).
     pub scan_deadline: Option<i64>,
+    /// Move only if the package's expiry is at or before this time (the
+    /// scheduler's expiry, so an extend that landed after it read the
+    /// package is not undone).
+    pub expired_by: Option<i64>,
 }
 
 impl Store {
@@ -98,7 +104,7 @@ impl Store {
                     released_by = COALESCE($4, released_by),
                     release_reason = COALESCE($5, release_reason),
                     scan_deadline = COALESCE($6, scan_deadline)
-              WHERE id = $7 AND state = $8",
+              WHERE id = $7 AND state = $8 AND expires_at <= $9",
         )
         .bind(to.as_str())
         .bind(now_ms())
@@ -108,6 +114,7 @@ impl Store {
         .bind(c.scan_deadline)
         .bind(id)
         .bind(from.as_str())
+        .bind(c.expired_by.unwrap_or(i64::MAX))
         .execute(&self.pool)
         .await?;
         let moved = res.rows_affected() == 1;
@@ -122,6 +129,32 @@ impl Store {
             metrics::counter!("moat_portal_transitions_total", "to" => to.as_str()).increment(1);
         }
         Ok(moved)
+    }
+}
+
+impl Store {
+    /// Expire package `id` now, from whichever live state it is in (an
+    /// owner's revoke or delete): the state is read, then moved by the same
+    /// conditional transition as every other, again if another writer moved
+    /// it in between. `Some(from)` when this call expired it; `None` when it
+    /// was expired or purged already.
+    pub async fn expire_now(&self, id: &str, reason: &str) -> Result<Option<PkgState>> {
+        for _ in 0..8 {
+            let pkg = self.package(id).await?.ok_or(PortalError::NotFound)?;
+            if matches!(pkg.state, PkgState::Expired | PkgState::Purged) {
+                return Ok(None);
+            }
+            let c = Change {
+                reason: Some(reason),
+                ..Change::default()
+            };
+            if self.transition(id, pkg.state, PkgState::Expired, c).await? {
+                return Ok(Some(pkg.state));
+            }
+        }
+        Err(PortalError::Conflict(
+            "the package keeps changing state; try again".into(),
+        ))
     }
 }
 

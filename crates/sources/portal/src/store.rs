@@ -88,6 +88,24 @@ const SCHEMA: &[&str] = &[
         detail TEXT NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS moat_portal_audit_package ON moat_portal_audit (package_id, id)",
+    "CREATE TABLE IF NOT EXISTS moat_portal_resets (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT
+    )",
+    "CREATE TABLE IF NOT EXISTS moat_portal_reminders (
+        link_id TEXT PRIMARY KEY,
+        sent_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS moat_portal_settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        updated_by TEXT
+    )",
 ];
 
 pub fn now_ms() -> i64 {
@@ -137,6 +155,16 @@ pub struct User {
     pub password_hash: String,
     pub role: Role,
     pub disabled: bool,
+}
+
+/// A user as the admin's list shows it (no password hash).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserSummary {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -360,6 +388,131 @@ impl Store {
         rows.iter().map(|r| get(r, "email")).collect()
     }
 
+    /// Users in creation order (ids are UUIDv7); `after` is the last id of
+    /// the previous page.
+    pub async fn users(&self, limit: u32, after: Option<&str>) -> Result<Vec<UserSummary>> {
+        let rows = sqlx::query(
+            "SELECT id, email, role, disabled, created_at FROM moat_portal_users
+              WHERE ($1 = '' OR id > $1) ORDER BY id LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let role: String = get(r, "role")?;
+                Ok(UserSummary {
+                    id: get(r, "id")?,
+                    email: get(r, "email")?,
+                    role: Role::parse(&role).unwrap_or(Role::Member),
+                    disabled: get::<i64>(r, "disabled")? != 0,
+                    created_at: get(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Set a user's role. Demoting refuses (false) when it would leave no
+    /// enabled admin: the check and the change are one statement.
+    pub async fn set_role(&self, id: &str, role: Role) -> Result<bool> {
+        let res = sqlx::query(
+            "UPDATE moat_portal_users SET role = $1
+              WHERE id = $2 AND ($1 = 'admin' OR role <> 'admin' OR disabled <> 0
+                    OR (SELECT COUNT(*) FROM moat_portal_users
+                         WHERE role = 'admin' AND disabled = 0 AND id <> $2) > 0)",
+        )
+        .bind(role.as_str())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Disable or enable a user. Disabling refuses (false) when it would
+    /// leave no enabled admin.
+    pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<bool> {
+        let res = sqlx::query(
+            "UPDATE moat_portal_users SET disabled = $1
+              WHERE id = $2 AND ($1 = 0 OR role <> 'admin'
+                    OR (SELECT COUNT(*) FROM moat_portal_users
+                         WHERE role = 'admin' AND disabled = 0 AND id <> $2) > 0)",
+        )
+        .bind(i64::from(disabled))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    pub async fn set_password_hash(&self, id: &str, hash: &str) -> Result<bool> {
+        let res = sqlx::query("UPDATE moat_portal_users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Store a one-time password-reset token's hash for `user_id`; earlier
+    /// unused ones stop working.
+    pub async fn create_reset(
+        &self,
+        user_id: &str,
+        token_hash: &str,
+        expires_at: i64,
+    ) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE moat_portal_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO moat_portal_resets (id, user_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(new_id())
+        .bind(user_id)
+        .bind(token_hash)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Use a reset token: the user id when the token was live and this
+    /// call used it (a token works once).
+    pub async fn use_reset(&self, token_hash: &str) -> Result<Option<String>> {
+        let now = now_ms();
+        let Some(row) = sqlx::query(
+            "SELECT id, user_id FROM moat_portal_resets
+              WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let id: String = get(&row, "id")?;
+        let res = sqlx::query(
+            "UPDATE moat_portal_resets SET used_at = $1 WHERE id = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(&id)
+        .execute(&self.pool)
+        .await?;
+        if res.rows_affected() == 1 {
+            Ok(Some(get(&row, "user_id")?))
+        } else {
+            Ok(None)
+        }
+    }
+
     // ---- sessions and tokens
 
     pub async fn create_session(&self, user_id: &str, expires_at: i64) -> Result<String> {
@@ -399,6 +552,18 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Revoke every live session of a user; how many there were.
+    pub async fn revoke_user_sessions(&self, user_id: &str) -> Result<u64> {
+        let res = sqlx::query(
+            "UPDATE moat_portal_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected())
     }
 
     pub async fn create_token(
@@ -544,6 +709,23 @@ impl Store {
         rows.iter().map(package_from).collect()
     }
 
+    /// Move a live package's expiry to `expires_at`: only while it is not
+    /// expired or purged and its current expiry has not passed (an expiry
+    /// the scheduler has yet to act on is final too).
+    pub async fn set_expiry(&self, id: &str, expires_at: i64) -> Result<bool> {
+        let now = now_ms();
+        let res = sqlx::query(
+            "UPDATE moat_portal_packages SET expires_at = $1, updated_at = $2
+              WHERE id = $3 AND state NOT IN ('expired', 'purged') AND expires_at > $2",
+        )
+        .bind(expires_at)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
     /// Count one download if the limit allows it (atomic).
     pub async fn count_download(&self, id: &str) -> Result<bool> {
         let res = sqlx::query(
@@ -580,6 +762,60 @@ impl Store {
         .await?;
         let n: i64 = get(&row, "n")?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    // ---- settings
+
+    /// The admin's overrides, when and by whom they were last changed.
+    pub async fn settings_overrides(
+        &self,
+    ) -> Result<(crate::settings::Overrides, Option<i64>, Option<String>)> {
+        let row = sqlx::query(
+            "SELECT value, updated_at, updated_by FROM moat_portal_settings WHERE name = 'overrides'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok((Default::default(), None, None));
+        };
+        let value: String = get(&row, "value")?;
+        let o = serde_json::from_str(&value)
+            .map_err(|e| PortalError::Db(format!("stored settings: {e}")))?;
+        Ok((o, Some(get(&row, "updated_at")?), get(&row, "updated_by")?))
+    }
+
+    pub async fn set_settings_overrides(
+        &self,
+        o: &crate::settings::Overrides,
+        by: &str,
+    ) -> Result<()> {
+        let value = serde_json::to_string(o).map_err(|e| PortalError::Internal(e.to_string()))?;
+        self.set_named_value("overrides", &value, by).await
+    }
+
+    /// A value kept by name in the settings table (`rescan_fingerprint`).
+    pub async fn named_value(&self, name: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM moat_portal_settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| get(&r, "value")).transpose()
+    }
+
+    pub async fn set_named_value(&self, name: &str, value: &str, by: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO moat_portal_settings (name, value, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value,
+               updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now_ms())
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     // ---- files
@@ -709,6 +945,61 @@ impl Store {
         rows.iter().map(file_from).collect()
     }
 
+    /// Files of `available` packages (clean or released), by id after
+    /// `after`: what a rescan on new signatures goes through, a page at a time.
+    pub async fn available_files(&self, after: &str, limit: u32) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT f.id AS id FROM moat_portal_files f JOIN moat_portal_packages p ON p.id = f.package_id
+              WHERE p.state = 'available' AND f.status IN ('clean', 'released') AND f.id > $1
+              ORDER BY f.id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| get(r, "id")).collect()
+    }
+
+    /// A rescan found `status` (infected or suspicious) in a file that was
+    /// cleared: recorded only while the file is still clean or released.
+    pub async fn set_rescan_detection(
+        &self,
+        file_id: &str,
+        status: FileStatus,
+        scan_record_id: &str,
+    ) -> Result<bool> {
+        let res = sqlx::query(
+            "UPDATE moat_portal_files SET status = $2, scan_record_id = $3
+              WHERE id = $1 AND status IN ('clean', 'released')",
+        )
+        .bind(file_id)
+        .bind(status.as_str())
+        .bind(scan_record_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Packages still `scanning` although every file is decided: a node
+    /// that recorded the last verdict died before it settled the package.
+    /// Only those last changed before `before` (a live worker settles
+    /// within moments of its last verdict).
+    pub async fn scanning_all_decided(&self, before: i64, limit: u32) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT p.id AS id FROM moat_portal_packages p
+              WHERE p.state = 'scanning' AND p.updated_at < $1
+                AND EXISTS (SELECT 1 FROM moat_portal_files f WHERE f.package_id = p.id)
+                AND NOT EXISTS (SELECT 1 FROM moat_portal_files f
+                                 WHERE f.package_id = p.id AND f.status = 'pending')
+              LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| get(r, "id")).collect()
+    }
+
     // ---- links
 
     pub async fn create_link_with_id(
@@ -750,6 +1041,48 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(link_from).collect()
+    }
+
+    /// Recipient links that are due a reminder: never downloaded, never
+    /// reminded, their package `available` and expiring within
+    /// `window_ms` from `now` (and it was available before that window
+    /// opened, so a short-lived package does not get its first mail and a
+    /// reminder at once).
+    pub async fn links_due_reminder(
+        &self,
+        now: i64,
+        window_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(Link, String)>> {
+        let rows = sqlx::query(
+            "SELECT l.*, p.id AS pkg FROM moat_portal_links l JOIN moat_portal_packages p ON p.id = l.package_id
+              WHERE l.recipient IS NOT NULL AND l.downloaded_at IS NULL
+                AND p.state = 'available' AND p.expires_at > $1 AND p.expires_at - $2 <= $1
+                AND p.updated_at < p.expires_at - $2
+                AND NOT EXISTS (SELECT 1 FROM moat_portal_reminders r WHERE r.link_id = l.id)
+              ORDER BY l.id LIMIT $3",
+        )
+        .bind(now)
+        .bind(window_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((link_from(r)?, get(r, "pkg")?)))
+            .collect()
+    }
+
+    /// Claim a link's reminder: true for the one caller that records it.
+    pub async fn claim_reminder(&self, link_id: &str) -> Result<bool> {
+        let res = sqlx::query(
+            "INSERT INTO moat_portal_reminders (link_id, sent_at) VALUES ($1, $2)
+             ON CONFLICT (link_id) DO NOTHING",
+        )
+        .bind(link_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
     }
 
     /// Note a link's first download; true when this was the first.
@@ -879,6 +1212,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn settings_overrides_are_stored_and_replaced() {
+        let (_d, s) = store().await;
+        let (o, at, by) = s.settings_overrides().await.unwrap();
+        assert_eq!(o, crate::settings::Overrides::default());
+        assert!(at.is_none() && by.is_none());
+        let mut o = crate::settings::Overrides {
+            quota_bytes: Some(10),
+            ..Default::default()
+        };
+        s.set_settings_overrides(&o, "a").await.unwrap();
+        o.denied_types = Some(vec!["executable".into()]);
+        s.set_settings_overrides(&o, "b").await.unwrap();
+        let (got, at, by) = s.settings_overrides().await.unwrap();
+        assert_eq!(got, o);
+        assert!(at.is_some());
+        assert_eq!(by.as_deref(), Some("b"));
+    }
+
+    #[tokio::test]
     async fn a_transition_happens_once_from_the_expected_state() {
         let (_d, s) = store().await;
         let p = pkg(&s).await;
@@ -934,6 +1286,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn scanning_packages_with_every_file_decided_are_found_for_settling() {
+        let (_d, s) = store().await;
+        let p = pkg(&s).await;
+        let a = s.create_file(&p.id, "a", 1).await.unwrap();
+        let b = s.create_file(&p.id, "b", 1).await.unwrap();
+        let empty = s
+            .create_package(NewPackage {
+                owner_id: &p.owner_id,
+                access: "public",
+                message: "",
+                password_hash: None,
+                wrapped_key: b"k",
+                expires_at: now_ms() + 1000,
+                download_limit: None,
+            })
+            .await
+            .unwrap();
+        for id in [&p.id, &empty.id] {
+            assert!(
+                s.transition(
+                    id,
+                    PkgState::Uploading,
+                    PkgState::Scanning,
+                    Change::default()
+                )
+                .await
+                .unwrap()
+            );
+        }
+        let later = now_ms() + 1;
+        // One file still pending: not yet (and a package without files never).
+        s.set_file_verdict(&a.id, FileStatus::Clean, Some("r1"))
+            .await
+            .unwrap();
+        assert!(s.scanning_all_decided(later, 10).await.unwrap().is_empty());
+        s.set_file_verdict(&b.id, FileStatus::Clean, Some("r2"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.scanning_all_decided(later, 10).await.unwrap(),
+            vec![p.id.clone()]
+        );
+        // Only packages that have not changed since `before`.
+        assert!(s.scanning_all_decided(0, 10).await.unwrap().is_empty());
+        // Settled: no longer scanning.
+        assert!(
+            s.transition(
+                &p.id,
+                PkgState::Scanning,
+                PkgState::Available,
+                Change::default()
+            )
+            .await
+            .unwrap()
+        );
+        assert!(s.scanning_all_decided(later, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn a_decided_verdict_is_never_overwritten() {
         let (_d, s) = store().await;
         let p = pkg(&s).await;
@@ -960,5 +1371,74 @@ mod tests {
         assert!(s.count_download(&p.id).await.unwrap());
         assert!(s.count_download(&p.id).await.unwrap());
         assert!(!s.count_download(&p.id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_last_enabled_admin_can_be_neither_demoted_nor_disabled() {
+        let (_d, s) = store().await;
+        let a = s
+            .create_user("a@example.com", "h", Role::Admin)
+            .await
+            .unwrap();
+        let b = s
+            .create_user("b@example.com", "h", Role::Admin)
+            .await
+            .unwrap();
+        assert!(s.set_role(&a.id, Role::Member).await.unwrap());
+        assert!(!s.set_role(&b.id, Role::Member).await.unwrap());
+        assert!(!s.set_disabled(&b.id, true).await.unwrap());
+        assert!(s.set_role(&a.id, Role::Admin).await.unwrap());
+        assert!(s.set_disabled(&b.id, true).await.unwrap());
+        assert!(!s.set_disabled(&a.id, true).await.unwrap());
+        assert!(s.set_disabled(&b.id, false).await.unwrap());
+        let list = s.users(1, None).await.unwrap();
+        assert_eq!(list.len(), 1);
+        let next = s.users(10, Some(&list[0].id)).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].email, "b@example.com");
+        assert!(!next[0].disabled);
+    }
+
+    #[tokio::test]
+    async fn a_reset_token_works_once_and_a_newer_one_replaces_it() {
+        let (_d, s) = store().await;
+        let u = s
+            .create_user("a@example.com", "h", Role::Member)
+            .await
+            .unwrap();
+        let later = now_ms() + 60_000;
+        s.create_reset(&u.id, "t1", later).await.unwrap();
+        s.create_reset(&u.id, "t2", later).await.unwrap();
+        assert_eq!(s.use_reset("t1").await.unwrap(), None);
+        assert_eq!(s.use_reset("t2").await.unwrap(), Some(u.id.clone()));
+        assert_eq!(s.use_reset("t2").await.unwrap(), None);
+        s.create_reset(&u.id, "t3", now_ms() - 1).await.unwrap();
+        assert_eq!(s.use_reset("t3").await.unwrap(), None, "expired");
+    }
+
+    #[tokio::test]
+    async fn expire_now_moves_any_live_state_once_and_extend_stops_at_expiry() {
+        let (_d, s) = store().await;
+        let p = pkg(&s).await;
+        assert!(s.set_expiry(&p.id, now_ms() + 5000).await.unwrap());
+        assert!(
+            s.transition(
+                &p.id,
+                PkgState::Uploading,
+                PkgState::Scanning,
+                Change::default()
+            )
+            .await
+            .unwrap()
+        );
+        assert_eq!(
+            s.expire_now(&p.id, "revoked").await.unwrap(),
+            Some(PkgState::Scanning)
+        );
+        assert_eq!(s.expire_now(&p.id, "revoked").await.unwrap(), None);
+        let got = s.package(&p.id).await.unwrap().unwrap();
+        assert_eq!(got.state, PkgState::Expired);
+        assert_eq!(got.reason.as_deref(), Some("revoked"));
+        assert!(!s.set_expiry(&p.id, now_ms() + 9000).await.unwrap());
     }
 }

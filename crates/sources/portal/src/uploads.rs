@@ -3,15 +3,22 @@
 //! `Upload-Metadata` carries `package` and `filename`), and a plain
 //! multipart/form-data POST to `/v1/portal/packages/{id}/files`. Both check
 //! ownership, the size limit (413 at creation and while bytes arrive), the
-//! file count and the owner's quota, and store only ciphertext.
+//! file count and the owner's quota (413 `quota_exceeded`: the declared
+//! size of a tus upload counts from its creation, and no upload can grow
+//! past what it declared), all from the effective settings
+//! ([`Portal::settings`]), and store only ciphertext. When a file's last
+//! byte is stored its content is sniffed and checked against the settings'
+//! type lists; a refused file is deleted and its upload fails with 415
+//! `file_type_refused`.
 
 use crate::Portal;
 use crate::api::owned_package;
 use crate::auth::{Auth, Principal};
 use crate::error::{PortalError, Result};
 use crate::names::safe_name;
+use crate::settings::Settings;
 use crate::state::PkgState;
-use crate::store::{FileRow, Package};
+use crate::store::{Actor, FileRow, Package};
 use async_trait::async_trait;
 use axum::Json;
 use axum::extract::{Multipart, Path, State};
@@ -41,33 +48,108 @@ fn reject(e: PortalError) -> TusReject {
     TusReject::new(e.status(), e.code(), e.to_string())
 }
 
-/// May `who` add a file of `size` bytes to `pkg`? (state, count, size, quota)
-async fn check_add(p: &Portal, who: &Principal, pkg: &Package, size: u64) -> Result<()> {
+/// May `who` add a file of `size` bytes to `pkg`? (state, count, size,
+/// quota, all from the effective settings, which are returned)
+async fn check_add(p: &Portal, who: &Principal, pkg: &Package, size: u64) -> Result<Arc<Settings>> {
+    let set = p.settings().await?;
     if pkg.state != PkgState::Uploading {
         return Err(PortalError::Conflict(format!(
             "the package is {}",
             pkg.state.as_str()
         )));
     }
-    if size > p.cfg.max_file_size {
-        return Err(PortalError::TooLarge(p.cfg.max_file_size));
+    if size > set.max_file_size {
+        return Err(PortalError::TooLarge(set.max_file_size));
     }
     let n = p.store.files(&pkg.id).await?.len();
-    if n >= p.cfg.max_files_per_package as usize {
+    if n >= set.max_files_per_package as usize {
         return Err(PortalError::Conflict(format!(
             "a package holds at most {} files",
-            p.cfg.max_files_per_package
+            set.max_files_per_package
         )));
     }
-    if p.cfg.quota_bytes > 0 && !who.is_admin() {
-        let used = p.store.usage(&pkg.owner_id).await?;
-        if used.saturating_add(size) > p.cfg.quota_bytes {
-            return Err(PortalError::TooLarge(
-                p.cfg.quota_bytes.saturating_sub(used),
-            ));
+    if let Some(used) = quota_used(p, &set, who, pkg).await?
+        && used.saturating_add(size) > set.quota_bytes
+    {
+        return Err(PortalError::QuotaExceeded {
+            quota: set.quota_bytes,
+            used,
+            needed: size,
+        });
+    }
+    Ok(set)
+}
+
+/// The bytes the owner keeps in packages that are not purged (declared
+/// sizes of unfinished uploads included), when a quota applies to `who`.
+async fn quota_used(
+    p: &Portal,
+    set: &Settings,
+    who: &Principal,
+    pkg: &Package,
+) -> Result<Option<u64>> {
+    if set.quota_bytes == 0 || who.is_admin() {
+        return Ok(None);
+    }
+    Ok(Some(p.store.usage(&pkg.owner_id).await?))
+}
+
+/// The type of a stored file, sniffed from its first bytes (decrypted):
+/// never the client's name or Content-Type.
+async fn sniff(p: &Portal, key: &DataKey, object: &str, size: u64) -> Result<String> {
+    let n = size.min(moat_scanner::sniff::SNIFF_LEN as u64);
+    let mut head = Vec::with_capacity(n as usize);
+    if n > 0 {
+        let mut st = p
+            .vault
+            .read(key, object, Some((0, n)))
+            .await
+            .map_err(|e| PortalError::Storage(format!("reading the upload back: {e}")))?;
+        while let Some(b) = st.next().await {
+            let b = b.map_err(|e| PortalError::Storage(format!("reading the upload back: {e}")))?;
+            head.extend_from_slice(&b);
         }
     }
-    Ok(())
+    Ok(moat_scanner::sniff::content_type(&head))
+}
+
+/// Check a finished file's sniffed type against the settings' allow and
+/// deny lists. A refused file is not kept: its ciphertext and row are
+/// deleted, the refusal audited, and the upload fails with 415
+/// `file_type_refused`. Returns the type.
+async fn admit_type(
+    p: &Portal,
+    actor: &Actor,
+    f: &FileRow,
+    key: &DataKey,
+    size: u64,
+) -> Result<String> {
+    let set = p.settings().await?;
+    let mime = sniff(p, key, &f.object, size).await?;
+    if set.type_allowed(&mime) {
+        return Ok(mime);
+    }
+    if let Err(e) = p.vault.delete(&f.object).await {
+        tracing::warn!(file = %f.id, error = %e, "deleting a refused upload failed");
+    }
+    p.store.delete_file(&f.id).await?;
+    p.store
+        .audit(
+            actor,
+            "upload.refused",
+            Some(&f.package_id),
+            Some(&f.id),
+            json!({ "name": f.name, "type": mime, "why": "file type" }),
+        )
+        .await?;
+    Err(PortalError::TypeRefused(mime))
+}
+
+fn system() -> Actor {
+    Actor {
+        id: Some("system".into()),
+        ..Default::default()
+    }
 }
 
 fn unwrap_key(p: &Portal, pkg: &Package) -> Result<DataKey> {
@@ -127,6 +209,39 @@ impl Hooks {
         self.target(&f, &pkg).await
     }
 
+    async fn do_completed(&self, id: &str, info: &PutInfo) -> Result<()> {
+        let s = &self.p.store;
+        let f = s.file(id).await?.ok_or(PortalError::NotFound)?;
+        if f.complete {
+            if f.sha256.as_deref() == Some(hex::encode(info.sha256).as_str()) {
+                return Ok(()); // a repeated call
+            }
+            return Err(PortalError::Conflict(
+                "the package no longer takes uploads".into(),
+            ));
+        }
+        let pkg = s
+            .package(&f.package_id)
+            .await?
+            .ok_or(PortalError::NotFound)?;
+        let key = unwrap_key(&self.p, &pkg)?;
+        let mime = admit_type(&self.p, &system(), &f, &key, info.size).await?;
+        if !s.complete_file(id, info.size, &info.sha256).await? {
+            return Err(PortalError::Conflict(
+                "the package no longer takes uploads".into(),
+            ));
+        }
+        s.audit(
+            &system(),
+            "upload.complete",
+            Some(&pkg.id),
+            Some(id),
+            json!({ "size": info.size, "sha256": hex::encode(info.sha256), "type": mime, "via": "tus" }),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn do_authorize(&self, id: &str, ext: &http::Extensions) -> Result<TusTarget> {
         let who = Self::principal(ext)?;
         let f = self.p.store.file(id).await?.ok_or(PortalError::NotFound)?;
@@ -153,40 +268,11 @@ impl TusHooks for Hooks {
     }
 
     async fn completed(&self, id: &str, info: &PutInfo) -> Result<(), TusReject> {
-        let s = &self.p.store;
-        if !s
-            .complete_file(id, info.size, &info.sha256)
-            .await
-            .map_err(reject)?
-        {
-            let f = s
-                .file(id)
-                .await
-                .map_err(reject)?
-                .ok_or_else(|| reject(PortalError::NotFound))?;
-            if f.complete && f.sha256.as_deref() == Some(hex::encode(info.sha256).as_str()) {
-                return Ok(()); // a repeated call
-            }
-            return Err(reject(PortalError::Conflict(
-                "the package no longer takes uploads".into(),
-            )));
-        }
-        let f = s.file(id).await.map_err(reject)?;
-        let pkg = f.as_ref().map(|f| f.package_id.clone());
-        let actor = crate::store::Actor {
-            id: Some("system".into()),
-            ..Default::default()
-        };
-        s.audit(
-            &actor,
-            "upload.complete",
-            pkg.as_deref(),
-            Some(id),
-            json!({ "size": info.size, "sha256": hex::encode(info.sha256), "via": "tus" }),
-        )
-        .await
-        .map_err(reject)?;
-        Ok(())
+        self.do_completed(id, info).await.map_err(reject)
+    }
+
+    async fn max_size(&self) -> Option<u64> {
+        self.p.settings().await.ok().map(|s| s.max_file_size)
     }
 
     async fn terminated(&self, id: &str) -> Result<(), TusReject> {
@@ -238,16 +324,10 @@ pub async fn multipart_upload(
         let Some(name) = field.file_name().map(safe_name) else {
             continue;
         };
-        check_add(&p, &who, &pkg, 0).await?;
-        let limit = if p.cfg.quota_bytes > 0 && !who.is_admin() {
-            p.cfg.max_file_size.min(
-                p.cfg
-                    .quota_bytes
-                    .saturating_sub(p.store.usage(&pkg.owner_id).await?),
-            )
-        } else {
-            p.cfg.max_file_size
-        };
+        let set = check_add(&p, &who, &pkg, 0).await?;
+        let used = quota_used(&p, &set, &who, &pkg).await?;
+        let quota_left = used.map(|u| set.quota_bytes.saturating_sub(u));
+        let limit = set.max_file_size.min(quota_left.unwrap_or(u64::MAX));
         let f = p.store.create_file(&pkg.id, &name, 0).await?;
         let over = Arc::new(AtomicBool::new(false));
         let (seen, over2) = (Arc::new(std::sync::atomic::AtomicU64::new(0)), over.clone());
@@ -264,6 +344,7 @@ pub async fn multipart_upload(
         let reader = tokio_util::io::StreamReader::new(stream);
         match p.vault.put(&key, &f.object, reader).await {
             Ok(info) => {
+                let mime = admit_type(&p, &who.actor(), &f, &key, info.size).await?;
                 if !p
                     .store
                     .complete_file(&f.id, info.size, &info.sha256)
@@ -276,7 +357,7 @@ pub async fn multipart_upload(
                     ));
                 }
                 p.store
-                    .audit(&who.actor(), "upload.complete", Some(&pkg.id), Some(&f.id), json!({ "name": name, "size": info.size, "sha256": hex::encode(info.sha256), "via": "multipart" }))
+                    .audit(&who.actor(), "upload.complete", Some(&pkg.id), Some(&f.id), json!({ "name": name, "size": info.size, "sha256": hex::encode(info.sha256), "type": mime, "via": "multipart" }))
                     .await?;
                 out.push(json!({ "id": f.id, "name": name, "size": info.size, "sha256": hex::encode(info.sha256) }));
             }
@@ -284,6 +365,15 @@ pub async fn multipart_upload(
                 let _ = p.vault.delete(&f.object).await;
                 p.store.delete_file(&f.id).await?;
                 if over.load(Ordering::Relaxed) {
+                    if let (Some(used), Some(left)) = (used, quota_left)
+                        && left < set.max_file_size
+                    {
+                        return Err(PortalError::QuotaExceeded {
+                            quota: set.quota_bytes,
+                            used,
+                            needed: seen.load(Ordering::Relaxed),
+                        });
+                    }
                     return Err(PortalError::TooLarge(limit));
                 }
                 return Err(PortalError::BadRequest(format!("upload failed: {e}")));

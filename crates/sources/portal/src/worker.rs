@@ -1,5 +1,6 @@
 //! The scan worker: one job per file on the work queue (the embedded
-//! durable queue in the portal's database). A job reads the file's
+//! durable queue in the portal's database, or RabbitMQ with
+//! `[portal] queue_url`). A job reads the file's
 //! plaintext from the vault into a [`Spool`] (memory, then an anonymous 0600
 //! file), checks it is the content that was uploaded, scans it through
 //! [`moat_api::ScanService`] (source `portal`: all engines, cache, record),
@@ -28,14 +29,31 @@ const LEASE: Duration = Duration::from_secs(15 * 60);
 /// many attempts (they are queued just before the package is submitted).
 const MAX_WAITS: u32 = 30;
 
+/// Rescan jobs give up after this many engine errors (the package stays
+/// as it is: it was cleared by every engine already).
+const RESCAN_ATTEMPTS: u32 = 5;
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Job {
     file: String,
+    /// A rescan of a file of an `available` package (new signatures).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    rescan: bool,
 }
 
 pub async fn enqueue(p: &Portal, file_id: &str) -> Result<()> {
+    push(p, file_id, false).await
+}
+
+/// Queue a rescan of a cleared file (see [`crate::scheduler`]).
+pub async fn enqueue_rescan(p: &Portal, file_id: &str) -> Result<()> {
+    push(p, file_id, true).await
+}
+
+async fn push(p: &Portal, file_id: &str, rescan: bool) -> Result<()> {
     let payload = serde_json::to_vec(&Job {
         file: file_id.to_string(),
+        rescan,
     })
     .map_err(|e| PortalError::Internal(e.to_string()))?;
     p.queue.enqueue(SCAN_QUEUE, &payload).await?;
@@ -145,6 +163,29 @@ async fn spool_file(
     Ok((blob, sha))
 }
 
+/// Read a stored file back (checked against its upload digest) and scan
+/// it through the scan service (source `portal`). The outer error is the
+/// portal's own (the package key); the inner one says why no scan ran.
+async fn scan_stored(
+    p: &Portal,
+    f: &crate::store::FileRow,
+    pkg: &crate::store::Package,
+) -> Result<std::result::Result<moat_db::ScanRecord, String>> {
+    let size = u64::try_from(f.size).unwrap_or(0);
+    let key = DataKey::unwrap(&p.kek, &pkg.wrapped_key)
+        .map_err(|e| PortalError::Storage(e.to_string()))?;
+    Ok(
+        match spool_file(p, &key, &f.object, size, f.sha256.as_deref()).await {
+            Ok((blob, sha)) => p
+                .scan
+                .scan("portal", &f.name, blob, sha)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        },
+    )
+}
+
 async fn process(p: &Portal, ev: &QueuedEvent) -> Result<Outcome> {
     let Ok(job) = serde_json::from_slice::<Job>(&ev.payload) else {
         return Ok(Outcome::Dead("unreadable job".into()));
@@ -155,6 +196,9 @@ async fn process(p: &Portal, ev: &QueuedEvent) -> Result<Outcome> {
     let Some(pkg) = p.store.package(&f.package_id).await? else {
         return Ok(Outcome::Done);
     };
+    if job.rescan {
+        return rescan(p, ev, &f, &pkg).await;
+    }
     match pkg.state {
         PkgState::Scanning => {}
         PkgState::Uploading if ev.attempts < MAX_WAITS => {
@@ -168,17 +212,7 @@ async fn process(p: &Portal, ev: &QueuedEvent) -> Result<Outcome> {
         return Ok(Outcome::Done);
     }
     let deadline = pkg.scan_deadline.unwrap_or(i64::MAX);
-    let size = u64::try_from(f.size).unwrap_or(0);
-    let key = DataKey::unwrap(&p.kek, &pkg.wrapped_key)
-        .map_err(|e| PortalError::Storage(e.to_string()))?;
-    let scanned = match spool_file(p, &key, &f.object, size, f.sha256.as_deref()).await {
-        Ok((blob, sha)) => p
-            .scan
-            .scan("portal", &f.name, blob, sha)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e),
-    };
+    let scanned = scan_stored(p, &f, &pkg).await?;
     let (status, record) = match scanned {
         Ok(rec) => {
             let st = match rec.verdict.status {
@@ -218,6 +252,79 @@ async fn process(p: &Portal, ev: &QueuedEvent) -> Result<Outcome> {
             .await?;
     }
     settle(p, &pkg.id).await?;
+    Ok(Outcome::Done)
+}
+
+/// Scan a file of an `available` package again (the engine set changed).
+/// Only a detection acts: the file takes the new verdict and the package
+/// moves `available → quarantined` (one conditional transition), audited
+/// and notified. Clean changes nothing; engine errors are retried a few
+/// times and then dropped: the file was cleared by every engine before,
+/// and a rescan never releases anything.
+async fn rescan(
+    p: &Portal,
+    ev: &QueuedEvent,
+    f: &crate::store::FileRow,
+    pkg: &crate::store::Package,
+) -> Result<Outcome> {
+    if pkg.state != PkgState::Available {
+        return Ok(Outcome::Done);
+    }
+    let rec = match scan_stored(p, f, pkg).await? {
+        Ok(rec) => rec,
+        Err(e) if ev.attempts < RESCAN_ATTEMPTS => {
+            tracing::warn!(file = %f.id, error = %e, "portal rescan could not run; retrying");
+            return Ok(Outcome::Retry(backoff(p, ev.attempts)));
+        }
+        Err(e) => {
+            tracing::warn!(file = %f.id, error = %e, "portal rescan could not run; giving up");
+            return Ok(Outcome::Done);
+        }
+    };
+    let status = match rec.verdict.status {
+        Status::Infected => FileStatus::Infected,
+        Status::Suspicious => FileStatus::Suspicious,
+        Status::Clean => return Ok(Outcome::Done),
+        Status::Error if ev.attempts < RESCAN_ATTEMPTS => {
+            return Ok(Outcome::Retry(backoff(p, ev.attempts)));
+        }
+        other => {
+            tracing::warn!(file = %f.id, status = ?other, record = %rec.id, "portal rescan gave no verdict; the package stays available");
+            return Ok(Outcome::Done);
+        }
+    };
+    if !p.store.set_rescan_detection(&f.id, status, &rec.id).await? {
+        return Ok(Outcome::Done);
+    }
+    p.store
+        .audit(
+            &system(),
+            "scan.verdict",
+            Some(&pkg.id),
+            Some(&f.id),
+            json!({ "status": status.as_str(), "scan_record_id": rec.id, "signatures": rec.verdict.signatures(), "rescan": true }),
+        )
+        .await?;
+    let c = Change {
+        reason: Some(status.as_str()),
+        ..Change::default()
+    };
+    if p.store
+        .transition(&pkg.id, PkgState::Available, PkgState::Quarantined, c)
+        .await?
+    {
+        tracing::warn!(package = %pkg.id, file = %f.id, status = status.as_str(), "a rescan found a detection; package quarantined");
+        p.store
+            .audit(
+                &system(),
+                "package.quarantined",
+                Some(&pkg.id),
+                None,
+                json!({ "reason": status.as_str(), "rescan": true }),
+            )
+            .await?;
+        crate::mail::logged(crate::mail::package_quarantined(p, pkg, status.as_str()).await);
+    }
     Ok(Outcome::Done)
 }
 

@@ -2,7 +2,7 @@
 //! API. Pages are askama templates compiled into the binary; each renders
 //! the page's structure (landmarks, labelled forms, headings), and one small
 //! script (`static/app.js`, no framework) fills in the data from the JSON
-//! API (`/v1/portal/*`, `/v1/scans`, `/v1/engines`, `/readyz`) with the
+//! API (`/v1/portal/*`, `/v1/scans`, `/v1/engines`, `/v1/stats/*`, `/readyz`) with the
 //! same session cookie and CSRF token as any other client, polling where
 //! state changes (packages scanning, the dashboard). Everything the pages
 //! load is compiled in (`include_bytes!`), including the vendored
@@ -32,11 +32,20 @@ enum Nav {
     Quarantine,
     Users,
     Audit,
+    Settings,
 }
 
 #[derive(Template)]
 #[template(path = "login.html")]
 struct Login {
+    title: &'static str,
+    page: &'static str,
+    nav: Nav,
+}
+
+#[derive(Template)]
+#[template(path = "reset.html")]
+struct Reset {
     title: &'static str,
     page: &'static str,
     nav: Nav,
@@ -103,6 +112,14 @@ struct Users {
 #[derive(Template)]
 #[template(path = "audit.html")]
 struct Audit {
+    title: &'static str,
+    page: &'static str,
+    nav: Nav,
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
     title: &'static str,
     page: &'static str,
     nav: Nav,
@@ -194,8 +211,8 @@ async fn headers(req: Request, next: Next) -> Response {
     resp
 }
 
-/// The UI's routes (pages at `/`, `/login`, `/packages`, `/p/{token}`,
-/// `/admin/*`; assets under `/static/`), to be merged beside the portal's.
+/// The UI's routes (pages at `/`, `/login`, `/reset`, `/packages`, `/p/{token}`,
+/// `/admin/*`: dashboard, quarantine, users, audit, settings; assets under `/static/`), to be merged beside the portal's.
 pub fn router() -> Router {
     Router::new()
         .route(
@@ -208,6 +225,16 @@ pub fn router() -> Router {
                 render(Login {
                     title: "Sign in",
                     page: "login",
+                    nav: Nav::None,
+                })
+            }),
+        )
+        .route(
+            "/reset",
+            get(|| async {
+                render(Reset {
+                    title: "Choose a new password",
+                    page: "reset",
                     nav: Nav::None,
                 })
             }),
@@ -300,6 +327,16 @@ pub fn router() -> Router {
                 })
             }),
         )
+        .route(
+            "/admin/settings",
+            get(|| async {
+                render(SettingsPage {
+                    title: "Settings",
+                    page: "settings",
+                    nav: Nav::Settings,
+                })
+            }),
+        )
         .route("/static/{*path}", get(asset))
         .layer(middleware::from_fn(headers))
 }
@@ -333,6 +370,30 @@ mod tests {
         );
         assert!(!html.contains("<script>"), "no inline script");
         assert!(!html.contains("http://") && !html.contains("https://"));
+    }
+
+    #[test]
+    fn every_settings_control_has_a_label() {
+        let html = SettingsPage {
+            title: "Settings",
+            page: "settings",
+            nav: Nav::Settings,
+        }
+        .render()
+        .unwrap_or_default();
+        let mut controls = 0;
+        for tag in ["<input id=\"", "<textarea id=\""] {
+            for part in html.split(tag).skip(1) {
+                let id = part.split('"').next().unwrap_or_default();
+                assert!(
+                    html.contains(&format!("<label for=\"{id}\"")),
+                    "{id} has no label"
+                );
+                controls += 1;
+            }
+        }
+        assert_eq!(controls, 11, "{html}");
+        assert!(html.contains("href=\"/admin/settings\" aria-current=\"page\""));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 pub use objects::{ObjectLedger, ObjectRow, ObjectState, open_objects};
-pub use queue::{EventQueue, QueuedEvent, SqlQueue, open_queue};
+pub use queue::{EventQueue, QueueStats, QueuedEvent, SqlQueue, open_queue};
 pub use sql::SqlStore;
 
 /// A connection pool on `sqlite://PATH` (created if missing, WAL mode) or
@@ -45,6 +45,9 @@ pub enum DbError {
         op: &'static str,
         source: sqlx::Error,
     },
+    /// A message broker serving as the work queue (RabbitMQ, NATS JetStream).
+    #[error("queue broker {op}: {detail}")]
+    Broker { op: &'static str, detail: String },
     #[error("stored verdict for {id} is unreadable: {source}")]
     Corrupt {
         id: String,
@@ -97,6 +100,34 @@ impl ScanRecord {
     }
 }
 
+/// Which records [`ScanStore::list_where`] returns (all when empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanFilter {
+    /// Only this source (`api`, `proxy`, `portal`, ...).
+    pub source: Option<String>,
+    /// Only this verdict status (`clean`, `infected`, ...).
+    pub status: Option<String>,
+}
+
+/// Scans recorded in one time bucket with one status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerdictCount {
+    /// The bucket's start, Unix milliseconds (a multiple of its width).
+    pub bucket: i64,
+    pub status: String,
+    pub count: u64,
+}
+
+/// What [`ScanStore::verdict_counts`] returns: per bucket and status, and
+/// per source over the whole window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerdictCounts {
+    /// Oldest bucket first, then by status.
+    pub buckets: Vec<VerdictCount>,
+    /// `(source, scans)` by source name.
+    pub sources: Vec<(String, u64)>,
+}
+
 /// Storage for scan records and the verdict cache.
 #[async_trait]
 pub trait ScanStore: Send + Sync {
@@ -105,8 +136,28 @@ pub trait ScanStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<ScanRecord>, DbError>;
     /// Newest first; `before` is the id of the last record of the previous page.
     async fn list(&self, limit: u32, before: Option<&str>) -> Result<Vec<ScanRecord>, DbError>;
-    /// A cached verdict for this content under this engine-set fingerprint.
-    async fn cache_get(&self, sha256: &str, fingerprint: &str) -> Result<Option<Verdict>, DbError>;
+    /// As [`ScanStore::list`], only the records `filter` admits.
+    async fn list_where(
+        &self,
+        limit: u32,
+        before: Option<&str>,
+        filter: &ScanFilter,
+    ) -> Result<Vec<ScanRecord>, DbError>;
+    /// Scans recorded since `since_ms` (Unix ms, rounded down to the
+    /// minute, or to the hour when `bucket_ms` is whole hours), counted per
+    /// bucket of `bucket_ms` (rounded to whole minutes) and status, and per
+    /// source. The work is bounded by the minutes (hours) in the window,
+    /// not by the number of records.
+    async fn verdict_counts(&self, since_ms: i64, bucket_ms: i64)
+    -> Result<VerdictCounts, DbError>;
+    /// A cached verdict for this content under this engine-set fingerprint,
+    /// written at most `max_age` ago when given.
+    async fn cache_get(
+        &self,
+        sha256: &str,
+        fingerprint: &str,
+        max_age: Option<std::time::Duration>,
+    ) -> Result<Option<Verdict>, DbError>;
     async fn cache_put(&self, fingerprint: &str, verdict: &Verdict) -> Result<(), DbError>;
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> Result<(), DbError>;

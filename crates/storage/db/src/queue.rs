@@ -29,6 +29,20 @@ pub struct QueuedEvent {
     pub attempts: u32,
 }
 
+/// What one queue holds now (for the dashboard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStats {
+    pub queue: String,
+    /// Claimable now.
+    pub waiting: u64,
+    /// Leased by a worker, or waiting out a retry delay.
+    pub in_flight: u64,
+    pub dead: u64,
+    /// When the oldest event not yet done (waiting or in flight) was
+    /// enqueued, Unix milliseconds: the queue's lag is now minus this.
+    pub oldest_ms: Option<i64>,
+}
+
 /// A durable queue of opaque payloads, by queue name.
 #[async_trait]
 pub trait EventQueue: Send + Sync {
@@ -51,6 +65,8 @@ pub trait EventQueue: Send + Sync {
     async fn dead_count(&self, queue: &str) -> Result<u64, DbError>;
     /// The reason an event was dead-lettered, if it is dead.
     async fn dead_reason(&self, id: &str) -> Result<Option<String>, DbError>;
+    /// Every queue in this database with its depth and oldest event.
+    async fn stats(&self) -> Result<Vec<QueueStats>, DbError>;
 }
 
 /// Open the queue in the database named by `url` (`sqlite://PATH` or
@@ -253,5 +269,45 @@ impl EventQueue for SqlQueue {
             Some(r) => Ok(r.try_get("reason").map_err(err("read dead letter"))?),
             None => Ok(None),
         }
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>, DbError> {
+        let rows = sqlx::query(
+            "SELECT queue,
+                    CASE WHEN state <> 'ready' THEN 'dead' WHEN visible_at > $1 THEN 'in_flight' ELSE 'waiting' END AS k,
+                    COUNT(*) AS n, MIN(created_at) AS oldest
+               FROM moat_event_queue GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err("queue stats"))?;
+        let mut out: Vec<QueueStats> = Vec::new();
+        for r in &rows {
+            let queue: String = r.try_get("queue").map_err(err("queue stats"))?;
+            let k: String = r.try_get("k").map_err(err("queue stats"))?;
+            let n: i64 = r.try_get("n").map_err(err("queue stats"))?;
+            let oldest: i64 = r.try_get("oldest").map_err(err("queue stats"))?;
+            if out.last().is_none_or(|q| q.queue != queue) {
+                out.push(QueueStats {
+                    queue,
+                    waiting: 0,
+                    in_flight: 0,
+                    dead: 0,
+                    oldest_ms: None,
+                });
+            }
+            let Some(q) = out.last_mut() else { continue };
+            let n = u64::try_from(n).unwrap_or(0);
+            match k.as_str() {
+                "dead" => q.dead = n,
+                "in_flight" => q.in_flight = n,
+                _ => q.waiting = n,
+            }
+            if k != "dead" {
+                q.oldest_ms = Some(q.oldest_ms.map_or(oldest, |o| o.min(oldest)));
+            }
+        }
+        Ok(out)
     }
 }

@@ -3,7 +3,7 @@
 //! The SQL is written once for both backends: `$n` placeholders (SQLite
 //! accepts them too), `BIGINT`/`TEXT` columns, and `ON CONFLICT` upserts.
 
-use crate::{DbError, ScanRecord, ScanStore};
+use crate::{DbError, ScanFilter, ScanRecord, ScanStore, VerdictCount, VerdictCounts};
 use async_trait::async_trait;
 use moat_core::Verdict;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -25,6 +25,28 @@ const SCHEMA: &[&str] = &[
         extra TEXT NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS moat_scans_sha256 ON moat_scans (sha256)",
+    // The dashboard's filters: newest first within one source or one status.
+    "CREATE INDEX IF NOT EXISTS moat_scans_source ON moat_scans (source, id)",
+    "CREATE INDEX IF NOT EXISTS moat_scans_status ON moat_scans (status, id)",
+    // Scans per minute, source and status, kept as records are written, so
+    // the verdict chart reads at most a week of minutes, whatever the
+    // number of records.
+    "CREATE TABLE IF NOT EXISTS moat_scan_counts (
+        minute BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (minute, source, status)
+    )",
+    // The same per hour, for windows counted in whole hours (a week: 168
+    // rows per source and status instead of 10,080).
+    "CREATE TABLE IF NOT EXISTS moat_scan_counts_hour (
+        hour BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (hour, source, status)
+    )",
     "CREATE TABLE IF NOT EXISTS moat_verdict_cache (
         sha256 TEXT NOT NULL,
         fingerprint TEXT NOT NULL,
@@ -135,6 +157,9 @@ fn row_to_record(row: &sqlx::any::AnyRow) -> Result<ScanRecord, DbError> {
     })
 }
 
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 3_600_000;
+
 const COLUMNS: &str = "id, created_at, source, name, fingerprint, cached, verdict, extra";
 
 #[async_trait]
@@ -144,7 +169,8 @@ impl ScanStore for SqlStore {
             id: rec.id.clone(),
             source,
         })?;
-        sqlx::query(
+        let mut tx = self.pool.begin().await.map_err(err("insert scan"))?;
+        let done = sqlx::query(
             "INSERT INTO moat_scans (id, created_at, source, name, status, reason, sha256, size, fingerprint, cached, verdict, extra)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (id) DO NOTHING",
@@ -161,9 +187,33 @@ impl ScanStore for SqlStore {
         .bind(rec.cached as i64)
         .bind(verdict)
         .bind(rec.extra.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(err("insert scan"))?;
+        // Counted once: a record written again changes nothing.
+        if done.rows_affected() == 1 {
+            sqlx::query(
+                "INSERT INTO moat_scan_counts (minute, source, status, n) VALUES ($1, $2, $3, 1)
+                 ON CONFLICT (minute, source, status) DO UPDATE SET n = moat_scan_counts.n + 1",
+            )
+            .bind(rec.created_at - rec.created_at.rem_euclid(MINUTE_MS))
+            .bind(&rec.source)
+            .bind(rec.verdict.status.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(err("count scan"))?;
+            sqlx::query(
+                "INSERT INTO moat_scan_counts_hour (hour, source, status, n) VALUES ($1, $2, $3, 1)
+                 ON CONFLICT (hour, source, status) DO UPDATE SET n = moat_scan_counts_hour.n + 1",
+            )
+            .bind(rec.created_at - rec.created_at.rem_euclid(HOUR_MS))
+            .bind(&rec.source)
+            .bind(rec.verdict.status.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(err("count scan"))?;
+        }
+        tx.commit().await.map_err(err("insert scan"))?;
         Ok(())
     }
 
@@ -177,36 +227,120 @@ impl ScanStore for SqlStore {
     }
 
     async fn list(&self, limit: u32, before: Option<&str>) -> Result<Vec<ScanRecord>, DbError> {
+        self.list_where(limit, before, &ScanFilter::default()).await
+    }
+
+    async fn list_where(
+        &self,
+        limit: u32,
+        before: Option<&str>,
+        filter: &ScanFilter,
+    ) -> Result<Vec<ScanRecord>, DbError> {
         let limit = i64::from(limit.clamp(1, 1000));
-        let rows = match before {
-            Some(b) => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM moat_scans WHERE id < $1 ORDER BY id DESC LIMIT $2"
-                ))
-                .bind(b)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM moat_scans ORDER BY id DESC LIMIT $1"
-                ))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
+        let mut conds = Vec::new();
+        let mut args: Vec<&str> = Vec::new();
+        for (col, v) in [
+            ("id <", before),
+            ("source =", filter.source.as_deref()),
+            ("status =", filter.status.as_deref()),
+        ] {
+            if let Some(v) = v {
+                args.push(v);
+                conds.push(format!("{col} ${}", args.len()));
             }
         }
-        .map_err(err("list scans"))?;
+        let wh = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM moat_scans {wh} ORDER BY id DESC LIMIT ${}",
+            args.len() + 1
+        );
+        let mut q = sqlx::query(&sql);
+        for a in args {
+            q = q.bind(a);
+        }
+        let rows = q
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err("list scans"))?;
         rows.iter().map(row_to_record).collect()
     }
 
-    async fn cache_get(&self, sha256: &str, fingerprint: &str) -> Result<Option<Verdict>, DbError> {
+    async fn verdict_counts(
+        &self,
+        since_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<VerdictCounts, DbError> {
+        // Buckets are whole minutes (the counts' resolution); whole hours
+        // read the hourly counts.
+        let bucket = bucket_ms.max(MINUTE_MS) / MINUTE_MS * MINUTE_MS;
+        let (table, col, unit) = if bucket % HOUR_MS == 0 {
+            ("moat_scan_counts_hour", "hour", HOUR_MS)
+        } else {
+            ("moat_scan_counts", "minute", MINUTE_MS)
+        };
+        let since = since_ms - since_ms.rem_euclid(unit);
+        let rows = sqlx::query(&format!(
+            "SELECT ({col} / $2) * $2 AS bucket, status, CAST(SUM(n) AS BIGINT) AS n
+               FROM {table} WHERE {col} >= $1
+              GROUP BY 1, 2 ORDER BY 1, 2"
+        ))
+        .bind(since)
+        .bind(bucket)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err("count verdicts"))?;
+        let count = |r: &sqlx::any::AnyRow| -> Result<u64, DbError> {
+            let n: i64 = r.try_get("n").map_err(err("count verdicts"))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        let mut out = VerdictCounts::default();
+        for r in &rows {
+            out.buckets.push(VerdictCount {
+                bucket: r.try_get("bucket").map_err(err("count verdicts"))?,
+                status: r.try_get("status").map_err(err("count verdicts"))?,
+                count: count(r)?,
+            });
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT source, CAST(SUM(n) AS BIGINT) AS n FROM {table} WHERE {col} >= $1
+              GROUP BY 1 ORDER BY 1"
+        ))
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err("count verdicts"))?;
+        for r in &rows {
+            let source: String = r.try_get("source").map_err(err("count verdicts"))?;
+            out.sources.push((source, count(r)?));
+        }
+        Ok(out)
+    }
+
+    async fn cache_get(
+        &self,
+        sha256: &str,
+        fingerprint: &str,
+        max_age: Option<std::time::Duration>,
+    ) -> Result<Option<Verdict>, DbError> {
+        // created_at is in milliseconds.
+        let not_before = match max_age {
+            Some(age) => std::time::SystemTime::now()
+                .checked_sub(age)
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            None => i64::MIN,
+        };
         let row = sqlx::query(
-            "SELECT verdict FROM moat_verdict_cache WHERE sha256 = $1 AND fingerprint = $2",
+            "SELECT verdict FROM moat_verdict_cache WHERE sha256 = $1 AND fingerprint = $2 AND created_at >= $3",
         )
         .bind(sha256)
         .bind(fingerprint)
+        .bind(not_before)
         .fetch_optional(&self.pool)
         .await
         .map_err(err("read verdict cache"))?;
@@ -297,16 +431,40 @@ mod tests {
         assert!(store.get("nope").await.unwrap().is_none());
 
         let v = verdict(&"a".repeat(64), Status::Infected);
-        assert!(store.cache_get(&v.sha256, "fp").await.unwrap().is_none());
+        assert!(
+            store
+                .cache_get(&v.sha256, "fp", None)
+                .await
+                .unwrap()
+                .is_none()
+        );
         store.cache_put("fp", &v).await.unwrap();
         store.cache_put("fp", &v).await.unwrap();
         assert_eq!(
-            store.cache_get(&v.sha256, "fp").await.unwrap(),
+            store.cache_get(&v.sha256, "fp", None).await.unwrap(),
             Some(v.clone())
         );
         assert!(
             store
-                .cache_get(&v.sha256, "other-fp")
+                .cache_get(&v.sha256, "other-fp", None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // An entry older than the asked maximum age is a miss.
+        let hour = std::time::Duration::from_secs(3600);
+        assert!(
+            store
+                .cache_get(&v.sha256, "fp", Some(hour))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let short = std::time::Duration::from_millis(10);
+        assert!(
+            store
+                .cache_get(&v.sha256, "fp", Some(short))
                 .await
                 .unwrap()
                 .is_none()

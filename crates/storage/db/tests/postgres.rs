@@ -4,6 +4,8 @@
 use moat_core::{EngineReport, Status, Verdict};
 use moat_db::{ScanRecord, open};
 
+mod scans_common;
+
 fn pg_base() -> String {
     std::env::var("MOAT_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -61,7 +63,32 @@ async fn postgres_records_pages_and_caches() {
     let v = verdict(&"b".repeat(64));
     store.cache_put("fp", &v).await.unwrap();
     store.cache_put("fp", &v).await.unwrap();
-    assert_eq!(store.cache_get(&v.sha256, "fp").await.unwrap(), Some(v));
+    assert_eq!(
+        store.cache_get(&v.sha256, "fp", None).await.unwrap(),
+        Some(v)
+    );
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn postgres_filters_scans_and_counts_verdicts_per_bucket() {
+    let schema = format!("moat_test_stats_{}", std::process::id());
+    let pool = sqlx::PgPool::connect(&pg_base())
+        .await
+        .expect("PostgreSQL must be running on 127.0.0.1:5432 (scripts/test-deps.sh starts it)");
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let url = format!("{}?options=-csearch_path%3D{schema}", pg_base());
+    scans_common::filters_and_counts(open(&url).await.unwrap()).await;
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&pool)
         .await

@@ -65,7 +65,7 @@ impl Backend for LocalBackend {
         };
         f.seek(std::io::SeekFrom::Start(offset)).await?;
         Ok(Box::new(tokio::io::BufReader::with_capacity(
-            crate::IO_BUF,
+            1 << 20,
             f.take(len),
         )))
     }

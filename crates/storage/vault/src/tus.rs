@@ -101,6 +101,12 @@ pub trait TusHooks: Send + Sync + 'static {
     /// DELETE: the upload (and its object, if finished) is about to be
     /// removed; an Err keeps it.
     async fn terminated(&self, id: &str) -> Result<(), TusReject>;
+    /// The current `Tus-Max-Size`, when the portal's settings decide it
+    /// (they may change while the server runs); default:
+    /// [`TusConfig::max_size`].
+    async fn max_size(&self) -> Option<u64> {
+        None
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -270,11 +276,12 @@ fn no_content(offset: u64, meta: &UploadMeta) -> Response {
 }
 
 async fn options<H: TusHooks>(State(st): State<Arc<St<H>>>) -> Response {
+    let max_size = st.hooks.max_size().await.unwrap_or(st.cfg.max_size);
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
     h.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
     h.insert("tus-extension", HeaderValue::from_static(TUS_EXTENSIONS));
-    h.insert("tus-max-size", HeaderValue::from(st.cfg.max_size));
+    h.insert("tus-max-size", HeaderValue::from(max_size));
     h.insert("tus-checksum-algorithm", HeaderValue::from_static("sha256"));
     r
 }
@@ -301,11 +308,12 @@ async fn create<H: TusHooks>(State(st): State<Arc<St<H>>>, req: Request) -> Resp
             );
         }
     };
-    if length > st.cfg.max_size {
+    let max_size = st.hooks.max_size().await.unwrap_or(st.cfg.max_size);
+    if length > max_size {
         return reject(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!("Upload-Length exceeds Tus-Max-Size {}", st.cfg.max_size),
+            format!("Upload-Length exceeds Tus-Max-Size {max_size}"),
         );
     }
     let metadata = match h.get("upload-metadata").map(|v| v.to_str()) {
@@ -666,15 +674,16 @@ struct Staged {
 /// decrypts it again.
 async fn stage<H: TusHooks>(st: &St<H>, body: Body, room: u64) -> Result<Staged, Response> {
     use crate::crypto::ObjectCipher;
-    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+    use tokio::io::AsyncSeekExt;
     let key = DataKey::generate();
     let io = |e: std::io::Error| vault_error(VaultError::Io(e));
     let file = tempfile::tempfile_in(&st.vault.inner.staging).map_err(io)?;
-    let mut out =
-        tokio::io::BufWriter::with_capacity(crate::IO_BUF, tokio::fs::File::from_std(file));
+    let mut out = crate::sink::BlockFile::new(file);
     let cipher = ObjectCipher::new(&key);
-    out.write_all(cipher.header()).await.map_err(io)?;
-    let mut sealer = crate::Sealer::new(cipher, 0, &[], Some(sha2::Sha256::new()));
+    let mut head = out.buffer();
+    head.extend_from_slice(cipher.header());
+    out.write(head).await.map_err(vault_error)?;
+    let mut sealer = crate::Sealer::new(cipher, 0, &[], Some(sha2::Sha256::new()), out);
     let mut s = body.into_data_stream();
     loop {
         let chunk: Bytes = match tokio::time::timeout(st.cfg.idle_timeout, s.next()).await {
@@ -695,10 +704,10 @@ async fn stage<H: TusHooks>(st: &St<H>, body: Body, room: u64) -> Result<Staged,
                 "the body is larger than Upload-Length",
             ));
         }
-        sealer.push(&chunk, &mut out).await.map_err(vault_error)?;
+        sealer.push(&chunk).await.map_err(vault_error)?;
     }
-    let (size, sha) = sealer.finish(&mut out).await.map_err(vault_error)?;
-    let mut file = out.into_inner();
+    let (size, sha, file) = sealer.finish().await.map_err(vault_error)?;
+    let mut file = tokio::fs::File::from_std(file);
     file.rewind().await.map_err(io)?;
     let mut header = [0u8; crate::crypto::HEADER_LEN];
     tokio::io::AsyncReadExt::read_exact(&mut file, &mut header)
@@ -706,8 +715,7 @@ async fn stage<H: TusHooks>(st: &St<H>, body: Body, room: u64) -> Result<Staged,
         .map_err(io)?;
     let cipher = ObjectCipher::from_header(&key, &header).map_err(vault_error)?;
     let plan = crate::Plan::new(size, None).map_err(vault_error)?;
-    let src: crate::backend::BoxRead =
-        Box::new(tokio::io::BufReader::with_capacity(crate::IO_BUF, file));
+    let src: crate::backend::BoxRead = Box::new(file);
     Ok(Staged {
         stream: crate::decrypt_stream(cipher, src, plan),
         sha256: sha.unwrap_or_default(),

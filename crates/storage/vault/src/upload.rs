@@ -97,6 +97,14 @@ pub struct UploadGuard {
     state: tokio::sync::OwnedMutexGuard<HashState>,
 }
 
+impl UploadGuard {
+    /// The offset the running digest has reached, when this process kept one.
+    #[cfg(test)]
+    pub(crate) fn hashed_offset(&self) -> Option<u64> {
+        self.state.as_ref().map(|(o, _)| *o)
+    }
+}
+
 struct Partial {
     file: tokio::fs::File,
     cipher: ObjectCipher,
@@ -335,10 +343,14 @@ impl Vault {
         let start = p.offset();
         let hasher = match guard.state.take() {
             Some((o, h)) if o == start => Some(h),
+            // a fresh upload: hash from its first byte (before, the first
+            // PATCH kept no digest and finishing decrypted the whole
+            // object again to compute it)
+            _ if start == 0 => Some(Sha256::new()),
             _ => None,
         };
-        let mut sealer = Sealer::new(p.cipher, p.nfull, &p.tail, hasher);
-        let mut out = tokio::io::BufWriter::with_capacity(crate::IO_BUF, p.file);
+        let file = crate::sink::BlockFile::new(p.file.into_std().await);
+        let mut sealer = Sealer::new(p.cipher, p.nfull, &p.tail, hasher, file);
         let mut body = body;
         let mut end = AppendEnd::Complete;
         let mut write_err = None;
@@ -361,7 +373,7 @@ impl Vault {
                 end = AppendEnd::Overflow;
                 break;
             }
-            if let Err(e) = sealer.push(&chunk, &mut out).await {
+            if let Err(e) = sealer.push(&chunk).await {
                 write_err = Some(e);
                 break;
             }
@@ -369,14 +381,13 @@ impl Vault {
         if let Some(e) = write_err {
             return Err(e);
         }
-        out.flush().await?;
-        out.get_ref().sync_data().await?;
+        sealer.sync_sealed().await?;
         let offset = sealer.offset();
         if offset != start {
             let rec = sealer.cipher().seal_tail(sealer.index(), sealer.tail());
             write_atomic(&self.inner.uploads, &format!("{id}.tail"), rec).await?;
         }
-        *guard.state = sealer.take_hasher().map(|h| (offset, h));
+        *guard.state = sealer.take_hasher().await.map(|h| (offset, h));
         Ok((end, offset))
     }
 

@@ -6,38 +6,11 @@ mod common;
 use common::{contains_plaintext, pattern};
 use futures_util::StreamExt;
 use moat_vault::{BackendConfig, DataKey, Vault, VaultConfig, VaultError};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn moto() -> (Proc, String) {
-    let bin = std::env::var("MOAT_TEST_MOTO_SERVER")
-        .expect("MOAT_TEST_MOTO_SERVER (eval \"$(bash scripts/test-deps.sh)\")");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting moto_server");
-    let p = Proc(child);
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(60), "moto never listened");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (p, format!("http://127.0.0.1:{port}"))
+fn moto() -> (moat_testkit::Moto, String) {
+    let m = moat_testkit::Moto::start();
+    let endpoint = m.endpoint().to_string();
+    (m, endpoint)
 }
 
 async fn read(

@@ -10,6 +10,13 @@
 
 use crate::ndb::NdbLineError;
 
+/// ClamAV reads a file in buffers of `SCANBUFF` (131072) bytes and
+/// evaluates byte compares against the first one only: a field that ends
+/// past it never matches there (measured with clamscan 1.4: a field ending
+/// at byte 131072 matches, one ending at 131073 does not). moat does the
+/// same, so that signatures behave as their authors tested them.
+pub const CLAMAV_FIRST_BUFFER: u64 = 131_072;
+
 /// How the extracted bytes are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -229,11 +236,13 @@ fn strntol(b: &[u8], radix: u32) -> Option<(i64, usize)> {
 
 impl ByteCmp {
     /// Where the field lies for a referenced match starting at `base` in an
-    /// object of `total` bytes; `None` when outside (ClamAV also refuses a
+    /// object of `total` bytes; `None` when outside it or past ClamAV's
+    /// first scan buffer ([`CLAMAV_FIRST_BUFFER`]; ClamAV also refuses a
     /// field at offset 0).
     pub fn field(&self, base: u64, total: u64) -> Option<(u64, usize)> {
         let at = i128::from(base) + i128::from(self.offset);
-        if at <= 0 || at + i128::from(self.len) > i128::from(total) {
+        let end = total.min(CLAMAV_FIRST_BUFFER);
+        if at <= 0 || at + i128::from(self.len) > i128::from(end) {
             return None;
         }
         Some((at as u64, self.len as usize))
@@ -350,6 +359,14 @@ mod tests {
         let be = parse(b"0(>>4#ib4#=0x01020304)").unwrap();
         assert!(le.check(data, 4) && be.check(data, 4));
         assert!(!le.check(data, 5), "field past the end");
+        // Only within ClamAV's first 128 KiB scan buffer.
+        let mut big = vec![0u8; 200_000];
+        let at = (CLAMAV_FIRST_BUFFER - 6) as usize;
+        big[at + 4..at + 6].copy_from_slice(&[0x3b, 0x2a]);
+        let be2 = parse(b"0(>>4#ib2#=0x3b2a)").unwrap();
+        assert!(be2.check(&big, at as u64), "a field ending at 131072");
+        big[at + 5..at + 7].copy_from_slice(&[0x3b, 0x2a]);
+        assert!(!be2.check(&big, at as u64 + 1), "a field ending at 131073");
         let two = parse(b"0(>>0#ib2#>0x4141,<0x4143)").unwrap();
         assert!(two.check(b"_AB", 1) && !two.check(b"_AC", 1));
         // Offset 0 never matches (ClamAV needs a positive offset).

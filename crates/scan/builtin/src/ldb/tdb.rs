@@ -3,6 +3,7 @@
 
 use crate::exe::ExeInfo;
 use crate::ndb::{NdbLineError, Target, parse::parse_target};
+use crate::normalize::filetype::CL_TYPES;
 
 /// ClamAV 1.4.6's functionality level (`CL_FLEVEL`): signatures whose
 /// `Engine:min-max` range excludes it are skipped, as ClamAV skips them.
@@ -12,101 +13,11 @@ const MAX_ATTRS: usize = 10;
 /// Most types in an `Intermediates` chain (`EXPR_TOKEN_MAX`).
 const MAX_INTERMEDIATES: usize = 16;
 
-/// ClamAV's file type names (`CL_TYPE_*`, libclamav/filetypes.c), for
-/// `Container` and `Intermediates`. Only their identity matters here.
-const FILE_TYPES: &[&str] = &[
-    "CL_TYPE_TEXT_ASCII",
-    "CL_TYPE_TEXT_UTF8",
-    "CL_TYPE_TEXT_UTF16LE",
-    "CL_TYPE_TEXT_UTF16BE",
-    "CL_TYPE_BINARY_DATA",
-    "CL_TYPE_IGNORED",
-    "CL_TYPE_ANY",
-    "CL_TYPE_MSEXE",
-    "CL_TYPE_ELF",
-    "CL_TYPE_MACHO",
-    "CL_TYPE_MACHO_UNIBIN",
-    "CL_TYPE_POSIX_TAR",
-    "CL_TYPE_OLD_TAR",
-    "CL_TYPE_CPIO_OLD",
-    "CL_TYPE_CPIO_ODC",
-    "CL_TYPE_CPIO_NEWC",
-    "CL_TYPE_CPIO_CRC",
-    "CL_TYPE_GZ",
-    "CL_TYPE_ZIP",
-    "CL_TYPE_BZ",
-    "CL_TYPE_RAR",
-    "CL_TYPE_ARJ",
-    "CL_TYPE_MSSZDD",
-    "CL_TYPE_MSOLE2",
-    "CL_TYPE_MSCAB",
-    "CL_TYPE_MSCHM",
-    "CL_TYPE_SIS",
-    "CL_TYPE_SCRENC",
-    "CL_TYPE_GRAPHICS",
-    "CL_TYPE_GIF",
-    "CL_TYPE_PNG",
-    "CL_TYPE_JPEG",
-    "CL_TYPE_TIFF",
-    "CL_TYPE_RIFF",
-    "CL_TYPE_BINHEX",
-    "CL_TYPE_TNEF",
-    "CL_TYPE_CRYPTFF",
-    "CL_TYPE_PDF",
-    "CL_TYPE_UUENCODED",
-    "CL_TYPE_HTML_UTF16",
-    "CL_TYPE_SCRIPT",
-    "CL_TYPE_RTF",
-    "CL_TYPE_HTML",
-    "CL_TYPE_MAIL",
-    "CL_TYPE_SFX",
-    "CL_TYPE_ZIPSFX",
-    "CL_TYPE_RARSFX",
-    "CL_TYPE_CABSFX",
-    "CL_TYPE_ARJSFX",
-    "CL_TYPE_NULSFT",
-    "CL_TYPE_AUTOIT",
-    "CL_TYPE_ISHIELD_MSI",
-    "CL_TYPE_7Z",
-    "CL_TYPE_7ZSFX",
-    "CL_TYPE_SWF",
-    "CL_TYPE_ISO9660",
-    "CL_TYPE_JAVA",
-    "CL_TYPE_DMG",
-    "CL_TYPE_MBR",
-    "CL_TYPE_GPT",
-    "CL_TYPE_APM",
-    "CL_TYPE_XAR",
-    "CL_TYPE_PART_ANY",
-    "CL_TYPE_PART_HFSPLUS",
-    "CL_TYPE_XZ",
-    "CL_TYPE_OOXML_WORD",
-    "CL_TYPE_OOXML_PPT",
-    "CL_TYPE_OOXML_XL",
-    "CL_TYPE_INTERNAL",
-    "CL_TYPE_XDP",
-    "CL_TYPE_XML_WORD",
-    "CL_TYPE_XML_XL",
-    "CL_TYPE_HWP3",
-    "CL_TYPE_XML_HWP",
-    "CL_TYPE_HWPOLE2",
-    "CL_TYPE_OOXML_HWP",
-    "CL_TYPE_PS",
-    "CL_TYPE_MHTML",
-    "CL_TYPE_LNK",
-    "CL_TYPE_EGG",
-    "CL_TYPE_EGGSFX",
-    "CL_TYPE_UDF",
-    "CL_TYPE_ALZ",
-    "CL_TYPE_ONENOTE",
-    "CL_TYPE_PYTHON_COMPILED",
-];
-
-/// Index of `CL_TYPE_ANY` in [`FILE_TYPES`]: the container of a top-level file.
-pub const TYPE_ANY: u16 = 6;
+/// Index of `CL_TYPE_ANY` in [`CL_TYPES`]: the container of a top-level file.
+pub const TYPE_ANY: u16 = 0;
 
 fn file_type(name: &[u8]) -> Option<u16> {
-    FILE_TYPES
+    CL_TYPES
         .iter()
         .position(|t| t.as_bytes() == name)
         .map(|i| i as u16)
@@ -133,7 +44,7 @@ pub struct Tdb {
     pub file_size: Option<Range>,
     pub entry_point: Option<Range>,
     pub sections: Option<Range>,
-    /// Required type of the enclosing object (a [`FILE_TYPES`] index).
+    /// Required type of the enclosing object (a [`CL_TYPES`] index).
     pub container: Option<u16>,
     /// Required types of the enclosing objects, outermost first.
     pub intermediates: Option<Vec<u16>>,

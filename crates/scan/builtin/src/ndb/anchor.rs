@@ -1,9 +1,10 @@
 //! Choosing a literal anchor for each body signature.
 //!
-//! The anchor is what the Aho-Corasick automaton looks for: a run of fully
-//! fixed bytes (preferring rare bytes, at most [`MAX_RUN`] long) or, when a
-//! signature has no fixed run of two bytes, one anchor per alternative of a
-//! short `( | )` group, widened with the fixed bytes around it. What lies
+//! The anchor is what the prefilter ([`super::prefilter`]) looks for: a
+//! window of fully fixed bytes (at most [`MAX_RUN`] long) or one anchor per
+//! alternative of a short `( | )` group, widened with the fixed bytes
+//! around it, whichever is estimated rarer in files by byte frequencies
+//! ([`score`]). What lies
 //! before the anchor is kept reversed (it is verified backwards from the
 //! anchor), what lies after it is kept in order.
 
@@ -26,15 +27,63 @@ pub struct Piece {
     pub suffix: Box<[Elem]>,
 }
 
-fn rarity(b: u8) -> u32 {
-    match b {
-        0x00 | 0xff | 0x20 | 0x0a | 0x0d | 0x90 | 0xcc | 0x30 | 0x01 => 1,
-        _ => 3,
+/// How rare each byte is in files: `-8 * log2` of its frequency (eighths
+/// of a bit; 0x00 is 15, a space 29, most bytes 60-89). Measured by
+/// `bench/byte_costs.py` over 90 MB of this machine's executables
+/// (/usr/bin), Python sources, documentation and Windows launchers.
+#[rustfmt::skip]
+const BYTE_COST: [u8; 256] = [
+    15, 57, 61, 68, 65, 67, 74, 74, 59, 75, 53, 77, 77, 77, 62, 51, // 00
+    63, 77, 77, 81, 77, 75, 82, 83, 69, 82, 84, 84, 80, 82, 84, 66, // 10
+    29, 81, 65, 71, 56, 72, 84, 63, 61, 65, 79, 79, 62, 67, 62, 74, // 20
+    61, 60, 72, 74, 75, 71, 78, 79, 71, 69, 67, 80, 76, 66, 77, 84, // 30
+    68, 55, 68, 69, 59, 62, 74, 74, 44, 60, 81, 80, 57, 70, 72, 74, // 40
+    70, 83, 72, 68, 65, 71, 78, 77, 75, 79, 83, 73, 69, 71, 81, 60, // 50
+    77, 51, 66, 57, 57, 45, 56, 65, 60, 51, 82, 72, 55, 62, 51, 51, // 60
+    59, 82, 51, 51, 47, 57, 71, 70, 68, 68, 82, 80, 76, 79, 84, 83, // 70
+    70, 79, 80, 62, 64, 61, 81, 83, 78, 50, 87, 55, 80, 59, 83, 81, // 80
+    74, 86, 87, 87, 83, 84, 86, 85, 82, 86, 86, 86, 84, 85, 87, 86, // 90
+    81, 89, 87, 86, 86, 88, 86, 86, 81, 87, 87, 87, 85, 87, 89, 87, // a0
+    81, 87, 88, 87, 84, 85, 76, 83, 77, 83, 77, 85, 82, 83, 78, 80, // b0
+    61, 72, 74, 70, 75, 78, 75, 70, 77, 79, 83, 85, 84, 85, 84, 84, // c0
+    76, 82, 77, 84, 85, 85, 83, 84, 79, 85, 83, 81, 85, 86, 82, 77, // d0
+    75, 82, 80, 84, 82, 82, 81, 80, 58, 67, 82, 75, 78, 81, 80, 76, // e0
+    77, 83, 77, 79, 82, 82, 74, 77, 74, 79, 77, 67, 77, 75, 69, 44, // f0
+];
+
+/// Estimated rarity of `bytes` at a position, in eighths of a bit: the sum
+/// of the bytes' costs, where a byte repeating the one before it (`prev`
+/// first) counts a quarter (runs of zeros, 0xff or spaces are far more
+/// common than the product of their bytes' frequencies).
+fn cost(bytes: &[u8], mut prev: Option<u8>) -> u32 {
+    let mut c = 0;
+    for &b in bytes {
+        let k = u32::from(BYTE_COST[b as usize]);
+        c += if prev == Some(b) { k / 4 } else { k };
+        prev = Some(b);
     }
+    c
 }
 
-fn score(bytes: &[u8]) -> u32 {
-    bytes.iter().map(|&b| rarity(b)).sum()
+/// How selective `bytes` are as an anchor (higher is rarer). The index
+/// finds an anchor by its key (first four bytes; shorter anchors: first
+/// two), so the key's rarity decides how often a position is looked up;
+/// the next four bytes only tell apart patterns sharing a key.
+pub fn score(bytes: &[u8]) -> u32 {
+    let key = if bytes.len() >= 4 {
+        4
+    } else {
+        bytes.len().min(2)
+    };
+    let rest = &bytes[key..bytes.len().min(key + 4)];
+    4 * cost(&bytes[..key], None) + cost(rest, key.checked_sub(1).map(|k| bytes[k]))
+}
+
+/// The score of a set of `n` anchors whose least selective scores `worst`:
+/// each adds its positions, about `log2(n)` bits less selective.
+fn set_score(worst: u32, n: usize) -> u32 {
+    let bits = usize::BITS - n.saturating_sub(1).leading_zeros();
+    worst.saturating_sub(4 * 8 * bits)
 }
 
 /// Reverse a run of elements (for backward verification).
@@ -96,9 +145,17 @@ fn piece(elems: &[Elem], bytes: Vec<u8>, left: (usize, usize), right: (usize, us
     }
 }
 
-/// The best fixed window: (score, element, start, len).
+/// The best fixed window: (score, element, start, len). Windows are up
+/// to [`MAX_RUN`] bytes of a run of fixed bytes: from any point of a run of
+/// four or more while four remain (the key must be four bytes), from any
+/// point of a shorter run while two remain.
 fn best_fixed(elems: &[Elem]) -> Option<(u32, usize, usize, usize)> {
     let mut best: Option<(u32, usize, usize, usize)> = None;
+    let mut consider = |sc: u32, ei: usize, s: usize, w: usize| {
+        if best.is_none_or(|b| sc > b.0) {
+            best = Some((sc, ei, s, w));
+        }
+    };
     for (ei, e) in elems.iter().enumerate() {
         let Elem::Seq(v) = e else { continue };
         let mut i = 0;
@@ -111,28 +168,48 @@ fn best_fixed(elems: &[Elem]) -> Option<(u32, usize, usize, usize)> {
             while i < v.len() && v[i].is_exact() {
                 i += 1;
             }
-            let run: Vec<u8> = v[start..i].iter().map(|b| b.val).collect();
-            if run.len() < 2 {
+            let run = &v[start..i];
+            let n = run.len();
+            if n < 2 {
                 continue;
             }
-            let w = run.len().min(MAX_RUN);
-            for s in 0..=run.len() - w {
-                let sc = score(&run[s..s + w]);
-                if best.is_none_or(|b| sc > b.0) {
-                    best = Some((sc, ei, start + s, w));
+            let key = if n >= 4 { 4 } else { 2 };
+            if n > LONG_RUN {
+                let bytes: Vec<u8> = run.iter().map(|b| b.val).collect();
+                for s in 0..=n - key {
+                    let w = (n - s).min(MAX_RUN);
+                    consider(score(&bytes[s..s + w]), ei, start + s, w);
                 }
+                continue;
+            }
+            // Prefix sums of each byte's cost after the byte before it:
+            // each window's score (as `score` gives it) in a few additions.
+            let mut sums = [0u32; LONG_RUN + 1];
+            for (j, b) in run.iter().enumerate() {
+                let prev = j.checked_sub(1).map(|p| run[p].val);
+                sums[j + 1] = sums[j] + cost(&[b.val], prev);
+            }
+            let sum = |a: usize, b: usize| sums[b] - sums[a];
+            for s in 0..=n - key {
+                let w = (n - s).min(MAX_RUN);
+                let first = u32::from(BYTE_COST[run[s].val as usize]);
+                let sc = 4 * (first + sum(s + 1, s + key)) + sum(s + key, s + w.min(key + 4));
+                consider(sc, ei, start + s, w);
             }
         }
     }
     best
 }
 
+/// Runs longer than this are scored window by window.
+const LONG_RUN: usize = 128;
+
 fn exact_bytes(v: &[ByteM]) -> Option<Vec<u8>> {
     v.iter().map(|b| b.is_exact().then_some(b.val)).collect()
 }
 
 /// Anchors from one alternative group, widened with neighbouring fixed bytes.
-fn alt_pieces(elems: &[Elem], ei: usize) -> Option<(u32, Vec<Piece>)> {
+fn alt_anchors(elems: &[Elem], ei: usize) -> Option<AltAnchors> {
     let Elem::Alt(alts) = &elems[ei] else {
         return None;
     };
@@ -156,7 +233,8 @@ fn alt_pieces(elems: &[Elem], ei: usize) -> Option<(u32, Vec<Piece>)> {
         }
         _ => (Vec::new(), (ei + 1, 0)),
     };
-    let mut pieces = Vec::with_capacity(alts.len());
+    let n = alts.len();
+    let mut anchors = Vec::with_capacity(n);
     let mut worst = u32::MAX;
     for a in alts {
         let mut bytes = tail.clone();
@@ -166,26 +244,46 @@ fn alt_pieces(elems: &[Elem], ei: usize) -> Option<(u32, Vec<Piece>)> {
             return None;
         }
         worst = worst.min(score(&bytes));
-        pieces.push(piece(elems, bytes, left, right));
+        anchors.push(bytes);
     }
-    Some((worst, pieces))
+    Some(AltAnchors {
+        score: set_score(worst, n),
+        anchors,
+        left,
+        right,
+    })
+}
+
+/// The anchors of one alternative group, before the pieces around them
+/// are built (only for the group chosen).
+struct AltAnchors {
+    score: u32,
+    anchors: Vec<Vec<u8>>,
+    left: (usize, usize),
+    right: (usize, usize),
 }
 
 /// Pick the anchors for a signature; `None` when it has no usable literal.
+/// The rarest fixed window (by [`score`]) or the rarest set of anchors
+/// expanded from an alternative group, whichever is more selective.
 pub fn choose(elems: &[Elem]) -> Option<Vec<Piece>> {
     let fixed = best_fixed(elems);
-    // A strong fixed run (two rare bytes or more) is always good enough.
-    match fixed {
-        Some((sc, ei, s, w)) if sc >= 6 => return Some(vec![fixed_piece(elems, ei, s, w)]),
-        _ => {}
-    }
-    let alt = (0..elems.len())
-        .filter_map(|ei| alt_pieces(elems, ei))
-        .max_by_key(|(sc, _)| *sc);
+    let alt = elems
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Elem::Alt(_)))
+        .filter_map(|(ei, _)| alt_anchors(elems, ei))
+        .max_by_key(|a| a.score);
+    let alt_pieces = |a: AltAnchors| {
+        a.anchors
+            .into_iter()
+            .map(|bytes| piece(elems, bytes, a.left, a.right))
+            .collect()
+    };
     match (fixed, alt) {
-        (Some((fsc, ..)), Some((asc, pieces))) if asc > fsc => Some(pieces),
+        (Some((fsc, ..)), Some(a)) if a.score > fsc => Some(alt_pieces(a)),
         (Some((_, ei, s, w)), _) => Some(vec![fixed_piece(elems, ei, s, w)]),
-        (None, Some((_, pieces))) => Some(pieces),
+        (None, Some(a)) => Some(alt_pieces(a)),
         (None, None) => None,
     }
 }
@@ -209,14 +307,43 @@ mod tests {
         let e = parse_hex(b"0000000000000000??4142434445464748494a").unwrap();
         let p = choose(&e).unwrap();
         assert_eq!(p.len(), 1);
-        assert_eq!(p[0].bytes, b"ABCDEFGH");
-        // Prefix reversed: "4a49" after, 9 bytes before (8 zeros + ??).
-        assert_eq!(p[0].suffix.len(), 1);
+        // The rarest window of the letters, not the zeros.
+        assert_eq!(p[0].bytes, b"CDEFGHIJ");
+        assert!(p[0].suffix.is_empty());
+        // Prefix reversed: "BA", the ??, then 8 zeros.
         let Elem::Seq(pre) = &p[0].prefix_rev[0] else {
             panic!()
         };
-        assert_eq!(pre.len(), 9);
-        assert_eq!(pre[0].mask, 0); // the ?? is the byte just before the anchor
+        assert_eq!(pre.len(), 11);
+        assert_eq!(pre[0], ByteM::exact(b'B'));
+        assert_eq!(pre[2].mask, 0);
+    }
+
+    #[test]
+    fn window_scores_equal_score_of_the_window() {
+        let bytes = b"\0\0\0\x48\x48\x89\xe5\xff\xff\xffAAB";
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let e = parse_hex(hex.as_bytes()).unwrap();
+        let (sc, _, s, w) = best_fixed(&e).unwrap();
+        assert_eq!(sc, score(&bytes[s..s + w]));
+        let best = (0..=bytes.len() - 4)
+            .map(|s| score(&bytes[s..s + (bytes.len() - s).min(MAX_RUN)]))
+            .max()
+            .unwrap();
+        assert_eq!(sc, best);
+    }
+
+    #[test]
+    fn rare_key_beats_common_bytes() {
+        // Zero and 0xff runs are common: the key is taken where the bytes
+        // are rare, even if that leaves the anchor only four bytes.
+        let e = parse_hex(b"00000000ffffffff4889e5c3").unwrap();
+        let p = choose(&e).unwrap();
+        assert_eq!(p[0].bytes, [0x48, 0x89, 0xe5, 0xc3]);
+        assert!(score(b"\0\0\0\0") < score(b"\xff\xff\xff\xff"));
+        assert!(score(b"\xff\xff\xff\xff") < score(b"AZq~"));
+        // A 4-byte key always beats a 2-byte one of the same bytes.
+        assert!(score(b"AZ") < score(b"AZq~"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub use parse::{
 };
 
 use moat_core::EngineError;
-use prefilter::GramIndex;
+use prefilter::{GramIndex, Pattern};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -116,6 +116,40 @@ fn split_parts(elems: &[Elem]) -> Option<(Vec<anchor::Piece>, Vec<LaterPart>)> {
     Some((first, rest))
 }
 
+/// The bytes a signature has right after its anchor (its `suffix`), as far
+/// as their positions are fixed: up to eight (value, mask) pairs, mask 0
+/// where any byte matches. On the reversed prefix (`prefix_rev`): the
+/// bytes right before the anchor, nearest first.
+fn after_bytes(suffix: &[Elem]) -> ([u8; 8], [u8; 8]) {
+    let (mut v, mut m) = ([0u8; 8], [0u8; 8]);
+    let mut k = 0usize;
+    for e in suffix {
+        match e {
+            Elem::Seq(bytes) => {
+                for b in bytes {
+                    if k >= 8 {
+                        return (v, m);
+                    }
+                    v[k] = b.val & b.mask;
+                    m[k] = b.mask;
+                    k += 1;
+                }
+            }
+            Elem::Gap {
+                min,
+                max: Some(max),
+            } if min == max => {
+                k = k.saturating_add(usize::try_from(*min).unwrap_or(usize::MAX));
+            }
+            _ => break,
+        }
+        if k >= 8 {
+            break;
+        }
+    }
+    (v, m)
+}
+
 /// Choose anchors for a parsed signature; `Unsupported("ndb_no_anchor")`
 /// when it has no fixed run of two bytes nor expandable alternatives.
 pub fn compile(sig: &NdbSignature<'_>, name: u32) -> Result<CompiledSig, NdbLineError> {
@@ -190,6 +224,13 @@ pub const MAX_HITS: usize = 1 << 20;
 #[derive(Debug)]
 pub struct NdbScan {
     matched: Vec<u64>,
+    /// Patterns that can find nothing more in this object (every signature
+    /// they find matched already, or does not apply to it): skipped before
+    /// any lookup. Grown on demand.
+    dead: Vec<u64>,
+    /// The prefilter's short-anchor prefixes still worth looking up in this
+    /// object (`None`: all of them).
+    short_live: prefilter::ShortLive,
     /// Name ids of the first-match signatures found, in order.
     pub found: Vec<u32>,
     /// Matches of all-matches signatures, in the order found (by anchor
@@ -215,6 +256,22 @@ pub struct NdbScan {
 }
 
 impl NdbScan {
+    #[inline]
+    fn is_dead(&self, pid: u32) -> bool {
+        let p = pid as usize;
+        self.dead
+            .get(p / 64)
+            .is_some_and(|w| w & (1 << (p % 64)) != 0)
+    }
+
+    fn mark_dead(&mut self, pid: u32) {
+        let p = pid as usize;
+        if self.dead.len() <= p / 64 {
+            self.dead.resize(p / 64 + 1, 0);
+        }
+        self.dead[p / 64] |= 1 << (p % 64);
+    }
+
     /// Report every match in this scan, whatever the set's first-match
     /// setting (a per-request all-match, clamd's ALLMATCHSCAN).
     pub fn report_all(&mut self) {
@@ -292,7 +349,12 @@ impl NdbScan {
 impl NdbSet {
     /// Index the anchors of `sigs`.
     pub fn build(sigs: Vec<CompiledSig>) -> NdbSet {
-        let mut pattern_ids: HashMap<Vec<u8>, u32> = HashMap::with_capacity(sigs.len());
+        // A pattern is an anchor and the bytes known around it: signatures
+        // sharing an anchor but not what surrounds it are told apart by the
+        // index, not by verification.
+        type Around = ([u8; 8], [u8; 8], [u8; 8], [u8; 8]);
+        let mut pattern_ids: HashMap<(Vec<u8>, Around), u32> = HashMap::with_capacity(sigs.len());
+        let mut pat_around: Vec<Around> = Vec::with_capacity(sigs.len());
         let mut pat_bytes: Vec<u8> = Vec::new();
         let mut pat_ends: Vec<u32> = Vec::with_capacity(sigs.len());
         let mut by_pattern: Vec<(u32, AnchorRef)> = Vec::with_capacity(sigs.len());
@@ -327,11 +389,18 @@ impl NdbSet {
                 s.pieces.into_iter().map(|p| (0, p)).chain(later).collect();
             for (part, p) in all {
                 let next = pat_ends.len() as u32;
-                let pid = *pattern_ids.entry(p.bytes.clone()).or_insert_with(|| {
-                    pat_bytes.extend_from_slice(&p.bytes);
-                    pat_ends.push(pat_bytes.len() as u32);
-                    next
-                });
+                let (after, after_mask) = after_bytes(&p.suffix);
+                // The reversed prefix reads backwards from the anchor.
+                let (before, before_mask) = after_bytes(&p.prefix_rev);
+                let around = (after, after_mask, before, before_mask);
+                let pid = *pattern_ids
+                    .entry((p.bytes.clone(), around))
+                    .or_insert_with(|| {
+                        pat_bytes.extend_from_slice(&p.bytes);
+                        pat_ends.push(pat_bytes.len() as u32);
+                        pat_around.push(around);
+                        next
+                    });
                 by_pattern.push((
                     pid,
                     AnchorRef {
@@ -356,15 +425,25 @@ impl NdbSet {
         while pat_start.len() <= pat_ends.len() {
             pat_start.push(refs.len() as u32);
         }
-        let patterns: Vec<&[u8]> = pat_ends
+        let patterns: Vec<Pattern<'_>> = pat_ends
             .iter()
-            .scan(0usize, |start, &end| {
-                let p = pat_bytes.get(*start..end as usize).unwrap_or(&[]);
-                *start = end as usize;
-                Some(p)
-            })
+            .zip(&pat_around)
+            .scan(
+                0usize,
+                |start, (&end, &(after, after_mask, before, before_mask))| {
+                    let anchor = pat_bytes.get(*start..end as usize).unwrap_or(&[]);
+                    *start = end as usize;
+                    Some(Pattern {
+                        anchor,
+                        after,
+                        after_mask,
+                        before,
+                        before_mask,
+                    })
+                },
+            )
             .collect();
-        let index = GramIndex::build(&patterns);
+        let index = GramIndex::build_with(&patterns);
         drop(patterns);
         let needs_layout = metas
             .iter()
@@ -472,6 +551,8 @@ impl NdbSet {
         }
         NdbScan {
             matched: vec![0; self.sigs.len().div_ceil(64)],
+            dead: Vec::new(),
+            short_live: None,
             found: Vec::new(),
             hits: Vec::new(),
             hits_truncated: false,
@@ -548,33 +629,53 @@ impl NdbSet {
         if self.sigs.is_empty() || st.done {
             return Ok(limit);
         }
-        let r = self.index.scan(window, limit, |i, pid| {
+        let mut live = st.short_live.take();
+        let r = self.index.scan(window, limit, &mut live, |i, pid, sure| {
+            if st.is_dead(pid) {
+                return Ok(self.short_exhausted(pid, st));
+            }
             let pat = self.pattern(pid);
             let abs = window_base + i as u64;
             match window.get(i..i + pat.len()) {
+                _ if sure => {}
                 Some(w) => {
                     if w != pat {
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
                 None => {
                     for (j, &b) in pat.iter().enumerate() {
                         if cur.at(abs + j as u64)? != Some(b) {
-                            return Ok(());
+                            return Ok(false);
                         }
                     }
                 }
             }
-            self.verify_refs(pid, abs, pat.len() as u64, cur, st)?;
+            if self.verify_refs(pid, abs, pat.len() as u64, cur, st)? {
+                st.mark_dead(pid);
+                return Ok(self.short_exhausted(pid, st));
+            }
             if st.done {
                 return Err(Halt::Done);
             }
-            Ok(())
+            Ok(false)
         });
+        st.short_live = live;
         match r {
             Ok(()) | Err(Halt::Done) => Ok(limit),
             Err(Halt::Err(e)) => Err(e),
         }
+    }
+
+    /// Whether `pid` is a short anchor all of whose prefix's patterns are
+    /// dead in this object (the prefilter then stops looking the prefix up).
+    fn short_exhausted(&self, pid: u32, st: &NdbScan) -> bool {
+        let pat = self.pattern(pid);
+        if pat.len() >= 4 || pat.len() < 2 {
+            return false;
+        }
+        let s = u16::from_le_bytes([pat[0], pat[1]]);
+        self.index.short_pids(s).all(|p| st.is_dead(p))
     }
 
     /// The left `(B)`/`(L)`/`(W)` check for a match starting at `ms`.
@@ -589,6 +690,9 @@ impl NdbSet {
         Ok(edges.left_ok(prev))
     }
 
+    /// Verify the signatures found by pattern `pid` at `start`; whether the
+    /// pattern can find nothing more in this object (each of its
+    /// signatures matched already or does not apply to the object).
     fn verify_refs(
         &self,
         pid: u32,
@@ -596,12 +700,13 @@ impl NdbSet {
         alen: u64,
         cur: &mut Cursor<'_>,
         st: &mut NdbScan,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let p = pid as usize;
         let (Some(&a), Some(&b)) = (self.pat_start.get(p), self.pat_start.get(p + 1)) else {
-            return Ok(());
+            return Ok(true);
         };
-        for r in &self.refs[a as usize..b as usize] {
+        let refs = &self.refs[a as usize..b as usize];
+        for r in refs {
             let si = r.sig as usize;
             if st.matched[si / 64] & (1 << (si % 64)) != 0 {
                 continue;
@@ -705,11 +810,22 @@ impl NdbSet {
                 st.found.push(meta.name);
                 if st.first_match {
                     st.done = true;
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
-        Ok(())
+        // Nothing left for this pattern in this object: every signature
+        // matched (all-matches ones only past their cap), or its target or
+        // offset excludes the object (both fixed per object).
+        Ok(refs.iter().all(|r| {
+            let si = r.sig as usize;
+            if st.matched[si / 64] & (1 << (si % 64)) != 0 {
+                return true;
+            }
+            let m = &self.sigs[si];
+            st.targets & target_bit(m.target) == 0
+                || m.offset.resolve(cur.len(), &st.layout).is_none()
+        }))
     }
 
     /// Scan a whole in-memory buffer; returns the name ids found (each once).
@@ -969,6 +1085,111 @@ mod tests {
         let st = set.scan_slice_state(&data, None).unwrap();
         assert_eq!(st.hits.len(), MAX_HITS);
         assert!(st.hits_truncated && st.found.is_empty());
+    }
+
+    /// xorshift64*: deterministic test data.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// A random single-part signature over a small alphabet (so that
+    /// signatures share grams and match random data often): fixed bytes,
+    /// `??`, nibbles, bounded jumps and alternatives.
+    fn random_sig(r: &mut Rng, alphabet: &[u8]) -> String {
+        let mut s = String::new();
+        let byte = |r: &mut Rng| alphabet[r.below(alphabet.len() as u64) as usize];
+        for k in 0..2 + r.below(10) {
+            match r.below(12) {
+                0 if k > 0 => s.push_str("??"),
+                1 if k > 0 => s.push_str(&format!("{:x}?", byte(r) >> 4)),
+                2 if k > 0 => s.push_str(&format!("?{:x}", byte(r) & 15)),
+                3 if k > 0 => {
+                    let a = r.below(3);
+                    s.push_str(&format!("{{{a}-{}}}", a + r.below(3)));
+                    s.push_str(&format!("{:02x}", byte(r)));
+                }
+                4 => s.push_str(&format!("({:02x}|{:02x}{:02x})", byte(r), byte(r), byte(r))),
+                _ => s.push_str(&format!("{:02x}", byte(r))),
+            }
+        }
+        s
+    }
+
+    /// Whether `elems` match anywhere in `data`, by trying every start
+    /// (no anchor, no prefilter): the reference for the indexed scan.
+    fn brute_force(elems: &[Elem], data: &[u8]) -> bool {
+        let mut cur = Cursor::whole(data, None);
+        (0..=data.len() as u64).any(|s| {
+            matcher::verify(&mut cur, s, 0, &[], elems, 0, u64::MAX)
+                .unwrap()
+                .is_some()
+        })
+    }
+
+    #[test]
+    fn indexed_scan_finds_what_trying_every_start_finds() {
+        let mut r = Rng(0x1234_5678_9abc_def1);
+        // Common bytes first: zero and 0xff runs, x86 prologue bytes.
+        let alphabet = [0x00, 0x00, 0xff, 0x48, 0x89, 0xe5, 0x41, 0x0f];
+        let (mut agree, mut hits) = (0, 0);
+        for round in 0..40 {
+            let lines: Vec<String> = (0..60)
+                .map(|i| format!("S{i}:0:*:{}", random_sig(&mut r, &alphabet)))
+                .collect();
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let (set, errs) = set_from_lines(&refs);
+            let loaded: Vec<(u32, Vec<Elem>)> = lines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !errs.iter().any(|(e, _)| e == i))
+                .map(|(i, l)| (i as u32, parse_ndb_line(l).unwrap().elems))
+                .collect();
+            let len = 1 + r.below(3000) as usize;
+            let data: Vec<u8> = (0..len)
+                .map(|_| alphabet[r.below(alphabet.len() as u64) as usize])
+                .collect();
+            let mut want: Vec<u32> = loaded
+                .iter()
+                .filter(|(_, e)| brute_force(e, &data))
+                .map(|(i, _)| *i)
+                .collect();
+            want.sort();
+            let mut got = set.scan_slice(&data, None).unwrap();
+            got.sort();
+            assert_eq!(got, want, "round {round}: {lines:?}");
+            // The same object scanned in small windows, as from a file.
+            let blob = Blob::from_vec(data.clone());
+            let chunk = 5 + r.below(60) as usize;
+            let mut st = set.start(&data[..data.len().min(parse::TARGET_HEAD)]);
+            let mut pos = 0;
+            while pos < data.len() {
+                let end = (pos + chunk).min(data.len());
+                let mut cur = Cursor::windowed(&blob, &data[pos..end], pos as u64, None);
+                let last = end == data.len();
+                pos += set
+                    .scan_window(&data[pos..end], pos as u64, last, &mut cur, &mut st)
+                    .unwrap();
+                if last {
+                    break;
+                }
+            }
+            let mut got_w = st.found.clone();
+            got_w.sort();
+            assert_eq!(got_w, want, "round {round}, windows of {chunk}");
+            agree += loaded.len();
+            hits += want.len();
+        }
+        // The data must exercise both outcomes.
+        assert!(hits > 100 && hits < agree, "{hits} of {agree}");
     }
 
     #[test]

@@ -54,9 +54,12 @@ pub enum TextType {
     Utf16Be,
 }
 
-/// ClamAV's `cli_file_t` from `CL_TYPE_TEXT_ASCII` on, in enum order: a
-/// later type has priority in pattern-based recognition.
-const TYPE_ORDER: &[&str] = &[
+/// ClamAV's file type names (`cli_file_t`, libclamav/filetypes.h) in enum
+/// order: `CL_TYPE_ANY` (0), then from `CL_TYPE_TEXT_ASCII` on. A later type
+/// has priority in pattern-based recognition; logical signatures' target
+/// blocks (`Container`, `Intermediates`) use the index as the type's identity.
+pub(crate) const CL_TYPES: &[&str] = &[
+    "CL_TYPE_ANY",
     "CL_TYPE_TEXT_ASCII",
     "CL_TYPE_TEXT_UTF8",
     "CL_TYPE_TEXT_UTF16LE",
@@ -494,8 +497,13 @@ pub fn unloaded_patterns() -> usize {
     t.pattern_types.len() - t.patterns.len()
 }
 
+/// Priority of a recognised type: its place from `CL_TYPE_TEXT_ASCII` on
+/// (0 for that and for a name not in the list).
 fn rank(ty: &str) -> usize {
-    TYPE_ORDER.iter().position(|&t| t == ty).unwrap_or(0)
+    CL_TYPES
+        .iter()
+        .position(|&t| t == ty)
+        .map_or(0, |p| p.saturating_sub(1))
 }
 
 fn kind_of(ty: &'static str) -> FileKind {

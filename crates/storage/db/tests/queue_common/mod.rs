@@ -47,6 +47,20 @@ pub async fn lifecycle(q: Arc<dyn EventQueue>) {
             .is_none()
     );
 
+    // The dashboard's view: both leased (in flight), "other" waiting,
+    // the oldest event's age is the lag.
+    let stats = q.stats().await.unwrap();
+    let s3 = stats.iter().find(|s| s.queue == queue).unwrap();
+    assert_eq!((s3.waiting, s3.in_flight, s3.dead), (0, 2, 0), "{stats:?}");
+    let other = stats.iter().find(|s| s.queue == "other").unwrap();
+    assert_eq!((other.waiting, other.in_flight), (1, 0), "{stats:?}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let oldest = s3.oldest_ms.unwrap();
+    assert!(oldest <= now && now - oldest < 60_000, "{stats:?}");
+
     // ack removes; the depth counts leased rows until then.
     assert_eq!(q.depth(queue).await.unwrap(), 2);
     q.ack(&a).await.unwrap();
@@ -90,6 +104,12 @@ pub async fn lifecycle(q: Arc<dyn EventQueue>) {
     q.dead(&b, "malformed event: eof").await.unwrap();
     assert_eq!(q.depth(queue).await.unwrap(), 0);
     assert_eq!(q.dead_count(queue).await.unwrap(), 1);
+    let stats = q.stats().await.unwrap();
+    let s3 = stats.iter().find(|s| s.queue == queue).unwrap();
+    assert_eq!(
+        (s3.waiting, s3.in_flight, s3.dead, s3.oldest_ms),
+        (0, 0, 1, None)
+    );
     assert_eq!(
         q.dead_reason(&b).await.unwrap().as_deref(),
         Some("malformed event: eof")
