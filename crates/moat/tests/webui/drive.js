@@ -116,6 +116,7 @@ async function probeCsp(page) {
 async function send(page, result, message, want) {
   await signIn(page);
   await page.goto(base + '/packages/new');
+  await page.locator('body[data-ready]').waitFor({ state: 'attached' });
   await page.getByLabel('Choose files').setInputFiles(files);
   await page.getByLabel('Message').fill(message);
   await page.getByLabel('Who can download').selectOption('public');
@@ -177,6 +178,7 @@ const scenarios = {
     result.password_policy_after_reload = await page.getByLabel('Packages shared by link need a password').isChecked();
 
     await page.goto(base + '/packages/new');
+    await page.locator('body[data-ready]').waitFor({ state: 'attached' });
     await page.locator('#expires-hint', { hasText: 'At most' }).waitFor();
     result.new_default_expiry = await page.getByLabel('Expires after (days)').inputValue();
     result.new_expiry_hint = await page.locator('#expires-hint').innerText();
@@ -273,6 +275,7 @@ const scenarios = {
     const { page } = await newPage(browser, result);
     await signIn(page);
     await page.goto(base + '/packages/new');
+    await page.locator('body[data-ready]').waitFor({ state: 'attached' });
     await page.locator('#who-email', { hasText: email }).waitFor();
     const drop = await dropFiles(page, '#drop', files);
     result.drop_highlighted = drop.highlighted;
@@ -364,6 +367,7 @@ const scenarios = {
     result.probe = {};
     await signIn(page);
     let resp = await page.goto(base + '/packages/new');
+    await page.locator('body[data-ready]').waitFor({ state: 'attached' });
     result.csp.new = resp.headers()['content-security-policy'] || null;
     await page.getByLabel('Choose files').setInputFiles(files);
     result.visible.new_name = await literal(page, 'name');
@@ -495,6 +499,7 @@ const scenarios = {
     const { page } = await newPage(browser, result);
     await signIn(page);
     await page.goto(base + '/packages/new');
+    await page.locator('body[data-ready]').waitFor({ state: 'attached' });
     await page.getByLabel('Choose files').setInputFiles(files);
     await page.getByLabel('Who can download').selectOption('public');
     result.patches = [];

@@ -269,6 +269,9 @@
       render();
     }
     input.addEventListener('change', () => { add(input.files); input.value = ''; });
+    // Files chosen before this script was ready (the page waits for the
+    // account first) are still in the input: keep them.
+    if (input.files && input.files.length) { add(input.files); input.value = ''; }
     ['dragenter', 'dragover'].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add('over'); }));
     ['dragleave', 'drop'].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove('over'); }));
     drop.addEventListener('drop', (e) => { if (e.dataTransfer) add(e.dataTransfer.files); });
@@ -1102,5 +1105,9 @@
     await load();
   };
 
-  if (pages[page]) pages[page]();
+  // body[data-ready] says the page's script has set itself up (its
+  // listeners are attached), whatever the outcome.
+  const ready = () => { document.body.dataset.ready = 'true'; };
+  if (pages[page]) Promise.resolve(pages[page]()).then(ready, ready);
+  else ready();
 })();
