@@ -9,6 +9,7 @@
 pub mod objects;
 mod queue;
 mod sql;
+mod writer;
 
 use async_trait::async_trait;
 use moat_core::Verdict;

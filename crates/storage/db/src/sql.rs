@@ -3,6 +3,7 @@
 //! The SQL is written once for both backends: `$n` placeholders (SQLite
 //! accepts them too), `BIGINT`/`TEXT` columns, and `ON CONFLICT` upserts.
 
+use crate::writer::{Write, Writer};
 use crate::{DbError, ScanFilter, ScanRecord, ScanStore, VerdictCount, VerdictCounts};
 use async_trait::async_trait;
 use moat_core::Verdict;
@@ -59,6 +60,8 @@ const SCHEMA: &[&str] = &[
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
     backend: &'static str,
+    /// Records and cache entries of concurrent scans, committed together.
+    writer: Writer,
 }
 
 pub(crate) fn err(op: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
@@ -132,7 +135,12 @@ impl SqlStore {
                 .await
                 .map_err(err("create schema"))?;
         }
-        Ok(SqlStore { pool, backend })
+        let writer = Writer::start(&pool);
+        Ok(SqlStore {
+            pool,
+            backend,
+            writer,
+        })
     }
 }
 
@@ -157,8 +165,8 @@ fn row_to_record(row: &sqlx::any::AnyRow) -> Result<ScanRecord, DbError> {
     })
 }
 
-const MINUTE_MS: i64 = 60_000;
-const HOUR_MS: i64 = 3_600_000;
+pub(crate) const MINUTE_MS: i64 = 60_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 const COLUMNS: &str = "id, created_at, source, name, fingerprint, cached, verdict, extra";
 
@@ -169,52 +177,11 @@ impl ScanStore for SqlStore {
             id: rec.id.clone(),
             source,
         })?;
-        let mut tx = self.pool.begin().await.map_err(err("insert scan"))?;
-        let done = sqlx::query(
-            "INSERT INTO moat_scans (id, created_at, source, name, status, reason, sha256, size, fingerprint, cached, verdict, extra)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&rec.id)
-        .bind(rec.created_at)
-        .bind(&rec.source)
-        .bind(&rec.name)
-        .bind(rec.verdict.status.as_str())
-        .bind(rec.verdict.reason.map(|r| r.as_str()))
-        .bind(&rec.verdict.sha256)
-        .bind(rec.verdict.size as i64)
-        .bind(&rec.fingerprint)
-        .bind(rec.cached as i64)
-        .bind(verdict)
-        .bind(rec.extra.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(err("insert scan"))?;
-        // Counted once: a record written again changes nothing.
-        if done.rows_affected() == 1 {
-            sqlx::query(
-                "INSERT INTO moat_scan_counts (minute, source, status, n) VALUES ($1, $2, $3, 1)
-                 ON CONFLICT (minute, source, status) DO UPDATE SET n = moat_scan_counts.n + 1",
-            )
-            .bind(rec.created_at - rec.created_at.rem_euclid(MINUTE_MS))
-            .bind(&rec.source)
-            .bind(rec.verdict.status.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(err("count scan"))?;
-            sqlx::query(
-                "INSERT INTO moat_scan_counts_hour (hour, source, status, n) VALUES ($1, $2, $3, 1)
-                 ON CONFLICT (hour, source, status) DO UPDATE SET n = moat_scan_counts_hour.n + 1",
-            )
-            .bind(rec.created_at - rec.created_at.rem_euclid(HOUR_MS))
-            .bind(&rec.source)
-            .bind(rec.verdict.status.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(err("count scan"))?;
-        }
-        tx.commit().await.map_err(err("insert scan"))?;
-        Ok(())
+        let w = Write::Record {
+            rec: Box::new(rec.clone()),
+            verdict,
+        };
+        self.writer.write(&self.pool, w).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<ScanRecord>, DbError> {
@@ -359,18 +326,13 @@ impl ScanStore for SqlStore {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        sqlx::query(
-            "INSERT INTO moat_verdict_cache (sha256, fingerprint, verdict, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (sha256, fingerprint) DO UPDATE SET verdict = excluded.verdict, created_at = excluded.created_at",
-        )
-        .bind(&verdict.sha256)
-        .bind(fingerprint)
-        .bind(text)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(err("write verdict cache"))?;
-        Ok(())
+        let w = Write::Cache {
+            sha256: verdict.sha256.clone(),
+            fingerprint: fingerprint.to_string(),
+            verdict: text,
+            at: now,
+        };
+        self.writer.write(&self.pool, w).await
     }
 
     async fn ping(&self) -> Result<(), DbError> {
@@ -390,6 +352,7 @@ impl ScanStore for SqlStore {
 mod tests {
     use super::*;
     use moat_core::{EngineReport, Status};
+    use std::sync::Arc;
 
     pub(crate) fn verdict(sha: &str, status: Status) -> Verdict {
         let e = EngineReport::new("builtin", status, None);
@@ -481,5 +444,100 @@ mod tests {
             SqlStore::open("mysql://x").await,
             Err(DbError::Url(_))
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_are_all_stored_and_each_record_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/moat.db", dir.path().display());
+        let store = Arc::new(SqlStore::open(&url).await.unwrap());
+        let recs: Vec<ScanRecord> = (0..300)
+            .map(|i| {
+                let status = if i % 3 == 0 {
+                    Status::Infected
+                } else {
+                    Status::Clean
+                };
+                let src = if i % 2 == 0 { "clamd" } else { "icap" };
+                ScanRecord::new(
+                    src,
+                    &format!("f{i}"),
+                    "fp",
+                    false,
+                    verdict(&format!("{i:064x}"), status),
+                )
+            })
+            .collect();
+        // Every record written twice and cached, by 300 concurrent writers.
+        let mut tasks = Vec::new();
+        for rec in recs.iter().cloned() {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.cache_put("fp", &rec.verdict).await.unwrap();
+                store.record(&rec).await.unwrap();
+                store.record(&rec).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(store.list(1000, None).await.unwrap().len(), 300);
+        for rec in &recs {
+            let got = store.get(&rec.id).await.unwrap().unwrap();
+            assert_eq!(
+                (got.name.as_str(), got.verdict.status),
+                (rec.name.as_str(), rec.verdict.status)
+            );
+            let cached = store
+                .cache_get(&rec.verdict.sha256, "fp", None)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(cached.status, rec.verdict.status);
+        }
+        for bucket in [60_000, 3_600_000] {
+            let c = store.verdict_counts(0, bucket).await.unwrap();
+            let by_status = |s: &str| {
+                c.buckets
+                    .iter()
+                    .filter(|b| b.status == s)
+                    .map(|b| b.count)
+                    .sum::<u64>()
+            };
+            assert_eq!(
+                (by_status("infected"), by_status("clean")),
+                (100, 200),
+                "bucket {bucket}"
+            );
+            let mut sources = c.sources.clone();
+            sources.sort();
+            assert_eq!(
+                sources,
+                [("clamd".to_string(), 150), ("icap".to_string(), 150)]
+            );
+        }
+    }
+
+    #[test]
+    fn a_store_outliving_the_runtime_that_opened_it_still_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/moat.db", dir.path().display());
+        let first = tokio::runtime::Runtime::new().unwrap();
+        let store = first.block_on(SqlStore::open(&url)).unwrap();
+        // The writer task ended with its runtime.
+        drop(first);
+        let second = tokio::runtime::Runtime::new().unwrap();
+        let rec = ScanRecord::new(
+            "cli",
+            "f",
+            "fp",
+            false,
+            verdict(&"b".repeat(64), Status::Clean),
+        );
+        second.block_on(store.record(&rec)).unwrap();
+        assert_eq!(
+            second.block_on(store.get(&rec.id)).unwrap().unwrap().name,
+            "f"
+        );
     }
 }
