@@ -37,25 +37,11 @@ import threading
 import time
 import urllib.parse
 
+from benchlib import free_port, proc_status_kib
+
 ADMIN = "admin@example.com"
 ADMIN_PW = "correct horse battery staple"
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def status_kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def cli(moat, data, args, stdin=None):
@@ -188,7 +174,7 @@ def main():
             if proc.poll() is not None or time.time() - t > 60:
                 sys.exit(f"moat serve did not start; see {tmp}/serve.log")
             time.sleep(0.1)
-        rss_start = status_kib(proc.pid, "VmRSS")
+        rss_start = proc_status_kib(proc.pid, "VmRSS")
         cli(a.moat, data, ["create-admin", "--email", ADMIN, "--password-stdin"],
             stdin=(ADMIN_PW + "\n").encode())
         token = cli(a.moat, data, ["create-token", "--email", ADMIN])
@@ -275,7 +261,7 @@ def main():
         for th in threads:
             th.join()
         t_end = max((t for t, _ in decided.values()), default=time.time())
-        rss_peak = status_kib(proc.pid, "VmHWM")
+        rss_peak = proc_status_kib(proc.pid, "VmHWM")
     finally:
         proc.terminate()
         try:

@@ -38,13 +38,7 @@ import sys
 import tempfile
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from benchlib import free_port, proc_status_kib
 
 
 def recv_all(s):
@@ -309,11 +303,8 @@ def cpu_seconds(root_pid):
 
 
 def rss_mib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024.0
-    except (OSError, StopIteration):
-        return float("nan")
+    kib = proc_status_kib(pid, "VmHWM")
+    return kib / 1024.0 if kib else float("nan")
 
 
 def main():

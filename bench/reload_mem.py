@@ -37,7 +37,6 @@ import io
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -46,33 +45,21 @@ import threading
 import time
 import urllib.request
 
+from benchlib import free_port, proc_status_kib
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GEN_SIGS = os.path.join(HERE, "..", "..", "shared", "bench", "gen_sigs.py")
 
 
 def status(pid):
     """VmRSS and VmHWM of `pid` in KiB."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                k, v = line.split(":", 1)
-                out[k] = int(v.split()[0])
-    return out.get("VmRSS", 0), out.get("VmHWM", 0)
+    return proc_status_kib(pid, "VmRSS") or 0, proc_status_kib(pid, "VmHWM") or 0
 
 
 def reset_hwm(pid):
     """Reset VmHWM to the current RSS (Linux >= 4.0)."""
     with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def mib(kib):

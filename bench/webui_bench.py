@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,20 +30,14 @@ import tempfile
 import time
 import urllib.request
 
+from benchlib import free_port
+
 ADMIN = "admin@example.com"
 ADMIN_PW = "correct horse battery staple"
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 MIN = 60_000
 SOURCES = [("api", 40), ("proxy", 30), ("bucket", 15), ("portal", 10), ("clamd", 3), ("icap", 2)]
 STATUSES = [("clean", 970), ("infected", 20), ("error", 5), ("unscannable", 5)]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Serve:
