@@ -107,7 +107,7 @@ write_conf() {
     local dir="$1" port="$2"
     cat >"$dir/clamd.conf" <<CONF
 # Written by scripts/clamd-test.sh
-Foreground no
+Foreground yes
 LocalSocket $dir/clamd.sock
 LocalSocketMode 660
 FixStaleSocket yes
@@ -146,11 +146,15 @@ start() {
     write_conf "$dir" "$port"
     : >"$dir/clamd.log"
     t0="$(date +%s.%N)"
-    if ! "$clamd" --config-file="$dir/clamd.conf" >>"$dir/clamd.out" 2>&1; then
-        echo "error: clamd failed to start; log:" >&2
-        tail -n 30 "$dir/clamd.out" "$dir/clamd.log" >&2 || true
-        return 1
-    fi
+    # In the foreground, put in the background here: clamd's own
+    # daemonizing has its parent wait for a SIGINT from the child, and a
+    # child that signals before the parent has installed its handler (a
+    # loaded machine) leaves the parent waiting forever where SIGINT was
+    # ignored (background jobs of a non-interactive shell), or killed
+    # where it was not. Seen: the test hung in do_wait with clamd serving.
+    setsid "$clamd" --config-file="$dir/clamd.conf" >>"$dir/clamd.out" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$dir/clamd.pid"
     deadline=$(($(date +%s) + ${MOAT_CLAMD_START_TIMEOUT:-60}))
     until ping_clamd "$dir/clamd.sock"; do
         if [ "$(date +%s)" -ge "$deadline" ]; then
@@ -159,7 +163,7 @@ start() {
             stop "$dir" || true
             return 1
         fi
-        if [ -f "$dir/clamd.pid" ] && ! running_pid "$dir" >/dev/null; then
+        if ! kill -0 "$pid" 2>/dev/null; then
             echo "error: clamd exited during startup; log:" >&2
             tail -n 30 "$dir/clamd.out" "$dir/clamd.log" >&2 || true
             return 1
