@@ -64,8 +64,14 @@ impl Backend for LocalBackend {
             Err(e) => return Err(e.into()),
         };
         f.seek(std::io::SeekFrom::Start(offset)).await?;
+        // Up to 1 MiB, but no larger than what is read: tokio's BufReader
+        // zero-fills its buffer, and a 1 MiB buffer per small file read (the
+        // type sniff, the scan) was most of the portal's peak RSS under many
+        // small uploads (freed memory the allocator keeps for its purge
+        // delay; BENCHMARKS.md, "200 packages").
+        let cap = len.clamp(8 << 10, 1 << 20) as usize;
         Ok(Box::new(tokio::io::BufReader::with_capacity(
-            1 << 20,
+            cap,
             f.take(len),
         )))
     }
