@@ -19,7 +19,8 @@
 #                              tests start their own c-icap daemon over clamd)
 #   node + npm tus-js-client in ~/.cache/moat-test-node  apt: nodejs npm
 #   the web UI's browser tests: Chromium (apt: chromium) driven by npm
-#   playwright-core in the same node cache (its own browser download is not used)
+#   playwright-core in the same node cache (its own browser download is not used);
+#   Firefox (apt: firefox-esr) over WebDriver BiDi with npm ws
 set -euo pipefail
 
 log() { echo "test-deps: $*" >&2; }
@@ -134,6 +135,11 @@ echo "export MOAT_TEST_NODE_MODULES='$NODE_CACHE/node_modules'"
 
 # --- the web UI's browser tests: Debian's Chromium, driven by playwright-core
 [ -x /usr/bin/chromium ] || apt_install chromium
+[ -x /usr/bin/firefox-esr ] || apt_install firefox-esr
+if [ ! -d "$NODE_CACHE/node_modules/ws" ]; then
+    log "installing ws into $NODE_CACHE"
+    (cd "$NODE_CACHE" && npm install -q --no-audit --no-fund ws@8 >&2)
+fi
 if [ ! -d "$NODE_CACHE/node_modules/playwright-core" ]; then
     log "installing playwright-core into $NODE_CACHE"
     (cd "$NODE_CACHE" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install -q --no-audit --no-fund playwright-core@1 >&2)

@@ -1,5 +1,6 @@
 //! The web UI in a real browser: Debian's Chromium driven by npm
-//! playwright-core (tests/webui/drive.js) against the real `moat serve`
+//! playwright-core (tests/webui/drive.js), and Debian's Firefox ESR over
+//! WebDriver BiDi (tests/webui/firefox.js), against the real `moat serve`
 //! (SQLite, the vault on disk, the builtin engine). Screenshots go to
 //! `target/webui-artifacts/`.
 
@@ -652,6 +653,69 @@ fn sign_in_works_with_the_keyboard_only() {
     assert_eq!(r["second_field"], "password", "{r:#}");
     assert_eq!(r["who"], ADMIN, "{r:#}");
     assert_eq!(r["url"], format!("{}/packages", s.base), "{r:#}");
+}
+
+/// Firefox (Debian's firefox-esr over WebDriver BiDi, tests/webui/firefox.js):
+/// sign in, the new-package form, the dashboard with its engine and roles,
+/// the settings page; no console error on any of them.
+#[test]
+fn the_main_pages_work_in_firefox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(&tmp.path().join("data"));
+    let out = artifacts();
+    let shot = out.join("dashboard-firefox.png");
+    let _ = std::fs::remove_file(&shot);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webui/firefox.js");
+    let run = Command::new("node")
+        .arg(&script)
+        .env("NODE_PATH", node_modules())
+        .env("MOAT_BASE", &s.base)
+        .env("MOAT_EMAIL", ADMIN)
+        .env("MOAT_PASSWORD", ADMIN_PW)
+        .env("MOAT_OUT", &out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let r: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
+    assert!(
+        run.status.success(),
+        "firefox run failed: {r:#}\nstderr: {}\nserver log: {}",
+        String::from_utf8_lossy(&run.stderr),
+        log_of(&s.data)
+    );
+    assert!(
+        r["browser"].as_str().unwrap_or("").starts_with("firefox "),
+        "{r:#}"
+    );
+    assert_eq!(r["errors"], serde_json::json!([]), "{r:#}");
+    assert_eq!(r["signed_in_as"], ADMIN, "{r:#}");
+    let labels: Vec<&str> = r["new_labels"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    for want in ["Choose files", "Message", "Who can download", "Recipients"] {
+        assert!(labels.contains(&want), "{want}: {r:#}");
+    }
+    let engines = r["engines"].to_string();
+    assert!(
+        engines.contains("builtin") && engines.contains("healthy"),
+        "{r:#}"
+    );
+    let roles = r["roles"].to_string();
+    assert!(
+        roles.contains("portal: ready") && roles.contains("api: ready"),
+        "{r:#}"
+    );
+    assert_eq!(r["settings_title"], "Settings · moat", "{r:#}");
+    assert!(
+        std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000),
+        "no screenshot at {}",
+        shot.display()
+    );
 }
 
 #[test]
