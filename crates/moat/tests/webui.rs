@@ -173,20 +173,21 @@ impl Server {
         )
     }
 
-    /// One browser scenario with extra environment for drive.js.
-    fn drive_env(&self, scenario: &str, files: &[&Path], env: &[(&str, &str)]) -> Value {
-        let out = artifacts();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webui/drive.js");
-        let files: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    /// `node tests/webui/SCRIPT ARGS...` against this server (signed in as
+    /// the admin, artifacts to [`artifacts`]): the last JSON line it
+    /// printed, after asserting that it succeeded.
+    fn node(&self, script: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/webui")
+            .join(script);
         let run = Command::new("node")
-            .arg(&script)
-            .arg(scenario)
+            .arg(&path)
+            .args(args)
             .env("NODE_PATH", node_modules())
             .env("MOAT_BASE", &self.base)
             .env("MOAT_EMAIL", ADMIN)
             .env("MOAT_PASSWORD", ADMIN_PW)
-            .env("MOAT_OUT", &out)
-            .env("MOAT_FILES", files.join("\n"))
+            .env("MOAT_OUT", artifacts())
             .envs(env.iter().copied())
             .output()
             .unwrap();
@@ -198,10 +199,20 @@ impl Server {
             .unwrap_or(Value::Null);
         assert!(
             run.status.success(),
-            "browser scenario {scenario} failed: {report:#}\nstderr: {}\nserver log: {}",
+            "{script} {args:?} failed: {report:#}\nstderr: {}\nserver log: {}",
             String::from_utf8_lossy(&run.stderr),
             log_of(&self.data)
         );
+        report
+    }
+
+    /// One browser scenario with extra environment for drive.js.
+    fn drive_env(&self, scenario: &str, files: &[&Path], env: &[(&str, &str)]) -> Value {
+        let files: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        let files = files.join("\n");
+        let mut env = env.to_vec();
+        env.push(("MOAT_FILES", &files));
+        let report = self.node("drive.js", &[scenario], &env);
         assert_eq!(report["dialogs"], serde_json::json!([]), "{report:#}");
         assert_eq!(report["page_errors"], serde_json::json!([]), "{report:#}");
         report
@@ -662,31 +673,9 @@ fn sign_in_works_with_the_keyboard_only() {
 fn the_main_pages_work_in_firefox() {
     let tmp = tempfile::tempdir().unwrap();
     let s = start(&tmp.path().join("data"));
-    let out = artifacts();
-    let shot = out.join("dashboard-firefox.png");
+    let shot = artifacts().join("dashboard-firefox.png");
     let _ = std::fs::remove_file(&shot);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webui/firefox.js");
-    let run = Command::new("node")
-        .arg(&script)
-        .env("NODE_PATH", node_modules())
-        .env("MOAT_BASE", &s.base)
-        .env("MOAT_EMAIL", ADMIN)
-        .env("MOAT_PASSWORD", ADMIN_PW)
-        .env("MOAT_OUT", &out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let r: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null);
-    assert!(
-        run.status.success(),
-        "firefox run failed: {r:#}\nstderr: {}\nserver log: {}",
-        String::from_utf8_lossy(&run.stderr),
-        log_of(&s.data)
-    );
+    let r = s.node("firefox.js", &[], &[]);
     assert!(
         r["browser"].as_str().unwrap_or("").starts_with("firefox "),
         "{r:#}"
