@@ -1,9 +1,10 @@
 //! Finding, reading and compiling rule files.
 //!
 //! All readable files are compiled together in one compiler, each in its own
-//! namespace. Only when some file fails is the set compiled a second time
-//! without the failing files (yara-x keeps the good rules of a failing file;
-//! a file is loaded whole or not at all, as yara does). The compiled set is
+//! namespace. Only when a failing file kept some of its rules (yara-x keeps
+//! the rules of a file that compiled before its bad one) is the set compiled
+//! a second time without the failing files: a file is loaded whole or not at
+//! all, as yara does. The compiled set is
 //! cached on disk (see [`crate::cache`]).
 
 use crate::cache::{self, CacheOutcome, Cached};
@@ -230,17 +231,32 @@ fn compile(files: &[RuleFile]) -> Compiled<'_> {
                 errors,
             };
         }
-        tracing::debug!(
-            pass,
-            failed = failed.len(),
-            "compiling yara rules again without the failing files"
-        );
+        // yara-x rolls a failing rule back but keeps the rules of the same
+        // file that compiled before it. Most broken files keep none (the
+        // first rule, or the whole file, does not parse): then this pass's
+        // set is already the set of the good files, and compiling them all
+        // again (half of a cold load) is not needed.
+        let rules = compiler.build();
+        let failed_ns: Vec<&str> = failed.iter().map(|&i| good[i].namespace.as_str()).collect();
+        let partial = rules.iter().any(|r| failed_ns.contains(&r.namespace()));
         let mut k = 0usize;
         good.retain(|_| {
             let keep = !failed.contains(&k);
             k += 1;
             keep
         });
+        if !partial {
+            return Compiled {
+                rules,
+                good,
+                errors,
+            };
+        }
+        tracing::debug!(
+            pass,
+            failed = failed.len(),
+            "compiling yara rules again without the failing files (some of their rules compiled)"
+        );
     }
 }
 

@@ -402,13 +402,23 @@ rule Mixed_Bad { condition: undefined_identifier }
         "c_good.yar",
         "rule Other { strings: $a = \"OTHER\" condition: $a }",
     );
+    // The bad rule first: yara-x still compiles the good one after it.
+    write(
+        dir.path(),
+        "d_bad_first.yar",
+        r#"
+rule Late_Bad { condition: another_undefined_identifier }
+rule Late_Good { strings: $a = "LATE-GOOD" condition: $a }
+"#,
+    );
     let e = YaraEngine::load("yara", &[dir.path().to_path_buf()]).unwrap();
     assert_eq!(e.info().signatures["yara_rules"], 2);
     assert_eq!(e.load_report().files, 2);
-    assert_eq!(e.info().load_errors.len(), 1, "{:?}", e.info().load_errors);
+    assert_eq!(e.info().load_errors.len(), 2, "{:?}", e.info().load_errors);
     assert!(e.info().load_errors[0].contains("b_mixed.yar"));
     assert!(e.info().load_errors[0].contains("undefined_identifier"));
-    let data = Blob::from_vec(b"EVIL-MARKER MIXED-GOOD OTHER".to_vec());
+    assert!(e.info().load_errors[1].contains("d_bad_first.yar"));
+    let data = Blob::from_vec(b"EVIL-MARKER MIXED-GOOD OTHER LATE-GOOD".to_vec());
     assert_eq!(names(&e, &data, "f"), ["YARA.Evil_Marker", "YARA.Other"]);
 }
 
