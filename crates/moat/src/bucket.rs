@@ -52,16 +52,17 @@ pub fn run(a: BucketArgs) -> Result<ExitCode> {
     let mut s = load(cfg_path.as_deref())?;
     s.yara_cache_under_data_dir();
     crate::logging::init(s.log_json, "info");
-    let rt = crate::runtime::tokio_runtime()?;
     match a.cmd {
-        BucketCmd::Watch { .. } => rt.block_on(watch_cmd(s)).map(|_| ExitCode::SUCCESS),
+        BucketCmd::Watch { .. } => {
+            crate::runtime::block_on(watch_cmd(s))?.map(|_| ExitCode::SUCCESS)
+        }
         BucketCmd::Scan {
             target,
             concurrency,
             rescan,
             quiet,
             ..
-        } => rt.block_on(scan_cmd(s, target, concurrency, rescan, quiet)),
+        } => crate::runtime::block_on(scan_cmd(s, target, concurrency, rescan, quiet))?,
     }
 }
 

@@ -54,7 +54,7 @@ pub fn run(a: ClamdArgs) -> Result<ExitCode> {
     }
     s.yara_cache_under_data_dir();
     crate::logging::init(s.log_json, "info");
-    crate::runtime::tokio_runtime()?.block_on(async move {
+    crate::runtime::block_on(async move {
         let tmp_dir = crate::runtime::default_tmp_dir(&s);
         let core = Core::build(&mut s, tmp_dir).await?;
         let server = crate::roles::clamd::new(cfg, &s, &core).await?;
@@ -64,6 +64,6 @@ pub fn run(a: ClamdArgs) -> Result<ExitCode> {
         tracing::info!("moat clamd ready");
         sup.run(crate::runtime::shutdown_signal()).await?;
         anyhow::Ok(())
-    })?;
+    })??;
     Ok(ExitCode::SUCCESS)
 }

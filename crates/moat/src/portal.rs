@@ -59,13 +59,12 @@ pub fn run(a: PortalArgs) -> Result<ExitCode> {
     crate::logging::init(s.log_json, "warn");
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("creating {}", s.data_dir.display()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    rt.block_on(async move {
+    crate::runtime::block_on(async move {
         match a.cmd {
-            PortalCmd::CreateAdmin { email, password_stdin } => {
+            PortalCmd::CreateAdmin {
+                email,
+                password_stdin,
+            } => {
                 if !password_stdin {
                     bail!("--password-stdin is required");
                 }
@@ -85,10 +84,14 @@ pub fn run(a: PortalArgs) -> Result<ExitCode> {
                 let old = moat_portal::load_kek(&s.portal, &s.data_dir)?;
                 let new = moat_vault::Kek::from_file(&new_kek_file)
                     .with_context(|| format!("reading {}", new_kek_file.display()))?;
-                let (done, skipped) = moat_portal::cli::rotate_kek(&s.database_url, &old, &new).await?;
-                println!("re-wrapped {done} data keys ({skipped} already under the new KEK); now set portal.kek_file to {}", new_kek_file.display());
+                let (done, skipped) =
+                    moat_portal::cli::rotate_kek(&s.database_url, &old, &new).await?;
+                println!(
+                    "re-wrapped {done} data keys ({skipped} already under the new KEK); now set portal.kek_file to {}",
+                    new_kek_file.display()
+                );
             }
         }
         Ok(ExitCode::SUCCESS)
-    })
+    })?
 }

@@ -68,7 +68,7 @@ pub fn run(a: ProxyArgs) -> Result<ExitCode> {
     }
     pc.validate().map_err(anyhow::Error::msg).context("proxy")?;
     crate::logging::init(s.log_json, "info");
-    crate::runtime::tokio_runtime()?.block_on(async move {
+    crate::runtime::block_on(async move {
         let tmp_dir = crate::runtime::default_tmp_dir(&s);
         let core = Core::build(&mut s, tmp_dir).await?;
         let service = core.service(s.server.policy.clone(), s.server.cache);
@@ -82,6 +82,6 @@ pub fn run(a: ProxyArgs) -> Result<ExitCode> {
         )?);
         sup.run(crate::runtime::shutdown_signal()).await?;
         anyhow::Ok(())
-    })?;
+    })??;
     Ok(ExitCode::SUCCESS)
 }

@@ -220,16 +220,46 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-/// A multi-threaded tokio runtime for a command.
-pub fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// How long a command's runtime waits, once the command is done, for the
+/// background tasks still running on it before dropping them.
+const RUNTIME_EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Run a command's future on a fresh multi-threaded tokio runtime, then stop
+/// the runtime. Background tasks left on it (a connection pool's
+/// maintenance task, say) get [`RUNTIME_EXIT_GRACE`] and are then dropped,
+/// so a finished command always exits: a plain drop of the runtime waits
+/// for them without bound, and sqlx's pool maintenance was seen spinning
+/// through a runtime drop for over ten minutes after `moat portal
+/// create-admin` had printed its result.
+pub fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the runtime")
+        .context("starting the runtime")?;
+    let out = rt.block_on(fut);
+    rt.shutdown_timeout(RUNTIME_EXIT_GRACE);
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_command_exits_although_a_background_task_never_ends() {
+        let started = std::time::Instant::now();
+        let out = super::block_on(async {
+            tokio::spawn(async {
+                loop {
+                    tokio::task::yield_now().await;
+                }
+            });
+            42
+        })
+        .unwrap();
+        assert_eq!(out, 42);
+        let took = started.elapsed();
+        assert!(took < super::RUNTIME_EXIT_GRACE * 3, "took {took:?}");
+    }
+
     #[test]
     fn redact_hides_user_information_only() {
         assert_eq!(

@@ -35,7 +35,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     }
     s.yara_cache_under_data_dir();
     crate::logging::init(s.log_json, "info");
-    crate::runtime::tokio_runtime()?.block_on(serve(s))?;
+    crate::runtime::block_on(serve(s))??;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 const ADMIN: &str = "admin@example.com";
 const ADMIN_PW: &str = "correct horse battery staple";
+/// Longest a `moat portal` command may take before its test fails.
+const CLI_LIMIT: Duration = Duration::from_secs(120);
 
 struct Server {
     _child: Proc,
@@ -183,15 +185,7 @@ impl Server {
         for (k, v) in &self.env {
             c.env(k, v);
         }
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        if let Some(s) = stdin {
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
+        let out = moat_testkit::output_within(&mut c, stdin.unwrap_or("").as_bytes(), CLI_LIMIT);
         assert!(
             out.status.success(),
             "moat portal {args:?}: {}",

@@ -10,13 +10,14 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "admin@example.com";
 const ADMIN_PW: &str = "correct horse battery staple";
+/// Longest a `moat portal` command may take before its test fails.
+const CLI_LIMIT: Duration = Duration::from_secs(120);
 
 struct Server {
     child: Child,
@@ -88,28 +89,18 @@ fn log_of(data: &Path) -> String {
 
 impl Server {
     fn create_admin(&self) {
-        let mut child = moat()
-            .args([
-                "portal",
-                "create-admin",
-                "--email",
-                ADMIN,
-                "--password-stdin",
-            ])
-            .arg("--data-dir")
-            .arg(&self.data)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{ADMIN_PW}\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let mut c = moat();
+        c.args([
+            "portal",
+            "create-admin",
+            "--email",
+            ADMIN,
+            "--password-stdin",
+        ])
+        .arg("--data-dir")
+        .arg(&self.data);
+        let out =
+            moat_testkit::output_within(&mut c, format!("{ADMIN_PW}\n").as_bytes(), CLI_LIMIT);
         assert!(
             out.status.success(),
             "create-admin: {}",
@@ -124,11 +115,10 @@ impl Server {
 
     /// `moat portal create-token --email E`: a bearer token.
     fn cli_token(&self, email: &str) -> String {
-        let out = moat()
-            .args(["portal", "create-token", "--email", email, "--data-dir"])
-            .arg(&self.data)
-            .output()
-            .unwrap();
+        let mut c = moat();
+        c.args(["portal", "create-token", "--email", email, "--data-dir"])
+            .arg(&self.data);
+        let out = moat_testkit::output_within(&mut c, b"", CLI_LIMIT);
         assert!(
             out.status.success(),
             "create-token: {}",

@@ -121,6 +121,73 @@ fn running_on(line: &str) -> Option<String> {
     (port != 0 && url.starts_with("http")).then_some(url)
 }
 
+/// Run a command to completion with `stdin` written to it, and return its
+/// output; a command still running after `limit` is killed and the test
+/// fails saying so (a hung command must fail its test, not hold CI until
+/// the job's time limit: `moat portal create-admin` once spun for ten
+/// minutes after printing its result).
+pub fn output_within(cmd: &mut Command, stdin: &[u8], limit: Duration) -> std::process::Output {
+    use std::io::{Read, Write};
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+    if let Some(mut w) = child.stdin.take() {
+        // A command that exits without reading its input is not an error here.
+        let _ = w.write_all(stdin);
+    }
+    // Read both pipes beside the wait, so a full pipe cannot stall the child.
+    let pipe = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(r) = r {
+                #[allow(clippy::disallowed_methods)] // bounded by take
+                let _ = r.take(64 << 20).read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = pipe(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = pipe(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stderr = err.join().unwrap_or_default();
+                panic!(
+                    "{what} still running after {limit:?}: killed; its stderr: {}",
+                    String::from_utf8_lossy(&stderr)
+                );
+            }
+            Err(e) => panic!("waiting for {what}: {e}"),
+        }
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::running_on;

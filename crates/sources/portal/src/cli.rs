@@ -8,26 +8,37 @@ use moat_vault::{DataKey, Kek};
 /// `moat portal create-admin --email E --password-stdin`.
 pub async fn create_admin(database_url: &str, email: &str, password: String) -> Result<String> {
     let store = Store::open(database_url).await?;
-    let u = crate::api::create_account(&store, email, password, Role::Admin).await?;
-    cli_audit(
-        &store,
-        "user.create",
-        serde_json::json!({ "user": u.id, "email": u.email, "role": "admin", "via": "cli" }),
-    )
-    .await?;
-    Ok(u.id)
+    let r = async {
+        let u = crate::api::create_account(&store, email, password, Role::Admin).await?;
+        cli_audit(
+            &store,
+            "user.create",
+            serde_json::json!({ "user": u.id, "email": u.email, "role": "admin", "via": "cli" }),
+        )
+        .await?;
+        Ok(u.id)
+    }
+    .await;
+    store.close().await;
+    r
 }
 
 /// `moat portal create-token --email E`: prints a bearer token.
 pub async fn create_token(database_url: &str, email: &str, name: &str) -> Result<String> {
     let store = Store::open(database_url).await?;
+    let r = issue_cli_token(&store, email, name).await;
+    store.close().await;
+    r
+}
+
+async fn issue_cli_token(store: &Store, email: &str, name: &str) -> Result<String> {
     let u = store
         .user_by_email(email)
         .await?
         .ok_or_else(|| PortalError::BadRequest(format!("no user {email}")))?;
-    let (id, token) = crate::api::issue_token(&store, &u.id, name).await?;
+    let (id, token) = crate::api::issue_token(store, &u.id, name).await?;
     cli_audit(
-        &store,
+        store,
         "token.create",
         serde_json::json!({ "token_id": id, "user": u.id, "via": "cli" }),
     )
@@ -41,6 +52,12 @@ pub async fn create_token(database_url: &str, email: &str, name: &str) -> Result
 /// Returns (re-wrapped, already under the new KEK).
 pub async fn rotate_kek(database_url: &str, old: &Kek, new: &Kek) -> Result<(usize, usize)> {
     let store = Store::open(database_url).await?;
+    let r = rewrap_all(&store, old, new).await;
+    store.close().await;
+    r
+}
+
+async fn rewrap_all(store: &Store, old: &Kek, new: &Kek) -> Result<(usize, usize)> {
     let (mut done, mut skipped) = (0, 0);
     for (id, wrapped) in store.wrapped_keys().await? {
         if DataKey::unwrap(new, &wrapped).is_ok() {
@@ -57,7 +74,7 @@ pub async fn rotate_kek(database_url: &str, old: &Kek, new: &Kek) -> Result<(usi
         }
     }
     cli_audit(
-        &store,
+        store,
         "settings.rotate_kek",
         serde_json::json!({ "rewrapped": done, "skipped": skipped }),
     )

@@ -327,6 +327,12 @@ impl Store {
         Ok(Store { pool, backend })
     }
 
+    /// Close the pool: its connections and its maintenance task end now,
+    /// not whenever the runtime is dropped.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     pub fn backend(&self) -> &'static str {
         self.backend
     }

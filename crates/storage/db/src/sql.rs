@@ -97,8 +97,17 @@ pub(crate) async fn connect(url: &str, t: Tuning) -> Result<(AnyPool, &'static s
     let is_sqlite = backend == "sqlite";
     let busy = format!("PRAGMA busy_timeout={}", t.busy_timeout_ms);
     let sync = format!("PRAGMA synchronous={}", t.synchronous);
+    // No idle timeout and no maximum lifetime: either makes sqlx (0.8.6 and
+    // 0.9.0) run a pool maintenance task whose sweep loops over an idle
+    // count that a race can wrap to usize::MAX, spinning a core forever
+    // (sqlx issue 3645, fix in pull request 4289, not released). Seen here
+    // in CI: `moat portal create-admin` spun for ten minutes after printing
+    // its result. Broken connections are still found before use
+    // (`test_before_acquire`, on by default).
     let pool = AnyPoolOptions::new()
         .max_connections(if is_sqlite { 4 } else { t.max_postgres })
+        .idle_timeout(None)
+        .max_lifetime(None)
         .after_connect(move |conn, _| {
             let (busy, sync) = (busy.clone(), sync.clone());
             Box::pin(async move {
