@@ -195,7 +195,8 @@ struct Compiled<'a> {
     errors: Vec<String>,
 }
 
-/// Compile every file together; when some fail, compile again without them.
+/// Compile every file together; when a failing file kept some of its rules,
+/// compile again without the failing files.
 fn compile(files: &[RuleFile]) -> Compiled<'_> {
     let mut good: Vec<&RuleFile> = files.iter().collect();
     let mut errors = Vec::new();

@@ -327,8 +327,8 @@ impl Store {
         Ok(Store { pool, backend })
     }
 
-    /// Close the pool: its connections and its maintenance task end now,
-    /// not whenever the runtime is dropped.
+    /// Close the pool: its connections are closed now, not whenever the
+    /// runtime is dropped.
     pub async fn close(&self) {
         self.pool.close().await;
     }
