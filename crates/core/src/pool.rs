@@ -10,9 +10,31 @@
 //! once by the caller on a fresh connection, counted with
 //! [`IdlePool::count_retry`]. Most recently used first.
 
+use std::io;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// Whether an I/O error is a socket timeout (std reports `WouldBlock` or
+/// `TimedOut` for a read or write past its timeout).
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Whether an I/O error means the peer closed or reset the connection.
+pub fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected
+    )
+}
 
 /// A connection the pool can keep.
 pub trait Reusable {

@@ -121,13 +121,26 @@ fn running_on(line: &str) -> Option<String> {
     (port != 0 && url.starts_with("http")).then_some(url)
 }
 
+/// Read `pipe` to its end (at most 64 MiB) on a thread of its own.
+fn drain<R: std::io::Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        if let Some(r) = pipe {
+            #[allow(clippy::disallowed_methods)] // bounded by take
+            let _ = r.take(64 << 20).read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
 /// Run a command to completion with `stdin` written to it, and return its
 /// output; a command still running after `limit` is killed and the test
 /// fails saying so (a hung command must fail its test, not hold CI until
 /// the job's time limit: `moat portal create-admin` once spun for ten
 /// minutes after printing its result).
 pub fn output_within(cmd: &mut Command, stdin: &[u8], limit: Duration) -> std::process::Output {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -140,28 +153,8 @@ pub fn output_within(cmd: &mut Command, stdin: &[u8], limit: Duration) -> std::p
         let _ = w.write_all(stdin);
     }
     // Read both pipes beside the wait, so a full pipe cannot stall the child.
-    let pipe = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(r) = r {
-                #[allow(clippy::disallowed_methods)] // bounded by take
-                let _ = r.take(64 << 20).read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = pipe(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let err = pipe(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let deadline = std::time::Instant::now() + limit;
     let status = loop {
         match child.try_wait() {

@@ -12,7 +12,7 @@
 
 use crate::pool::Conn;
 use crate::reply::{RawReply, ReadError, StreamReply, read_reply, strip_session_id};
-use crate::stream::{is_disconnect, is_timeout};
+use moat_core::pool::{is_disconnect, is_timeout};
 use moat_core::{Blob, EngineError};
 use std::io::{self, Write};
 use std::time::Instant;

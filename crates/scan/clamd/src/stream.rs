@@ -99,29 +99,10 @@ impl Write for Stream {
     }
 }
 
-/// Whether an I/O error is a socket timeout (std reports `WouldBlock` or `TimedOut`).
-pub(crate) fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-/// Whether an I/O error means the peer closed or reset the connection.
-pub(crate) fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::NotConnected
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use moat_core::pool::is_timeout;
 
     #[test]
     fn idle_check_sees_close_and_stray_bytes() {

@@ -11,7 +11,7 @@
 
 use crate::proto;
 use moat_core::EngineError;
-use moat_core::pool::{IdlePool, Reusable};
+use moat_core::pool::{IdlePool, Reusable, is_disconnect, is_timeout};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -36,26 +36,6 @@ impl From<EngineError> for Failure {
 
 fn protocol(m: impl Into<String>) -> Failure {
     Failure::Engine(EngineError::Protocol(m.into()))
-}
-
-/// Whether an I/O error is a socket timeout.
-pub(crate) fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-/// Whether an I/O error means the peer closed or reset the connection.
-pub(crate) fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::NotConnected
-    )
 }
 
 /// Time left before `deadline`, or a timeout.

@@ -1,8 +1,9 @@
 //! [`IcapEngine`]: the [`Engine`] implementation.
 
 use crate::config::{ConfigError, IcapConfig, Method, Timeouts, Url};
-use crate::conn::{Conn, Failure, Pool, PoolStats, is_disconnect, is_timeout, left};
+use crate::conn::{Conn, Failure, Pool, PoolStats, left};
 use crate::proto::{self, Body, GENERIC_NAME, Options, Response};
+use moat_core::pool::{is_disconnect, is_timeout};
 use moat_core::{
     Blob, Engine, EngineError, EngineInfo, EngineScan, Hit, Object, Reason, ScanContext, Scope,
 };
