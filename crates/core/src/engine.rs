@@ -46,6 +46,15 @@ pub struct ScanContext {
 }
 
 impl ScanContext {
+    /// A scan that must end within `limit` from now, each engine stopping
+    /// where it is configured to (first match unless `all_match`).
+    pub fn within(limit: std::time::Duration) -> ScanContext {
+        ScanContext {
+            deadline: Instant::now() + limit,
+            all_match: false,
+        }
+    }
+
     pub fn expired(&self) -> bool {
         Instant::now() >= self.deadline
     }

@@ -130,10 +130,7 @@ fn main() {
             b.map(|b| (p.clone(), b))
         })
         .collect();
-    let ctx = ScanContext {
-        deadline: Instant::now() + Duration::from_secs(3600),
-        all_match: false,
-    };
+    let ctx = ScanContext::within(Duration::from_secs(3600));
     let mut bytes = 0u64;
     let mut detections = 0usize;
     let mut errors = 0usize;

@@ -8,7 +8,7 @@ use moat_builtin::BuiltinEngine;
 use moat_core::{Blob, ScanContext};
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -32,10 +32,7 @@ fn main() {
             .collect();
     }
     for f in files {
-        let ctx = ScanContext {
-            deadline: Instant::now() + Duration::from_secs(120),
-            all_match: false,
-        };
+        let ctx = ScanContext::within(Duration::from_secs(120));
         match Blob::open(f.as_ref())
             .map_err(|e| e.to_string())
             .and_then(|b| engine.scan_blob(&b, None, &ctx).map_err(|e| e.to_string()))

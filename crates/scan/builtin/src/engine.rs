@@ -818,10 +818,7 @@ mod tests {
     use std::time::Duration;
 
     fn ctx() -> ScanContext {
-        ScanContext {
-            deadline: Instant::now() + Duration::from_secs(60),
-            all_match: false,
-        }
+        ScanContext::within(Duration::from_secs(60))
     }
 
     fn names(r: &EngineScan) -> Vec<&str> {
@@ -1112,10 +1109,7 @@ mod tests {
         ));
         // Expiring mid-scan: a deadline shortly ahead on a large file.
         let big = file_blob(&noise(64 << 20, 5));
-        let soon = ScanContext {
-            deadline: Instant::now() + Duration::from_millis(5),
-            all_match: false,
-        };
+        let soon = ScanContext::within(Duration::from_millis(5));
         std::thread::sleep(Duration::from_millis(6));
         assert!(matches!(
             e.scan_blob(&big, None, &soon),

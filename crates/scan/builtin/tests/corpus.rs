@@ -7,7 +7,7 @@ use moat_builtin::BuiltinEngine;
 use moat_core::{Blob, ScanContext};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn bench_dir() -> Option<PathBuf> {
     let candidates = [
@@ -68,10 +68,7 @@ fn generated_corpus_ground_truth() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(corpus.join("manifest.json")).unwrap())
             .unwrap();
-    let ctx = ScanContext {
-        deadline: Instant::now() + Duration::from_secs(600),
-        all_match: false,
-    };
+    let ctx = ScanContext::within(Duration::from_secs(600));
     let (mut clean, mut infected, mut archives) = (0, 0, 0);
     for (rel, entry) in manifest.as_object().unwrap() {
         let path = corpus.join(rel);

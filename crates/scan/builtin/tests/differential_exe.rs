@@ -13,7 +13,7 @@ use moat_core::{Blob, ScanContext};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TESTFILES: &str = "/usr/share/clamav-testfiles";
 
@@ -104,10 +104,7 @@ fn moat(db: &Path, files: &[PathBuf]) -> BTreeMap<PathBuf, BTreeSet<String>> {
         "{:?}",
         moat_core::Engine::info(&e).load_errors
     );
-    let ctx = ScanContext {
-        deadline: Instant::now() + Duration::from_secs(60),
-        all_match: false,
-    };
+    let ctx = ScanContext::within(Duration::from_secs(60));
     files
         .iter()
         .map(|f| {

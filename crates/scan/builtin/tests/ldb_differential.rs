@@ -13,13 +13,10 @@ use std::process::Command;
 
 mod common;
 use common::clamscan;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn moat(engine: &BuiltinEngine, path: &Path) -> BTreeSet<String> {
-    let ctx = ScanContext {
-        deadline: Instant::now() + Duration::from_secs(60),
-        all_match: false,
-    };
+    let ctx = ScanContext::within(Duration::from_secs(60));
     let blob = Blob::open(path).unwrap();
     engine
         .scan_blob(&blob, None, &ctx)
@@ -323,10 +320,7 @@ fn malformed_lines_are_reported_with_line_numbers_and_the_rest_loads() {
             info.load_errors
         );
     }
-    let ctx = ScanContext {
-        deadline: Instant::now() + Duration::from_secs(60),
-        all_match: false,
-    };
+    let ctx = ScanContext::within(Duration::from_secs(60));
     let r = e
         .scan_blob(&Blob::from_vec(b"..ABCD..efgh".to_vec()), None, &ctx)
         .unwrap();

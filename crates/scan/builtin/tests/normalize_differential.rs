@@ -16,7 +16,7 @@ use std::process::Command;
 
 mod common;
 use common::{clamscan, name_of};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
@@ -27,10 +27,7 @@ fn moat(sigs: &Path, files: &[PathBuf]) -> BTreeMap<String, BTreeSet<String>> {
     let info = moat_core::Engine::info(&e);
     assert!(info.load_errors.is_empty(), "{:?}", info.load_errors);
     assert!(info.unsupported.is_empty(), "{:?}", info.unsupported);
-    let ctx = ScanContext {
-        deadline: Instant::now() + Duration::from_secs(60),
-        all_match: false,
-    };
+    let ctx = ScanContext::within(Duration::from_secs(60));
     files
         .iter()
         .map(|f| {

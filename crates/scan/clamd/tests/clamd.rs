@@ -100,10 +100,7 @@ fn engine_with(cfg: ClamdConfig) -> ClamdEngine {
 }
 
 fn ctx() -> ScanContext {
-    ScanContext {
-        deadline: Instant::now() + Duration::from_secs(60),
-        all_match: false,
-    }
+    ScanContext::within(Duration::from_secs(60))
 }
 
 fn scan(e: &ClamdEngine, blob: &Blob) -> Result<Vec<String>, EngineError> {
@@ -449,10 +446,7 @@ fn deadlines_give_timeout() {
         scan_ctx(&e, &blob, &past),
         Err(EngineError::Timeout)
     ));
-    let tiny = ScanContext {
-        deadline: Instant::now() + Duration::from_millis(2),
-        all_match: false,
-    };
+    let tiny = ScanContext::within(Duration::from_millis(2));
     let r = scan_ctx(&e, &blob, &tiny);
     assert!(matches!(r, Err(EngineError::Timeout)), "{r:?}");
     // The configured timeout bounds the scan too.
@@ -466,14 +460,7 @@ fn deadlines_give_timeout() {
     // And a timed-out connection is not reused: the next scan is fine.
     let e = c.engine(c.unix());
     assert!(matches!(
-        scan_ctx(
-            &e,
-            &blob,
-            &ScanContext {
-                deadline: Instant::now() + Duration::from_millis(2),
-                all_match: false,
-            }
-        ),
+        scan_ctx(&e, &blob, &ScanContext::within(Duration::from_millis(2))),
         Err(EngineError::Timeout)
     ));
     assert_eq!(

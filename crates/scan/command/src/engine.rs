@@ -334,13 +334,7 @@ mod tests {
             depth: 0,
             sha256: None,
         };
-        e.scan(
-            &obj,
-            &ScanContext {
-                deadline: Instant::now() + Duration::from_secs(20),
-                all_match: false,
-            },
-        )
+        e.scan(&obj, &ScanContext::within(Duration::from_secs(20)))
     }
 
     /// A fake scanner: "bad" in the content is a detection, "crash" a SIGSEGV,

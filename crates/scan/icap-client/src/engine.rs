@@ -678,13 +678,7 @@ mod tests {
             depth: 0,
             sha256: None,
         };
-        e.scan(
-            &obj,
-            &ScanContext {
-                deadline: Instant::now() + Duration::from_secs(10),
-                all_match: false,
-            },
-        )
+        e.scan(&obj, &ScanContext::within(Duration::from_secs(10)))
     }
 
     #[test]

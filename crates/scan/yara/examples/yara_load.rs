@@ -45,10 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )
             })
             .collect();
-        let ctx = ScanContext {
-            deadline: Instant::now() + Duration::from_secs(3600),
-            all_match: false,
-        };
+        let ctx = ScanContext::within(Duration::from_secs(3600));
         let t = Instant::now();
         let mut hits = 0usize;
         for i in 0..scan {

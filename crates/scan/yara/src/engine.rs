@@ -308,10 +308,7 @@ mod tests {
             depth: 0,
             sha256: None,
         };
-        let ctx = ScanContext {
-            deadline: Instant::now() + Duration::from_secs(30),
-            all_match: false,
-        };
+        let ctx = ScanContext::within(Duration::from_secs(30));
         for _ in 0..3 {
             assert_eq!(a.scan(&obj, &ctx).unwrap().hits.len(), 1);
             // The engine, `rules_a` and this thread's one pooled scanner.

@@ -27,10 +27,7 @@ fn read_small(path: &Path) -> Vec<u8> {
 }
 
 fn ctx() -> ScanContext {
-    ScanContext {
-        deadline: Instant::now() + Duration::from_secs(30),
-        all_match: false,
-    }
+    ScanContext::within(Duration::from_secs(30))
 }
 
 fn obj<'a>(data: &'a Blob, name: &'a str) -> Object<'a> {
