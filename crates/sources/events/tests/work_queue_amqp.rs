@@ -2,23 +2,18 @@
 //! broker (`MOAT_TEST_AMQP_URL`, scripts/test-deps.sh). Each test uses its
 //! own queue-name prefix and deletes its queues at the end.
 
+mod common;
+
+use common::{lease, prefix, through};
 use moat_db::EventQueue;
 use moat_events::queue::amqp::AmqpQueue;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 fn amqp_url() -> String {
     std::env::var("MOAT_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn prefix(tag: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("moat-test.{tag}.{}.{n}.", std::process::id())
 }
 
 async fn open(prefix: &str) -> AmqpQueue {
@@ -45,14 +40,10 @@ async fn cleanup(prefix: &str, names: &[&str]) {
     }
 }
 
-async fn lease(q: &dyn EventQueue, queue: &str, lease: Duration) -> Option<moat_db::QueuedEvent> {
-    q.lease(queue, lease).await.unwrap()
-}
-
 #[tokio::test]
 async fn jobs_are_leased_in_order_acked_retried_after_the_delay_and_dead_lettered_with_the_reason()
 {
-    let p = prefix("life");
+    let p = prefix("life", '.');
     let q = open(&p).await;
     let queue = "jobs";
     assert!(lease(&q, queue, Duration::from_secs(30)).await.is_none());
@@ -149,7 +140,7 @@ async fn jobs_are_leased_in_order_acked_retried_after_the_delay_and_dead_lettere
 
 #[tokio::test]
 async fn a_lease_held_by_a_consumer_whose_connection_closes_goes_to_the_next_consumer() {
-    let p = prefix("crash");
+    let p = prefix("crash", '.');
     let queue = "jobs";
     let a = open(&p).await;
     let id = a.enqueue(queue, b"scan me").await.unwrap();
@@ -188,7 +179,7 @@ async fn a_lease_held_by_a_consumer_whose_connection_closes_goes_to_the_next_con
 
 #[tokio::test]
 async fn a_long_retry_delay_does_not_hold_up_a_shorter_one_behind_it() {
-    let p = prefix("delay");
+    let p = prefix("delay", '.');
     let q = open(&p).await;
     let queue = "jobs";
     let long = q.enqueue(queue, b"long").await.unwrap();
@@ -233,7 +224,7 @@ async fn a_long_retry_delay_does_not_hold_up_a_shorter_one_behind_it() {
 
 #[tokio::test]
 async fn concurrent_leasers_on_two_connections_never_get_the_same_job() {
-    let p = prefix("race");
+    let p = prefix("race", '.');
     let queue = "jobs";
     let producer = open(&p).await;
     let mut want = HashSet::new();
@@ -269,28 +260,9 @@ async fn concurrent_leasers_on_two_connections_never_get_the_same_job() {
     cleanup(&p, &[queue]).await;
 }
 
-/// `url` with its `host:port` replaced by the forwarder's, and the address
-/// it named.
-fn through(url: &str, fwd_port: u16) -> (String, std::net::SocketAddr) {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (creds, hostpath) = match rest.rsplit_once('@') {
-        Some((c, h)) => (format!("{c}@"), h),
-        None => (String::new(), rest),
-    };
-    let (hostport, path) = hostpath.split_once('/').unwrap_or((hostpath, ""));
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
-        .unwrap()
-        .next()
-        .unwrap();
-    (
-        format!("{scheme}://{creds}127.0.0.1:{fwd_port}/{path}"),
-        addr,
-    )
-}
-
 #[tokio::test]
 async fn the_work_queue_reconnects_after_its_broker_link_is_cut_and_loses_no_job() {
-    let p = prefix("cut");
+    let p = prefix("cut", '.');
     let queue = "jobs";
     let (_, broker) = through(&amqp_url(), 0);
     let fwd = moat_testkit::Cuttable::start(broker);

@@ -2,20 +2,15 @@
 //! real server (`MOAT_TEST_NATS_URL`, scripts/test-deps.sh). Each test uses
 //! its own subject prefix (so its own streams) and deletes them at the end.
 
+mod common;
+
+use common::{lease, prefix, through};
 use moat_db::EventQueue;
 use moat_events::queue::nats::NatsQueue;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 fn nats_url() -> String {
     std::env::var("MOAT_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
-
-fn prefix(tag: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("moat-test-{tag}-{}-{n}.", std::process::id())
 }
 
 async fn open(prefix: &str) -> NatsQueue {
@@ -42,10 +37,6 @@ async fn cleanup(prefix: &str, names: &[&str]) {
     }
 }
 
-async fn lease(q: &dyn EventQueue, queue: &str, lease: Duration) -> Option<moat_db::QueuedEvent> {
-    q.lease(queue, lease).await.unwrap()
-}
-
 async fn lease_within(
     q: &dyn EventQueue,
     queue: &str,
@@ -65,7 +56,7 @@ async fn lease_within(
 #[tokio::test]
 async fn jetstream_jobs_are_acked_retried_after_the_delay_extended_and_dead_lettered_with_the_reason()
  {
-    let p = prefix("life");
+    let p = prefix("life", '-');
     let q = open(&p).await;
     let queue = "jobs";
     // The first lease sets ack_wait (30 s) when the consumer is made.
@@ -151,7 +142,7 @@ async fn jetstream_jobs_are_acked_retried_after_the_delay_extended_and_dead_lett
 #[tokio::test]
 async fn a_jetstream_lease_held_by_a_consumer_whose_connection_closes_goes_to_the_next_after_ack_wait()
  {
-    let p = prefix("crash");
+    let p = prefix("crash", '-');
     let queue = "jobs";
     let a = open(&p).await;
     // ack_wait = 2 s (the first lease).
@@ -176,7 +167,7 @@ async fn a_jetstream_lease_held_by_a_consumer_whose_connection_closes_goes_to_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_jetstream_leasers_never_get_the_same_job_and_never_stall() {
-    let p = prefix("race");
+    let p = prefix("race", '-');
     let queue = "jobs";
     let producer = open(&p).await;
     assert!(
@@ -227,14 +218,10 @@ async fn concurrent_jetstream_leasers_never_get_the_same_job_and_never_stall() {
 
 #[tokio::test]
 async fn the_jetstream_work_queue_reconnects_after_its_link_is_cut_and_loses_no_job() {
-    let p = prefix("cut");
+    let p = prefix("cut", '-');
     let queue = "jobs";
     let url = nats_url();
-    let hostport = url.split_once("://").map_or(url.as_str(), |(_, h)| h);
-    let broker = std::net::ToSocketAddrs::to_socket_addrs(hostport)
-        .unwrap()
-        .next()
-        .unwrap();
+    let (_, broker) = through(&url, 0);
     let fwd = moat_testkit::Cuttable::start(broker);
     let q = NatsQueue::connect(&format!("nats://127.0.0.1:{}", fwd.port()), &p)
         .await
