@@ -35,6 +35,21 @@ pub struct Object<'a> {
     pub sha256: Option<[u8; 32]>,
 }
 
+impl<'a> Object<'a> {
+    /// A top-level object known by its name alone (no sniffed type, no
+    /// digest yet).
+    pub fn top(data: &'a Blob, name: &'a str) -> Object<'a> {
+        Object {
+            data,
+            name,
+            location: name,
+            content_type: "",
+            depth: 0,
+            sha256: None,
+        }
+    }
+}
+
 /// Per-scan settings shared by every engine.
 #[derive(Debug, Clone)]
 pub struct ScanContext {

@@ -244,14 +244,7 @@ mod tests {
 
     fn scan(e: &ClamdEngine, data: &[u8]) -> Result<EngineScan, EngineError> {
         let blob = Blob::from_vec(data.to_vec());
-        let obj = Object {
-            data: &blob,
-            name: "x",
-            location: "x",
-            content_type: "",
-            depth: 0,
-            sha256: None,
-        };
+        let obj = Object::top(&blob, "x");
         e.scan(&obj, &ScanContext::within(Duration::from_secs(10)))
     }
 

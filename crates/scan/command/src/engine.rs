@@ -326,14 +326,7 @@ mod tests {
 
     fn scan(e: &CommandEngine, data: &[u8]) -> Result<EngineScan, EngineError> {
         let blob = Blob::from_vec(data.to_vec());
-        let obj = Object {
-            data: &blob,
-            name: "x",
-            location: "x",
-            content_type: "",
-            depth: 0,
-            sha256: None,
-        };
+        let obj = Object::top(&blob, "x");
         e.scan(&obj, &ScanContext::within(Duration::from_secs(20)))
     }
 
@@ -418,14 +411,7 @@ mod tests {
         ));
         // Clean exit; check the mode through a run with the same argv.
         let f = e.run_once(
-            &Object {
-                data: &Blob::from_vec(b"x".to_vec()),
-                name: "x",
-                location: "x",
-                content_type: "",
-                depth: 0,
-                sha256: None,
-            },
+            &Object::top(&Blob::from_vec(b"x".to_vec()), "x"),
             Instant::now() + Duration::from_secs(10),
         );
         let out = f.unwrap().stdout;
