@@ -4,7 +4,7 @@
 //! * [`engine`]: the small [`Engine`] trait every detection engine implements.
 //! * [`blob`]: content to scan, in memory or in an anonymous 0600 temporary file.
 //! * [`policy`]: maps a verdict to an action; the default blocks everything not clean.
-//! * [`pool`]: idle connections to remote engines, kept for reuse.
+//! * [`pool`]: idle connections to remote engines, kept for reuse, and which I/O errors are timeouts or disconnects.
 #![forbid(unsafe_code)]
 
 pub mod blob;

@@ -8,7 +8,8 @@
 //! neither closed it nor sent stray bytes. One that still turns out dead
 //! (the server restarted or timed it out at that very moment) is retried
 //! once by the caller on a fresh connection, counted with
-//! [`IdlePool::count_retry`]. Most recently used first.
+//! [`IdlePool::count_retry`]. Most recently used first. [`is_timeout`] and
+//! [`is_disconnect`] classify the socket errors of both remote engines.
 
 use std::io;
 use std::sync::Mutex;
