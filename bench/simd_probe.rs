@@ -3,6 +3,9 @@
 //! map of hashed 4-byte grams, eight positions per step, branchless) in its
 //! scalar form and with eight lanes (`std::simd` gather), over the same
 //! bytes and the same bitmap, counting the positions whose bit is set.
+//! `scalar` is a copy of the eight-at-once step of `GramIndex::scan` (with
+//! `slot` and the constants beside it): this file needs nightly and no
+//! crates, so it cannot call the real one; change both together.
 //! Standalone (nightly, not a workspace member, no crates):
 //!
 //!     rustc +nightly -O -C target-cpu=native --edition 2024 -o /tmp/simd_probe bench/simd_probe.rs
