@@ -243,7 +243,11 @@ pub fn parse(sub: &[u8], own: usize) -> Result<PcreSub, NdbLineError> {
                 .nfa_size_limit(Some(SIZE_LIMIT))
                 .onepass_size_limit(Some(SIZE_LIMIT))
                 .hybrid_cache_capacity(2 << 20)
-                .dfa_size_limit(Some(SIZE_LIMIT)),
+                // No fully compiled DFA: building one per expression was
+                // 36 % of loading 10,000 logical signatures (1,500 with
+                // PCRE); the lazy DFA matches as fast on the few windows a
+                // trigger selects (BENCHMARKS.md, "Loading at realistic scale").
+                .dfa(false),
         )
         .build(&translated)
         .map_err(|e| {
