@@ -13,6 +13,11 @@ use moat_core::{Blob, Engine, ScanContext};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+// The allocator of the `moat` binary (crates/moat/src/alloc.rs): allocation
+// costs and RSS figures are those moat has.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn status(field: &str) -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -300,11 +300,22 @@ impl<const N: usize> HashTable<N> {
         let mut runs = chunks.0;
         runs.shrink_to_fit();
         let len = runs.iter().map(|(r, _)| r.len()).sum();
-        let mut sizes: Vec<u64> = Vec::with_capacity(len);
-        for (r, _) in &runs {
-            sizes.extend(r.iter().map(HashEntry::size));
-        }
-        sizes.par_sort_unstable();
+        // Distinct sizes per run first (in parallel), then of their union:
+        // sizes repeat (section sizes are file-alignment multiples), so
+        // the union is small; sorting every entry's size was a tenth of
+        // the load of a million section hashes.
+        let per_run: Vec<Vec<u64>> = runs
+            .par_iter()
+            .map(|(r, _)| {
+                let mut s: Vec<u64> = r.iter().map(HashEntry::size).collect();
+                s.sort_unstable();
+                s.dedup();
+                s
+            })
+            .collect();
+        let mut sizes: Vec<u64> = per_run.concat();
+        drop(per_run);
+        sizes.sort_unstable();
         sizes.dedup();
         let any_size = sizes.last() == Some(&ANY_SIZE);
         if any_size {

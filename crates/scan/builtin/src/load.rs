@@ -1,7 +1,8 @@
 //! Reading signature files, directories and containers into one set.
 //!
-//! Files are split into blocks of [`BLOCK`] bytes that are parsed in
-//! parallel (rayon); a block owns the lines that start inside it. Each block
+//! Files are split into blocks of [`BLOCK`] bytes ([`BODY_BLOCK`] for body
+//! signatures) that are parsed in parallel (rayon); a block owns the lines
+//! that start inside it. Each block
 //! produces compact results (hash entries, compiled body signatures, names in
 //! its own arena, errors with block-local line numbers) that are merged in
 //! order, which also turns local line numbers into file line numbers.
@@ -26,8 +27,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Bytes per parse block.
+/// Bytes per parse block of a hash file (one sorted run per block).
 const BLOCK: u64 = 4 << 20;
+/// Bytes per parse block of a body or logical signature file: compiling
+/// those costs about a hundred times more per byte than parsing hashes, so
+/// a file of a few megabytes (ClamAV's `.ndb` and `.ldb` are 1-10 MB) is
+/// still split across every core.
+const BODY_BLOCK: u64 = 256 << 10;
 /// Longest line accepted.
 const MAX_LINE: usize = 16 << 20;
 /// Error messages kept (the total is counted).
@@ -831,11 +837,15 @@ impl Loaded {
 
 fn parse_blocks(blob: &Blob, fk: FileKind, ign: &IgnSet) -> std::io::Result<Vec<Parsed>> {
     let len = blob.len();
-    let n = len.div_ceil(BLOCK).max(1);
+    let block = match fk.kind {
+        Kind::Ndb | Kind::Ldb => BODY_BLOCK,
+        _ => BLOCK,
+    };
+    let n = len.div_ceil(block).max(1);
     (0..n)
         .into_par_iter()
         .map_init(Vec::new, |buf, i| {
-            parse_block(blob, i * BLOCK, ((i + 1) * BLOCK).min(len), fk, ign, buf)
+            parse_block(blob, i * block, ((i + 1) * block).min(len), fk, ign, buf)
                 .map(BlockOut::finish)
         })
         .collect()

@@ -353,7 +353,8 @@ impl NdbSet {
         // sharing an anchor but not what surrounds it are told apart by the
         // index, not by verification.
         type Around = ([u8; 8], [u8; 8], [u8; 8], [u8; 8]);
-        let mut pattern_ids: HashMap<(Vec<u8>, Around), u32> = HashMap::with_capacity(sigs.len());
+        let mut pattern_ids: HashMap<(Vec<u8>, Around), u32, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(sigs.len(), Default::default());
         let mut pat_around: Vec<Around> = Vec::with_capacity(sigs.len());
         let mut pat_bytes: Vec<u8> = Vec::new();
         let mut pat_ends: Vec<u32> = Vec::with_capacity(sigs.len());
@@ -381,13 +382,13 @@ impl NdbSet {
                 prog,
                 gap0,
             });
-            let later = s.rest.into_iter().enumerate().flat_map(|(k, lp)| {
-                gaps.push(lp.min_gap);
-                lp.pieces.into_iter().map(move |p| (k as u16 + 1, p))
-            });
-            let all: Vec<(u16, anchor::Piece)> =
-                s.pieces.into_iter().map(|p| (0, p)).chain(later).collect();
-            for (part, p) in all {
+            gaps.extend(s.rest.iter().map(|lp| lp.min_gap));
+            let later = s
+                .rest
+                .into_iter()
+                .enumerate()
+                .flat_map(|(k, lp)| lp.pieces.into_iter().map(move |p| (k as u16 + 1, p)));
+            for (part, p) in s.pieces.into_iter().map(|p| (0, p)).chain(later) {
                 let next = pat_ends.len() as u32;
                 let (after, after_mask) = after_bytes(&p.suffix);
                 // The reversed prefix reads backwards from the anchor.
@@ -413,18 +414,25 @@ impl NdbSet {
             }
         }
         drop(pattern_ids);
-        by_pattern.sort_by_key(|(pid, _)| *pid);
-        let mut pat_start = Vec::with_capacity(pat_ends.len() + 1);
-        let mut refs = Vec::with_capacity(by_pattern.len());
+        // Group the references by pattern, in signature order within one
+        // (a counting sort: pattern ids are dense).
+        let mut pat_start = vec![0u32; pat_ends.len() + 1];
+        for (pid, _) in &by_pattern {
+            pat_start[*pid as usize + 1] += 1;
+        }
+        for i in 1..pat_start.len() {
+            pat_start[i] += pat_start[i - 1];
+        }
+        let mut slots: Vec<Option<AnchorRef>> = Vec::with_capacity(by_pattern.len());
+        slots.resize_with(by_pattern.len(), || None);
+        let mut next_slot = pat_start.clone();
         for (pid, r) in by_pattern {
-            while pat_start.len() <= pid as usize {
-                pat_start.push(refs.len() as u32);
-            }
-            refs.push(r);
+            let at = &mut next_slot[pid as usize];
+            slots[*at as usize] = Some(r);
+            *at += 1;
         }
-        while pat_start.len() <= pat_ends.len() {
-            pat_start.push(refs.len() as u32);
-        }
+        drop(next_slot);
+        let refs: Vec<AnchorRef> = slots.into_iter().flatten().collect();
         let patterns: Vec<Pattern<'_>> = pat_ends
             .iter()
             .zip(&pat_around)
