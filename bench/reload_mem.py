@@ -35,6 +35,7 @@ import gzip
 import hashlib
 import io
 import os
+import random
 import re
 import signal
 import subprocess
@@ -186,13 +187,42 @@ def wait_ready(url, proc, timeout=600):
     return False
 
 
+HEX_RUN = re.compile(rb"[0-9a-fA-F]{32,}")
+
+
+def edit_file(path, seed, deletes=20, adds=1000):
+    """Rewrite a signature file as a database update changes it: `deletes`
+    lines removed at random places, `adds` new lines appended (copies of
+    random lines with the first 8 hex digits of their hash changed and a
+    new name), written beside it and renamed into place."""
+    rnd = random.Random(seed)
+    with open(path, "rb") as f:
+        lines = f.read().splitlines(keepends=True)
+    for _ in range(deletes):
+        del lines[rnd.randrange(len(lines))]
+    new = []
+    for k in range(adds):
+        line = lines[rnd.randrange(len(lines))].rstrip(b"\n")
+        m = HEX_RUN.search(line)
+        if not m:
+            continue
+        head = b"%08x" % rnd.getrandbits(32)
+        line = line[:m.start()] + head + line[m.start() + 8:]
+        new.append(line + b"-e%d.%d\n" % (seed, k))
+    tmp = path + ".new"
+    with open(tmp, "wb") as f:
+        f.writelines(lines + new)
+    os.replace(tmp, path)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--moat", required=True)
     ap.add_argument("--sigs", help="signature directory (default: generate the shared bench set)")
     ap.add_argument("--reloads", type=int, default=6)
-    ap.add_argument("--trigger", choices=["hup", "touch", "update"], default="hup",
-                    help="update: a new daily.cvd (needs --layout cvd), then SIGHUP")
+    ap.add_argument("--trigger", choices=["hup", "touch", "edit", "update"], default="hup",
+                    help="update: a new daily.cvd (needs --layout cvd), then SIGHUP; "
+                         "edit: the --touch files rewritten as an update changes them (see edit_file)")
     ap.add_argument("--layout", choices=["files", "cvd"], default="files",
                     help="cvd: SIGS packed as main.cvd plus a small daily.cvd")
     ap.add_argument("--touch", default="",
@@ -216,7 +246,7 @@ def main():
     env.update({
         "MOAT_LOG": "info",
         # Poll often when the trigger is a touched file; never otherwise.
-        "MOAT__RELOAD__POLL_SECS": "1" if a.trigger == "touch" else "0",
+        "MOAT__RELOAD__POLL_SECS": "1" if a.trigger in ("touch", "edit") else "0",
     })
     cmd_extra = []
     daily_version = 27000
@@ -265,8 +295,8 @@ def main():
             touch_files = [os.path.join(sigs, f) for f in a.touch.split(",")]
         else:
             touch_files = [os.path.join(sigs, sig_files[0])]
-        if a.trigger == "touch":
-            print("touching:", ", ".join(os.path.basename(f) for f in touch_files))
+        if a.trigger in ("touch", "edit"):
+            print(f"{a.trigger}ing:", ", ".join(os.path.basename(f) for f in touch_files))
         rows = []
         for i in range(1, a.reloads + 1):
             before, _ = status(proc.pid)
@@ -280,6 +310,10 @@ def main():
                 write_cvd(os.path.join(sigs, "daily.cvd"), daily_version, daily_members(daily_version))
                 started = time.time()
                 proc.send_signal(signal.SIGHUP)
+            elif a.trigger == "edit":
+                for f in touch_files:
+                    edit_file(f, i)
+                started = time.time()
             else:
                 now = time.time()
                 for f in touch_files:
