@@ -283,6 +283,13 @@ fn pcre_and_byte_compare_match_clamscan() {
                 &[(10, b"TRIG\x09"), (50, b"TRIG\x00"), (90, b"TRIG\x07")],
             ),
         ),
+        // ... the last one found within ClamAV's first 128 KiB scan
+        // buffer: a later match does not replace it (clamscan reads the
+        // field after 10 here, not after 150,000).
+        (
+            "bin_early_and_late",
+            planted(200_000, 13, &[(10, b"TRIG\x09"), (150_000, b"TRIG\x07")]),
+        ),
     ];
     compare(&sigs, &files);
 }

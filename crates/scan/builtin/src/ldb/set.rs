@@ -1,7 +1,7 @@
 //! [`LdbSet`]: every loaded logical signature, evaluated per object from the
 //! body-subsignature matches the [`crate::ndb::NdbSet`] reported.
 
-use super::bytecmp::ByteCmp;
+use super::bytecmp::{ByteCmp, CLAMAV_FIRST_BUFFER};
 use super::expr::{Expr, MAX_SUBSIGS};
 use super::pcre::{self, PcreSub};
 use super::tdb::{Placement, Tdb};
@@ -145,6 +145,9 @@ impl LdbSet {
         }
         // (lsig, sub, start) of every body match that passes its fullword check.
         let mut subs: Vec<(u32, u8, u64)> = Vec::with_capacity(st.hits.len());
+        // The same for the matches that end within ClamAV's first scan
+        // buffer, which byte compares read after (see below).
+        let mut early: Vec<(u32, u8, u64)> = Vec::new();
         for h in &st.hits {
             let Some(r) = h
                 .sig
@@ -157,7 +160,11 @@ impl LdbSet {
                 continue;
             }
             subs.push((r.lsig, r.sub, h.start));
+            if h.end <= CLAMAV_FIRST_BUFFER {
+                early.push((r.lsig, r.sub, h.start));
+            }
         }
+        early.sort_unstable();
         subs.sort_unstable();
         subs.dedup();
         let mut active: Vec<u32> = subs.iter().map(|s| s.0).collect();
@@ -193,14 +200,27 @@ impl LdbSet {
                 if counts[r] == 0 {
                     continue;
                 }
-                // The last match, also past the recorded ones.
+                // ClamAV evaluates byte compares after each scan buffer
+                // with the last match found so far, reading the field from
+                // that buffer (`cli_bcomp_scanbuf` in `cli_scan_buff`):
+                // only the first buffer's evaluation reads the right bytes
+                // (later ones read their own buffer at the file offset), so
+                // the base is the last match ending within the first
+                // buffer, also past the recorded ones.
+                let recorded = early
+                    .iter()
+                    .filter(|&&(lsig, sub, _)| lsig == li && sub == bc.reference)
+                    .map(|&(_, _, start)| start)
+                    .max();
                 let tracked = l
                     .references
                     .iter()
                     .filter(|(s, _)| *s == bc.reference)
-                    .filter_map(|&(_, sig)| st.last_start(sig))
+                    .filter_map(|&(_, sig)| st.last_start_in_first_buffer(sig))
                     .max();
-                let base = last[r].max(tracked).unwrap_or(0);
+                let Some(base) = recorded.max(tracked) else {
+                    continue;
+                };
                 if let Some((pos, len)) = bc.field(base, obj.len()) {
                     let field = obj.read(pos, len)?;
                     if bc.check_field(&field) {

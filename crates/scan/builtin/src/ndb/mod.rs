@@ -244,8 +244,10 @@ pub struct NdbScan {
     first_match: bool,
     /// A first-match scan found its name: nothing more is looked for.
     pub done: bool,
-    /// Per capped all-matches signature: (distinct starts recorded, last start).
-    capped: HashMap<u32, (u32, u64)>,
+    /// Per capped all-matches signature: (distinct starts recorded, last
+    /// start, last start of a match ending within ClamAV's first scan
+    /// buffer or `u64::MAX`).
+    capped: HashMap<u32, (u32, u64, u64)>,
     progress: Vec<Progress>,
     /// Bit per [`Target`] accepted by this object's first bytes.
     targets: u16,
@@ -342,7 +344,15 @@ impl NdbScan {
     pub fn last_start(&self, sig: u32) -> Option<u64> {
         self.capped
             .get(&sig)
-            .and_then(|&(n, last)| (n > 0).then_some(last))
+            .and_then(|&(n, last, _)| (n > 0).then_some(last))
+    }
+
+    /// [`NdbScan::last_start`] among the matches that end within ClamAV's
+    /// first scan buffer ([`crate::ldb::bytecmp::CLAMAV_FIRST_BUFFER`]).
+    pub fn last_start_in_first_buffer(&self, sig: u32) -> Option<u64> {
+        self.capped
+            .get(&sig)
+            .and_then(|&(_, _, early)| (early != u64::MAX).then_some(early))
     }
 }
 
@@ -789,16 +799,19 @@ impl NdbSet {
             }
             if meta.all_matches {
                 if meta.cap != u32::MAX {
-                    let e = st.capped.entry(r.sig).or_insert((0, u64::MAX));
+                    let e = st.capped.entry(r.sig).or_insert((0, u64::MAX, u64::MAX));
                     if e.1 == ms {
                         continue;
+                    }
+                    if me <= crate::ldb::bytecmp::CLAMAV_FIRST_BUFFER {
+                        e.2 = ms;
                     }
                     if e.0 >= meta.cap {
                         // Past the cap (only `track_last` signatures get here).
                         e.1 = ms;
                         continue;
                     }
-                    *e = (e.0 + 1, ms);
+                    (e.0, e.1) = (e.0 + 1, ms);
                     if e.0 >= meta.cap && !meta.track_last {
                         // Enough matches for every count the caller can ask about.
                         st.matched[si / 64] |= 1 << (si % 64);
