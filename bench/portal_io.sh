@@ -20,6 +20,7 @@ TARGET=${CARGO_TARGET_DIR:-target}
 
 if [ -n "${TUS_SERVER:-}" ]; then
     bin=$TUS_SERVER # a prebuilt tus_server (e.g. an older build, for before/after)
+    PROFILE="prebuilt $TUS_SERVER"
 elif [ "$PROFILE" = release ]; then
     cargo build -q --release -p moat-vault --example tus_server
     bin="$TARGET/release/examples/tus_server"
@@ -74,6 +75,16 @@ t1=$(now)
 down_mbps=$(mbps "$t0" "$t1")
 got=$(sha256sum "$work/out.bin" | cut -d' ' -f1)
 [ "$got" = "$want" ] || { echo "download differs from the upload"; exit 1; }
+# The same GETs with the body discarded: the server's side alone (the loop
+# above also measures curl writing 1 GiB into the page cache, on the same
+# two cores).
+t0=$(now)
+for ((a = 0; a < bytes; a += step)); do
+    b=$((a + step - 1)); [ $b -ge $bytes ] && b=$((bytes - 1))
+    curl -sS -f -r "$a-$b" -o /dev/null "$base/objects/$id"
+done
+t1=$(now)
+null_mbps=$(mbps "$t0" "$t1")
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 stored=$(du -sb "$work/data/objects" | cut -f1)
 
@@ -81,5 +92,6 @@ echo "portal_io: $(date -u +%FT%TZ), $(nproc) cores, $(uname -r), profile $PROFI
 echo "  cp + sync          ${cp_mbps} MB/s"
 echo "  tus upload (1 PATCH, encrypt, fsync)     ${up_mbps} MB/s  ($(python3 -c "print(f'{100*$up_mbps/$cp_mbps:.0f}')") % of cp)"
 echo "  ranged download (${RANGE_MIB} MiB GETs, decrypt) ${down_mbps} MB/s  ($(python3 -c "print(f'{100*$down_mbps/$cp_mbps:.0f}')") % of cp), sha256 identical"
+echo "  the same GETs into /dev/null ${null_mbps} MB/s  ($(python3 -c "print(f'{100*$null_mbps/$cp_mbps:.0f}')") % of cp): the server's side alone"
 echo "  server peak RSS    $((rss_up / 1024)) MiB after upload, $((rss / 1024)) MiB after download"
 echo "  stored ciphertext  $stored bytes for $bytes plaintext"
