@@ -340,15 +340,9 @@ fn target_bit(t: Target) -> u16 {
 
 impl NdbScan {
     /// The last match start seen of a capped all-matches signature (see
-    /// [`NdbSet::limit_hits`]), also past its cap when it tracks it.
-    pub fn last_start(&self, sig: u32) -> Option<u64> {
-        self.capped
-            .get(&sig)
-            .and_then(|&(n, last, _)| (n > 0).then_some(last))
-    }
-
-    /// [`NdbScan::last_start`] among the matches that end within ClamAV's
-    /// first scan buffer ([`crate::ldb::bytecmp::CLAMAV_FIRST_BUFFER`]).
+    /// [`NdbSet::limit_hits`]) among its matches that end within ClamAV's
+    /// first scan buffer ([`crate::ldb::bytecmp::CLAMAV_FIRST_BUFFER`]),
+    /// also past its cap when it tracks it.
     pub fn last_start_in_first_buffer(&self, sig: u32) -> Option<u64> {
         self.capped
             .get(&sig)
@@ -510,8 +504,8 @@ impl NdbSet {
     /// Record at most `cap` distinct match starts (at least 1) of the
     /// all-matches signature `sig` per object: enough when the caller only
     /// compares counts with numbers below `cap`. With `track_last`, matches
-    /// past the cap are still verified so that [`NdbScan::last_start`]
-    /// knows the last one.
+    /// past the cap are still verified so that
+    /// [`NdbScan::last_start_in_first_buffer`] knows the last one.
     pub fn limit_hits(&mut self, sig: u32, cap: u32, track_last: bool) {
         if let Some(m) = self.sigs.get_mut(sig as usize) {
             m.cap = cap.max(1);
@@ -1054,7 +1048,7 @@ mod tests {
         set.limit_hits(0, 3, true);
         let st = set.scan_slice_state(data, None).unwrap();
         assert_eq!(st.hits.iter().filter(|h| h.sig == 0).count(), 3);
-        assert_eq!(st.last_start(0), Some(15));
+        assert_eq!(st.last_start_in_first_buffer(0), Some(15));
     }
 
     #[test]
