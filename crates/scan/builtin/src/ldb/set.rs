@@ -207,11 +207,13 @@ impl LdbSet {
                 // (later ones read their own buffer at the file offset), so
                 // the base is the last match ending within the first
                 // buffer, also past the recorded ones.
-                let recorded = early
-                    .iter()
-                    .filter(|&&(lsig, sub, _)| lsig == li && sub == bc.reference)
-                    .map(|&(_, _, start)| start)
-                    .max();
+                // `early` is sorted: the key's last entry has its last start.
+                let key = (li, bc.reference);
+                let end = early.partition_point(|&(lsig, sub, _)| (lsig, sub) <= key);
+                let recorded = early[..end]
+                    .last()
+                    .filter(|&&(lsig, sub, _)| (lsig, sub) == key)
+                    .map(|&(_, _, start)| start);
                 let tracked = l
                     .references
                     .iter()
