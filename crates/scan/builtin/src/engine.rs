@@ -164,6 +164,7 @@ impl BuiltinEngine {
             ndb = ndb.len(),
             ldb = ldb.len(),
             reused_files = l.reused_files,
+            delta_files = l.delta_files,
             index_bytes = ndb.index_bytes(),
             load_errors = l.error_total,
             signature_version = %info.signature_version,
@@ -1439,6 +1440,116 @@ mod tests {
         assert!(scan_names(&fourth, b"big").is_empty());
         assert_eq!(scan_names(&fourth, b"newest"), vec!["Hash.Newest"]);
         assert_eq!(fourth.info().skipped.get("ignored"), Some(&1));
+    }
+
+    /// `count` lines of `kind` hashes of `d{i}` named `H.{i}`, some with
+    /// another name, each line as a hash file holds it.
+    fn hash_lines(range: std::ops::Range<usize>, sha: bool) -> Vec<String> {
+        range
+            .map(|i| {
+                let data = format!("d{i}");
+                let digest = if sha {
+                    hex::encode(Sha256::digest(data.as_bytes()))
+                } else {
+                    hex::encode(Md5::digest(data.as_bytes()))
+                };
+                format!("{digest}:{}:H.{i}", data.len())
+            })
+            .collect()
+    }
+
+    /// What scanning `d0`..`d{n}` reports, object by object.
+    fn verdicts(e: &BuiltinEngine, n: usize) -> Vec<Vec<String>> {
+        (0..n)
+            .map(|i| {
+                let mut v = scan_names(e, format!("d{i}").as_bytes());
+                v.sort();
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_changed_hash_file_shares_its_unchanged_lines_and_detects_as_a_fresh_load() {
+        let d = tempfile::tempdir().unwrap();
+        let paths = [d.path().to_path_buf()];
+        let opts = LoadOptions {
+            all_match: true,
+            ..LoadOptions::default()
+        };
+        let write = |lines: &[String]| {
+            std::fs::write(d.path().join("big.hsb"), lines.join("\n") + "\n").unwrap()
+        };
+        // MD5 and SHA-256 lines, one line twice.
+        let mut lines = hash_lines(0..300, false);
+        lines.extend(hash_lines(300..600, true));
+        lines.push(lines[5].clone());
+        write(&lines);
+        let old = BuiltinEngine::load_with("t", &paths, &opts).unwrap();
+
+        // An update: lines deleted (one copy of the doubled one among
+        // them), one renamed, a malformed line, lines added.
+        let mut next = lines.clone();
+        next[101] = next[101].replace("H.", "Renamed.");
+        next.remove(400);
+        next.remove(10);
+        next.remove(5);
+        next.insert(200, "not a hash line".into());
+        next.extend(hash_lines(600..620, false));
+        write(&next);
+        let new =
+            BuiltinEngine::load_reusing("t", &paths, &opts, Some(&old.signature_parts())).unwrap();
+        let fresh = BuiltinEngine::load_with("t", &paths, &opts).unwrap();
+        let (shared, blocks) = new.parts.shared_blocks(&old.parts, "big.hsb");
+        assert!(shared >= 1 && blocks == shared + 1, "{shared} of {blocks}");
+        assert_eq!(verdicts(&new, 630), verdicts(&fresh, 630));
+        assert_eq!(scan_names(&new, b"d10"), Vec::<String>::new());
+        assert_eq!(scan_names(&new, b"d5"), vec!["H.5"]);
+        assert_eq!(scan_names(&new, b"d101"), vec!["Renamed.101"]);
+        assert_eq!(scan_names(&new, b"d610"), vec!["H.610"]);
+        assert_eq!(new.info().signatures, fresh.info().signatures);
+        assert_eq!(new.info().load_errors, fresh.info().load_errors);
+        assert!(
+            new.info().load_errors[0].contains("big.hsb:201:"),
+            "{:?}",
+            new.info().load_errors
+        );
+        // The old engine still serves its own set.
+        assert_eq!(scan_names(&old, b"d10"), vec!["H.10"]);
+        assert_eq!(scan_names(&old, b"d101"), vec!["H.101"]);
+
+        // A second update on top of the first: masks compose.
+        next.remove(50);
+        next.push(lines[10].clone());
+        write(&next);
+        let third =
+            BuiltinEngine::load_reusing("t", &paths, &opts, Some(&new.signature_parts())).unwrap();
+        let fresh = BuiltinEngine::load_with("t", &paths, &opts).unwrap();
+        assert!(third.parts.shared_blocks(&old.parts, "big.hsb").0 >= 1);
+        assert_eq!(verdicts(&third, 630), verdicts(&fresh, 630));
+        assert_eq!(scan_names(&third, b"d10"), vec!["H.10"]);
+        assert_eq!(third.info().signatures, fresh.info().signatures);
+        drop((old, new));
+        assert_eq!(verdicts(&third, 630), verdicts(&fresh, 630));
+    }
+
+    #[test]
+    fn a_hash_file_rewritten_entirely_keeps_no_block_of_dead_entries() {
+        let d = tempfile::tempdir().unwrap();
+        let paths = [d.path().to_path_buf()];
+        let opts = LoadOptions::default();
+        let file = d.path().join("big.hdb");
+        std::fs::write(&file, hash_lines(0..5000, false).join("\n")).unwrap();
+        let old = BuiltinEngine::load_with("t", &paths, &opts).unwrap();
+        std::fs::write(&file, hash_lines(5000..10000, false).join("\n")).unwrap();
+        let new =
+            BuiltinEngine::load_reusing("t", &paths, &opts, Some(&old.signature_parts())).unwrap();
+        // Nothing shared, and no block of dead entries kept.
+        assert_eq!(new.parts.shared_blocks(&old.parts, "big.hdb").0, 0);
+        assert_eq!(new.parts.shared_blocks(&new.parts, "big.hdb"), (1, 1));
+        assert_eq!(scan_names(&new, b"d7000"), vec!["H.7000"]);
+        assert!(scan_names(&new, b"d10").is_empty());
+        assert_eq!(new.info().signatures.get("hdb"), Some(&5000));
     }
 
     #[test]

@@ -245,10 +245,43 @@ impl<const N: usize> HashEntry<N> {
         (u64::from(self.size_hi) << 32) | u64::from(self.size_lo)
     }
 
-    #[cfg(test)]
+    /// The name id (local to the parse block that made the entry).
     pub(crate) fn name_id(&self) -> u32 {
         self.name
     }
+
+    /// Whether this entry stands for a signature of `size` (`None`: `*`).
+    pub(crate) fn has_size(&self, size: Option<u64>) -> bool {
+        self.size() == size.unwrap_or(ANY_SIZE)
+    }
+}
+
+/// The entries of a sorted run whose digest is `key`.
+pub(crate) fn equal_range<'r, const N: usize>(
+    run: &'r [HashEntry<N>],
+    key: &[u8],
+) -> &'r [HashEntry<N>] {
+    let Ok(key) = <[u8; N]>::try_from(key) else {
+        return &[];
+    };
+    let start = run.partition_point(|e| e.key < key);
+    let len = run[start..].partition_point(|e| e.key == key);
+    &run[start..start + len]
+}
+
+/// Entries of a shared parse block that a later version of its file no
+/// longer holds, by the block-local name id (bit set: dead). A reload that
+/// found some lines of a changed file gone marks them here instead of
+/// building the block's runs again (see `load::Delta`).
+pub(crate) type Mask = Arc<Vec<u64>>;
+
+/// Whether `mask` marks name id `id` dead.
+#[inline]
+pub(crate) fn is_dead(mask: Option<&Mask>, id: u32) -> bool {
+    mask.is_some_and(|m| {
+        m.get((id / 64) as usize)
+            .is_some_and(|w| (w >> (id % 64)) & 1 == 1)
+    })
 }
 
 /// One parse block's entries of one digest type, sorted by digest and
@@ -267,29 +300,32 @@ pub(crate) fn freeze_run<const N: usize>(mut entries: Vec<HashEntry<N>>) -> Run<
 /// All signatures of one digest type, kept in the sorted runs the parse
 /// produced: each parse block's vector (one block is 4 MiB of signature
 /// text, about 50,000 signatures), sorted by digest and trimmed, kept as it
-/// is, with the base to add to its name ids. A lookup binary-searches every
+/// is, with the base to add to its name ids and the block's [`Mask`] of
+/// dead entries, if a reload left it one. A lookup binary-searches every
 /// run (a few dozen even for ClamAV's main database: microseconds per
 /// object); in exchange a load never holds the entries twice, which a
 /// merged table needs while it is built, and a reload can share the runs
 /// of files that did not change (see ARCHITECTURE.md, "Signature memory").
 #[derive(Debug, Default)]
 pub(crate) struct HashTable<const N: usize> {
-    runs: Vec<(Run<N>, u32)>,
+    runs: Vec<(Run<N>, u32, Option<Mask>)>,
     len: usize,
     /// Distinct exact sizes, sorted.
     sizes: Vec<u64>,
     any_size: bool,
 }
 
-/// Runs being collected, each with the base of its name ids.
+/// Runs being collected, each with the base of its name ids and its
+/// block's mask of dead entries.
 #[derive(Debug, Default)]
-pub(crate) struct Buckets<const N: usize>(pub(crate) Vec<(Run<N>, u32)>);
+pub(crate) struct Buckets<const N: usize>(pub(crate) Vec<(Run<N>, u32, Option<Mask>)>);
 
 impl<const N: usize> Buckets<N> {
-    /// Share `run`, its name ids offset by `base`.
-    pub(crate) fn absorb(&mut self, run: &Run<N>, base: u32) {
+    /// Share `run`, its name ids offset by `base`, without the entries
+    /// `dead` marks.
+    pub(crate) fn absorb(&mut self, run: &Run<N>, base: u32, dead: Option<&Mask>) {
         if !run.is_empty() {
-            self.0.push((Arc::clone(run), base));
+            self.0.push((Arc::clone(run), base, dead.cloned()));
         }
     }
 }
@@ -299,15 +335,23 @@ impl<const N: usize> HashTable<N> {
     pub(crate) fn build(chunks: Buckets<N>) -> HashTable<N> {
         let mut runs = chunks.0;
         runs.shrink_to_fit();
-        let len = runs.iter().map(|(r, _)| r.len()).sum();
+        let live = |r: &Run<N>, dead: &Option<Mask>| match dead {
+            None => r.len(),
+            Some(m) => r.iter().filter(|e| !is_dead(Some(m), e.name)).count(),
+        };
+        let len = runs.iter().map(|(r, _, d)| live(r, d)).sum();
         // Distinct sizes per run first (in parallel), then of their union:
         // sizes repeat (section sizes are file-alignment multiples), so
         // the union is small; sorting every entry's size was a tenth of
         // the load of a million section hashes.
         let per_run: Vec<Vec<u64>> = runs
             .par_iter()
-            .map(|(r, _)| {
-                let mut s: Vec<u64> = r.iter().map(HashEntry::size).collect();
+            .map(|(r, _, dead)| {
+                let mut s: Vec<u64> = r
+                    .iter()
+                    .filter(|e| !is_dead(dead.as_ref(), e.name))
+                    .map(HashEntry::size)
+                    .collect();
                 s.sort_unstable();
                 s.dedup();
                 s
@@ -344,11 +388,11 @@ impl<const N: usize> HashTable<N> {
         let Ok(key) = <[u8; N]>::try_from(digest) else {
             return;
         };
-        for (run, base) in &self.runs {
+        for (run, base, dead) in &self.runs {
             let start = run.partition_point(|e| e.key < key);
             for e in run[start..].iter().take_while(|e| e.key == key) {
                 let s = e.size();
-                if s == ANY_SIZE || s == size {
+                if (s == ANY_SIZE || s == size) && !is_dead(dead.as_ref(), e.name) {
                     out.push(e.name.wrapping_add(*base));
                 }
             }
@@ -476,10 +520,10 @@ pub(crate) struct HashRuns {
 }
 
 impl HashBuckets {
-    pub(crate) fn absorb(&mut self, v: &HashRuns, base: u32) {
-        self.md5.absorb(&v.md5, base);
-        self.sha1.absorb(&v.sha1, base);
-        self.sha256.absorb(&v.sha256, base);
+    pub(crate) fn absorb(&mut self, v: &HashRuns, base: u32, dead: Option<&Mask>) {
+        self.md5.absorb(&v.md5, base, dead);
+        self.sha1.absorb(&v.sha1, base, dead);
+        self.sha256.absorb(&v.sha256, base, dead);
     }
 }
 
@@ -615,7 +659,7 @@ mod tests {
 
     fn table<const N: usize>(entries: Vec<HashEntry<N>>) -> HashTable<N> {
         let mut b = Buckets::default();
-        b.absorb(&freeze_run(entries), 0);
+        b.absorb(&freeze_run(entries), 0, None);
         HashTable::build(b)
     }
 
@@ -629,14 +673,16 @@ mod tests {
                 HashEntry::new(&k1, Some(1), 1).unwrap(),
             ]),
             0,
+            None,
         );
-        b.absorb(&freeze_run(Vec::new()), 2);
+        b.absorb(&freeze_run(Vec::new()), 2, None);
         b.absorb(
             &freeze_run(vec![
                 HashEntry::new(&k1, None, 0).unwrap(),
                 HashEntry::new(&k2, Some(2), 1).unwrap(),
             ]),
             10,
+            None,
         );
         let t = HashTable::build(b);
         assert_eq!(t.len(), 4);
@@ -650,6 +696,31 @@ mod tests {
         out.clear();
         t.lookup(&[4u8; 20], 1, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn lookup_and_sizes_skip_entries_a_mask_marks_dead() {
+        let (k1, k2) = ([1u8; 16], [2u8; 16]);
+        let run = freeze_run(vec![
+            HashEntry::new(&k1, Some(5), 0).unwrap(),
+            HashEntry::new(&k1, Some(5), 1).unwrap(),
+            HashEntry::new(&k2, Some(9), 2).unwrap(),
+        ]);
+        // Name 1 and name 2 dead.
+        let mask: Mask = Arc::new(vec![0b110]);
+        let mut b = Buckets::<16>::default();
+        b.absorb(&run, 100, Some(&mask));
+        let t = HashTable::build(b);
+        assert_eq!(t.len(), 1);
+        assert!(t.wants(5) && !t.wants(9));
+        let mut out = vec![];
+        t.lookup(&k1, 5, &mut out);
+        t.lookup(&k2, 9, &mut out);
+        assert_eq!(out, vec![100]);
+        assert_eq!(equal_range(&run, &k1).len(), 2);
+        assert!(equal_range(&run, &[3u8; 16]).is_empty());
+        assert!(is_dead(Some(&mask), 2) && !is_dead(Some(&mask), 0) && !is_dead(None, 2));
+        assert!(!is_dead(Some(&mask), 700));
     }
 
     #[test]

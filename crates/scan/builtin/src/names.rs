@@ -62,7 +62,6 @@ impl NameArena {
         Ok(id)
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len as usize
     }

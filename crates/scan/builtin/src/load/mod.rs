@@ -14,7 +14,7 @@
 use crate::allow::IgnSet;
 use crate::cvd;
 use crate::hashdb::{
-    Buckets, HashBuckets, HashEntry, HashFile, HashKind, HashRuns, HashVecs, Run, freeze_run,
+    Buckets, HashBuckets, HashEntry, HashFile, HashKind, HashRuns, HashVecs, Mask, Run, freeze_run,
     parse_hash_bytes,
 };
 use crate::ldb::{self, CompiledLdb};
@@ -26,6 +26,8 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+mod delta;
 
 /// Bytes per parse block of a hash file (one sorted run per block).
 const BLOCK: u64 = 4 << 20;
@@ -226,6 +228,9 @@ struct PartBlock {
     ignored: u64,
     errors: Vec<(u64, String)>,
     error_total: u64,
+    /// Entries a later version of the file no longer holds (a reload's
+    /// delta parse); `None`: all live.
+    dead: Option<Mask>,
 }
 
 impl BlockOut {
@@ -252,6 +257,7 @@ impl BlockOut {
                 ignored: self.ignored,
                 errors: self.errors,
                 error_total: self.error_total,
+                dead: None,
             },
             ndb: self.ndb,
             ldb: self.ldb,
@@ -297,7 +303,13 @@ impl BlockOut {
         }
     }
 
-    fn line(&mut self, raw: &[u8], fk: FileKind, ign: &IgnSet) {
+    fn line(
+        &mut self,
+        raw: &[u8],
+        fk: FileKind,
+        ign: &IgnSet,
+        mut delta: Option<&mut delta::Cursor<'_, '_>>,
+    ) {
         self.line_starts += 1;
         let local = self.line_starts;
         let line = raw.trim_ascii();
@@ -312,6 +324,8 @@ impl BlockOut {
             Kind::Hash(file) => match parse_hash_bytes(line, file) {
                 Err(e) => self.error(local, e.to_string()),
                 Ok(p) if self.ignored(ign, p.name, raw) => {}
+                // The previous version of the file holds it: shared.
+                Ok(p) if delta.as_mut().is_some_and(|d| d.claim(file, &p)) => {}
                 Ok(p) => {
                     let Ok(id) = self.names.push(p.name, fk.pua) else {
                         self.error(local, "too many signature names".into());
@@ -397,6 +411,7 @@ fn parse_block(
     fk: FileKind,
     ign: &IgnSet,
     buf: &mut Vec<u8>,
+    mut delta: Option<&mut delta::Cursor<'_, '_>>,
 ) -> std::io::Result<BlockOut> {
     let mut out = BlockOut::default();
     let read_start = start.saturating_sub(1);
@@ -456,7 +471,11 @@ fn parse_block(
                 }
             }
         };
-        out.line(&buf[pos..line_end], fk, ign);
+        // A delta parse that gave up is thrown away: stop early.
+        if delta.as_ref().is_some_and(|d| d.gave_up()) {
+            return Ok(out);
+        }
+        out.line(&buf[pos..line_end], fk, ign, delta.as_deref_mut());
         pos = line_end + 1;
     }
     out.names.shrink_to_fit();
@@ -496,6 +515,9 @@ pub(crate) struct Loaded {
     /// How many hash sources (plain files and container members) were
     /// shared from the previous load, not parsed.
     pub(crate) reused_files: usize,
+    /// How many changed hash sources were parsed against their previous
+    /// part (`load/delta.rs`): unchanged lines shared, added ones new.
+    pub(crate) delta_files: usize,
 }
 
 /// The identity of a signature file: while it is unchanged, a reload
@@ -644,6 +666,32 @@ impl SignatureParts {
         self.len() == 0
     }
 
+    /// How many of the blocks this holds for the file named `file_name`
+    /// share their sorted runs (not a copy) with a block `other` holds for
+    /// it, and how many blocks this holds for it.
+    #[cfg(test)]
+    pub(crate) fn shared_blocks(&self, other: &SignatureParts, file_name: &str) -> (usize, usize) {
+        let find = |p: &SignatureParts| {
+            p.files
+                .iter()
+                .find(|(id, _)| id.path.file_name().is_some_and(|n| n == file_name))
+                .map(|(_, part)| Arc::clone(part))
+        };
+        let (Some(mine), Some(theirs)) = (find(self), find(other)) else {
+            return (0, 0);
+        };
+        let same = |a: &PartBlock, b: &PartBlock| {
+            (!a.md5.is_empty() && Arc::ptr_eq(&a.md5, &b.md5))
+                || (!a.sha256.is_empty() && Arc::ptr_eq(&a.sha256, &b.sha256))
+        };
+        let shared = mine
+            .blocks
+            .iter()
+            .filter(|a| theirs.blocks.iter().any(|b| same(a, b)))
+            .count();
+        (shared, mine.blocks.len())
+    }
+
     /// How many sources' parts this holds that are the very same (shared,
     /// not a copy) as one that `other` holds.
     pub fn shared_with(&self, other: &SignatureParts) -> usize {
@@ -652,6 +700,15 @@ impl SignatureParts {
         self.all()
             .filter(|p| theirs.contains(&Arc::as_ptr(p)))
             .count()
+    }
+
+    /// The part of the plain hash file at `path`, whatever its identity
+    /// was when it was parsed.
+    fn by_path(&self, path: &Path) -> Option<&FilePart> {
+        self.files
+            .iter()
+            .find(|(id, _)| id.path == path)
+            .map(|(_, part)| &**part)
     }
 
     fn all(&self) -> impl Iterator<Item = &Arc<FilePart>> {
@@ -686,6 +743,7 @@ impl Loaded {
             ign_digest: Sha256::new(),
             parts: SignatureParts::default(),
             reused_files: 0,
+            delta_files: 0,
         }
     }
 
@@ -736,6 +794,16 @@ impl Loaded {
         }
     }
 
+    /// Merge the blocks of a shared or delta-parsed hash source.
+    fn absorb_file_part(&mut self, label: &str, fk: FileKind, part: &FilePart) {
+        let mut line_base = 0;
+        for b in &part.blocks {
+            if self.absorb_part(label, fk, b, &mut line_base).is_none() {
+                break;
+            }
+        }
+    }
+
     /// Merge one block's shareable part (sharing its runs and names);
     /// the base of its name ids, `None` when the arena is full.
     fn absorb_part(
@@ -765,14 +833,15 @@ impl Loaded {
                 return None;
             }
         };
-        self.md5.absorb(&b.md5, base);
-        self.sha1.absorb(&b.sha1, base);
-        self.sha256.absorb(&b.sha256, base);
-        self.mdb.absorb(&b.mdb, base);
-        self.imp.absorb(&b.imp, base);
-        self.fp_md5.absorb(&b.fp.md5, base);
-        self.fp_sha1.absorb(&b.fp.sha1, base);
-        self.fp_sha256.absorb(&b.fp.sha256, base);
+        let dead = b.dead.as_ref();
+        self.md5.absorb(&b.md5, base, dead);
+        self.sha1.absorb(&b.sha1, base, dead);
+        self.sha256.absorb(&b.sha256, base, dead);
+        self.mdb.absorb(&b.mdb, base, dead);
+        self.imp.absorb(&b.imp, base, dead);
+        self.fp_md5.absorb(&b.fp.md5, base, dead);
+        self.fp_sha1.absorb(&b.fp.sha1, base, dead);
+        self.fp_sha256.absorb(&b.fp.sha256, base, dead);
         if b.ignored > 0 {
             *self.skipped.entry("ignored".into()).or_default() += b.ignored;
         }
@@ -836,18 +905,37 @@ impl Loaded {
 }
 
 fn parse_blocks(blob: &Blob, fk: FileKind, ign: &IgnSet) -> std::io::Result<Vec<Parsed>> {
-    let len = blob.len();
-    let block = match fk.kind {
+    parse_blocks_with(blob, fk, ign, None)
+}
+
+/// The block size for sources of this kind.
+fn block_size(fk: FileKind) -> u64 {
+    match fk.kind {
         Kind::Ndb | Kind::Ldb => BODY_BLOCK,
         _ => BLOCK,
-    };
+    }
+}
+
+/// Parse `blob` in blocks, in parallel; a hash source against the
+/// previous load's part when `delta` is given.
+fn parse_blocks_with(
+    blob: &Blob,
+    fk: FileKind,
+    ign: &IgnSet,
+    delta: Option<&delta::Delta<'_>>,
+) -> std::io::Result<Vec<Parsed>> {
+    let len = blob.len();
+    let block = block_size(fk);
     let n = len.div_ceil(block).max(1);
     (0..n)
         .into_par_iter()
-        .map_init(Vec::new, |buf, i| {
-            parse_block(blob, i * block, ((i + 1) * block).min(len), fk, ign, buf)
-                .map(BlockOut::finish)
-        })
+        .map_init(
+            || (Vec::new(), delta.map(delta::Delta::cursor)),
+            |(buf, cur), i| {
+                let (start, end) = (i * block, ((i + 1) * block).min(len));
+                parse_block(blob, start, end, fk, ign, buf, cur.as_mut()).map(BlockOut::finish)
+            },
+        )
         .collect()
 }
 
@@ -1003,6 +1091,18 @@ fn load_container(
         .as_ref()
         .and_then(|k| previous?.containers.get(k))
         .map(|c| &**c);
+    // A changed container (a new daily): its hash members are parsed
+    // against those of the previous load's container at the same path,
+    // read under the same policy.
+    let before: Option<&ContainerPart> = match (&key, reuse) {
+        (Some(k), None) => previous.and_then(|p| {
+            p.containers
+                .iter()
+                .find(|(pk, _)| pk.file.path == k.file.path && pk.policy == k.policy)
+                .map(|(_, c)| &**c)
+        }),
+        _ => None,
+    };
     let shared = |fk: FileKind, name: &str| {
         matches!(fk.kind, Kind::Hash(_)) && reuse.is_some_and(|c| c.members.contains_key(name))
     };
@@ -1028,19 +1128,24 @@ fn load_container(
             (Some(Class::Sig(fk)), None) if loads(fk, opts) && shared(fk, &m.name) => {
                 let part = reuse.and_then(|c| c.members.get(&m.name));
                 if let Some(part) = part {
-                    let mut line_base = 0;
-                    for b in &part.blocks {
-                        if loaded.absorb_part(&label, fk, b, &mut line_base).is_none() {
-                            break;
-                        }
-                    }
+                    loaded.absorb_file_part(&label, fk, part);
                     loaded.reused_files += 1;
                     keep_part(&m.name, Arc::clone(part));
                 }
             }
             (Some(Class::Sig(fk)), Some(data)) if matches!(fk.kind, Kind::Hash(_)) => {
+                let blob = Blob::from_vec(data);
+                let prev = before.and_then(|c| c.members.get(&m.name));
                 // In-memory sources cannot fail to read.
-                match parse_blocks(&Blob::from_vec(data), fk, &loaded.ign) {
+                if let Some(prev) = prev
+                    && let Ok(Some(part)) = delta::parse_against(&blob, fk, &loaded.ign, prev)
+                {
+                    loaded.absorb_file_part(&label, fk, &part);
+                    loaded.delta_files += 1;
+                    keep_part(&m.name, Arc::new(part));
+                    return;
+                }
+                match parse_blocks(&blob, fk, &loaded.ign) {
                     Ok(blocks) => {
                         keep_part(
                             &m.name,
@@ -1145,6 +1250,9 @@ enum FileOut {
     Parsed(Vec<Parsed>),
     /// Shared from the previous load: the file did not change.
     Reused(Arc<FilePart>),
+    /// Parsed against the previous load's part of the same path: its
+    /// unchanged lines shared, only the added ones new.
+    Delta(FilePart),
     /// A PUA file not loaded: its line count.
     SkippedPua(u64),
 }
@@ -1205,6 +1313,17 @@ pub(crate) fn load_paths_reusing(
                 return Ok((label, fk, id, FileOut::Reused(Arc::clone(part))));
             }
             let blob = Blob::open(&i.path).map_err(io_err(&i.path))?;
+            // A changed hash file: parsed against what the previous load
+            // parsed from the same path, when that pays off.
+            let prev = id
+                .as_ref()
+                .and_then(|id| reusable.and_then(|p| p.by_path(&id.path)));
+            if let Some(prev) = prev
+                && let Some(part) =
+                    delta::parse_against(&blob, fk, &ign_set, prev).map_err(io_err(&i.path))?
+            {
+                return Ok((label, fk, id, FileOut::Delta(part)));
+            }
             let blocks = parse_blocks(&blob, fk, &ign_set).map_err(io_err(&i.path))?;
             Ok((label, fk, id, FileOut::Parsed(blocks)))
         })
@@ -1221,15 +1340,17 @@ pub(crate) fn load_paths_reusing(
             }
             (FileOut::Parsed(blocks), None) => loaded.absorb(&label, fk, blocks),
             (FileOut::Reused(part), id) => {
-                let mut line_base = 0;
-                for b in &part.blocks {
-                    if loaded.absorb_part(&label, fk, b, &mut line_base).is_none() {
-                        break;
-                    }
-                }
+                loaded.absorb_file_part(&label, fk, &part);
                 loaded.reused_files += 1;
                 if let Some(id) = id {
                     loaded.parts.files.insert(id, part);
+                }
+            }
+            (FileOut::Delta(part), id) => {
+                loaded.absorb_file_part(&label, fk, &part);
+                loaded.delta_files += 1;
+                if let Some(id) = id {
+                    loaded.parts.files.insert(id, Arc::new(part));
                 }
             }
             (FileOut::SkippedPua(lines), _) => loaded.skip_pua(&label, lines),
@@ -1280,6 +1401,7 @@ mod tests {
                         fk(Kind::Hash(HashFile::Hdb)),
                         &IgnSet::default(),
                         &mut Vec::new(),
+                        None,
                     )
                     .unwrap()
                     .finish()
@@ -1288,7 +1410,7 @@ mod tests {
             let mut l = Loaded::new();
             l.absorb("t.hdb", fk(Kind::Hash(HashFile::Hdb)), blocks);
             assert_eq!(
-                l.md5.0.iter().map(|(r, _)| r.len()).sum::<usize>(),
+                l.md5.0.iter().map(|(r, _, _)| r.len()).sum::<usize>(),
                 49,
                 "block {block}"
             );
@@ -1313,6 +1435,7 @@ mod tests {
             fk(Kind::Ndb),
             &IgnSet::default(),
             &mut Vec::new(),
+            None,
         )
         .unwrap();
         assert_eq!(b.ndb.len(), 2);
@@ -1467,7 +1590,7 @@ E:0:EP+0:41424344
         );
     }
 
-    const SIGNED_CVD: &[u8] = include_bytes!("../testdata/clamav-test-1.cvd");
+    const SIGNED_CVD: &[u8] = include_bytes!("../../testdata/clamav-test-1.cvd");
 
     fn load_one(name: &str, data: &[u8], opts: &LoadOptions) -> Result<Loaded, LoadError> {
         let d = tempfile::tempdir().unwrap();
