@@ -1491,6 +1491,9 @@ mod tests {
         // them), one renamed, a malformed line, lines added.
         let mut next = lines.clone();
         next[101] = next[101].replace("H.", "Renamed.");
+        // Same digest and name, another size: not the same signature.
+        next[150] = next[150].replace(":4:H.150", ":99:H.150");
+        assert!(next[150].contains(":99:"));
         next.remove(400);
         next.remove(10);
         next.remove(5);
@@ -1507,6 +1510,7 @@ mod tests {
         assert_eq!(scan_names(&new, b"d5"), vec!["H.5"]);
         assert_eq!(scan_names(&new, b"d101"), vec!["Renamed.101"]);
         assert_eq!(scan_names(&new, b"d610"), vec!["H.610"]);
+        assert!(scan_names(&new, b"d150").is_empty());
         assert_eq!(new.info().signatures, fresh.info().signatures);
         assert_eq!(new.info().load_errors, fresh.info().load_errors);
         assert!(

@@ -250,6 +250,11 @@ impl<const N: usize> HashEntry<N> {
         self.name
     }
 
+    /// Whether this entry's digest is `key`.
+    pub(crate) fn key_is(&self, key: &[u8]) -> bool {
+        self.key[..] == *key
+    }
+
     /// Whether this entry stands for a signature of `size` (`None`: `*`).
     pub(crate) fn has_size(&self, size: Option<u64>) -> bool {
         self.size() == size.unwrap_or(ANY_SIZE)

@@ -19,12 +19,16 @@
 //! notices early ([`Delta::gave_up`]) and stops claiming.
 
 use super::{Blob, FileKind, FilePart, IgnSet, Parsed, PartBlock, block_size, parse_blocks_with};
-use crate::hashdb::{HashEntry, HashFile, HashKind, ParsedHash, equal_range, is_dead};
-use std::sync::Arc;
+use crate::hashdb::{HashEntry, HashFile, HashKind, ParsedHash, Run, equal_range, is_dead};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 
 /// Lines parsed before the share of new lines is judged.
 const JUDGE_AFTER: u64 = 4096;
+/// Lines a cursor counts before it adds them to the shared counters.
+const FLUSH_EVERY: u64 = 1024;
+/// No entry for this name id (`Delta::order`).
+const NO_ENTRY: u32 = u32::MAX;
 
 /// A changed hash source being parsed against its previous part.
 pub(super) struct Delta<'p> {
@@ -32,17 +36,26 @@ pub(super) struct Delta<'p> {
     /// Per previous block, by block-local name id: entries a line of the
     /// new text has claimed.
     kept: Vec<Vec<AtomicU64>>,
+    /// Per previous block, by block-local name id: which run holds its
+    /// entry (the digest type, top 4 bits) and where; built when a cursor
+    /// first looks for a line by its position.
+    order: Vec<OnceLock<Vec<u32>>>,
     lines: AtomicU64,
     misses: AtomicU64,
     gave_up: AtomicBool,
 }
 
-/// One parsing thread's view of a [`Delta`]: the block where its last
-/// line was found, where the next line most likely is too (a changed file
-/// keeps its order).
+/// One parsing thread's view of a [`Delta`]: where its last line was
+/// found (block and name id). A changed file keeps its order, so the next
+/// line is most likely the entry with the next name id of that block,
+/// checked without a search.
 pub(super) struct Cursor<'d, 'p> {
     delta: &'d Delta<'p>,
     hint: usize,
+    next: u32,
+    /// Lines and misses not yet added to the shared counters.
+    lines: u64,
+    misses: u64,
 }
 
 impl<'p> Delta<'p> {
@@ -71,6 +84,7 @@ impl<'p> Delta<'p> {
                         .collect()
                 })
                 .collect(),
+            order: prev.blocks.iter().map(|_| OnceLock::new()).collect(),
             lines: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             gave_up: AtomicBool::new(false),
@@ -88,6 +102,9 @@ impl<'p> Delta<'p> {
         Cursor {
             delta: self,
             hint: 0,
+            next: 0,
+            lines: 0,
+            misses: 0,
         }
     }
 
@@ -172,38 +189,104 @@ impl Cursor<'_, '_> {
             return false;
         }
         let n = d.prev.blocks.len();
-        let found = (0..n)
-            .map(|k| (self.hint + k) % n)
-            .find(|&i| d.claim_in(i, file, p));
-        let lines = d.lines.fetch_add(1, Relaxed) + 1;
-        match found {
-            Some(i) => {
-                self.hint = i;
-                true
-            }
-            None => {
-                let misses = d.misses.fetch_add(1, Relaxed) + 1;
-                if lines >= JUDGE_AFTER && misses * 2 > lines {
-                    d.gave_up.store(true, Relaxed);
-                }
-                false
+        let found = d
+            .claim_at(self.hint, self.next, file, p)
+            .map(|id| (self.hint, id))
+            .or_else(|| {
+                (0..n)
+                    .map(|k| (self.hint + k) % n)
+                    .find_map(|i| d.claim_in(i, file, p).map(|id| (i, id)))
+            });
+        self.lines += 1;
+        if let Some((i, id)) = found {
+            (self.hint, self.next) = (i, id + 1);
+        } else {
+            self.misses += 1;
+        }
+        if self.lines == FLUSH_EVERY {
+            let lines = d.lines.fetch_add(self.lines, Relaxed) + self.lines;
+            let misses = d.misses.fetch_add(self.misses, Relaxed) + self.misses;
+            (self.lines, self.misses) = (0, 0);
+            if lines >= JUDGE_AFTER && misses * 2 > lines {
+                d.gave_up.store(true, Relaxed);
             }
         }
+        found.is_some()
     }
 }
 
+/// The runs of a previous block that lines of `file` go to.
+fn runs_of(b: &PartBlock, file: HashFile) -> (&Run<16>, &Run<20>, &Run<32>) {
+    match file {
+        HashFile::Mdb => (&b.mdb.md5, &b.mdb.sha1, &b.mdb.sha256),
+        HashFile::Imp => (&b.imp.md5, &b.imp.sha1, &b.imp.sha256),
+        HashFile::Hdb | HashFile::Hsb => (&b.md5, &b.sha1, &b.sha256),
+    }
+}
+
+/// For each name id of `b`, the digest type (top 4 bits: 0 MD5, 1 SHA-1,
+/// 2 SHA-256) and index of its entry; [`NO_ENTRY`] for none.
+fn order_of(b: &PartBlock) -> Vec<u32> {
+    fn mark<const N: usize>(order: &mut [u32], run: &[HashEntry<N>], tag: u32) {
+        for (i, e) in run.iter().enumerate() {
+            if let (Some(slot), Ok(i)) = (order.get_mut(e.name_id() as usize), u32::try_from(i))
+                && i < 1 << 28
+            {
+                *slot = (tag << 28) | i;
+            }
+        }
+    }
+    let mut order = vec![NO_ENTRY; b.names.len()];
+    for (md5, sha1, sha256) in [
+        (&b.md5, &b.sha1, &b.sha256),
+        (&b.mdb.md5, &b.mdb.sha1, &b.mdb.sha256),
+        (&b.imp.md5, &b.imp.sha1, &b.imp.sha256),
+    ] {
+        mark(&mut order, md5, 0);
+        mark(&mut order, sha1, 1);
+        mark(&mut order, sha256, 2);
+    }
+    order
+}
+
+/// Whether entry `at` of `run` has the line's digest and size.
+fn same_at<const N: usize>(run: &[HashEntry<N>], at: usize, p: &ParsedHash<'_>) -> bool {
+    run.get(at)
+        .is_some_and(|e| e.key_is(&p.digest[..N]) && e.has_size(p.size))
+}
+
 impl Delta<'_> {
-    fn claim_in(&self, i: usize, file: HashFile, p: &ParsedHash<'_>) -> bool {
-        let b = &self.prev.blocks[i];
-        let runs = match file {
-            HashFile::Mdb => Some(&b.mdb),
-            HashFile::Imp => Some(&b.imp),
-            HashFile::Hdb | HashFile::Hsb => None,
+    /// Claim the entry with name id `id` of block `i` if it equals the
+    /// line's (found by position, without a search).
+    fn claim_at(&self, i: usize, id: u32, file: HashFile, p: &ParsedHash<'_>) -> Option<u32> {
+        let b = self.prev.blocks.get(i)?;
+        if id as usize >= b.names.len() || b.names.get(id) != p.name {
+            return None;
+        }
+        let order = self.order.get(i)?.get_or_init(|| order_of(b));
+        let slot = *order.get(id as usize)?;
+        if slot == NO_ENTRY {
+            return None;
+        }
+        let at = (slot & ((1 << 28) - 1)) as usize;
+        let (md5, sha1, sha256) = runs_of(b, file);
+        let equal = match (p.kind, slot >> 28) {
+            (HashKind::Md5, 0) => same_at(md5, at, p),
+            (HashKind::Sha1, 1) => same_at(sha1, at, p),
+            (HashKind::Sha256, 2) => same_at(sha256, at, p),
+            _ => false,
         };
+        (equal && self.take(i, b, id)).then_some(id)
+    }
+
+    /// Claim an entry of block `i` equal to the line's, by digest search.
+    fn claim_in(&self, i: usize, file: HashFile, p: &ParsedHash<'_>) -> Option<u32> {
+        let b = &self.prev.blocks[i];
+        let (md5, sha1, sha256) = runs_of(b, file);
         match p.kind {
-            HashKind::Md5 => self.claim_run(i, runs.map_or(&b.md5, |r| &r.md5), p),
-            HashKind::Sha1 => self.claim_run(i, runs.map_or(&b.sha1, |r| &r.sha1), p),
-            HashKind::Sha256 => self.claim_run(i, runs.map_or(&b.sha256, |r| &r.sha256), p),
+            HashKind::Md5 => self.claim_run(i, md5, p),
+            HashKind::Sha1 => self.claim_run(i, sha1, p),
+            HashKind::Sha256 => self.claim_run(i, sha256, p),
         }
     }
 
@@ -212,22 +295,26 @@ impl Delta<'_> {
         i: usize,
         run: &[HashEntry<N>],
         p: &ParsedHash<'_>,
-    ) -> bool {
+    ) -> Option<u32> {
         let b = &self.prev.blocks[i];
-        for e in equal_range(run, &p.digest[..N]) {
-            let id = e.name_id();
-            if !e.has_size(p.size) || is_dead(b.dead.as_ref(), id) || b.names.get(id) != p.name {
-                continue;
-            }
-            let Some(w) = self.kept[i].get((id / 64) as usize) else {
-                continue;
-            };
-            let bit = 1u64 << (id % 64);
-            if w.fetch_or(bit, Relaxed) & bit == 0 {
-                return true;
-            }
+        equal_range(run, &p.digest[..N])
+            .iter()
+            .filter(|e| e.has_size(p.size))
+            .map(HashEntry::name_id)
+            .find(|&id| b.names.get(id) == p.name && self.take(i, b, id))
+    }
+
+    /// Mark entry `id` of block `i` kept, unless it is dead or another
+    /// line has it already.
+    fn take(&self, i: usize, b: &PartBlock, id: u32) -> bool {
+        if is_dead(b.dead.as_ref(), id) {
+            return false;
         }
-        false
+        let Some(w) = self.kept.get(i).and_then(|k| k.get((id / 64) as usize)) else {
+            return false;
+        };
+        let bit = 1u64 << (id % 64);
+        w.fetch_or(bit, Relaxed) & bit == 0
     }
 }
 
