@@ -427,7 +427,8 @@ fn parse_block(
             None => return Ok(out),
         }
     };
-    let est = (limit / 80).max(16);
+    // About 80 bytes a line; a delta parse keeps only the added lines.
+    let est = (limit / if delta.is_some() { 80 * 32 } else { 80 }).max(16);
     match fk.kind {
         Kind::Hash(HashFile::Hdb) => out.md5.reserve(est),
         Kind::Hash(HashFile::Hsb) => out.sha256.reserve(est),
