@@ -12,7 +12,9 @@ directory instead: `main.cvd` holding every signature file of SIGS and a
 small `daily.cvd` (1,000 MD5 hashes); `--trigger update` then replaces
 `daily.cvd` by the next version (written beside it and renamed, as
 `moat signatures update` and freshclam do) and sends SIGHUP: the routine
-daily update, with main unchanged. The containers are not signed, so the
+daily update, with main unchanged; `--trigger update-main` instead writes
+the next `main.cvd` with its `.hsb` member edited as `--trigger edit` edits
+a file (the rare update of main itself). The containers are not signed, so the
 engine is configured with `verify_signatures = false` (a config file).
 
 
@@ -26,7 +28,7 @@ engine is configured with `verify_signatures = false` (a config file).
 Targets (issue 15): after every reload RSS <= 1.10 x fresh; the peak during
 a reload < 1.5 x fresh. Exit status 1 when a target is missed.
 
-Usage: reload_mem.py --moat PATH [--sigs DIR] [--reloads 6] [--trigger hup|touch|update]
+Usage: reload_mem.py --moat PATH [--sigs DIR] [--reloads 6] [--trigger hup|touch|edit|update|update-main]
                      [--touch NAME,...|all] [--layout files|cvd]
                      [--settle 3] [--idle 10] [--env K=V ...]
 """
@@ -37,6 +39,7 @@ import io
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -220,8 +223,9 @@ def main():
     ap.add_argument("--moat", required=True)
     ap.add_argument("--sigs", help="signature directory (default: generate the shared bench set)")
     ap.add_argument("--reloads", type=int, default=6)
-    ap.add_argument("--trigger", choices=["hup", "touch", "edit", "update"], default="hup",
+    ap.add_argument("--trigger", choices=["hup", "touch", "edit", "update", "update-main"], default="hup",
                     help="update: a new daily.cvd (needs --layout cvd), then SIGHUP; "
+                         "update-main: a new main.cvd, its .hsb member edited (needs --layout cvd); "
                          "edit: the --touch files rewritten as an update changes them (see edit_file)")
     ap.add_argument("--layout", choices=["files", "cvd"], default="files",
                     help="cvd: SIGS packed as main.cvd plus a small daily.cvd")
@@ -239,8 +243,8 @@ def main():
         sigs = os.path.join(tmp.name, "sigs")
         subprocess.run([sys.executable, GEN_SIGS, sigs, "--hashes", "1000000", "--bodies", "20000"],
                        check=True, stdout=subprocess.DEVNULL)
-    if a.trigger == "update" and a.layout != "cvd":
-        sys.exit("--trigger update needs --layout cvd")
+    if a.trigger in ("update", "update-main") and a.layout != "cvd":
+        sys.exit(f"--trigger {a.trigger} needs --layout cvd")
     port = free_port()
     env = dict(os.environ)
     env.update({
@@ -258,8 +262,14 @@ def main():
         exts = [os.path.splitext(f)[1] for f in files]
         # bench.hsb becomes main.hsb (as in ClamAV's main.cvd) when the names stay unique.
         names = [f"main{e}" for e in exts] if len(set(exts)) == len(exts) else files
-        write_cvd(os.path.join(db, "main.cvd"), 62,
-                  [(n, os.path.join(sigs, f)) for n, f in zip(names, files)])
+        # Members are read from copies, which update-main edits.
+        src = os.path.join(tmp.name, "main-src")
+        os.makedirs(src)
+        for f in files:
+            shutil.copyfile(os.path.join(sigs, f), os.path.join(src, f))
+        main_members = [(n, os.path.join(src, f)) for n, f in zip(names, files)]
+        main_version = 62
+        write_cvd(os.path.join(db, "main.cvd"), main_version, main_members)
         write_cvd(os.path.join(db, "daily.cvd"), daily_version, daily_members(daily_version))
         print(f"main.cvd {os.path.getsize(os.path.join(db, 'main.cvd')) / 2**20:.1f} MB "
               f"({', '.join(files)}), daily.cvd {os.path.getsize(os.path.join(db, 'daily.cvd')) / 1024:.0f} KB")
@@ -304,6 +314,14 @@ def main():
             sampler.mark()
             started = time.time()
             if a.trigger == "hup":
+                proc.send_signal(signal.SIGHUP)
+            elif a.trigger == "update-main":
+                main_version += 1
+                for _, f in main_members:
+                    if f.endswith(".hsb"):
+                        edit_file(f, i)
+                write_cvd(os.path.join(sigs, "main.cvd"), main_version, main_members)
+                started = time.time()
                 proc.send_signal(signal.SIGHUP)
             elif a.trigger == "update":
                 daily_version += 1

@@ -18,6 +18,7 @@
 
 use crate::dsig;
 use md5::Md5;
+use moat_core::{Blob, Spool};
 use sha2::{Digest, Sha256};
 use std::io::{BufReader, Read};
 
@@ -25,6 +26,9 @@ use std::io::{BufReader, Read};
 pub const HEADER_LEN: usize = 512;
 /// Largest member read into memory.
 pub const MAX_MEMBER: u64 = 2 << 30;
+/// Members up to this size are kept in memory; larger ones are spooled to
+/// an anonymous temporary file in the system's temporary directory.
+pub const MEMBER_IN_MEMORY: usize = 8 << 20;
 /// Largest `.info` member kept for verification.
 const MAX_INFO: u64 = 4 << 20;
 
@@ -125,12 +129,15 @@ fn parse_header_text(h: &[u8]) -> Result<CvdHeader, CvdError> {
 }
 
 /// One archive member: its base name, its lowercase extension and (for
-/// members the caller wants) its bytes.
+/// members the caller wants) its bytes: in memory up to
+/// [`MEMBER_IN_MEMORY`], beyond that in an anonymous 0600 temporary file
+/// (removed when the last handle goes), so that a 100 MB `main.hsb` is
+/// not held on the heap while it is parsed.
 #[derive(Debug)]
 pub struct Member {
     pub name: String,
     pub ext: String,
-    pub data: Option<Vec<u8>>,
+    pub data: Option<Blob>,
     /// Non-empty lines, counted when the data is not kept.
     pub lines: u64,
 }
@@ -292,22 +299,36 @@ fn read_tar(
         };
         let is_info = integrity.is_some() && ext == "info";
         let wanted = keep(&name, &ext);
-        let (data, lines) = if wanted || is_info {
-            let limit = if is_info { MAX_INFO } else { MAX_MEMBER };
-            let mut data = Vec::with_capacity(size.min(limit) as usize);
-            #[allow(clippy::disallowed_methods)] // bounded by the limit
-            let n = (&mut entry).take(limit).read_to_end(&mut data)?;
-            if n as u64 >= limit {
-                return Err(CvdError::Archive(std::io::Error::other(format!(
-                    "member {name} is larger than {limit} bytes"
-                ))));
+        let too_large = |limit: u64| {
+            CvdError::Archive(std::io::Error::other(format!(
+                "member {name} is larger than {limit} bytes"
+            )))
+        };
+        let (data, lines) = if wanted && !is_info {
+            let mut spool = Spool::new(MEMBER_IN_MEMORY, MAX_MEMBER, std::env::temp_dir())
+                .unhashed()
+                .reserve(size);
+            if let Err(e) = std::io::copy(&mut entry, &mut spool) {
+                return Err(if spool.is_over_limit() {
+                    too_large(MAX_MEMBER)
+                } else {
+                    CvdError::Archive(e)
+                });
             }
-            let info = integrity.as_deref_mut().filter(|_| is_info);
+            (Some(spool.finish_blob()?), 0)
+        } else if is_info {
+            let mut data = Vec::with_capacity(size.min(MAX_INFO) as usize);
+            #[allow(clippy::disallowed_methods)] // bounded by the limit
+            let n = (&mut entry).take(MAX_INFO).read_to_end(&mut data)?;
+            if n as u64 >= MAX_INFO {
+                return Err(too_large(MAX_INFO));
+            }
+            let info = integrity.as_deref_mut();
             if wanted {
                 if let Some(i) = info {
                     i.info = Some(data.clone());
                 }
-                (Some(data), 0)
+                (Some(Blob::from_vec(data)), 0)
             } else {
                 // Read only for the integrity check: counted, then handed over.
                 let lines = count_lines(&mut &data[..])?;
@@ -499,13 +520,30 @@ pub(crate) mod tests {
             assert_eq!(h.version, 5);
             assert_eq!(got.len(), 3);
             assert_eq!(got[0].ext, "hdb");
-            assert_eq!(got[0].data.as_deref(), Some(&b"aa\n"[..]));
+            let data = got[0].data.as_ref().map(|b| b.head(100).unwrap());
+            assert_eq!(data.as_deref(), Some(&b"aa\n"[..]));
             assert_eq!(
                 (got[1].name.as_str(), got[1].ext.as_str(), got[1].lines),
                 ("x.ldb", "ldb", 3)
             );
             assert_eq!(got[2].ext, "");
         }
+    }
+
+    #[test]
+    fn a_member_larger_than_the_memory_limit_is_spooled_to_a_file() {
+        let big: Vec<u8> = (0..MEMBER_IN_MEMORY + 1000)
+            .map(|i| b"0123456789abcdef\n"[i % 17])
+            .collect();
+        let c = make_container(5, &[("main.hsb", &big), ("small.hdb", b"x\n")], true);
+        let mut got = Vec::new();
+        read_container(&c[..], false, |_| true, |m| got.push(m)).unwrap();
+        let spooled = got[0].data.as_ref().unwrap();
+        assert!(spooled.as_slice().is_none(), "held in memory");
+        assert_eq!(spooled.len(), big.len() as u64);
+        assert!(spooled.head(big.len()).unwrap() == big);
+        let small = got[1].data.as_ref().unwrap();
+        assert_eq!(small.as_slice(), Some(&b"x\n"[..]));
     }
 
     #[test]

@@ -81,7 +81,9 @@ pub fn verify(path: &Path, keys: &Keys, unpack_to: Option<&Path>) -> Result<CvdH
                 return;
             }
             let p = dir.join(&m.name);
-            if let Err(e) = std::fs::write(&p, &data) {
+            let written = File::create(&p)
+                .and_then(|mut f| std::io::copy(&mut data.reader(), &mut f).map(drop));
+            if let Err(e) = written {
                 write_err = Some(DbError::Io { path: p, source: e });
             }
         },

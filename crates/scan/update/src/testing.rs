@@ -178,7 +178,8 @@ pub fn unpack(cvd: &[u8]) -> Vec<(String, Vec<u8>)> {
         false,
         |_| true,
         |m| {
-            out.push((m.name, m.data.unwrap_or_default()));
+            let data = m.data.map(|b| b.head(b.len() as usize).expect("member"));
+            out.push((m.name, data.unwrap_or_default()));
         },
     )
     .expect("container");

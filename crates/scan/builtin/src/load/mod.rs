@@ -1124,7 +1124,10 @@ fn load_container(
         let label = format!("{fname}/{}", m.name);
         match (classify(&m.ext), m.data) {
             (Some(Class::Sig(fk)), Some(data)) if fk.kind == Kind::Ign => {
-                loaded.read_ign(&label, &data)
+                match data.head(MAX_IGN_FILE as usize) {
+                    Ok(text) => loaded.read_ign(&label, &text),
+                    Err(e) => loaded.error(format!("{label}: {e}")),
+                }
             }
             (Some(Class::Sig(fk)), None) if loads(fk, opts) && shared(fk, &m.name) => {
                 let part = reuse.and_then(|c| c.members.get(&m.name));
@@ -1134,10 +1137,9 @@ fn load_container(
                     keep_part(&m.name, Arc::clone(part));
                 }
             }
-            (Some(Class::Sig(fk)), Some(data)) if matches!(fk.kind, Kind::Hash(_)) => {
-                let blob = Blob::from_vec(data);
+            (Some(Class::Sig(fk)), Some(blob)) if matches!(fk.kind, Kind::Hash(_)) => {
                 let prev = before.and_then(|c| c.members.get(&m.name));
-                // In-memory sources cannot fail to read.
+                // A read error falls through to the full parse, which reports it.
                 if let Some(prev) = prev
                     && let Ok(Some(part)) = delta::parse_against(&blob, fk, &loaded.ign, prev)
                 {
@@ -1160,8 +1162,7 @@ fn load_container(
                 }
             }
             (Some(Class::Sig(fk)), Some(data)) => {
-                // In-memory sources cannot fail to read.
-                if let Err(e) = loaded.parse_source(&label, &Blob::from_vec(data), fk) {
+                if let Err(e) = loaded.parse_source(&label, &data, fk) {
                     loaded.error(format!("{label}: {e}"));
                 }
             }
