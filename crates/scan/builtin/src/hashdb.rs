@@ -340,16 +340,12 @@ impl<const N: usize> HashTable<N> {
     pub(crate) fn build(chunks: Buckets<N>) -> HashTable<N> {
         let mut runs = chunks.0;
         runs.shrink_to_fit();
-        let live = |r: &Run<N>, dead: &Option<Mask>| match dead {
-            None => r.len(),
-            Some(m) => r.iter().filter(|e| !is_dead(Some(m), e.name)).count(),
-        };
-        let len = runs.iter().map(|(r, _, d)| live(r, d)).sum();
-        // Distinct sizes per run first (in parallel), then of their union:
-        // sizes repeat (section sizes are file-alignment multiples), so
-        // the union is small; sorting every entry's size was a tenth of
-        // the load of a million section hashes.
-        let per_run: Vec<Vec<u64>> = runs
+        // Distinct sizes of the live entries per run first (in parallel),
+        // then of their union: sizes repeat (section sizes are
+        // file-alignment multiples), so the union is small; sorting every
+        // entry's size was a tenth of the load of a million section hashes.
+        // The live entries are counted on the way.
+        let per_run: Vec<(usize, Vec<u64>)> = runs
             .par_iter()
             .map(|(r, _, dead)| {
                 let mut s: Vec<u64> = r
@@ -357,13 +353,14 @@ impl<const N: usize> HashTable<N> {
                     .filter(|e| !is_dead(dead.as_ref(), e.name))
                     .map(HashEntry::size)
                     .collect();
+                let live = s.len();
                 s.sort_unstable();
                 s.dedup();
-                s
+                (live, s)
             })
             .collect();
-        let mut sizes: Vec<u64> = per_run.concat();
-        drop(per_run);
+        let len = per_run.iter().map(|(live, _)| live).sum();
+        let mut sizes: Vec<u64> = per_run.into_iter().flat_map(|(_, s)| s).collect();
         sizes.sort_unstable();
         sizes.dedup();
         let any_size = sizes.last() == Some(&ANY_SIZE);
@@ -390,12 +387,8 @@ impl<const N: usize> HashTable<N> {
 
     /// Push the name ids of every signature matching `digest` and `size`.
     pub(crate) fn lookup(&self, digest: &[u8], size: u64, out: &mut Vec<u32>) {
-        let Ok(key) = <[u8; N]>::try_from(digest) else {
-            return;
-        };
         for (run, base, dead) in &self.runs {
-            let start = run.partition_point(|e| e.key < key);
-            for e in run[start..].iter().take_while(|e| e.key == key) {
+            for e in equal_range(run, digest) {
                 let s = e.size();
                 if (s == ANY_SIZE || s == size) && !is_dead(dead.as_ref(), e.name) {
                     out.push(e.name.wrapping_add(*base));

@@ -2,9 +2,10 @@
 //! ClamAV's libclamav/matcher-byte-comp.c parses and evaluates them.
 //!
 //! Evaluation reads `len` bytes at (start of the last match of
-//! subsignature `Ref` that ends within ClamAV's first scan buffer) + offset, turns them into a number (binary little or
-//! big endian, ASCII hex or decimal, or automatic hex/decimal) and checks
-//! one or two comparisons. Hex little-endian (`hl`) fields are counted as
+//! subsignature `Ref` that ends within ClamAV's first scan buffer) +
+//! offset, turns them into a number (binary little or big endian, ASCII
+//! hex or decimal, or automatic hex/decimal) and checks one or two
+//! comparisons. Hex little-endian (`hl`) fields are counted as
 //! unsupported (`ldb_bytecmp_hex_le`): ClamAV's nibble shuffling for them is
 //! not reproduced.
 

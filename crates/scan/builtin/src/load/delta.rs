@@ -4,8 +4,9 @@
 //!
 //! A line of the new text that the previous part holds too (same digest,
 //! size and name) claims that entry instead of making a new one; entries
-//! that no line claimed are marked dead in their block's [`Mask`](crate::hashdb::Mask), and only
-//! the lines the previous part lacks become new entries. The new part is
+//! that no line claimed are marked dead in their block's
+//! [`Mask`](crate::hashdb::Mask), and only the lines the previous part
+//! lacks become new entries. The new part is
 //! the previous blocks, shared, each with its mask, followed by the blocks
 //! of the new parse, which hold only the added lines (and the new text's
 //! errors and counts). While the old engine serves, a reload then holds
@@ -134,21 +135,17 @@ impl<'p> Delta<'p> {
             if live == 0 {
                 continue;
             }
+            // The same runs and names (shared); the counts and errors
+            // are the new text's, reported by the new blocks.
             blocks.push(PartBlock {
                 line_starts: 0,
-                names: b.names.clone(),
-                md5: Arc::clone(&b.md5),
-                sha1: Arc::clone(&b.sha1),
-                sha256: Arc::clone(&b.sha256),
-                mdb: b.mdb.clone(),
-                imp: b.imp.clone(),
-                fp: b.fp.clone(),
                 loaded: live,
                 unsupported: Default::default(),
                 ignored: 0,
                 errors: Vec::new(),
                 error_total: 0,
                 dead: (live < n as u64).then(|| Arc::new(mask)),
+                ..b.clone()
             });
         }
         // New blocks that added nothing and report nothing are dropped;
@@ -184,10 +181,8 @@ impl Cursor<'_, '_> {
     /// Claim an entry of the previous part equal to this line's (digest,
     /// size and name), not dead and not claimed yet; true if one was.
     pub(super) fn claim(&mut self, file: HashFile, p: &ParsedHash<'_>) -> bool {
+        // (Once the parse gave up, `parse_block` stops before the next line.)
         let d = self.delta;
-        if d.gave_up.load(Relaxed) {
-            return false;
-        }
         let n = d.prev.blocks.len();
         let found = d
             .claim_at(self.hint, self.next, file, p)

@@ -650,17 +650,20 @@ impl SignatureParts {
         matches!((find(self), find(other)), (Some(a), Some(b)) if Arc::ptr_eq(&a, &b))
     }
 
+    /// The part held for the plain file named `file_name`.
+    #[cfg(test)]
+    fn file_part(&self, file_name: &str) -> Option<&Arc<FilePart>> {
+        self.files
+            .iter()
+            .find(|(id, _)| id.path.file_name().is_some_and(|n| n == file_name))
+            .map(|(_, part)| part)
+    }
+
     /// Whether both hold the very same part (not a copy) for the file
     /// named `file_name`.
     #[cfg(test)]
     pub(crate) fn shares_part(&self, other: &SignatureParts, file_name: &str) -> bool {
-        let find = |p: &SignatureParts| {
-            p.files
-                .iter()
-                .find(|(id, _)| id.path.file_name().is_some_and(|n| n == file_name))
-                .map(|(_, part)| Arc::clone(part))
-        };
-        matches!((find(self), find(other)), (Some(a), Some(b)) if Arc::ptr_eq(&a, &b))
+        matches!((self.file_part(file_name), other.file_part(file_name)), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -672,13 +675,8 @@ impl SignatureParts {
     /// it, and how many blocks this holds for it.
     #[cfg(test)]
     pub(crate) fn shared_blocks(&self, other: &SignatureParts, file_name: &str) -> (usize, usize) {
-        let find = |p: &SignatureParts| {
-            p.files
-                .iter()
-                .find(|(id, _)| id.path.file_name().is_some_and(|n| n == file_name))
-                .map(|(_, part)| Arc::clone(part))
-        };
-        let (Some(mine), Some(theirs)) = (find(self), find(other)) else {
+        let (Some(mine), Some(theirs)) = (self.file_part(file_name), other.file_part(file_name))
+        else {
             return (0, 0);
         };
         let same = |a: &PartBlock, b: &PartBlock| {
