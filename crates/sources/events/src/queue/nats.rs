@@ -37,8 +37,12 @@ use std::time::Duration;
 
 const ENQUEUED_HEADER: &str = "Moat-Enqueued-At";
 const CONSUMER: &str = "moat";
-/// A pull that gets no answer in this long fails (the caller tries again).
+/// A pull that gets no answer in this long is made again, up to
+/// [`FETCH_ATTEMPTS`] pulls; then the lease fails (the caller tries again).
+/// A loaded server (seen with several test suites sharing two cores) can
+/// leave one pull unanswered while answering the next.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+const FETCH_ATTEMPTS: u32 = 3;
 
 fn broker(op: &'static str) -> impl Fn(String) -> DbError {
     move |detail| DbError::Broker { op, detail }
@@ -262,6 +266,21 @@ fn arm(s: &Arc<Shared>, id: String, lease: Duration) -> tokio::task::AbortHandle
     .abort_handle()
 }
 
+/// One pull request for at most one message; `None` when there is none.
+async fn pull_one(consumer: &PullConsumer) -> Result<Option<jetstream::Message>, DbError> {
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1)
+        .messages()
+        .await
+        .map_err(|e| broker("fetch")(e.to_string()))?;
+    batch
+        .next()
+        .await
+        .transpose()
+        .map_err(|e| broker("fetch")(e.to_string()))
+}
+
 #[async_trait]
 impl EventQueue for NatsQueue {
     async fn enqueue(&self, queue: &str, payload: &[u8]) -> Result<String, DbError> {
@@ -284,28 +303,24 @@ impl EventQueue for NatsQueue {
         let t = self.topology(queue, Some(lease)).await?;
         let pulled = {
             let _one = t.fetching.lock().await;
-            tokio::time::timeout(FETCH_TIMEOUT, async {
-                let mut batch = t
-                    .consumer
-                    .fetch()
-                    .max_messages(1)
-                    .messages()
-                    .await
-                    .map_err(|e| broker("fetch")(e.to_string()))?;
-                batch
-                    .next()
-                    .await
-                    .transpose()
-                    .map_err(|e| broker("fetch")(e.to_string()))
-            })
-            .await
+            let mut attempt = 1;
+            loop {
+                match tokio::time::timeout(FETCH_TIMEOUT, pull_one(&t.consumer)).await {
+                    Ok(r) => break r,
+                    Err(_) if attempt < FETCH_ATTEMPTS => {
+                        tracing::warn!(
+                            queue,
+                            attempt,
+                            "a JetStream pull got no answer; pulling again"
+                        );
+                        attempt += 1;
+                    }
+                    Err(_) => break Err(broker("fetch")("no answer from JetStream".into())),
+                }
+            }
         };
-        let msg = match pulled {
-            Err(_) => return Err(broker("fetch")("no answer from JetStream".into())),
-            Ok(r) => match r? {
-                None => return Ok(None),
-                Some(m) => m,
-            },
+        let Some(msg) = pulled? else {
+            return Ok(None);
         };
         let delivered = msg
             .info()
