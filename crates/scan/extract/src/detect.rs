@@ -10,6 +10,11 @@ pub enum ContainerKind {
     Xz,
     Zstd,
     SevenZ,
+    /// An RFC 5322 message or an mbox file (MIME parts are its members).
+    Mail,
+    Cpio,
+    /// Outlook's `winmail.dat`.
+    Tnef,
 }
 
 impl ContainerKind {
@@ -22,6 +27,9 @@ impl ContainerKind {
             ContainerKind::Xz => "xz",
             ContainerKind::Zstd => "zstd",
             ContainerKind::SevenZ => "7z",
+            ContainerKind::Mail => "mail",
+            ContainerKind::Cpio => "cpio",
+            ContainerKind::Tnef => "tnef",
         }
     }
 }
@@ -47,9 +55,69 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::SevenZ)
     } else if head.get(257..262) == Some(b"ustar") {
         Some(ContainerKind::Tar)
+    } else if crate::formats::tnef::is_tnef(head) {
+        Some(ContainerKind::Tnef)
+    } else if crate::formats::cpio::is_cpio(head) {
+        Some(ContainerKind::Cpio)
+    } else if is_mail(head) {
+        Some(ContainerKind::Mail)
     } else {
         None
     }
+}
+
+/// Header names only mail carries; one of them must be in the leading header
+/// block for content to be read as mail, so that a text file that merely
+/// starts with `Date:` or `To:` is not.
+const MAIL_HEADERS: &[&[u8]] = &[
+    b"received",
+    b"return-path",
+    b"message-id",
+    b"mime-version",
+    b"delivered-to",
+    b"x-original-to",
+    b"dkim-signature",
+    b"authentication-results",
+    b"arc-seal",
+    b"x-mailer",
+    b"in-reply-to",
+    b"content-transfer-encoding",
+];
+
+/// A message: an optional mbox `From ` line, then a block of header lines
+/// (and folded continuations) up to a blank line or the end of `head`, with a
+/// header name from [`MAIL_HEADERS`] among them.
+fn is_mail(head: &[u8]) -> bool {
+    // Whole lines only: the last one may be cut anywhere.
+    let whole = head
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&[][..], |i| &head[..i]);
+    let mut lines = whole.split(|&b| b == b'\n').peekable();
+    if lines.peek().is_some_and(|l| l.starts_with(b"From ")) {
+        lines.next();
+    }
+    let mut strong = false;
+    let mut first = true;
+    for line in lines {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if !first && (line[0] == b' ' || line[0] == b'\t') {
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
+            return false;
+        }
+        strong |= MAIL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h));
+        first = false;
+    }
+    strong
 }
 
 /// `BZh1`..`BZh9` followed by a block or end-of-stream magic, so that text
@@ -94,6 +162,24 @@ mod tests {
         assert_eq!(detect(&tar), Some(ContainerKind::Tar));
         assert_eq!(detect(b"hello"), None);
         assert_eq!(detect(b""), None);
+    }
+
+    #[test]
+    fn mail_is_a_header_block_with_a_mail_only_header() {
+        let msg =
+            b"From: a@example.com\r\nSubject: hi\r\n  folded\r\nMIME-Version: 1.0\r\n\r\nbody\r\n";
+        assert_eq!(detect(msg), Some(ContainerKind::Mail));
+        let mbox = b"From a@example.com  Thu Jul 31 13:49:50 2008\nReceived: by x\nTo: b\n";
+        assert_eq!(detect(mbox), Some(ContainerKind::Mail));
+        // A cut header line at the end of the head does not matter.
+        let mut long = b"Received: from x\nMessage-ID: <1@x>\nX-Long: ".to_vec();
+        long.resize(HEAD_LEN, b'a');
+        assert_eq!(detect(&long), Some(ContainerKind::Mail));
+        // Text that only starts like a header, YAML, a letter.
+        assert_eq!(detect(b"Date: 2020-01-01\nTo: all\n\nnotes\n"), None);
+        assert_eq!(detect(b"from: a\nto: b\nmessage-id x\n"), None);
+        assert_eq!(detect(b"From the start, we knew.\nIt was late.\n"), None);
+        assert_eq!(detect(b"Message-ID: <1@x>"), None);
     }
 
     #[test]

@@ -625,3 +625,375 @@ fn visitor_error_aborts() {
     assert!(matches!(res, Err(WalkError::Visit("stop"))));
     assert_eq!(calls, 1);
 }
+
+fn b64_lines(data: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(76) {
+        out.push_str(std::str::from_utf8(chunk).unwrap());
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn uu_lines(data: &[u8]) -> String {
+    let enc = |v: u32| char::from(if v == 0 { b'`' } else { v as u8 + b' ' });
+    let mut out = String::new();
+    for line in data.chunks(45) {
+        out.push(enc(line.len() as u32));
+        for g in line.chunks(3) {
+            let b = |i: usize| u32::from(g.get(i).copied().unwrap_or(0));
+            let x = b(0) << 16 | b(1) << 8 | b(2);
+            for s in [18, 12, 6, 0] {
+                out.push(enc((x >> s) & 63));
+            }
+        }
+        out.push('\n');
+    }
+    out.push_str("`\nend\n");
+    out
+}
+
+/// A message with a text part, a base64 attachment, a quoted-printable part
+/// and a base64 zip, in nested multiparts, plus an attached message.
+fn sample_mail() -> Vec<u8> {
+    let zip = zip_of(&[("inner.com", EICAR)]);
+    format!(
+        "Received: from mx.example.com by x\r\n\
+         From: a@example.com\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed;\r\n boundary=\"outer\"\r\n\
+         \r\n\
+         preamble\r\n\
+         --outer\r\n\
+         Content-Type: multipart/alternative; boundary=inner\r\n\
+         \r\n\
+         --inner\r\n\
+         Content-Type: text/plain\r\n\
+         \r\n\
+         hello\r\n\
+         world\r\n\
+         --inner\r\n\
+         Content-Type: text/html\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\
+         \r\n\
+         <p>caf=C3=A9 is a soft=\r\n\
+         break</p>\r\n\
+         --inner--\r\n\
+         --outer\r\n\
+         Content-Type: application/octet-stream; name=\"wrong.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"eicar.com\"\r\n\
+         Content-Transfer-Encoding: BASE64\r\n\
+         \r\n\
+         {}\
+         --outer\r\n\
+         Content-Type: application/zip\r\n\
+         Content-Disposition: attachment; filename*=utf-8''a.zip\r\n\
+         Content-Transfer-Encoding: base64\r\n\
+         \r\n\
+         {}\
+         --outer\r\n\
+         Content-Type: message/rfc822\r\n\
+         \r\n\
+         From: b@example.com\r\n\
+         Content-Type: text/plain\r\n\
+         Content-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename=forwarded.txt\r\n\
+         \r\n\
+         {}\
+         --outer--\r\n\
+         epilogue\r\n",
+        b64_lines(EICAR),
+        b64_lines(&zip),
+        b64_lines(b"forwarded body"),
+    )
+    .into_bytes()
+}
+
+#[test]
+fn mail_parts_are_decoded_members_and_attachments_are_opened() {
+    let (r, seen) = run(sample_mail(), "m.eml", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(
+        locations(&seen),
+        [
+            "m.eml>part1",
+            "m.eml>part2",
+            "m.eml>eicar.com",
+            "m.eml>a.zip",
+            "m.eml>a.zip>inner.com",
+            "m.eml>forwarded.txt",
+        ]
+    );
+    assert_eq!(seen[0].2, b"hello\r\nworld");
+    assert_eq!(seen[1].2, "<p>café is a softbreak</p>".as_bytes());
+    assert_eq!(seen[2].2, EICAR);
+    assert_eq!((seen[4].1, seen[4].2.as_slice()), (2, EICAR));
+    assert_eq!(seen[5].2, b"forwarded body");
+}
+
+#[test]
+fn mbox_messages_are_each_read_and_uuencoded_blocks_are_members() {
+    let mbox = format!(
+        "From a@example.com  Thu Jul 31 13:49:50 2008\n\
+         From: a@example.com\n\
+         Message-ID: <1@x>\n\
+         \n\
+         see the attachment\n\
+         begin 644 eicar.com\n\
+         {}\
+         thanks\n\
+         \n\
+         From b@example.com  Thu Jul 31 13:51:21 2008\n\
+         From: b@example.com\n\
+         MIME-Version: 1.0\n\
+         Content-Type: application/octet-stream; name=\"second.com\"\n\
+         Content-Transfer-Encoding: x-uuencode\n\
+         \n\
+         begin 644 second.com\n\
+         {}",
+        uu_lines(EICAR),
+        uu_lines(b"second"),
+    );
+    let (r, seen) = run(mbox.into_bytes(), "inbox", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(
+        locations(&seen),
+        [
+            "inbox>part1",
+            "inbox>eicar.com",
+            "inbox>part3",
+            "inbox>second.com"
+        ]
+    );
+    assert_eq!(seen[0].2, b"see the attachment");
+    assert_eq!(seen[1].2, EICAR);
+    assert_eq!(seen[2].2, b"thanks\n");
+    assert_eq!(seen[3].2, b"second");
+}
+
+#[test]
+fn a_mail_cut_short_is_read_as_far_as_it_goes_without_a_problem() {
+    let full = sample_mail();
+    // Cut in the zip attachment's headers: no closing boundary, no epilogue.
+    let at = full
+        .windows(29)
+        .position(|w| w == b"Content-Type: application/zip")
+        .unwrap();
+    let (r, seen) = run(full[..at + 10].to_vec(), "m.eml", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    // The cut header line is not a header: it is the last part's body.
+    assert_eq!(
+        locations(&seen),
+        [
+            "m.eml>part1",
+            "m.eml>part2",
+            "m.eml>eicar.com",
+            "m.eml>part4"
+        ]
+    );
+    assert_eq!(seen[2].2, EICAR);
+    assert_eq!(seen[3].2, b"Content-Ty");
+    // Every prefix: never a panic, never more members than the whole.
+    for n in (0..full.len()).step_by(7) {
+        let (_, s) = run(full[..n].to_vec(), "m.eml", &Limits::default());
+        assert!(s.len() <= 6, "{n}: {}", s.len());
+    }
+}
+
+#[test]
+fn a_mail_part_over_the_member_limit_is_reported_and_the_rest_is_read() {
+    let big = vec![b'x'; 4096];
+    let msg = format!(
+        "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+         --b\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\
+         --b\r\nContent-Disposition: attachment; filename=e.com\r\n\r\n{}\r\n--b--\r\n",
+        b64_lines(&big),
+        std::str::from_utf8(EICAR).unwrap()
+    );
+    let limits = Limits {
+        max_member_size: 1000,
+        ..Limits::default()
+    };
+    let (r, seen) = run(msg.into_bytes(), "m.eml", &limits);
+    assert_eq!(limit_whats(&r), ["member_size"]);
+    assert_eq!(locations(&seen), ["m.eml>e.com"]);
+    assert_eq!(seen[0].2, EICAR);
+}
+
+#[test]
+fn deeply_nested_multiparts_stay_bounded() {
+    let mut msg = String::from("Message-ID: <1@x>\r\n");
+    for i in 0..200 {
+        msg.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+        ));
+    }
+    msg.push_str("Content-Type: text/plain\r\n\r\ndeep\r\n");
+    let (r, seen) = run(msg.into_bytes(), "m.eml", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(seen.len(), 1);
+    // Past the nesting bound the rest is one member, as it is.
+    assert!(
+        seen[0].2.ends_with(b"deep\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&seen[0].2)
+    );
+}
+
+/// A cpio archive in `format` ("odc", "newc", "bin-le", "bin-be") of
+/// `(name, mode, data)` entries and the trailer.
+fn cpio_of(format: &str, entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let pad = |out: &mut Vec<u8>, a: usize| {
+        while !out.len().is_multiple_of(a) {
+            out.push(0);
+        }
+    };
+    let trailer: (&str, u32, &[u8]) = ("TRAILER!!!", 0, b"");
+    for (name, mode, data) in entries.iter().chain([&trailer]) {
+        let namesize = name.len() + 1;
+        match format {
+            "odc" => out.extend_from_slice(
+                format!(
+                    "070707{:06o}{:06o}{:06o}{:06o}{:06o}{:06o}{:06o}{:011o}{:06o}{:011o}",
+                    0, 1, mode, 0, 0, 1, 0, 0, namesize, data.len()
+                )
+                .as_bytes(),
+            ),
+            "newc" => out.extend_from_slice(
+                format!(
+                    "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+                    1, mode, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, namesize, 0
+                )
+                .as_bytes(),
+            ),
+            _ => {
+                let size = data.len() as u32;
+                let words = [
+                    0o070707,
+                    0,
+                    1,
+                    *mode as u16,
+                    0,
+                    0,
+                    1,
+                    0,
+                    0,
+                    0,
+                    namesize as u16,
+                    (size >> 16) as u16,
+                    size as u16,
+                ];
+                for w in words {
+                    out.extend_from_slice(&if format == "bin-le" {
+                        w.to_le_bytes()
+                    } else {
+                        w.to_be_bytes()
+                    });
+                }
+            }
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        let align = match format {
+            "odc" => 1,
+            "newc" => 4,
+            _ => 2,
+        };
+        pad(&mut out, align);
+        out.extend_from_slice(data);
+        pad(&mut out, align);
+    }
+    out
+}
+
+#[test]
+fn cpio_regular_files_are_members_in_every_format() {
+    let gz_member = gz(EICAR, None);
+    for format in ["odc", "newc", "bin-le", "bin-be"] {
+        let archive = cpio_of(
+            format,
+            &[
+                ("dir", 0o040755, b""),
+                ("dir/link", 0o120777, b"target"),
+                ("dir/eicar.com", 0o100644, EICAR),
+                ("odd", 0o100600, b"abc"),
+                ("x.gz", 0o100644, &gz_member),
+            ],
+        );
+        assert_eq!(detect(&archive), Some(ContainerKind::Cpio), "{format}");
+        let (r, seen) = run(archive.clone(), "a.cpio", &Limits::default());
+        assert!(r.problems.is_empty(), "{format}: {:?}", r.problems);
+        assert_eq!(
+            locations(&seen),
+            [
+                "a.cpio>dir/eicar.com",
+                "a.cpio>odd",
+                "a.cpio>x.gz",
+                "a.cpio>x.gz>x"
+            ],
+            "{format}"
+        );
+        assert_eq!(seen[0].2, EICAR);
+        assert_eq!(seen[1].2, b"abc");
+        assert_eq!(seen[3].2, EICAR);
+        // Cut anywhere after the first header: corrupt, never a panic.
+        let (r, _) = run(
+            archive[..archive.len() - 40].to_vec(),
+            "a.cpio",
+            &Limits::default(),
+        );
+        assert!(!r.problems.is_empty(), "{format}");
+    }
+}
+
+/// A TNEF file: a message-level attribute, then per attachment its
+/// rendering data, title and data.
+fn tnef_of(attachments: &[(&str, &[u8])]) -> Vec<u8> {
+    let attr = |out: &mut Vec<u8>, level: u8, id: u32, data: &[u8]| {
+        out.push(level);
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+        let sum = data.iter().fold(0u16, |s, &b| s.wrapping_add(u16::from(b)));
+        out.extend_from_slice(&sum.to_le_bytes());
+    };
+    let mut out = vec![0x78, 0x9f, 0x3e, 0x22, 0x01, 0x00];
+    attr(&mut out, 1, 0x0008_9006, b"\x01\x00\x00\x00");
+    for (title, data) in attachments {
+        attr(&mut out, 2, 0x0006_9002, &[0; 14]);
+        if !title.is_empty() {
+            attr(
+                &mut out,
+                2,
+                0x0001_8010,
+                &[title.as_bytes(), b"\0"].concat(),
+            );
+        }
+        attr(&mut out, 2, 0x0006_800f, data);
+    }
+    out
+}
+
+#[test]
+fn tnef_attachments_are_members_named_by_their_titles() {
+    let t = tnef_of(&[("eicar.com", EICAR), ("", b"second")]);
+    assert_eq!(detect(&t), Some(ContainerKind::Tnef));
+    let (r, seen) = run(t.clone(), "winmail.dat", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(
+        locations(&seen),
+        ["winmail.dat>eicar.com", "winmail.dat>attachment2"]
+    );
+    assert_eq!(seen[0].2, EICAR);
+    assert_eq!(seen[1].2, b"second");
+    let (r, seen) = run(t[..t.len() - 5].to_vec(), "winmail.dat", &Limits::default());
+    assert!(!r.problems.is_empty());
+    assert_eq!(seen[0].2, EICAR);
+    // A stray byte after the last attribute is not an attribute.
+    let (r, seen) = run([&t[..], b"\0"].concat(), "winmail.dat", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(seen.len(), 2);
+}

@@ -98,6 +98,9 @@ impl<E> Walker<'_, E> {
             ContainerKind::Zip => formats::zip::walk(self, blob, location, depth),
             ContainerKind::Tar => formats::tar::walk(self, blob, location, depth),
             ContainerKind::SevenZ => formats::sevenz::walk(self, blob, location, depth),
+            ContainerKind::Mail => formats::mail::walk(self, blob, location, depth),
+            ContainerKind::Cpio => formats::cpio::walk(self, blob, location, depth),
+            ContainerKind::Tnef => formats::tnef::walk(self, blob, location, depth),
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz

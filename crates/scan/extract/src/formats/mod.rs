@@ -1,9 +1,12 @@
 //! One module per container format. Each walks its members through
 //! [`Walker::member`](crate::walk::Walker::member).
 
+pub(crate) mod cpio;
+pub(crate) mod mail;
 pub(crate) mod sevenz;
 pub(crate) mod stream;
 pub(crate) mod tar;
+pub(crate) mod tnef;
 pub(crate) mod zip;
 
 /// Read-ahead buffer in front of a blob, so decoders don't issue tiny reads.

@@ -47,7 +47,12 @@ pub(crate) fn walk<E>(
                 }
             }
         }
-        ContainerKind::Zip | ContainerKind::Tar | ContainerKind::SevenZ => return Ok(()),
+        ContainerKind::Zip
+        | ContainerKind::Tar
+        | ContainerKind::SevenZ
+        | ContainerKind::Mail
+        | ContainerKind::Cpio
+        | ContainerKind::Tnef => return Ok(()),
     };
     w.member(
         Member {
@@ -99,7 +104,12 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         ContainerKind::Bzip2 => &[(".tbz2", ".tar"), (".tbz", ".tar"), (".bz2", "")],
         ContainerKind::Xz => &[(".txz", ".tar"), (".xz", "")],
         ContainerKind::Zstd => &[(".tzst", ".tar"), (".zstd", ""), (".zst", "")],
-        ContainerKind::Zip | ContainerKind::Tar | ContainerKind::SevenZ => &[],
+        ContainerKind::Zip
+        | ContainerKind::Tar
+        | ContainerKind::SevenZ
+        | ContainerKind::Mail
+        | ContainerKind::Cpio
+        | ContainerKind::Tnef => &[],
     };
     let lower = own.to_ascii_lowercase();
     for (suffix, replacement) in rules {
