@@ -172,6 +172,62 @@ fn clamdscan_stream_clean_eicar_encrypted_and_over_limit() {
     );
 }
 
+/// Writes `path` as a MIME message made by Python's `email` package (a real
+/// mail writer, as a mail server's spool file is), with `attachment` as a
+/// base64 part and a zip of it as another.
+fn write_message(path: &Path, attachment: &[u8]) {
+    let script = r#"
+import email.message, io, sys, zipfile
+data = sys.stdin.buffer.read()
+m = email.message.EmailMessage()
+m["From"] = "a@example.com"
+m["To"] = "b@example.com"
+m["Subject"] = "report"
+m["Message-ID"] = "<1@example.com>"
+m.set_content("see the attachments\n")
+m.add_attachment(data, maintype="application", subtype="octet-stream", filename="report.bin")
+z = io.BytesIO()
+with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as f:
+    f.writestr("inner/report.bin", data)
+m.add_attachment(z.getvalue(), maintype="application", subtype="zip", filename="report.zip")
+open(sys.argv[1], "wb").write(m.as_bytes())
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(attachment).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_whole_message_streamed_as_a_mail_server_does_has_its_attachments_scanned() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let infected = root.join("infected.eml");
+    write_message(&infected, EICAR);
+    let clean = root.join("clean.eml");
+    write_message(&clean, b"quarterly figures, nothing else\n");
+    // EICAR only exists base64-encoded in the message.
+    let raw = std::fs::read(&infected).unwrap();
+    assert!(!raw.windows(EICAR.len()).any(|w| w == EICAR));
+    let c = Clamd::start(dir.path(), &root, &[]);
+
+    let o = c.clamdscan(true, &["--stream"], &[&infected]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("infected.eml: Eicar-Test-Signature FOUND"),
+        "{}",
+        text(&o)
+    );
+    let o = c.clamdscan(true, &["--stream"], &[&clean]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("clean.eml: OK"), "{}", text(&o));
+}
+
 #[test]
 fn clamdscan_multiscan_and_allmatch_only_under_the_allowed_root() {
     let dir = tempfile::tempdir().unwrap();
