@@ -15,6 +15,10 @@ pub enum ContainerKind {
     Cpio,
     /// Outlook's `winmail.dat`.
     Tnef,
+    /// RTF documents (their embedded objects are the members).
+    Rtf,
+    /// An OLE1 embedded object, as RTF documents hold them.
+    Ole1,
 }
 
 impl ContainerKind {
@@ -30,6 +34,8 @@ impl ContainerKind {
             ContainerKind::Mail => "mail",
             ContainerKind::Cpio => "cpio",
             ContainerKind::Tnef => "tnef",
+            ContainerKind::Rtf => "rtf",
+            ContainerKind::Ole1 => "ole1",
         }
     }
 }
@@ -55,6 +61,10 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::SevenZ)
     } else if head.get(257..262) == Some(b"ustar") {
         Some(ContainerKind::Tar)
+    } else if crate::formats::rtf::is_rtf(head) {
+        Some(ContainerKind::Rtf)
+    } else if crate::formats::ole1::is_ole1(head) {
+        Some(ContainerKind::Ole1)
     } else if crate::formats::tnef::is_tnef(head) {
         Some(ContainerKind::Tnef)
     } else if crate::formats::cpio::is_cpio(head) {

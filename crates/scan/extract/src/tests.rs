@@ -997,3 +997,140 @@ fn tnef_attachments_are_members_named_by_their_titles() {
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert_eq!(seen.len(), 2);
 }
+
+/// An OLE1 embedded object of `class` whose native data is `native`.
+fn ole1_of(class: &str, native: &[u8]) -> Vec<u8> {
+    let mut o = vec![0x01, 0x05, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00];
+    let cls = [class.as_bytes(), b"\0"].concat();
+    o.extend_from_slice(&(cls.len() as u32).to_le_bytes());
+    o.extend_from_slice(&cls);
+    o.extend_from_slice(&[0; 8]); // empty topic and item
+    o.extend_from_slice(&(native.len() as u32).to_le_bytes());
+    o.extend_from_slice(native);
+    o
+}
+
+/// A `Package` native data wrapping `data` labelled `label`.
+fn package_of(label: &str, data: &[u8]) -> Vec<u8> {
+    let path = format!("C:\\Users\\a\\{label}");
+    let mut p = vec![0x02, 0x00];
+    for s in [label, path.as_str()] {
+        p.extend_from_slice(s.as_bytes());
+        p.push(0);
+    }
+    p.extend_from_slice(&[0x00, 0x00, 0x03, 0x00]);
+    p.extend_from_slice(&((path.len() + 1) as u32).to_le_bytes());
+    p.extend_from_slice(path.as_bytes());
+    p.push(0);
+    p.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    p.extend_from_slice(data);
+    p
+}
+
+/// An RTF document with `objects` as `\objdata` groups, hex written in
+/// lines with a control word and a comment group inside, as writers do.
+fn rtf_of(objects: &[Vec<u8>]) -> Vec<u8> {
+    let mut doc =
+        String::from("{\\rtf1\\ansi{\\fonttbl{\\f0 Times;}}\\pard Hello \\'e9t\\'e9.\\par\n");
+    for o in objects {
+        doc.push_str("{\\object\\objemb{\\*\\objclass Package}{\\*\\objdata ");
+        let hex: String = o.iter().map(|b| format!("{b:02x}")).collect();
+        for (i, line) in hex.as_bytes().chunks(64).enumerate() {
+            doc.push_str(std::str::from_utf8(line).unwrap());
+            doc.push_str(if i == 1 {
+                "{\\*\\hidden 4142}\\par\r\n"
+            } else {
+                "\r\n"
+            });
+        }
+        doc.push_str("}{\\result {\\pict 0102}}}\n");
+    }
+    doc.push_str("}\n");
+    doc.into_bytes()
+}
+
+#[test]
+fn rtf_embedded_objects_are_decoded_and_packages_unwrapped() {
+    let zip = zip_of(&[("inner.com", EICAR)]);
+    let objects = [
+        ole1_of("Package", &package_of("eicar.com", EICAR)),
+        ole1_of("Equation.3", &zip),
+    ];
+    let doc = rtf_of(&objects);
+    assert_eq!(detect(&doc), Some(ContainerKind::Rtf));
+    let (r, seen) = run(doc, "d.rtf", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(
+        locations(&seen),
+        [
+            "d.rtf>objdata1",
+            "d.rtf>objdata1>eicar.com",
+            "d.rtf>objdata2",
+            "d.rtf>objdata2>native",
+            "d.rtf>objdata2>native>inner.com",
+        ]
+    );
+    assert_eq!(seen[0].2, objects[0]);
+    assert_eq!(seen[1].2, EICAR);
+    assert_eq!(seen[2].2, objects[1]);
+    assert_eq!(seen[4].2, EICAR);
+}
+
+#[test]
+fn a_cut_rtf_object_is_corrupt_where_its_package_is_short() {
+    let doc = rtf_of(&[ole1_of("Package", &package_of("eicar.com", EICAR))]);
+    let cut = doc.len() - 120;
+    let (r, _) = run(doc[..cut].to_vec(), "d.rtf", &Limits::default());
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| matches!(p, Problem::Corrupt { location, .. } if location.starts_with("d.rtf>objdata1"))),
+        "{:?}",
+        r.problems
+    );
+    // Every prefix: never a panic.
+    for n in (0..doc.len()).step_by(11) {
+        run(doc[..n].to_vec(), "d.rtf", &Limits::default());
+    }
+}
+
+#[test]
+fn mutated_mail_rtf_ole1_tnef_and_cpio_never_panic_or_pass_their_limits() {
+    let samples = [
+        sample_mail(),
+        rtf_of(&[ole1_of("Package", &package_of("eicar.com", EICAR))]),
+        ole1_of("Package", &package_of("eicar.com", EICAR)),
+        tnef_of(&[("eicar.com", EICAR)]),
+        cpio_of("newc", &[("a", 0o100644, EICAR)]),
+        cpio_of("bin-be", &[("a", 0o100644, EICAR)]),
+    ];
+    let limits = Limits {
+        max_members: 32,
+        max_member_size: 1 << 16,
+        max_expanded_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    // A fixed xorshift, so a failure is reproducible.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for sample in &samples {
+        for _ in 0..300 {
+            let mut data = sample.clone();
+            for _ in 0..1 + rand() % 8 {
+                let i = (rand() % data.len() as u64) as usize;
+                data[i] = rand() as u8;
+            }
+            let (r, seen) = run(data, "m", &limits);
+            assert!(r.members <= limits.max_members);
+            assert!(
+                seen.iter()
+                    .all(|(_, _, c)| c.len() as u64 <= limits.max_member_size)
+            );
+        }
+    }
+}

@@ -101,6 +101,8 @@ impl<E> Walker<'_, E> {
             ContainerKind::Mail => formats::mail::walk(self, blob, location, depth),
             ContainerKind::Cpio => formats::cpio::walk(self, blob, location, depth),
             ContainerKind::Tnef => formats::tnef::walk(self, blob, location, depth),
+            ContainerKind::Rtf => formats::rtf::walk(self, blob, location, depth),
+            ContainerKind::Ole1 => formats::ole1::walk(self, blob, location, depth),
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz

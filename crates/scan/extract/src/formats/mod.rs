@@ -3,6 +3,8 @@
 
 pub(crate) mod cpio;
 pub(crate) mod mail;
+pub(crate) mod ole1;
+pub(crate) mod rtf;
 pub(crate) mod sevenz;
 pub(crate) mod stream;
 pub(crate) mod tar;

@@ -52,7 +52,9 @@ pub(crate) fn walk<E>(
         | ContainerKind::SevenZ
         | ContainerKind::Mail
         | ContainerKind::Cpio
-        | ContainerKind::Tnef => return Ok(()),
+        | ContainerKind::Tnef
+        | ContainerKind::Rtf
+        | ContainerKind::Ole1 => return Ok(()),
     };
     w.member(
         Member {
@@ -109,7 +111,9 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         | ContainerKind::SevenZ
         | ContainerKind::Mail
         | ContainerKind::Cpio
-        | ContainerKind::Tnef => &[],
+        | ContainerKind::Tnef
+        | ContainerKind::Rtf
+        | ContainerKind::Ole1 => &[],
     };
     let lower = own.to_ascii_lowercase();
     for (suffix, replacement) in rules {

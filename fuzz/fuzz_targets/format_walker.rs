@@ -1,12 +1,13 @@
-//! Walks arbitrary bytes as a mail message (a header that makes the walker
-//! read them as mail, then the fuzzer's bytes) with tight limits. It must
-//! never panic, never exceed its limits, and never hand out a member deeper
-//! or larger than allowed.
+//! Walks arbitrary bytes as one of the formats whose start random bytes
+//! rarely hit (the first byte picks a prefix that makes the walker read the
+//! rest as mail, RTF, an OLE1 object, TNEF or cpio) with tight limits. It
+//! must never panic, never exceed its limits, and never hand out a member
+//! deeper or larger than allowed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use moat_core::Blob;
-use moat_extract::{ContainerKind, Limits, detect, walk};
+use moat_extract::{Limits, detect, walk};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits {
@@ -19,9 +20,19 @@ fuzz_target!(|data: &[u8]| {
         spool_threshold: 1 << 20,
         tmp_dir: std::env::temp_dir(),
     };
-    let mut msg = b"Message-ID: <fuzz@moat>\r\n".to_vec();
-    msg.extend_from_slice(data);
-    if detect(&msg) != Some(ContainerKind::Mail) {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let prefix: &[u8] = match pick % 5 {
+        0 => b"Message-ID: <fuzz@moat>\r\n",
+        1 => b"{\\rtf1 ",
+        2 => b"\x01\x05\x00\x00\x02\x00\x00\x00",
+        3 => b"\x78\x9f\x3e\x22\x01\x00",
+        _ => b"070701",
+    };
+    let mut msg = prefix.to_vec();
+    msg.extend_from_slice(rest);
+    if detect(&msg).is_none() {
         return;
     }
     let blob = Blob::from_vec(msg);
