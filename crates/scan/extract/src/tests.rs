@@ -1134,3 +1134,18 @@ fn mutated_mail_rtf_ole1_tnef_and_cpio_never_panic_or_pass_their_limits() {
         }
     }
 }
+
+#[test]
+fn sloppy_base64_is_decoded_character_by_character() {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(EICAR);
+    // Split oddly, with stray characters and white space, padding dropped.
+    let (a, b) = text.split_at(10);
+    let msg = format!(
+        "MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\n{a}\r\n {} !\r\n",
+        b.trim_end_matches('=')
+    );
+    let (r, seen) = run(msg.into_bytes(), "m.eml", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(seen[0].2, EICAR);
+}

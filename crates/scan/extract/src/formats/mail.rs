@@ -32,6 +32,8 @@ const MAX_LINE: usize = 64 * 1024;
 const MAX_HEADER: usize = 16 * 1024;
 /// Deepest nesting of multiparts and attached messages that is followed.
 const MAX_NESTING: usize = 32;
+/// Decoded bytes gathered per read (a line decodes to 57 bytes of base64).
+const OUT_CHUNK: usize = 64 * 1024;
 
 pub(crate) fn walk<E>(
     w: &mut Walker<'_, E>,
@@ -552,7 +554,11 @@ impl<R: BufRead> Read for Part<'_, R> {
             }
             self.out.clear();
             self.pos = 0;
-            self.step()?;
+            // Many lines per read, so the walker copies and hashes in chunks.
+            let want = buf.len().min(OUT_CHUNK);
+            while self.out.len() < want && self.stop.is_none() {
+                self.step()?;
+            }
         }
     }
 }
@@ -611,6 +617,14 @@ impl<R: BufRead> Part<'_, R> {
                 }
             }
             Mode::Base64 => {
+                let text = trim_eol(line);
+                if self.nquad == 0
+                    && text.len().is_multiple_of(4)
+                    && decode_line(text, &mut self.out)
+                {
+                    self.lines.take();
+                    return Ok(());
+                }
                 for &c in line.iter() {
                     if c == b'=' {
                         flush_base64(&mut self.quad, &mut self.nquad, &mut self.out);
@@ -664,6 +678,25 @@ fn flush_base64(quad: &mut [u8; 4], nquad: &mut usize, out: &mut Vec<u8>) {
     out.extend_from_slice(&bytes[..n]);
     *quad = [0; 4];
     *nquad = 0;
+}
+
+/// A whole, well-formed base64 line decoded at once (the common case);
+/// false, with `out` unchanged, for anything else, which is then decoded
+/// character by character.
+fn decode_line(text: &[u8], out: &mut Vec<u8>) -> bool {
+    use base64::Engine;
+    let start = out.len();
+    out.resize(start + text.len() / 4 * 3, 0);
+    match base64::engine::general_purpose::STANDARD.decode_slice(text, &mut out[start..]) {
+        Ok(n) => {
+            out.truncate(start + n);
+            true
+        }
+        Err(_) => {
+            out.truncate(start);
+            false
+        }
+    }
 }
 
 fn base64_value(c: u8) -> Option<u8> {
