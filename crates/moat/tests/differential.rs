@@ -516,7 +516,6 @@ const TESTFILE_UNOPENED: &[&str] = &[
     "clam.exe.binhex",
     "clam.exe.szdd",
     "clam.impl.zip",
-    "clam.ole.doc",
     "clam.pdf",
     "clam.ppt",
     "clam.sis",

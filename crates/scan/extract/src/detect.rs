@@ -19,6 +19,8 @@ pub enum ContainerKind {
     Rtf,
     /// An OLE1 embedded object, as RTF documents hold them.
     Ole1,
+    /// An OLE2 compound file (Office 97–2003 documents, MSI, `.msg`).
+    Ole2,
 }
 
 impl ContainerKind {
@@ -36,6 +38,7 @@ impl ContainerKind {
             ContainerKind::Tnef => "tnef",
             ContainerKind::Rtf => "rtf",
             ContainerKind::Ole1 => "ole1",
+            ContainerKind::Ole2 => "ole2",
         }
     }
 }
@@ -61,6 +64,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::SevenZ)
     } else if head.get(257..262) == Some(b"ustar") {
         Some(ContainerKind::Tar)
+    } else if crate::formats::ole2::is_ole2(head) {
+        Some(ContainerKind::Ole2)
     } else if crate::formats::rtf::is_rtf(head) {
         Some(ContainerKind::Rtf)
     } else if crate::formats::ole1::is_ole1(head) {

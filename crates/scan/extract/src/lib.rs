@@ -1,6 +1,6 @@
 //! Archive extraction with limits: zip, gzip, tar, bzip2, xz, zstd, 7z, cpio,
-//! TNEF (`winmail.dat`), RTF's embedded objects (OLE1, packaged files
-//! unwrapped) and mail (RFC 5322 messages and mbox files, whose MIME parts
+//! TNEF (`winmail.dat`), OLE2 compound files (Office 97–2003, MSI; embedded
+//! packages unwrapped), RTF's embedded objects (OLE1) and mail (RFC 5322 messages and mbox files, whose MIME parts
 //! are the members), nested to any depth within [`Limits`]. It feeds the builtin and yara engines
 //! (clamd and ICAP engines extract by themselves).
 //!

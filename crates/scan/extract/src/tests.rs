@@ -1149,3 +1149,69 @@ fn sloppy_base64_is_decoded_character_by_character() {
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert_eq!(seen[0].2, EICAR);
 }
+
+/// An OLE2 compound file, written with the `cfb` crate, of `(path, data)` streams.
+fn ole2_of(streams: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut cf = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+    for (path, data) in streams {
+        let p = std::path::Path::new(path);
+        if let Some(parent) = p.parent().filter(|d| *d != std::path::Path::new("/")) {
+            cf.create_storage_all(parent).unwrap();
+        }
+        cf.create_stream(p).unwrap().write_all(data).unwrap();
+    }
+    cf.flush().unwrap();
+    cf.into_inner().into_inner()
+}
+
+#[test]
+fn ole2_streams_are_members_and_embedded_packages_are_unwrapped() {
+    let package = package_of("eicar.com", EICAR);
+    let native = [&(package.len() as u32).to_le_bytes()[..], &package].concat();
+    let zip = zip_of(&[("inner.com", EICAR)]);
+    let doc = ole2_of(&[
+        ("/WordDocument", b"text of the document"),
+        ("/ObjectPool/_1/\u{1}Ole10Native", &native),
+        (
+            "/ObjectPool/_2/\u{1}Ole10Native",
+            b"\x04\0\0\0not a package",
+        ),
+        ("/Data", &zip),
+    ]);
+    assert_eq!(detect(&doc), Some(ContainerKind::Ole2));
+    let (r, seen) = run(doc.clone(), "d.doc", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let mut got: Vec<(&str, &[u8])> = seen
+        .iter()
+        .map(|(l, _, c)| (l.as_str(), c.as_slice()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("d.doc>Data", zip.as_slice()),
+            ("d.doc>Data>inner.com", EICAR),
+            (
+                "d.doc>ObjectPool/_2/\u{fffd}Ole10Native",
+                &b"\x04\0\0\0not a package"[..]
+            ),
+            ("d.doc>WordDocument", &b"text of the document"[..]),
+            ("d.doc>eicar.com", EICAR),
+        ]
+    );
+    // Cut or damaged: corrupt, never a panic out of the walk.
+    let (r, _) = run(doc[..1000].to_vec(), "d.doc", &Limits::default());
+    assert_corrupt(&r);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..200 {
+        let mut data = doc.clone();
+        for _ in 0..4 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x % data.len() as u64) as usize;
+            data[i] = (x >> 32) as u8;
+        }
+        run(data, "d.doc", &Limits::default());
+    }
+}

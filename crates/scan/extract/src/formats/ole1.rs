@@ -173,7 +173,7 @@ fn c_string(r: &mut impl Read) -> io::Result<Vec<u8>> {
 /// The `Package` native data's header (a signature, the label, the source
 /// path, a reserved word, the temporary path): the label and the size of
 /// the file that follows.
-fn package_header(r: &mut impl Read) -> io::Result<(String, u32)> {
+pub(crate) fn package_header(r: &mut impl Read) -> io::Result<(String, u32)> {
     let mut sig = [0u8; 2];
     r.read_exact(&mut sig)?;
     let label = c_string(r)?;

@@ -54,7 +54,8 @@ pub(crate) fn walk<E>(
         | ContainerKind::Cpio
         | ContainerKind::Tnef
         | ContainerKind::Rtf
-        | ContainerKind::Ole1 => return Ok(()),
+        | ContainerKind::Ole1
+        | ContainerKind::Ole2 => return Ok(()),
     };
     w.member(
         Member {
@@ -113,7 +114,8 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         | ContainerKind::Cpio
         | ContainerKind::Tnef
         | ContainerKind::Rtf
-        | ContainerKind::Ole1 => &[],
+        | ContainerKind::Ole1
+        | ContainerKind::Ole2 => &[],
     };
     let lower = own.to_ascii_lowercase();
     for (suffix, replacement) in rules {
