@@ -514,7 +514,6 @@ const TESTFILE_UNOPENED: &[&str] = &[
     "clam.ea05.exe",
     "clam.ea06.exe",
     "clam.exe.binhex",
-    "clam.exe.szdd",
     "clam.impl.zip",
     "clam.pdf",
     "clam.ppt",

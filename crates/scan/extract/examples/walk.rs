@@ -1,6 +1,7 @@
 //! Walks files as the scanner's extraction does and prints what it found
 //! and how fast: `cargo run --release -p moat-extract --example walk -- FILE...`
-//! (a benchmark helper: members, bytes materialised, problems, MB/s).
+//! (a benchmark helper: members, bytes materialised, problems, MB/s). With
+//! `WALK_LIST=1` each member's location, size and SHA-256 is printed too.
 
 use moat_core::Blob;
 use moat_extract::{Limits, detect, walk};
@@ -11,8 +12,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let blob = Blob::open(std::path::Path::new(&path))?;
         let kind = detect(&blob.head(moat_extract::HEAD_LEN)?).map(|k| k.as_str());
         let start = Instant::now();
+        let list = std::env::var_os("WALK_LIST").is_some();
         let report =
-            walk::<std::convert::Infallible>(&blob, &path, &Limits::default(), &mut |_| Ok(()))?;
+            walk::<std::convert::Infallible>(&blob, &path, &Limits::default(), &mut |e| {
+                if list {
+                    let hex: String = e.sha256.iter().map(|b| format!("{b:02x}")).collect();
+                    println!("  {} {} {hex}", e.location, e.data.len());
+                }
+                Ok(())
+            })?;
         let secs = start.elapsed().as_secs_f64();
         println!(
             "{path}: {} ({} bytes): {} members, {} bytes materialised, {} problems, {:.3} s, {:.0} MB/s of input",

@@ -21,6 +21,8 @@ pub enum ContainerKind {
     Ole1,
     /// An OLE2 compound file (Office 97–2003 documents, MSI, `.msg`).
     Ole2,
+    /// Microsoft `COMPRESS.EXE` output (`file.ex_`).
+    Szdd,
 }
 
 impl ContainerKind {
@@ -39,6 +41,7 @@ impl ContainerKind {
             ContainerKind::Rtf => "rtf",
             ContainerKind::Ole1 => "ole1",
             ContainerKind::Ole2 => "ole2",
+            ContainerKind::Szdd => "szdd",
         }
     }
 }
@@ -64,6 +67,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::SevenZ)
     } else if head.get(257..262) == Some(b"ustar") {
         Some(ContainerKind::Tar)
+    } else if crate::formats::szdd::is_szdd(head) {
+        Some(ContainerKind::Szdd)
     } else if crate::formats::ole2::is_ole2(head) {
         Some(ContainerKind::Ole2)
     } else if crate::formats::rtf::is_rtf(head) {

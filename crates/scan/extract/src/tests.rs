@@ -1215,3 +1215,38 @@ fn ole2_streams_are_members_and_embedded_packages_are_unwrapped() {
         run(data, "d.doc", &Limits::default());
     }
 }
+
+/// SZDD of `data` with literals only (what a compressor may always emit),
+/// plus one back-reference to the window's initial spaces.
+fn szdd_of(data: &[u8]) -> Vec<u8> {
+    let mut out = b"SZDD\x88\xf0\x27\x33A\x00".to_vec();
+    out.extend_from_slice(&(data.len() as u32 + 5).to_le_bytes());
+    // First item: a match of 5 spaces from position 0 (spaces at start).
+    let mut items: Vec<Vec<u8>> = vec![vec![0x00, 0x02]];
+    items.extend(data.iter().map(|&b| vec![b]));
+    for group in items.chunks(8) {
+        let mut flags = 0u8;
+        for (i, item) in group.iter().enumerate() {
+            if item.len() == 1 {
+                flags |= 1 << i;
+            }
+        }
+        out.push(flags);
+        for item in group {
+            out.extend_from_slice(item);
+        }
+    }
+    out
+}
+
+#[test]
+fn szdd_is_expanded_and_a_short_stream_is_corrupt() {
+    let f = szdd_of(EICAR);
+    assert_eq!(detect(&f), Some(ContainerKind::Szdd));
+    let (r, seen) = run(f.clone(), "eicar.co_", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(locations(&seen), ["eicar.co_>data"]);
+    assert_eq!(seen[0].2, [b"     ", EICAR].concat());
+    let (r, _) = run(f[..f.len() - 3].to_vec(), "eicar.co_", &Limits::default());
+    assert_corrupt(&r);
+}

@@ -104,6 +104,7 @@ impl<E> Walker<'_, E> {
             ContainerKind::Rtf => formats::rtf::walk(self, blob, location, depth),
             ContainerKind::Ole1 => formats::ole1::walk(self, blob, location, depth),
             ContainerKind::Ole2 => formats::ole2::walk(self, blob, location, depth),
+            ContainerKind::Szdd => formats::szdd::walk(self, blob, location, depth),
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz

@@ -8,6 +8,7 @@ pub(crate) mod ole2;
 pub(crate) mod rtf;
 pub(crate) mod sevenz;
 pub(crate) mod stream;
+pub(crate) mod szdd;
 pub(crate) mod tar;
 pub(crate) mod tnef;
 pub(crate) mod zip;

@@ -55,7 +55,8 @@ pub(crate) fn walk<E>(
         | ContainerKind::Tnef
         | ContainerKind::Rtf
         | ContainerKind::Ole1
-        | ContainerKind::Ole2 => return Ok(()),
+        | ContainerKind::Ole2
+        | ContainerKind::Szdd => return Ok(()),
     };
     w.member(
         Member {
@@ -115,7 +116,8 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         | ContainerKind::Tnef
         | ContainerKind::Rtf
         | ContainerKind::Ole1
-        | ContainerKind::Ole2 => &[],
+        | ContainerKind::Ole2
+        | ContainerKind::Szdd => &[],
     };
     let lower = own.to_ascii_lowercase();
     for (suffix, replacement) in rules {
