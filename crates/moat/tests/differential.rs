@@ -513,7 +513,6 @@ const TESTFILE_UNOPENED: &[&str] = &[
     "clam.chm",
     "clam.ea05.exe",
     "clam.ea06.exe",
-    "clam.exe.binhex",
     "clam.impl.zip",
     "clam.pdf",
     "clam.ppt",

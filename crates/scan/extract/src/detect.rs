@@ -23,6 +23,8 @@ pub enum ContainerKind {
     Ole2,
     /// Microsoft `COMPRESS.EXE` output (`file.ex_`).
     Szdd,
+    /// BinHex 4.0 (`.hqx`).
+    BinHex,
 }
 
 impl ContainerKind {
@@ -42,6 +44,7 @@ impl ContainerKind {
             ContainerKind::Ole1 => "ole1",
             ContainerKind::Ole2 => "ole2",
             ContainerKind::Szdd => "szdd",
+            ContainerKind::BinHex => "binhex",
         }
     }
 }
@@ -67,6 +70,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::SevenZ)
     } else if head.get(257..262) == Some(b"ustar") {
         Some(ContainerKind::Tar)
+    } else if crate::formats::binhex::is_binhex(head) {
+        Some(ContainerKind::BinHex)
     } else if crate::formats::szdd::is_szdd(head) {
         Some(ContainerKind::Szdd)
     } else if crate::formats::ole2::is_ole2(head) {

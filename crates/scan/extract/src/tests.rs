@@ -1095,7 +1095,7 @@ fn a_cut_rtf_object_is_corrupt_where_its_package_is_short() {
 }
 
 #[test]
-fn mutated_mail_rtf_ole1_tnef_and_cpio_never_panic_or_pass_their_limits() {
+fn mutated_mail_rtf_ole1_tnef_cpio_szdd_and_binhex_never_panic_or_pass_their_limits() {
     let samples = [
         sample_mail(),
         rtf_of(&[ole1_of("Package", &package_of("eicar.com", EICAR))]),
@@ -1103,6 +1103,8 @@ fn mutated_mail_rtf_ole1_tnef_and_cpio_never_panic_or_pass_their_limits() {
         tnef_of(&[("eicar.com", EICAR)]),
         cpio_of("newc", &[("a", 0o100644, EICAR)]),
         cpio_of("bin-be", &[("a", 0o100644, EICAR)]),
+        szdd_of(EICAR),
+        binhex_of("a.com", EICAR),
     ];
     let limits = Limits {
         max_members: 32,
@@ -1248,5 +1250,78 @@ fn szdd_is_expanded_and_a_short_stream_is_corrupt() {
     assert_eq!(locations(&seen), ["eicar.co_>data"]);
     assert_eq!(seen[0].2, [b"     ", EICAR].concat());
     let (r, _) = run(f[..f.len() - 3].to_vec(), "eicar.co_", &Limits::default());
+    assert_corrupt(&r);
+}
+
+/// BinHex 4.0 of a file `name` with `data` as its data fork and an empty
+/// resource fork (CRCs left zero: they are not checked).
+fn binhex_of(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut raw = vec![name.len() as u8];
+    raw.extend_from_slice(name.as_bytes());
+    raw.push(0);
+    raw.extend_from_slice(b"TEXTmoat\0\0");
+    raw.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    raw.extend_from_slice(&0u32.to_be_bytes());
+    raw.extend_from_slice(&[0, 0]);
+    raw.extend_from_slice(data);
+    raw.extend_from_slice(&[0, 0, 0, 0]);
+    // Run-length: a literal 0x90 is 0x90 0x00; runs of 4 or more are
+    // written as the byte, 0x90 and the count.
+    let mut rle = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        let run = raw[i..].iter().take(255).take_while(|&&c| c == b).count();
+        if b == 0x90 {
+            rle.extend_from_slice(&[0x90, 0x00]);
+            i += 1;
+        } else if run >= 4 {
+            rle.extend_from_slice(&[b, 0x90, run as u8]);
+            i += run;
+        } else {
+            rle.push(b);
+            i += 1;
+        }
+    }
+    const ALPHABET: &[u8; 64] =
+        b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr";
+    let mut text = String::new();
+    for g in rle.chunks(3) {
+        let b = |i: usize| u32::from(g.get(i).copied().unwrap_or(0));
+        let x = b(0) << 16 | b(1) << 8 | b(2);
+        let chars = [18, 12, 6, 0].map(|s| char::from(ALPHABET[((x >> s) & 63) as usize]));
+        text.extend(&chars[..g.len() + 1]);
+    }
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "(This file must be converted with BinHex 4.0)\r\n:{}:\r\n",
+        lines.join("\r\n")
+    )
+    .into_bytes()
+}
+
+#[test]
+fn binhex_data_fork_is_decoded_with_its_runs() {
+    let data = [
+        EICAR,
+        &[0x90, b'z', b'z', b'z', b'z', b'z', b'z'],
+        &[0u8; 300],
+    ]
+    .concat();
+    let f = binhex_of("report.com", &data);
+    assert_eq!(detect(&f), Some(ContainerKind::BinHex));
+    let (r, seen) = run(f.clone(), "r.hqx", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(locations(&seen), ["r.hqx>report.com"]);
+    assert_eq!(seen[0].2, data);
+    // A character outside the alphabet ends the data: what is left is short.
+    let mut bad = f.clone();
+    let at = bad.len() / 2;
+    bad[at] = b'~';
+    let (r, _) = run(bad, "r.hqx", &Limits::default());
     assert_corrupt(&r);
 }

@@ -56,7 +56,8 @@ pub(crate) fn walk<E>(
         | ContainerKind::Rtf
         | ContainerKind::Ole1
         | ContainerKind::Ole2
-        | ContainerKind::Szdd => return Ok(()),
+        | ContainerKind::Szdd
+        | ContainerKind::BinHex => return Ok(()),
     };
     w.member(
         Member {
@@ -117,7 +118,8 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         | ContainerKind::Rtf
         | ContainerKind::Ole1
         | ContainerKind::Ole2
-        | ContainerKind::Szdd => &[],
+        | ContainerKind::Szdd
+        | ContainerKind::BinHex => &[],
     };
     let lower = own.to_ascii_lowercase();
     for (suffix, replacement) in rules {
