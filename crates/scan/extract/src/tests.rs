@@ -1325,3 +1325,21 @@ fn binhex_data_fork_is_decoded_with_its_runs() {
     let (r, _) = run(bad, "r.hqx", &Limits::default());
     assert_corrupt(&r);
 }
+
+#[test]
+fn an_attached_message_sent_base64_encoded_is_decoded_and_read_as_mail() {
+    let inner = format!(
+        "From: b@example.com\r\nMessage-ID: <2@x>\r\nContent-Type: application/octet-stream; name=e.com\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}",
+        b64_lines(EICAR)
+    );
+    let msg = format!(
+        "Message-ID: <1@x>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n{}--b--\r\n",
+        b64_lines(inner.as_bytes())
+    );
+    let (r, seen) = run(msg.into_bytes(), "m.eml", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(locations(&seen), ["m.eml>part1", "m.eml>part1>e.com"]);
+    assert_eq!(seen[1].2, EICAR);
+}

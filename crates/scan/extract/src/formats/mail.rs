@@ -103,7 +103,9 @@ impl<R: BufRead> Mail<'_, R> {
             return Ok(end);
         }
         let (mime, params) = parse_params(&h.content_type);
-        if self.nesting >= MAX_NESTING {
+        // An encoded multipart or attached message (not allowed, but sent)
+        // is decoded as one member; its lines are not readable as they are.
+        if self.nesting >= MAX_NESTING || Mode::of_encoding(&h.encoding) != Mode::Text {
             return self.leaf(w, &h);
         }
         if mime.starts_with("multipart/")
