@@ -1,6 +1,6 @@
 //! Walks arbitrary bytes as one of the formats whose start random bytes
 //! rarely hit (the first byte picks a prefix that makes the walker read the
-//! rest as mail, RTF, an OLE1 object, TNEF, OLE2, SZDD, BinHex or cpio) with tight limits. It
+//! rest as mail, RTF, an OLE1 object, TNEF, OLE2, SZDD, BinHex, PDF or cpio) with tight limits. It
 //! must never panic, never exceed its limits, and never hand out a member
 //! deeper or larger than allowed.
 #![no_main]
@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let prefix: &[u8] = match pick % 8 {
+    let prefix: &[u8] = match pick % 9 {
         0 => b"Message-ID: <fuzz@moat>\r\n",
         1 => b"{\\rtf1 ",
         2 => b"\x01\x05\x00\x00\x02\x00\x00\x00",
@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         4 => b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
         5 => b"SZDD\x88\xf0\x27\x33A\x00",
         6 => b"(This file must be converted with BinHex 4.0)\r\n:",
+        7 => b"%PDF-1.7\n",
         _ => b"070701",
     };
     let mut msg = prefix.to_vec();

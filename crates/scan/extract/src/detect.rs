@@ -25,6 +25,7 @@ pub enum ContainerKind {
     Szdd,
     /// BinHex 4.0 (`.hqx`).
     BinHex,
+    Pdf,
 }
 
 impl ContainerKind {
@@ -45,6 +46,7 @@ impl ContainerKind {
             ContainerKind::Ole2 => "ole2",
             ContainerKind::Szdd => "szdd",
             ContainerKind::BinHex => "binhex",
+            ContainerKind::Pdf => "pdf",
         }
     }
 }
@@ -70,6 +72,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::SevenZ)
     } else if head.get(257..262) == Some(b"ustar") {
         Some(ContainerKind::Tar)
+    } else if crate::formats::pdf::is_pdf(head) {
+        Some(ContainerKind::Pdf)
     } else if crate::formats::binhex::is_binhex(head) {
         Some(ContainerKind::BinHex)
     } else if crate::formats::szdd::is_szdd(head) {

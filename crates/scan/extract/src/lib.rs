@@ -1,5 +1,5 @@
 //! Archive extraction with limits: zip, gzip, tar, bzip2, xz, zstd, 7z,
-//! cpio, SZDD (`COMPRESS.EXE`), BinHex, TNEF (`winmail.dat`), OLE2 compound files
+//! cpio, PDF streams, SZDD (`COMPRESS.EXE`), BinHex, TNEF (`winmail.dat`), OLE2 compound files
 //! (Office 97–2003, MSI; embedded packages unwrapped), RTF's embedded
 //! objects (OLE1) and mail (RFC 5322 messages and mbox files, whose MIME
 //! parts are the members), nested to any depth within [`Limits`]. It feeds

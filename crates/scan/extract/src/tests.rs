@@ -1095,7 +1095,7 @@ fn a_cut_rtf_object_is_corrupt_where_its_package_is_short() {
 }
 
 #[test]
-fn mutated_mail_rtf_ole1_tnef_cpio_szdd_and_binhex_never_panic_or_pass_their_limits() {
+fn mutated_mail_rtf_ole1_tnef_cpio_szdd_binhex_and_pdf_never_panic_or_pass_their_limits() {
     let samples = [
         sample_mail(),
         rtf_of(&[ole1_of("Package", &package_of("eicar.com", EICAR))]),
@@ -1105,6 +1105,7 @@ fn mutated_mail_rtf_ole1_tnef_cpio_szdd_and_binhex_never_panic_or_pass_their_lim
         cpio_of("bin-be", &[("a", 0o100644, EICAR)]),
         szdd_of(EICAR),
         binhex_of("a.com", EICAR),
+        sample_pdf(),
     ];
     let limits = Limits {
         max_members: 32,
@@ -1342,4 +1343,63 @@ fn an_attached_message_sent_base64_encoded_is_decoded_and_read_as_mail() {
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert_eq!(locations(&seen), ["m.eml>part1", "m.eml>part1>e.com"]);
     assert_eq!(seen[1].2, EICAR);
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// A PDF with an inflating stream, a plain embedded file with an indirect
+/// length, a stream that claims FlateDecode but does not inflate, and a
+/// wrong direct length.
+fn sample_pdf() -> Vec<u8> {
+    let flate = zlib(EICAR);
+    let mut p = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n".to_vec();
+    p.extend_from_slice(
+        format!(
+            "4 0 obj\n<< /Length {} /Filter [/FlateDecode] >>\nstream\r\n",
+            flate.len()
+        )
+        .as_bytes(),
+    );
+    p.extend_from_slice(&flate);
+    p.extend_from_slice(b"\r\nendstream\nendobj\n");
+    p.extend_from_slice(b"5 0 obj\n<</Type/EmbeddedFile/Length 9 0 R>>stream\n");
+    p.extend_from_slice(b"plain embedded file");
+    p.extend_from_slice(b"\nendstream\nendobj\n6 0 obj\n<< /Filter /FlateDecode /Length 7 >>\nstream\nnotzlib\nendstream\nendobj\n");
+    p.extend_from_slice(
+        b"7 0 obj\n<< /Length 3 >>\nstream\nlonger than three\nendstream\nendobj\n",
+    );
+    p.extend_from_slice(b"trailer\n<< /Root 1 0 R >>\n%%EOF\n");
+    p
+}
+
+#[test]
+fn pdf_streams_are_members_inflated_when_flate_and_damage_is_not_a_problem() {
+    let pdf = sample_pdf();
+    assert_eq!(detect(&pdf), Some(ContainerKind::Pdf));
+    let (r, seen) = run(pdf, "d.pdf", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(
+        locations(&seen),
+        [
+            "d.pdf>obj4.0",
+            "d.pdf>obj5.0",
+            "d.pdf>obj6.0",
+            "d.pdf>obj7.0"
+        ]
+    );
+    assert_eq!(seen[0].2, EICAR);
+    assert_eq!(seen[1].2, b"plain embedded file");
+    assert!(seen[2].2.is_empty());
+    // A direct length that does not end at `endstream` is not trusted.
+    assert_eq!(seen[3].2, b"longer than three");
+    // Cut anywhere: never a panic, never a problem.
+    let pdf = sample_pdf();
+    for n in (0..pdf.len()).step_by(5) {
+        let (r, _) = run(pdf[..n].to_vec(), "d.pdf", &Limits::default());
+        assert!(r.problems.is_empty(), "{n}: {:?}", r.problems);
+    }
 }

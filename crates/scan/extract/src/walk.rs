@@ -106,6 +106,7 @@ impl<E> Walker<'_, E> {
             ContainerKind::Ole2 => formats::ole2::walk(self, blob, location, depth),
             ContainerKind::Szdd => formats::szdd::walk(self, blob, location, depth),
             ContainerKind::BinHex => formats::binhex::walk(self, blob, location, depth),
+            ContainerKind::Pdf => formats::pdf::walk(self, blob, location, depth),
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz

@@ -57,7 +57,8 @@ pub(crate) fn walk<E>(
         | ContainerKind::Ole1
         | ContainerKind::Ole2
         | ContainerKind::Szdd
-        | ContainerKind::BinHex => return Ok(()),
+        | ContainerKind::BinHex
+        | ContainerKind::Pdf => return Ok(()),
     };
     w.member(
         Member {
@@ -119,7 +120,8 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         | ContainerKind::Ole1
         | ContainerKind::Ole2
         | ContainerKind::Szdd
-        | ContainerKind::BinHex => &[],
+        | ContainerKind::BinHex
+        | ContainerKind::Pdf => &[],
     };
     let lower = own.to_ascii_lowercase();
     for (suffix, replacement) in rules {
