@@ -1403,3 +1403,40 @@ fn pdf_streams_are_members_inflated_when_flate_and_damage_is_not_a_problem() {
         assert!(r.problems.is_empty(), "{n}: {:?}", r.problems);
     }
 }
+
+#[test]
+fn powerpoint_embedded_objects_are_inflated_and_opened() {
+    let package = package_of("eicar.com", EICAR);
+    let native = [&(package.len() as u32).to_le_bytes()[..], &package].concat();
+    let object = ole2_of(&[("/\u{1}Ole10Native", &native)]);
+    let record = |ver_instance: u16, rec_type: u16, body: &[u8]| {
+        let mut r = ver_instance.to_le_bytes().to_vec();
+        r.extend_from_slice(&rec_type.to_le_bytes());
+        r.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        r.extend_from_slice(body);
+        r
+    };
+    let compressed = [&(object.len() as u32).to_le_bytes()[..], &zlib(&object)].concat();
+    let inner = [
+        record(0x0000, 0x03e9, b"atom"),
+        record(0x0010, 0x1011, &compressed),
+        record(0x0000, 0x1011, b"raw object"),
+    ]
+    .concat();
+    let stream = record(0x000f, 0x03e8, &inner);
+    let ppt = ole2_of(&[("/PowerPoint Document", &stream)]);
+    let (r, seen) = run(ppt, "p.ppt", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(
+        locations(&seen),
+        [
+            "p.ppt>PowerPoint Document",
+            "p.ppt>PowerPoint object 1",
+            "p.ppt>PowerPoint object 1>eicar.com",
+            "p.ppt>PowerPoint object 2",
+        ]
+    );
+    assert_eq!(seen[1].2, object);
+    assert_eq!(seen[2].2, EICAR);
+    assert_eq!(seen[3].2, b"raw object");
+}

@@ -1,7 +1,9 @@
 //! OLE2 compound files (Word, Excel and PowerPoint 97–2003 documents, MSI
 //! packages, Outlook `.msg`): every stream is a member, named by its path in
 //! the file. An `\x01Ole10Native` stream (a file embedded in a document) is
-//! unwrapped to the packaged file, as ClamAV does. Read with the `cfb`
+//! unwrapped to the packaged file, and PowerPoint's embedded objects (kept
+//! in records of its document stream, usually compressed) are members of
+//! their own, as ClamAV does. Read with the `cfb`
 //! crate (random access through the blob); a panic inside it is caught and
 //! reported as corruption, so a hostile file costs a verdict of
 //! `unscannable`, never the process.
@@ -17,6 +19,10 @@ use std::path::PathBuf;
 
 const MAGIC: [u8; 8] = [0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1];
 const OLE10_NATIVE: &str = "\u{1}Ole10Native";
+const POWERPOINT: &str = "PowerPoint Document";
+/// `RT_ExternalOleObjectStg`: an embedded object's storage, zlib-compressed
+/// when the record's instance is 1.
+const EX_OLE_OBJ_STG: u16 = 0x1011;
 
 pub(crate) fn is_ole2(head: &[u8]) -> bool {
     head.starts_with(&MAGIC)
@@ -93,6 +99,21 @@ fn streams<E>(
         if step == Step::Stop {
             return Ok(());
         }
+        if step == Step::Next && path.file_name().is_some_and(|n| n == POWERPOINT) {
+            let embedded = match cf.open_stream(&path) {
+                Ok(s) => powerpoint_objects(w, BufReader::new(s), location, depth),
+                Err(e) => Err(PptError::Io(e)),
+            };
+            match embedded {
+                Ok(Step::Stop) => return Ok(()),
+                Ok(_) => {}
+                Err(PptError::Walk(e)) => return Err(e),
+                Err(PptError::Io(e)) => w.corrupt(
+                    &format!("{location}>{name}"),
+                    format!("powerpoint records: {e}"),
+                ),
+            }
+        }
     }
     Ok(())
 }
@@ -158,4 +179,99 @@ fn native_object<E>(
             }
         }
     }
+}
+
+enum PptError<E> {
+    Walk(WalkError<E>),
+    Io(std::io::Error),
+}
+
+impl<E> From<std::io::Error> for PptError<E> {
+    fn from(e: std::io::Error) -> Self {
+        PptError::Io(e)
+    }
+}
+
+/// The objects embedded in a PowerPoint 97–2003 presentation: its records
+/// are read in order (containers entered, atoms passed over), and each
+/// `ExOleObjStg` is a member, inflated when compressed. The member is itself
+/// a compound file (an embedded document, or a package), opened as usual.
+fn powerpoint_objects<E, R: Read>(
+    w: &mut Walker<'_, E>,
+    mut r: R,
+    location: &str,
+    depth: u32,
+) -> Result<Step, PptError<E>> {
+    let mut objects = 0u64;
+    loop {
+        if w.stopped {
+            return Ok(Step::Stop);
+        }
+        let mut h = [0u8; 8];
+        match read_header(&mut r, &mut h)? {
+            0 => return Ok(Step::Next),
+            8 => {}
+            // The stream may end with padding shorter than a header.
+            _ => return Ok(Step::Next),
+        }
+        let ver_instance = u16::from_le_bytes([h[0], h[1]]);
+        let rec_type = u16::from_le_bytes([h[2], h[3]]);
+        let len = u64::from(u32::from_le_bytes([h[4], h[5], h[6], h[7]]));
+        if ver_instance & 0x0f == 0x0f {
+            // A container: its records follow.
+            continue;
+        }
+        let mut body = (&mut r).take(len);
+        if rec_type == EX_OLE_OBJ_STG {
+            objects += 1;
+            let name = format!("PowerPoint object {objects}");
+            let step = if ver_instance >> 4 == 1 {
+                let mut size = [0u8; 4];
+                body.read_exact(&mut size)?;
+                let mut z = flate2::read::ZlibDecoder::new(&mut body);
+                w.member(
+                    Member {
+                        reader: &mut z,
+                        name: &name,
+                        stored_size: len,
+                        declared_size: Some(u64::from(u32::from_le_bytes(size))),
+                    },
+                    location,
+                    depth + 1,
+                )
+            } else {
+                w.member(
+                    Member {
+                        reader: &mut body,
+                        name: &name,
+                        stored_size: len,
+                        declared_size: Some(len),
+                    },
+                    location,
+                    depth + 1,
+                )
+            }
+            .map_err(PptError::Walk)?;
+            if step == Step::Stop {
+                return Ok(step);
+            }
+        }
+        std::io::copy(&mut body, &mut std::io::sink())?;
+        if body.limit() > 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+}
+
+fn read_header(r: &mut impl Read, h: &mut [u8; 8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < h.len() {
+        match r.read(&mut h[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
