@@ -1440,3 +1440,60 @@ fn powerpoint_embedded_objects_are_inflated_and_opened() {
     assert_eq!(seen[2].2, EICAR);
     assert_eq!(seen[3].2, b"raw object");
 }
+
+#[test]
+fn pdf_filter_chains_of_hex_ascii85_and_flate_are_undone_in_order() {
+    // Written by Python's base64.a85encode / bytes.hex, as encoders do.
+    let a85 = |data: &[u8]| -> Vec<u8> {
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import base64,sys; sys.stdout.buffer.write(base64.a85encode(sys.stdin.buffer.read(), wrapcol=60) + b'~>')",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(data)?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        out.stdout
+    };
+    let hex = |data: &[u8]| -> Vec<u8> {
+        let mut h: Vec<u8> = data
+            .iter()
+            .flat_map(|b| format!("{b:02X} ").into_bytes())
+            .collect();
+        h.extend_from_slice(b"\n>");
+        h
+    };
+    let zero_run = [EICAR, &[0u8; 12][..], b"x"].concat();
+    let streams: Vec<(&str, Vec<u8>)> = vec![
+        ("/ASCIIHexDecode", hex(EICAR)),
+        ("[/A85]", a85(&zero_run)),
+        ("[/ASCII85Decode /FlateDecode]", a85(&zlib(EICAR))),
+        ("[/AHx /Fl /DCTDecode]", hex(&zlib(b"jpeg bytes"))),
+        ("[/LZWDecode /FlateDecode]", b"lzw data".to_vec()),
+    ];
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    for (i, (filter, data)) in streams.iter().enumerate() {
+        pdf.extend_from_slice(
+            format!(
+                "{} 0 obj\n<< /Length {} /Filter {filter} >>\nstream\n",
+                i + 1,
+                data.len()
+            )
+            .as_bytes(),
+        );
+        pdf.extend_from_slice(data);
+        pdf.extend_from_slice(b"\nendstream\nendobj\n");
+    }
+    let (r, seen) = run(pdf, "f.pdf", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let got: Vec<&[u8]> = seen.iter().map(|(_, _, c)| c.as_slice()).collect();
+    assert_eq!(
+        got,
+        [EICAR, &zero_run[..], EICAR, b"jpeg bytes", b"lzw data"]
+    );
+}

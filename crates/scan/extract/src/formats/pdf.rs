@@ -1,6 +1,7 @@
 //! PDF: the content of every stream object (page contents, fonts, images,
-//! scripts, embedded files), inflated when its filter is `FlateDecode`,
-//! as it is otherwise. Streams are found by their keyword (`>> stream`
+//! scripts, embedded files), with its filters undone in order as far as they
+//! are understood (`FlateDecode`, `ASCIIHexDecode`, `ASCII85Decode`; the
+//! chain stops at any other, such as an image codec or LZW). Streams are found by their keyword (`>> stream`
 //! after a dictionary), not through the cross-reference table, so damaged
 //! and incrementally updated files give up all of their streams.
 //!
@@ -59,35 +60,38 @@ pub(crate) fn walk<E>(
         };
         let mut raw = blob.reader();
         raw.seek(SeekFrom::Start(s.data)).map_err(WalkError::Io)?;
-        let raw = raw.take(s.len);
-        let step = if s.flate {
-            let mut r = Lenient {
-                inner: flate2::read::ZlibDecoder::new(io::BufReader::new(raw)),
-                location: &name,
+        let mut decoded: Box<dyn Read> = Box::new(io::BufReader::new(raw.take(s.len)));
+        for f in &s.filters {
+            decoded = match f {
+                Filter::Flate => Box::new(flate2::read::ZlibDecoder::new(decoded)),
+                Filter::AsciiHex => Box::new(AsciiHex {
+                    inner: decoded,
+                    high: None,
+                    done: false,
+                }),
+                Filter::Ascii85 => Box::new(Ascii85 {
+                    inner: decoded,
+                    out: [0; 4],
+                    have: 0,
+                    pos: 0,
+                    done: false,
+                }),
             };
-            w.member(
-                Member {
-                    reader: &mut r,
-                    name: &name,
-                    stored_size: s.len,
-                    declared_size: None,
-                },
-                location,
-                depth + 1,
-            )?
-        } else {
-            let mut r = raw;
-            w.member(
-                Member {
-                    reader: &mut r,
-                    name: &name,
-                    stored_size: s.len,
-                    declared_size: None,
-                },
-                location,
-                depth + 1,
-            )?
+        }
+        let mut r = Lenient {
+            inner: decoded,
+            location: &name,
         };
+        let step = w.member(
+            Member {
+                reader: &mut r,
+                name: &name,
+                stored_size: s.len,
+                declared_size: None,
+            },
+            location,
+            depth + 1,
+        )?;
         if step == Step::Stop {
             return Ok(());
         }
@@ -101,7 +105,8 @@ pub(crate) fn walk<E>(
 struct Stream {
     data: u64,
     len: u64,
-    flate: bool,
+    /// The filters to undo, in order (those understood, up to the first that is not).
+    filters: Vec<Filter>,
     object: Option<(u64, u64)>,
 }
 
@@ -128,7 +133,7 @@ fn stream_at(blob: &Blob, at: u64, ends: &[u64]) -> io::Result<Option<Stream>> {
     let dict = &before_kw[dict_start..];
     let object =
         memchr::memmem::rfind(before_kw, b"obj").and_then(|i| object_number(&before_kw[..i]));
-    let flate = filters(dict);
+    let filters = filters(dict);
     let end = match direct_length(dict).filter(|&l| data + l <= blob.len()) {
         Some(l) if ends_stream(blob, data + l)? => data + l,
         _ => match ends.get(ends.partition_point(|&e| e < data)) {
@@ -139,26 +144,55 @@ fn stream_at(blob: &Blob, at: u64, ends: &[u64]) -> io::Result<Option<Stream>> {
     Ok(Some(Stream {
         data,
         len: end - data,
-        flate,
+        filters,
         object,
     }))
 }
 
-/// Whether the stream inflates: `/Filter /FlateDecode` (or `/Fl`), alone or
-/// first in an array.
-fn filters(dict: &[u8]) -> bool {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filter {
+    Flate,
+    AsciiHex,
+    Ascii85,
+}
+
+/// Most filters applied to one stream.
+const MAX_FILTERS: usize = 8;
+
+/// The stream's `/Filter`: one name or an array of them, in the order they
+/// are undone. The chain stops at the first filter not understood (image
+/// codecs, LZW, encryption): what the filters before it give is scanned.
+fn filters(dict: &[u8]) -> Vec<Filter> {
     let Some(i) = memchr::memmem::find(dict, b"/Filter") else {
-        return false;
+        return Vec::new();
     };
     let rest = dict[i + 7..].trim_ascii_start();
-    let rest = rest.strip_prefix(b"[").unwrap_or(rest).trim_ascii_start();
-    let name: Vec<u8> = rest
-        .iter()
-        .skip(1)
-        .take_while(|b| b.is_ascii_alphanumeric())
-        .copied()
-        .collect();
-    rest.first() == Some(&b'/') && (name == b"FlateDecode" || name == b"Fl")
+    let (list, single) = match rest.strip_prefix(b"[") {
+        Some(inner) => (
+            &inner[..inner.iter().position(|&b| b == b']').unwrap_or(inner.len())],
+            false,
+        ),
+        None => (rest, true),
+    };
+    let mut out = Vec::new();
+    for name in list.split(|&b| b == b'/').skip(1) {
+        let name: Vec<u8> = name
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .copied()
+            .collect();
+        let f = match name.as_slice() {
+            b"FlateDecode" | b"Fl" => Filter::Flate,
+            b"ASCIIHexDecode" | b"AHx" => Filter::AsciiHex,
+            b"ASCII85Decode" | b"A85" => Filter::Ascii85,
+            _ => break,
+        };
+        out.push(f);
+        if single || out.len() == MAX_FILTERS {
+            break;
+        }
+    }
+    out
 }
 
 /// `/Length N` when N is a number and not a reference (`N G R`).
@@ -276,5 +310,112 @@ impl<R: Read> Read for Lenient<'_, R> {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// `ASCIIHexDecode`: pairs of hex digits, white space skipped, `>` ends
+/// (a last odd digit is followed by 0).
+struct AsciiHex<R> {
+    inner: R,
+    /// A first digit whose second has not come yet.
+    high: Option<u8>,
+    done: bool,
+}
+
+impl<R: Read> Read for AsciiHex<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        let mut byte = [0u8; 1];
+        while n < buf.len() && !self.done {
+            if self.inner.read(&mut byte)? == 0 || byte[0] == b'>' {
+                self.done = true;
+                break;
+            }
+            let Some(v) = (byte[0] as char).to_digit(16) else {
+                continue;
+            };
+            match self.high.take() {
+                Some(h) => {
+                    buf[n] = h << 4 | v as u8;
+                    n += 1;
+                }
+                None => self.high = Some(v as u8),
+            }
+        }
+        if self.done
+            && n < buf.len()
+            && let Some(h) = self.high.take()
+        {
+            buf[n] = h << 4;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// `ASCII85Decode`: groups of five characters from `!` to `u` for four
+/// bytes, `z` for four zero bytes, `~>` ends, white space skipped; a last
+/// group of n characters gives n - 1 bytes.
+struct Ascii85<R> {
+    inner: R,
+    out: [u8; 4],
+    have: usize,
+    pos: usize,
+    done: bool,
+}
+
+impl<R: Read> Ascii85<R> {
+    /// The next group into `out`; false at the end.
+    fn group(&mut self) -> io::Result<bool> {
+        let mut digits = [b'u'; 5];
+        let mut count = 0;
+        let mut c = [0u8; 1];
+        while count < 5 {
+            if self.done || self.inner.read(&mut c)? == 0 || c[0] == b'~' {
+                self.done = true;
+                break;
+            }
+            match c[0] {
+                b'z' if count == 0 => {
+                    self.out = [0; 4];
+                    self.have = 4;
+                    self.pos = 0;
+                    return Ok(true);
+                }
+                b'!'..=b'u' => {
+                    digits[count] = c[0];
+                    count += 1;
+                }
+                _ => {}
+            }
+        }
+        if count < 2 {
+            return Ok(false);
+        }
+        let v = digits
+            .iter()
+            .fold(0u64, |v, &d| v * 85 + u64::from(d - b'!'));
+        let v = u32::try_from(v).unwrap_or(u32::MAX);
+        self.out = v.to_be_bytes();
+        self.have = count - 1;
+        self.pos = 0;
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for Ascii85<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            if self.pos == self.have && !self.group()? {
+                break;
+            }
+            while n < buf.len() && self.pos < self.have {
+                buf[n] = self.out[self.pos];
+                self.pos += 1;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 }
