@@ -1474,7 +1474,7 @@ fn pdf_filter_chains_of_hex_ascii85_and_flate_are_undone_in_order() {
         ("[/A85]", a85(&zero_run)),
         ("[/ASCII85Decode /FlateDecode]", a85(&zlib(EICAR))),
         ("[/AHx /Fl /DCTDecode]", hex(&zlib(b"jpeg bytes"))),
-        ("[/LZWDecode /FlateDecode]", b"lzw data".to_vec()),
+        ("[/Crypt /FlateDecode]", b"lzw data".to_vec()),
     ];
     let mut pdf = b"%PDF-1.7\n".to_vec();
     for (i, (filter, data)) in streams.iter().enumerate() {
@@ -1496,4 +1496,32 @@ fn pdf_filter_chains_of_hex_ascii85_and_flate_are_undone_in_order() {
         got,
         [EICAR, &zero_run[..], EICAR, b"jpeg bytes", b"lzw data"]
     );
+}
+
+#[test]
+fn pdf_lzw_and_run_length_streams_are_decoded() {
+    // The example of the PDF Reference (3.3.3): "-----A---B".
+    let lzw = [0x80, 0x0b, 0x60, 0x50, 0x22, 0x0c, 0x0c, 0x85, 0x01];
+    // Run length: 3 literals, 5 x 'z', end.
+    let rl = [2, b'a', b'b', b'c', 252, b'z', 128, b'!'];
+    let mut pdf = b"%PDF-1.2\n".to_vec();
+    for (i, (filter, data)) in [("/LZWDecode", &lzw[..]), ("/RunLengthDecode", &rl[..])]
+        .iter()
+        .enumerate()
+    {
+        pdf.extend_from_slice(
+            format!(
+                "{} 0 obj\n<< /Length {} /Filter {filter} >>\nstream\n",
+                i + 1,
+                data.len()
+            )
+            .as_bytes(),
+        );
+        pdf.extend_from_slice(data);
+        pdf.extend_from_slice(b"\nendstream\nendobj\n");
+    }
+    let (r, seen) = run(pdf, "l.pdf", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(seen[0].2, b"-----A---B");
+    assert_eq!(seen[1].2, b"abczzzzz");
 }

@@ -1,7 +1,8 @@
 //! PDF: the content of every stream object (page contents, fonts, images,
 //! scripts, embedded files), with its filters undone in order as far as they
-//! are understood (`FlateDecode`, `ASCIIHexDecode`, `ASCII85Decode`; the
-//! chain stops at any other, such as an image codec or LZW). Streams are found by their keyword (`>> stream`
+//! are understood (`FlateDecode`, `LZWDecode`, `RunLengthDecode`,
+//! `ASCIIHexDecode`, `ASCII85Decode`; the chain stops at any other, such as
+//! an image codec; predictors are not undone). Streams are found by their keyword (`>> stream`
 //! after a dictionary), not through the cross-reference table, so damaged
 //! and incrementally updated files give up all of their streams.
 //!
@@ -69,6 +70,13 @@ pub(crate) fn walk<E>(
                     high: None,
                     done: false,
                 }),
+                Filter::RunLength => Box::new(RunLength {
+                    inner: decoded,
+                    out: Vec::new(),
+                    pos: 0,
+                    done: false,
+                }),
+                Filter::Lzw => Box::new(Lzw::new(decoded)),
                 Filter::Ascii85 => Box::new(Ascii85 {
                     inner: decoded,
                     out: [0; 4],
@@ -154,6 +162,8 @@ enum Filter {
     Flate,
     AsciiHex,
     Ascii85,
+    RunLength,
+    Lzw,
 }
 
 /// Most filters applied to one stream.
@@ -185,6 +195,8 @@ fn filters(dict: &[u8]) -> Vec<Filter> {
             b"FlateDecode" | b"Fl" => Filter::Flate,
             b"ASCIIHexDecode" | b"AHx" => Filter::AsciiHex,
             b"ASCII85Decode" | b"A85" => Filter::Ascii85,
+            b"RunLengthDecode" | b"RL" => Filter::RunLength,
+            b"LZWDecode" | b"LZW" => Filter::Lzw,
             _ => break,
         };
         out.push(f);
@@ -416,6 +428,193 @@ impl<R: Read> Read for Ascii85<R> {
                 n += 1;
             }
         }
+        Ok(n)
+    }
+}
+
+fn read_byte(r: &mut impl Read) -> io::Result<Option<u8>> {
+    let mut b = [0u8; 1];
+    Ok((r.read(&mut b)? == 1).then_some(b[0]))
+}
+
+/// `RunLengthDecode`: a length byte L, then L + 1 literal bytes (L < 128)
+/// or one byte repeated 257 - L times (L > 128); 128 ends.
+struct RunLength<R> {
+    inner: R,
+    out: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl<R: Read> Read for RunLength<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.out.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.out.clear();
+            self.pos = 0;
+            match read_byte(&mut self.inner)? {
+                None | Some(128) => self.done = true,
+                Some(l) if l < 128 => {
+                    let mut lit = (&mut self.inner).take(u64::from(l) + 1);
+                    let mut b = [0u8; 128];
+                    let n = read_full_from(&mut lit, &mut b[..=usize::from(l)])?;
+                    self.out.extend_from_slice(&b[..n]);
+                }
+                Some(l) => match read_byte(&mut self.inner)? {
+                    Some(b) => self.out.resize(257 - usize::from(l), b),
+                    None => self.done = true,
+                },
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn read_full_from(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// `LZWDecode` as PDF defines it: 9- to 12-bit codes, most significant bit
+/// first, 256 clears the table, 257 ends, and the code width grows one code
+/// early (`EarlyChange` 1, the default).
+struct Lzw<R> {
+    inner: R,
+    bits: u32,
+    nbits: u32,
+    width: u32,
+    /// Per code: the code before it and its last byte (codes < 258 are bytes).
+    prefix: Vec<u16>,
+    suffix: Vec<u8>,
+    prev: Option<u16>,
+    out: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+const LZW_MAX: usize = 4096;
+
+impl<R: Read> Lzw<R> {
+    fn new(inner: R) -> Self {
+        Lzw {
+            inner,
+            bits: 0,
+            nbits: 0,
+            width: 9,
+            prefix: (0..258).map(|_| u16::MAX).collect(),
+            suffix: (0..=255u8).chain([0, 0]).collect(),
+            prev: None,
+            out: Vec::new(),
+            pos: 0,
+            done: false,
+        }
+    }
+
+    fn code(&mut self) -> io::Result<Option<u16>> {
+        while self.nbits < self.width {
+            let Some(b) = read_byte(&mut self.inner)? else {
+                return Ok(None);
+            };
+            self.bits = (self.bits << 8 | u32::from(b)) & 0xff_ffff;
+            self.nbits += 8;
+        }
+        self.nbits -= self.width;
+        Ok(Some(
+            ((self.bits >> self.nbits) & ((1 << self.width) - 1)) as u16,
+        ))
+    }
+
+    /// Appends the string of `code` to `out`; its first byte.
+    fn emit(&mut self, code: u16) -> u8 {
+        let start = self.out.len();
+        let mut c = code;
+        // Walk back through the prefixes (at most the table's size).
+        for _ in 0..LZW_MAX {
+            self.out.push(self.suffix[usize::from(c)]);
+            match self.prefix[usize::from(c)] {
+                u16::MAX => break,
+                p => c = p,
+            }
+        }
+        self.out[start..].reverse();
+        self.out[start]
+    }
+
+    fn add(&mut self, prefix: u16, byte: u8) {
+        if self.prefix.len() < LZW_MAX {
+            self.prefix.push(prefix);
+            self.suffix.push(byte);
+        }
+        if self.prefix.len() + 1 >= 1 << self.width && self.width < 12 {
+            self.width += 1;
+        }
+    }
+
+    /// Decodes one code into `out` (or ends).
+    fn step(&mut self) -> io::Result<()> {
+        let Some(code) = self.code()? else {
+            self.done = true;
+            return Ok(());
+        };
+        match code {
+            256 => {
+                self.prefix.truncate(258);
+                self.suffix.truncate(258);
+                self.width = 9;
+                self.prev = None;
+            }
+            257 => self.done = true,
+            _ => {
+                let size = self.prefix.len() as u16;
+                match self.prev {
+                    None if code < 256 => {
+                        self.emit(code);
+                    }
+                    Some(prev) if code < size => {
+                        let first = self.emit(code);
+                        self.add(prev, first);
+                    }
+                    Some(prev) if code == size => {
+                        let first = self.emit(prev);
+                        self.out.push(first);
+                        self.add(prev, first);
+                    }
+                    _ => {
+                        self.done = true;
+                        return Ok(());
+                    }
+                }
+                self.prev = Some(code);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Lzw<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.out.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.out.clear();
+            self.pos = 0;
+            self.step()?;
+        }
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }
