@@ -4,29 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use moat_core::Blob;
-use moat_extract::{Limits, walk};
 
-fuzz_target!(|data: &[u8]| {
-    let limits = Limits {
-        max_depth: 4,
-        max_members: 64,
-        max_expanded_bytes: 8 << 20,
-        max_member_size: 4 << 20,
-        max_ratio: 100,
-        ratio_min_size: 64 << 10,
-        spool_threshold: 1 << 20,
-        tmp_dir: std::env::temp_dir(),
-    };
-    let blob = Blob::from_vec(data.to_vec());
-    let result = walk::<std::convert::Infallible>(&blob, "fuzz", &limits, &mut |e| {
-        assert!((1..=limits.max_depth).contains(&e.depth));
-        assert!(e.data.len() <= limits.max_member_size);
-        assert!(e.location.starts_with("fuzz>"));
-        Ok(())
-    });
-    if let Ok(report) = result {
-        assert!(report.members <= limits.max_members);
-        assert!(report.expanded_bytes <= limits.max_expanded_bytes);
-    }
-});
+#[path = "walk_checked.rs"]
+mod walk_checked;
+
+fuzz_target!(|data: &[u8]| walk_checked::walk_checked(data.to_vec()));

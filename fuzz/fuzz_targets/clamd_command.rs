@@ -10,7 +10,12 @@ fuzz_target!(|data: &[u8]| {
     for eof in [false, true] {
         let mut rest = data;
         // Walk the input command by command, as a session reads it.
-        while let Split::Command { framing, text, used } = split(rest, eof) {
+        while let Split::Command {
+            framing,
+            text,
+            used,
+        } = split(rest, eof)
+        {
             assert!(used > 0 && used <= rest.len());
             assert!(text.len() <= MAX_COMMAND);
             if let Ok(c) = parse(framing, text) {

@@ -6,8 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use moat_icap_server::proto::{
-    ChunkLine, Method, check_http_head, head_len, line_len, parse_chunk_line,
-    parse_encapsulated, parse_head,
+    ChunkLine, Method, check_http_head, head_len, line_len, parse_chunk_line, parse_encapsulated,
+    parse_head,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(enc) = parse_encapsulated(v, head.method) else {
         return;
     };
-    for r in [enc.req_hdr.clone(), enc.res_hdr.clone()].into_iter().flatten() {
+    for r in [enc.req_hdr.clone(), enc.res_hdr.clone()]
+        .into_iter()
+        .flatten()
+    {
         assert!(r.start < r.end && r.end <= enc.body_at);
         if let Some(h) = rest.get(r.clone()) {
             let _ = check_http_head(h, enc.req_hdr.as_ref() == Some(&r));
@@ -43,7 +46,9 @@ fuzz_target!(|data: &[u8]| {
             Ok(ChunkLine::Data(size)) => {
                 assert!(size > 0);
                 let skip = (l as u64 + 2).saturating_add(size).saturating_add(2);
-                let Ok(skip) = usize::try_from(skip) else { return };
+                let Ok(skip) = usize::try_from(skip) else {
+                    return;
+                };
                 let Some(r) = rest.get(skip..) else { return };
                 rest = r;
             }

@@ -7,8 +7,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use moat_icap_client::proto::{
-    MAX_HEAD, Options, head_len, http_status, parse_chunk_line, parse_encapsulated,
-    parse_response, threats,
+    MAX_HEAD, Options, head_len, http_status, parse_chunk_line, parse_encapsulated, parse_response,
+    threats,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = r.istag();
     let rest = &data[n..];
     if let Some(Ok(enc)) = r.get("encapsulated").map(parse_encapsulated) {
-        for h in [enc.req_hdr.clone(), enc.res_hdr.clone()].into_iter().flatten() {
+        for h in [enc.req_hdr.clone(), enc.res_hdr.clone()]
+            .into_iter()
+            .flatten()
+        {
             assert!(h.start < h.end && h.end <= enc.body_at);
             if let Some(b) = rest.get(h) {
                 let _ = http_status(b);

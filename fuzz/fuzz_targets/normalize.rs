@@ -15,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
 
     let whole = normalize_text(data);
     assert!(whole.len() <= data.len());
-    let cut = data.first().map_or(0, |&b| usize::from(b) % (data.len() + 1));
+    let cut = data
+        .first()
+        .map_or(0, |&b| usize::from(b) % (data.len() + 1));
     let mut n = TextNormalizer::new();
     let mut split = Vec::new();
     n.feed(&data[..cut], &mut split);

@@ -37,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
             for off in [
                 Offset::Ep { delta: 5, span: 3 },
                 Offset::Ep { delta: -5, span: 0 },
-                Offset::Section { index: 1, add: 7, span: 0 },
+                Offset::Section {
+                    index: 1,
+                    add: 7,
+                    span: 0,
+                },
                 Offset::SectionWhole { index: 0, span: 2 },
                 Offset::LastSection { add: 1, span: 9 },
                 Offset::Eof { back: 4, span: 1 },

@@ -1077,6 +1077,15 @@ fn rtf_embedded_objects_are_decoded_and_packages_unwrapped() {
 }
 
 #[test]
+fn an_ole1_package_whose_header_does_not_parse_is_its_native_data_as_it_is() {
+    let native = b"\x02\x00a label with no end".to_vec();
+    let (r, seen) = run(ole1_of("Package", &native), "o.bin", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(locations(&seen), ["o.bin>native"]);
+    assert_eq!(seen[0].2, native);
+}
+
+#[test]
 fn a_cut_rtf_object_is_corrupt_where_its_package_is_short() {
     let doc = rtf_of(&[ole1_of("Package", &package_of("eicar.com", EICAR))]);
     let cut = doc.len() - 120;
@@ -1441,6 +1450,24 @@ fn powerpoint_embedded_objects_are_inflated_and_opened() {
     assert_eq!(seen[3].2, b"raw object");
 }
 
+/// A PDF of one stream object per `(filter, data)`, each with a direct length.
+fn pdf_of(streams: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    for (i, (filter, data)) in streams.iter().enumerate() {
+        pdf.extend_from_slice(
+            format!(
+                "{} 0 obj\n<< /Length {} /Filter {filter} >>\nstream\n",
+                i + 1,
+                data.len()
+            )
+            .as_bytes(),
+        );
+        pdf.extend_from_slice(data);
+        pdf.extend_from_slice(b"\nendstream\nendobj\n");
+    }
+    pdf
+}
+
 #[test]
 fn pdf_filter_chains_of_hex_ascii85_and_flate_are_undone_in_order() {
     // Written by Python's base64.a85encode / bytes.hex, as encoders do.
@@ -1476,19 +1503,7 @@ fn pdf_filter_chains_of_hex_ascii85_and_flate_are_undone_in_order() {
         ("[/AHx /Fl /DCTDecode]", hex(&zlib(b"jpeg bytes"))),
         ("[/Crypt /FlateDecode]", b"lzw data".to_vec()),
     ];
-    let mut pdf = b"%PDF-1.7\n".to_vec();
-    for (i, (filter, data)) in streams.iter().enumerate() {
-        pdf.extend_from_slice(
-            format!(
-                "{} 0 obj\n<< /Length {} /Filter {filter} >>\nstream\n",
-                i + 1,
-                data.len()
-            )
-            .as_bytes(),
-        );
-        pdf.extend_from_slice(data);
-        pdf.extend_from_slice(b"\nendstream\nendobj\n");
-    }
+    let pdf = pdf_of(&streams);
     let (r, seen) = run(pdf, "f.pdf", &Limits::default());
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     let got: Vec<&[u8]> = seen.iter().map(|(_, _, c)| c.as_slice()).collect();
@@ -1504,24 +1519,40 @@ fn pdf_lzw_and_run_length_streams_are_decoded() {
     let lzw = [0x80, 0x0b, 0x60, 0x50, 0x22, 0x0c, 0x0c, 0x85, 0x01];
     // Run length: 3 literals, 5 x 'z', end.
     let rl = [2, b'a', b'b', b'c', 252, b'z', 128, b'!'];
-    let mut pdf = b"%PDF-1.2\n".to_vec();
-    for (i, (filter, data)) in [("/LZWDecode", &lzw[..]), ("/RunLengthDecode", &rl[..])]
-        .iter()
-        .enumerate()
-    {
-        pdf.extend_from_slice(
-            format!(
-                "{} 0 obj\n<< /Length {} /Filter {filter} >>\nstream\n",
-                i + 1,
-                data.len()
-            )
-            .as_bytes(),
-        );
-        pdf.extend_from_slice(data);
-        pdf.extend_from_slice(b"\nendstream\nendobj\n");
-    }
+    let pdf = pdf_of(&[
+        ("/LZWDecode", lzw.to_vec()),
+        ("/RunLengthDecode", rl.to_vec()),
+    ]);
     let (r, seen) = run(pdf, "l.pdf", &Limits::default());
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert_eq!(seen[0].2, b"-----A---B");
     assert_eq!(seen[1].2, b"abczzzzz");
+}
+
+#[test]
+fn pdf_keywords_across_the_search_chunks_are_found_once() {
+    // Put `stream` and `endstream` on every position around the first
+    // 64 KiB chunk boundary of the keyword search (white space after the
+    // header moves them), with a direct length and with an indirect one
+    // (the end then found through `endstream`).
+    let data = vec![b'x'; 100];
+    let direct = pdf_of(&[("/Crypt", data.clone())]);
+    let indirect = String::from_utf8(direct.clone())
+        .unwrap()
+        .replace("/Length 100", "/Length 9 0 R")
+        .into_bytes();
+    for (obj, keyword) in [(&direct, &b"stream"[..]), (&indirect, &b"endstream"[..])] {
+        let at = obj
+            .windows(keyword.len())
+            .position(|w| w == keyword)
+            .unwrap();
+        for shift in 0..16 {
+            let pad = 64 * 1024 - 10 + shift - at;
+            let pdf = [&obj[..9], &vec![b' '; pad][..], &obj[9..]].concat();
+            let (r, seen) = run(pdf, "p.pdf", &Limits::default());
+            assert!(r.problems.is_empty(), "{shift}: {:?}", r.problems);
+            assert_eq!(locations(&seen), ["p.pdf>obj1.0"], "{shift}");
+            assert_eq!(seen[0].2, data, "{shift}");
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! file's name, the resource fork (when not empty) another. The CRCs are
 //! not checked: a wrong one does not hide any content.
 
-use super::INPUT_BUFFER;
+use super::{INPUT_BUFFER, read_byte};
 use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
 use moat_core::Blob;
@@ -107,21 +107,6 @@ struct Decoder<R> {
 }
 
 impl<R: BufRead> Decoder<R> {
-    fn input_byte(&mut self) -> io::Result<Option<u8>> {
-        loop {
-            let buf = match self.input.fill_buf() {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            let Some(&b) = buf.first() else {
-                return Ok(None);
-            };
-            self.input.consume(1);
-            return Ok(Some(b));
-        }
-    }
-
     /// The next byte of the 6-bit layer.
     fn raw(&mut self) -> io::Result<Option<u8>> {
         let mut banner = 0;
@@ -134,7 +119,7 @@ impl<R: BufRead> Decoder<R> {
             }
             let Some(c) = (match self.state {
                 State::Done => None,
-                _ => self.input_byte()?,
+                _ => read_byte(&mut self.input)?,
             }) else {
                 self.state = State::Done;
                 return Ok(None);

@@ -20,7 +20,7 @@
 //! errors. What a lenient reading passes over (preambles, epilogues, header
 //! lines) is still scanned, since the whole message is scanned as it is too.
 
-use super::INPUT_BUFFER;
+use super::{INPUT_BUFFER, drain};
 use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
 use moat_core::Blob;
@@ -105,8 +105,9 @@ impl<R: BufRead> Mail<'_, R> {
         let (mime, params) = parse_params(&h.content_type);
         // An encoded multipart or attached message (not allowed, but sent)
         // is decoded as one member; its lines are not readable as they are.
-        if self.nesting >= MAX_NESTING || Mode::of_encoding(&h.encoding) != Mode::Text {
-            return self.leaf(w, &h);
+        let mode = Mode::of_encoding(&h.encoding);
+        if self.nesting >= MAX_NESTING || mode != Mode::Text {
+            return self.leaf(w, &h, mode);
         }
         if mime.starts_with("multipart/")
             && let Some(boundary) = param(&params, "boundary").filter(|b| !b.is_empty())
@@ -122,7 +123,7 @@ impl<R: BufRead> Mail<'_, R> {
             self.nesting -= 1;
             return end;
         }
-        self.leaf(w, &h)
+        self.leaf(w, &h, mode)
     }
 
     fn multipart<E>(
@@ -159,8 +160,12 @@ impl<R: BufRead> Mail<'_, R> {
     /// A part that is not taken apart further: one member (or, for a text
     /// part holding uuencoded blocks, one member per block and per stretch of
     /// text around them).
-    fn leaf<E>(&mut self, w: &mut Walker<'_, E>, h: &Headers) -> Result<End, WalkError<E>> {
-        let mut mode = Mode::of_encoding(&h.encoding);
+    fn leaf<E>(
+        &mut self,
+        w: &mut Walker<'_, E>,
+        h: &Headers,
+        mut mode: Mode,
+    ) -> Result<End, WalkError<E>> {
         let mut name = file_name(h);
         loop {
             self.parts += 1;
@@ -546,10 +551,7 @@ impl<R: BufRead> Read for Part<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if self.pos < self.out.len() {
-                let n = buf.len().min(self.out.len() - self.pos);
-                buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-                self.pos += n;
-                return Ok(n);
+                return Ok(drain(&self.out, &mut self.pos, buf));
             }
             if self.stop.is_some() {
                 return Ok(0);

@@ -7,7 +7,7 @@
 use crate::WalkError;
 use crate::walk::{Member, Walker};
 use moat_core::Blob;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 
 /// `OLEVersion` 0x0501 and `FormatID` 2 (embedded; linked objects carry no data).
 const MAGIC: [u8; 8] = [0x01, 0x05, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00];
@@ -41,23 +41,25 @@ pub(crate) fn walk<E>(
     depth: u32,
 ) -> Result<(), WalkError<E>> {
     let mut r = BufReader::new(blob.reader());
-    let header = (|| -> io::Result<(Vec<u8>, u32)> {
+    let header = (|| -> io::Result<(Vec<u8>, u32, u64)> {
         let mut magic = [0u8; 8];
         r.read_exact(&mut magic)?;
         let class = string(&mut r)?;
-        let _topic = string(&mut r)?;
-        let _item = string(&mut r)?;
-        Ok((class, u32_le(&mut r)?))
+        let topic = string(&mut r)?;
+        let item = string(&mut r)?;
+        let len = u32_le(&mut r)?;
+        let start = 8 + 4 * 4 + (class.len() + topic.len() + item.len()) as u64;
+        Ok((class, len, start))
     })();
-    let (class, native_len) = match header {
+    let (class, native_len, native_start) = match header {
         Ok(h) => h,
         Err(e) => {
             w.corrupt(location, format!("ole1 object header: {e}"));
             return Ok(());
         }
     };
-    let mut native = (&mut r).take(u64::from(native_len));
     if class.starts_with(b"Package\0") {
+        let mut native = (&mut r).take(u64::from(native_len));
         match package_header(&mut native) {
             Ok((label, size)) => {
                 let name = if label.is_empty() {
@@ -65,7 +67,7 @@ pub(crate) fn walk<E>(
                 } else {
                     label
                 };
-                let mut data = (&mut native).take(u64::from(size));
+                let mut data = native.take(u64::from(size));
                 w.member(
                     Member {
                         reader: &mut data,
@@ -78,47 +80,14 @@ pub(crate) fn walk<E>(
                 )?;
                 return Ok(());
             }
+            // Not the package layout after all: the native data as it is,
+            // read again from its start.
             Err(e) => {
-                // Not the package layout after all: the native data as it is.
                 tracing::debug!(location, error = %e, "ole1 package header not understood");
-                return native_member(w, blob, location, depth, native_len);
+                r.seek(SeekFrom::Start(native_start))
+                    .map_err(WalkError::Io)?;
             }
         }
-    }
-    w.member(
-        Member {
-            reader: &mut native,
-            name: "native",
-            stored_size: u64::from(native_len),
-            declared_size: Some(u64::from(native_len)),
-        },
-        location,
-        depth + 1,
-    )?;
-    Ok(())
-}
-
-/// The native data of an object whose package header did not parse, read
-/// again from its start.
-fn native_member<E>(
-    w: &mut Walker<'_, E>,
-    blob: &Blob,
-    location: &str,
-    depth: u32,
-    native_len: u32,
-) -> Result<(), WalkError<E>> {
-    let mut r = BufReader::new(blob.reader());
-    let skip = (|| -> io::Result<()> {
-        let mut magic = [0u8; 8];
-        r.read_exact(&mut magic)?;
-        for _ in 0..3 {
-            string(&mut r)?;
-        }
-        u32_le(&mut r).map(|_| ())
-    })();
-    if let Err(e) = skip {
-        w.corrupt(location, format!("ole1 object header: {e}"));
-        return Ok(());
     }
     let mut native = r.take(u64::from(native_len));
     w.member(

@@ -9,7 +9,7 @@
 //! `unscannable`, never the process.
 
 use crate::WalkError;
-use crate::formats::ole1;
+use crate::formats::{ole1, read_full};
 use crate::walk::{Member, Step, Walker};
 use moat_core::Blob;
 use moat_core::blob::BlobReader;
@@ -75,11 +75,14 @@ fn streams<E>(
         }
         let name = path.to_string_lossy();
         let name = name.trim_start_matches('/');
-        let native = path.file_name().is_some_and(|n| n == OLE10_NATIVE);
-        let step = if native {
-            native_object(w, &mut cf, &path, name, location, depth)?
+        let unwrapped = if path.file_name().is_some_and(|n| n == OLE10_NATIVE) {
+            native_package(w, &mut cf, &path, name, location, depth)?
         } else {
-            match cf.open_stream(&path) {
+            None
+        };
+        let step = match unwrapped {
+            Some(step) => step,
+            None => match cf.open_stream(&path) {
                 Ok(mut s) => w.member(
                     Member {
                         reader: &mut s,
@@ -94,7 +97,7 @@ fn streams<E>(
                     w.corrupt(&format!("{location}>{name}"), format!("ole2: {e}"));
                     Step::ReadFailed
                 }
-            }
+            },
         };
         if step == Step::Stop {
             return Ok(());
@@ -120,65 +123,47 @@ fn streams<E>(
 
 type Compound = cfb::CompoundFile<BufReader<BlobReader>>;
 
-/// An `\x01Ole10Native` stream: a size, then (for a packaged file) the
-/// package header and the file, which is the member. Anything else is
-/// the stream as it is.
-fn native_object<E>(
+/// An `\x01Ole10Native` stream holding a packaged file (a size, the
+/// package header, the file): the file is the member. `None` for anything
+/// else, which is then the stream as it is.
+fn native_package<E>(
     w: &mut Walker<'_, E>,
     cf: &mut Compound,
     path: &std::path::Path,
     name: &str,
     location: &str,
     depth: u32,
-) -> Result<Step, WalkError<E>> {
+) -> Result<Option<Step>, WalkError<E>> {
     let opened = cf.open_stream(path).and_then(|mut s| {
         let mut size = [0u8; 4];
         s.read_exact(&mut size)?;
         let (label, len) = ole1::package_header(&mut s)?;
         Ok((s, label, len))
     });
-    match opened {
-        Ok((s, label, len)) => {
-            let label = if label.is_empty() {
-                name.to_string()
-            } else {
-                label
-            };
-            let mut data = s.take(u64::from(len));
-            w.member(
-                Member {
-                    reader: &mut data,
-                    name: &label,
-                    stored_size: u64::from(len),
-                    declared_size: Some(u64::from(len)),
-                },
-                location,
-                depth + 1,
-            )
-        }
+    let (s, label, len) = match opened {
+        Ok(o) => o,
         Err(e) => {
             tracing::debug!(location, error = %e, "Ole10Native is not a package; scanned as it is");
-            match cf.open_stream(path) {
-                Ok(mut s) => {
-                    let len = s.len();
-                    w.member(
-                        Member {
-                            reader: &mut s,
-                            name,
-                            stored_size: len,
-                            declared_size: Some(len),
-                        },
-                        location,
-                        depth + 1,
-                    )
-                }
-                Err(e) => {
-                    w.corrupt(&format!("{location}>{name}"), format!("ole2: {e}"));
-                    Ok(Step::ReadFailed)
-                }
-            }
+            return Ok(None);
         }
-    }
+    };
+    let label = if label.is_empty() {
+        name.to_string()
+    } else {
+        label
+    };
+    let mut data = s.take(u64::from(len));
+    w.member(
+        Member {
+            reader: &mut data,
+            name: &label,
+            stored_size: u64::from(len),
+            declared_size: Some(u64::from(len)),
+        },
+        location,
+        depth + 1,
+    )
+    .map(Some)
 }
 
 enum PptError<E> {
@@ -208,7 +193,7 @@ fn powerpoint_objects<E, R: Read>(
             return Ok(Step::Stop);
         }
         let mut h = [0u8; 8];
-        match read_header(&mut r, &mut h)? {
+        match read_full(&mut r, &mut h)? {
             0 => return Ok(Step::Next),
             8 => {}
             // The stream may end with padding shorter than a header.
@@ -261,17 +246,4 @@ fn powerpoint_objects<E, R: Read>(
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
     }
-}
-
-fn read_header(r: &mut impl Read, h: &mut [u8; 8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < h.len() {
-        match r.read(&mut h[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }

@@ -14,6 +14,7 @@
 //! undone here) is visited as far as it inflated, and is not a problem; its
 //! raw bytes were scanned with the file.
 
+use super::{drain, read_byte};
 use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
 use moat_core::Blob;
@@ -35,10 +36,14 @@ pub(crate) fn walk<E>(
     location: &str,
     depth: u32,
 ) -> Result<(), WalkError<E>> {
-    let starts = find_all(blob, 0, b"stream", MAX_STREAMS + 1).map_err(WalkError::Io)?;
-    // Every `endstream` once, so that a file of unterminated streams is not
-    // searched to its end once per stream.
-    let ends = find_all(blob, 0, b"endstream", 2 * MAX_STREAMS).map_err(WalkError::Io)?;
+    // Every `endstream` is found once, in the same pass, so that a file of
+    // unterminated streams is not searched to its end once per stream.
+    let [starts, ends] = find_all(
+        blob,
+        [b"stream", b"endstream"],
+        [MAX_STREAMS + 1, 2 * MAX_STREAMS],
+    )
+    .map_err(WalkError::Io)?;
     let mut opened = 0usize;
     for at in starts {
         if w.stopped {
@@ -123,7 +128,7 @@ struct Stream {
 fn stream_at(blob: &Blob, at: u64, ends: &[u64]) -> io::Result<Option<Stream>> {
     let from = at.saturating_sub(DICT_WINDOW);
     let mut before = vec![0u8; (at - from) as usize];
-    let n = read_full(blob, from, &mut before)?;
+    let n = read_at_full(blob, from, &mut before)?;
     before.truncate(n);
     let before_kw = before.trim_ascii_end();
     // `endstream` is not `stream`.
@@ -131,16 +136,15 @@ fn stream_at(blob: &Blob, at: u64, ends: &[u64]) -> io::Result<Option<Stream>> {
         return Ok(None);
     }
     let mut after = [0u8; 2];
-    let got = read_full(blob, at + 6, &mut after)?;
+    let got = read_at_full(blob, at + 6, &mut after)?;
     let data = match &after[..got] {
         [b'\r', b'\n'] => at + 8,
         [b'\n', ..] | [b'\r', ..] => at + 7,
         _ => return Ok(None),
     };
-    let dict_start = memchr::memmem::rfind(before_kw, b"obj").map_or(0, |i| i + 3);
-    let dict = &before_kw[dict_start..];
-    let object =
-        memchr::memmem::rfind(before_kw, b"obj").and_then(|i| object_number(&before_kw[..i]));
+    let obj = memchr::memmem::rfind(before_kw, b"obj");
+    let dict = &before_kw[obj.map_or(0, |i| i + 3)..];
+    let object = obj.and_then(|i| object_number(&before_kw[..i]));
     let filters = filters(dict);
     let end = match direct_length(dict).filter(|&l| data + l <= blob.len()) {
         Some(l) if ends_stream(blob, data + l)? => data + l,
@@ -241,7 +245,7 @@ fn object_number(text: &[u8]) -> Option<(u64, u64)> {
 /// Whether `endstream` follows `at` (after optional white space).
 fn ends_stream(blob: &Blob, at: u64) -> io::Result<bool> {
     let mut buf = [0u8; 16];
-    let n = read_full(blob, at, &mut buf)?;
+    let n = read_at_full(blob, at, &mut buf)?;
     Ok(buf[..n].trim_ascii_start().starts_with(b"endstream"))
 }
 
@@ -250,7 +254,7 @@ fn ends_stream(blob: &Blob, at: u64) -> io::Result<bool> {
 fn trim_eol(blob: &Blob, data: u64, e: u64) -> io::Result<u64> {
     let mut b = [0u8; 2];
     let from = e.saturating_sub(2).max(data);
-    let n = read_full(blob, from, &mut b[..(e - from) as usize])?;
+    let n = read_at_full(blob, from, &mut b[..(e - from) as usize])?;
     Ok(match &b[..n] {
         [b'\r', b'\n'] => e - 2,
         [.., b'\n'] | [.., b'\r'] => e - 1,
@@ -258,7 +262,7 @@ fn trim_eol(blob: &Blob, data: u64, e: u64) -> io::Result<u64> {
     })
 }
 
-fn read_full(blob: &Blob, mut at: u64, buf: &mut [u8]) -> io::Result<usize> {
+fn read_at_full(blob: &Blob, mut at: u64, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         let k = blob.read_at(at, &mut buf[n..])?;
@@ -271,30 +275,40 @@ fn read_full(blob: &Blob, mut at: u64, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Offsets of `needle` in `blob` from `from` on, at most `max` of them,
-/// read in chunks that overlap by the needle's length.
-fn find_all(blob: &Blob, from: u64, needle: &[u8], max: usize) -> io::Result<Vec<u64>> {
-    let finder = memchr::memmem::Finder::new(needle);
-    let mut found = Vec::new();
+/// Offsets of each needle in `blob`, at most `caps[i]` of needle `i`, in
+/// one pass over chunks that overlap by the longest needle's length.
+fn find_all<const N: usize>(
+    blob: &Blob,
+    needles: [&[u8]; N],
+    caps: [usize; N],
+) -> io::Result<[Vec<u64>; N]> {
+    let finders = needles.map(memchr::memmem::Finder::new);
+    let overlap = needles.iter().map(|n| n.len()).max().unwrap_or(1) - 1;
+    let mut found: [Vec<u64>; N] = std::array::from_fn(|_| Vec::new());
     let mut buf = vec![0u8; CHUNK];
-    let mut at = from;
-    while at < blob.len() && found.len() < max {
-        let n = read_full(blob, at, &mut buf)?;
+    let mut at = 0;
+    let full = |found: &[Vec<u64>; N]| found.iter().zip(caps).all(|(f, cap)| f.len() >= cap);
+    while at < blob.len() && !full(&found) {
+        let n = read_at_full(blob, at, &mut buf)?;
         if n == 0 {
             break;
         }
-        for i in finder.find_iter(&buf[..n]) {
-            found.push(at + i as u64);
-            if found.len() >= max {
-                break;
+        for ((finder, f), cap) in finders.iter().zip(found.iter_mut()).zip(caps) {
+            for i in finder.find_iter(&buf[..n]) {
+                if f.len() >= cap {
+                    break;
+                }
+                // A match inside the overlap is found again in the next chunk.
+                if f.last() != Some(&(at + i as u64)) {
+                    f.push(at + i as u64);
+                }
             }
         }
-        if at + (n as u64) >= blob.len() {
+        if at + (n as u64) >= blob.len() || n <= overlap {
             break;
         }
-        at += (n - (needle.len() - 1)) as u64;
+        at += (n - overlap) as u64;
     }
-    found.dedup();
     Ok(found)
 }
 
@@ -432,11 +446,6 @@ impl<R: Read> Read for Ascii85<R> {
     }
 }
 
-fn read_byte(r: &mut impl Read) -> io::Result<Option<u8>> {
-    let mut b = [0u8; 1];
-    Ok((r.read(&mut b)? == 1).then_some(b[0]))
-}
-
 /// `RunLengthDecode`: a length byte L, then L + 1 literal bytes (L < 128)
 /// or one byte repeated 257 - L times (L > 128); 128 ends.
 struct RunLength<R> {
@@ -459,7 +468,7 @@ impl<R: Read> Read for RunLength<R> {
                 Some(l) if l < 128 => {
                     let mut lit = (&mut self.inner).take(u64::from(l) + 1);
                     let mut b = [0u8; 128];
-                    let n = read_full_from(&mut lit, &mut b[..=usize::from(l)])?;
+                    let n = super::read_full(&mut lit, &mut b[..=usize::from(l)])?;
                     self.out.extend_from_slice(&b[..n]);
                 }
                 Some(l) => match read_byte(&mut self.inner)? {
@@ -468,22 +477,8 @@ impl<R: Read> Read for RunLength<R> {
                 },
             }
         }
-        let n = buf.len().min(self.out.len() - self.pos);
-        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        Ok(drain(&self.out, &mut self.pos, buf))
     }
-}
-
-fn read_full_from(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 /// `LZWDecode` as PDF defines it: 9- to 12-bit codes, most significant bit
@@ -612,9 +607,6 @@ impl<R: Read> Read for Lzw<R> {
             self.pos = 0;
             self.step()?;
         }
-        let n = buf.len().min(self.out.len() - self.pos);
-        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        Ok(drain(&self.out, &mut self.pos, buf))
     }
 }

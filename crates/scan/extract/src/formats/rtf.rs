@@ -9,7 +9,7 @@
 //! control words and nested groups are passed over, as RTF readers do (and
 //! as writers that hide objects from scanners rely on).
 
-use super::INPUT_BUFFER;
+use super::{INPUT_BUFFER, drain, read_byte};
 use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
 use moat_core::Blob;
@@ -94,20 +94,9 @@ struct Lexer<R> {
 
 impl<R: BufRead> Lexer<R> {
     fn next(&mut self) -> io::Result<Option<u8>> {
-        if let Some(b) = self.peeked.take() {
-            return Ok(Some(b));
-        }
-        loop {
-            let buf = match self.r.fill_buf() {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            let Some(&b) = buf.first() else {
-                return Ok(None);
-            };
-            self.r.consume(1);
-            return Ok(Some(b));
+        match self.peeked.take() {
+            Some(b) => Ok(Some(b)),
+            None => read_byte(&mut self.r),
         }
     }
 
@@ -174,10 +163,7 @@ impl<R: BufRead> Read for ObjData<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if self.pos < self.out.len() {
-                let n = buf.len().min(self.out.len() - self.pos);
-                buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-                self.pos += n;
-                return Ok(n);
+                return Ok(drain(&self.out, &mut self.pos, buf));
             }
             if self.done {
                 return Ok(0);

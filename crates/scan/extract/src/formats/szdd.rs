@@ -3,7 +3,7 @@
 //! packages; `expand.exe` restores them. One member: the LZSS-decoded data,
 //! as long as the header says (a shorter stream is corruption).
 
-use super::INPUT_BUFFER;
+use super::{INPUT_BUFFER, read_byte};
 use crate::WalkError;
 use crate::walk::{Member, Walker};
 use moat_core::Blob;
@@ -77,18 +77,6 @@ struct Lzss<R> {
 }
 
 impl<R: Read> Lzss<R> {
-    fn byte(&mut self) -> io::Result<Option<u8>> {
-        let mut b = [0u8; 1];
-        loop {
-            match self.input.read(&mut b) {
-                Ok(0) => return Ok(None),
-                Ok(_) => return Ok(Some(b[0])),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
     fn emit(&mut self, b: u8) -> u8 {
         self.window[self.pos] = b;
         self.pos = (self.pos + 1) % WINDOW;
@@ -110,7 +98,9 @@ impl<R: Read> Read for Lzss<R> {
                 continue;
             }
             if self.bits == 0 {
-                let Some(f) = self.byte()? else { break };
+                let Some(f) = read_byte(&mut self.input)? else {
+                    break;
+                };
                 self.flags = f;
                 self.bits = 8;
             }
@@ -118,11 +108,15 @@ impl<R: Read> Read for Lzss<R> {
             self.flags >>= 1;
             self.bits -= 1;
             if literal {
-                let Some(b) = self.byte()? else { break };
+                let Some(b) = read_byte(&mut self.input)? else {
+                    break;
+                };
                 buf[n] = self.emit(b);
                 n += 1;
             } else {
-                let (Some(lo), Some(hi)) = (self.byte()?, self.byte()?) else {
+                let (Some(lo), Some(hi)) =
+                    (read_byte(&mut self.input)?, read_byte(&mut self.input)?)
+                else {
                     break;
                 };
                 self.from = usize::from(lo) | usize::from(hi & 0xf0) << 4;

@@ -4,7 +4,7 @@
 //! often writes the title after the data: then `attachmentN`); every other
 //! attribute is passed over. Read front to back from the blob.
 
-use super::INPUT_BUFFER;
+use super::{INPUT_BUFFER, read_full};
 use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
 use moat_core::Blob;
@@ -107,18 +107,4 @@ pub(crate) fn walk<E>(
             return Ok(());
         }
     }
-}
-
-/// Reads until `buf` is full or the input ends; how many bytes came.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
