@@ -5,6 +5,7 @@
 #   ClamAV (clamd, clamscan)   apt: clamav clamav-daemon (tests start their own clamd)
 #   ClamAV's test files        apt: clamav-testfiles (differential tests)
 #   7z                         apt: p7zip-full (archives built by tests)
+#   qpdf                       apt: qpdf (encrypted PDFs built by tests)
 #   PostgreSQL on 127.0.0.1:5432 with a database `test`
 #   python3                    for ../shared/bench generators
 #   RabbitMQ on 127.0.0.1:5672 (guest/guest)      apt: rabbitmq-server
@@ -60,6 +61,8 @@ command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || apt_install dnsmasq
 command -v x86_64-w64-mingw32-gcc >/dev/null || apt_install gcc-mingw-w64-x86-64
 command -v gcc >/dev/null || apt_install gcc
 [ -e /usr/share/clamav-testfiles/clam.exe ] || apt_install clamav-testfiles
+# qpdf, to encrypt PDFs at test time (the PDF decryption differential test)
+command -v qpdf >/dev/null || apt_install qpdf
 # 7z, to build archives at test time
 command -v 7z >/dev/null || apt_install p7zip-full || apt_install 7zip
 # --- the portal's e-mail tests: a real SMTP server

@@ -780,3 +780,101 @@ fn malformed_lines_are_reported_with_file_and_line_and_the_rest_loads() {
         );
     }
 }
+
+/// A one-page PDF whose only embedded file is `data`, stored unfiltered.
+fn pdf_embedding(data: &[u8]) -> Vec<u8> {
+    let objects: [Vec<u8>; 5] = [
+        b"<< /Type /Catalog /Pages 2 0 R /Names << /EmbeddedFiles << /Names [(f) 4 0 R] >> >> >>"
+            .to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>".to_vec(),
+        b"<< /Type /Filespec /F (f) /EF << /F 5 0 R >> >>".to_vec(),
+        [
+            format!("<< /Type /EmbeddedFile /Length {} >>\nstream\n", data.len()).as_bytes(),
+            data,
+            b"\nendstream",
+        ]
+        .concat(),
+    ];
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        pdf.extend_from_slice(o);
+        pdf.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(b"xref\n0 6\n0000000000 65535 f \n");
+    for o in offsets {
+        pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!("trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").as_bytes(),
+    );
+    pdf
+}
+
+/// clam.exe embedded in a PDF that qpdf (apt `qpdf`) encrypts with each
+/// revision of the standard security handler and an empty user password
+/// (permissions only, as malicious PDFs use it to hide their streams):
+/// clamscan decrypts them and finds clam.exe, and so must moat. With a user
+/// password neither can read the streams: clamscan calls the file
+/// `Heuristics.Encrypted.PDF` when asked to alert on encrypted documents,
+/// moat's verdict is `unscannable`, reason `encrypted`, never `clean`.
+#[test]
+fn pdfs_encrypted_by_qpdf_are_decrypted_as_clamscan_does() {
+    let work = tempfile::tempdir().unwrap();
+    let plain = work.path().join("plain.pdf");
+    let clam = Path::new(TESTFILES).join("clam.exe");
+    std::fs::write(&plain, pdf_embedding(&common::read_small(&clam))).unwrap();
+    let encrypt = |name: &str, args: &[&str]| -> PathBuf {
+        let out = work.path().join(name);
+        let st = Command::new("qpdf")
+            .arg("--allow-weak-crypto")
+            .arg("--encrypt")
+            .args(args)
+            .arg("--")
+            .arg(&plain)
+            .arg(&out)
+            .status()
+            .expect("qpdf is installed (scripts/test-deps.sh)");
+        assert!(st.success(), "qpdf {args:?}");
+        out
+    };
+    let open = [
+        encrypt("rc4-40.pdf", &["", "owner", "40"]),
+        encrypt("rc4-128.pdf", &["", "owner", "128", "--use-aes=n"]),
+        encrypt("aes-128.pdf", &["", "owner", "128", "--use-aes=y"]),
+        encrypt("aes-256-r5.pdf", &["", "owner", "256", "--force-R5"]),
+        encrypt("aes-256.pdf", &["", "owner", "256"]),
+    ];
+    let hdb = sigtool("--md5", &[clam]);
+    std::fs::write(work.path().join("clam.hdb"), &hdb).unwrap();
+    let mut case = Case::new("qpdf-encrypted PDFs")
+        .sig("clam.hdb", &hdb)
+        .files(&open);
+    for f in &open {
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        case = case.detects(&name, &["clam.exe"]);
+    }
+    case.check();
+
+    let locked = encrypt("password.pdf", &["secret", "owner", "256"]);
+    let out = Command::new("clamscan")
+        .args(["--no-summary", "--alert-encrypted-doc", "-d"])
+        .arg(work.path().join("clam.hdb"))
+        .arg(&locked)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Heuristics.Encrypted.PDF FOUND"), "{text}");
+    let out = moat()
+        .args(["scan", "--json"])
+        .arg(&locked)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "unscannable", "{v}");
+    assert_eq!(v["reason"], "encrypted", "{v}");
+}

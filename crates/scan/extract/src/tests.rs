@@ -1115,6 +1115,8 @@ fn mutated_mail_rtf_ole1_tnef_cpio_szdd_binhex_and_pdf_never_panic_or_pass_their
         szdd_of(EICAR),
         binhex_of("a.com", EICAR),
         sample_pdf(),
+        ENCRYPTED_PDFS[1].1.to_vec(),
+        ENCRYPTED_PDFS[2].1.to_vec(),
     ];
     let limits = Limits {
         max_members: 32,
@@ -1501,7 +1503,8 @@ fn pdf_filter_chains_of_hex_ascii85_and_flate_are_undone_in_order() {
         ("[/A85]", a85(&zero_run)),
         ("[/ASCII85Decode /FlateDecode]", a85(&zlib(EICAR))),
         ("[/AHx /Fl /DCTDecode]", hex(&zlib(b"jpeg bytes"))),
-        ("[/Crypt /FlateDecode]", b"lzw data".to_vec()),
+        ("[/Crypt /FlateDecode]", zlib(b"identity crypt filter")),
+        ("[/JBIG2Decode]", b"raw data".to_vec()),
     ];
     let pdf = pdf_of(&streams);
     let (r, seen) = run(pdf, "f.pdf", &Limits::default());
@@ -1509,7 +1512,14 @@ fn pdf_filter_chains_of_hex_ascii85_and_flate_are_undone_in_order() {
     let got: Vec<&[u8]> = seen.iter().map(|(_, _, c)| c.as_slice()).collect();
     assert_eq!(
         got,
-        [EICAR, &zero_run[..], EICAR, b"jpeg bytes", b"lzw data"]
+        [
+            EICAR,
+            &zero_run[..],
+            EICAR,
+            b"jpeg bytes",
+            b"identity crypt filter",
+            b"raw data"
+        ]
     );
 }
 
@@ -1555,4 +1565,96 @@ fn pdf_keywords_across_the_search_chunks_are_found_once() {
             assert_eq!(seen[0].2, data, "{shift}");
         }
     }
+}
+
+/// qpdf's encryptions of one PDF whose embedded file is EICAR, all with the
+/// empty user password (`tests/data/pdf/make.sh` makes them).
+const ENCRYPTED_PDFS: [(&str, &[u8]); 5] = [
+    ("rc4-40", include_bytes!("../tests/data/pdf/rc4-40.pdf")),
+    ("rc4-128", include_bytes!("../tests/data/pdf/rc4-128.pdf")),
+    ("aes-128", include_bytes!("../tests/data/pdf/aes-128.pdf")),
+    (
+        "aes-256-r5",
+        include_bytes!("../tests/data/pdf/aes-256-r5.pdf"),
+    ),
+    (
+        "aes-256-objstm",
+        include_bytes!("../tests/data/pdf/aes-256-objstm.pdf"),
+    ),
+];
+
+#[test]
+fn pdfs_encrypted_without_a_user_password_give_their_streams_decrypted() {
+    for (name, pdf) in ENCRYPTED_PDFS {
+        assert!(
+            memchr::memmem::find(pdf, b"EICAR").is_none(),
+            "{name} holds its payload in clear"
+        );
+        let (r, seen) = run(pdf.to_vec(), name, &Limits::default());
+        assert!(r.problems.is_empty(), "{name}: {:?}", r.problems);
+        assert!(
+            seen.iter().any(|(_, _, c)| c == EICAR),
+            "{name}: {:?}",
+            locations(&seen)
+        );
+        // Cut anywhere: never a panic.
+        for n in (0..pdf.len()).step_by(37) {
+            run(pdf[..n].to_vec(), name, &Limits::default());
+        }
+    }
+    // The object stream of the AES-256 file is decrypted and inflated too;
+    // its cross-reference stream is not encrypted and still inflates.
+    let (_, seen) = run(ENCRYPTED_PDFS[4].1.to_vec(), "o.pdf", &Limits::default());
+    assert!(
+        seen.iter()
+            .any(|(_, _, c)| memchr::memmem::find(c, b"/Type /Filespec").is_some()),
+        "{:?}",
+        seen.iter()
+            .map(|(_, _, c)| String::from_utf8_lossy(c))
+            .collect::<Vec<_>>()
+    );
+    assert!(seen.len() >= 3, "{:?}", locations(&seen));
+}
+
+#[test]
+fn pdfs_that_need_a_password_are_encrypted_not_clean() {
+    for (name, pdf) in [
+        (
+            "password-rc4.pdf",
+            &include_bytes!("../tests/data/pdf/password-rc4.pdf")[..],
+        ),
+        (
+            "password-aes-256.pdf",
+            &include_bytes!("../tests/data/pdf/password-aes-256.pdf")[..],
+        ),
+    ] {
+        let (r, seen) = run(pdf.to_vec(), name, &Limits::default());
+        assert_eq!(
+            r.problems,
+            [Problem::Encrypted {
+                location: name.to_string()
+            }],
+            "{name}"
+        );
+        assert_eq!(r.problems[0].reason(), moat_core::Reason::Encrypted);
+        assert!(seen.is_empty(), "{name}: {:?}", locations(&seen));
+    }
+}
+
+#[test]
+fn encryption_keys_in_plain_stream_text_do_not_make_a_pdf_encrypted() {
+    let pdf = pdf_of(&[
+        (
+            "/ASCIIHexDecode",
+            b"2f456e637279707420392030205220".to_vec(),
+        ),
+        (
+            "/Crypt",
+            b"/Encrypt 9 0 R /EncryptMetadata false /ID [<00>]".to_vec(),
+        ),
+    ]);
+    let (r, seen) = run(pdf, "p.pdf", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].2, b"/Encrypt 9 0 R ");
 }

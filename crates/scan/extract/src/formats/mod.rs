@@ -7,6 +7,7 @@ pub(crate) mod mail;
 pub(crate) mod ole1;
 pub(crate) mod ole2;
 pub(crate) mod pdf;
+pub(crate) mod pdfcrypt;
 pub(crate) mod rtf;
 pub(crate) mod sevenz;
 pub(crate) mod stream;

@@ -10,10 +10,15 @@
 //! keywords (at most [`MAX_STREAMS`] kept), then each stream is read from
 //! its offset, to its direct `/Length` when that ends at `endstream`, else to
 //! the next `endstream`. PDF readers are lenient, so this is too: a stream
-//! that does not inflate (damaged, or encrypted: PDF encryption is not
-//! undone here) is visited as far as it inflated, and is not a problem; its
-//! raw bytes were scanned with the file.
+//! that does not inflate (damaged) is visited as far as it inflated, and is
+//! not a problem; its raw bytes were scanned with the file.
+//!
+//! Encrypted documents that open without a password (the standard security
+//! handler with an empty user password, see [`pdfcrypt`]) have every stream
+//! decrypted before its filters; one that needs a password is
+//! [`Problem::Encrypted`](crate::Problem::Encrypted), as its streams cannot be read.
 
+use super::pdfcrypt::{self, Security};
 use super::{drain, read_byte};
 use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
@@ -22,6 +27,8 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 /// Most stream objects opened in one file (more is a `members` limit).
 const MAX_STREAMS: usize = 100_000;
+/// Most `/Encrypt` and `/ID` keys looked at.
+const MAX_KEYS: usize = 256;
 /// How far before `stream` the dictionary is looked for.
 const DICT_WINDOW: u64 = 4096;
 const CHUNK: usize = 64 * 1024;
@@ -38,12 +45,23 @@ pub(crate) fn walk<E>(
 ) -> Result<(), WalkError<E>> {
     // Every `endstream` is found once, in the same pass, so that a file of
     // unterminated streams is not searched to its end once per stream.
-    let [starts, ends] = find_all(
+    let [starts, ends, encrypts, ids] = find_all(
         blob,
-        [b"stream", b"endstream"],
-        [MAX_STREAMS + 1, 2 * MAX_STREAMS],
+        [b"stream", b"endstream", b"/Encrypt", b"/ID"],
+        [MAX_STREAMS + 1, 2 * MAX_STREAMS, MAX_KEYS, MAX_KEYS],
     )
     .map_err(WalkError::Io)?;
+    let crypt = match pdfcrypt::security(blob, &encrypts, &ids).map_err(WalkError::Io)? {
+        Security::Open => None,
+        Security::Decrypt(c) => Some(c),
+        Security::Locked(why) => {
+            tracing::debug!(location, why, "pdf streams are encrypted");
+            w.problem(crate::Problem::Encrypted {
+                location: location.to_string(),
+            });
+            return Ok(());
+        }
+    };
     let mut opened = 0usize;
     for at in starts {
         if w.stopped {
@@ -67,6 +85,12 @@ pub(crate) fn walk<E>(
         let mut raw = blob.reader();
         raw.seek(SeekFrom::Start(s.data)).map_err(WalkError::Io)?;
         let mut decoded: Box<dyn Read> = Box::new(io::BufReader::new(raw.take(s.len)));
+        if let (Some(c), Some(object)) = (&crypt, s.object)
+            && !s.crypt_identity
+            && c.encrypts(s.kind.as_deref())
+        {
+            decoded = c.reader(object, decoded);
+        }
         for f in &s.filters {
             decoded = match f {
                 Filter::Flate => Box::new(flate2::read::ZlibDecoder::new(decoded)),
@@ -121,6 +145,10 @@ struct Stream {
     /// The filters to undo, in order (those understood, up to the first that is not).
     filters: Vec<Filter>,
     object: Option<(u64, u64)>,
+    /// The dictionary's `/Type` (cross-reference streams are never encrypted).
+    kind: Option<Vec<u8>>,
+    /// The chain starts with the `Identity` crypt filter: not encrypted.
+    crypt_identity: bool,
 }
 
 /// The stream whose `stream` keyword is at `at`, if it is one: a dictionary
@@ -145,7 +173,8 @@ fn stream_at(blob: &Blob, at: u64, ends: &[u64]) -> io::Result<Option<Stream>> {
     let obj = memchr::memmem::rfind(before_kw, b"obj");
     let dict = &before_kw[obj.map_or(0, |i| i + 3)..];
     let object = obj.and_then(|i| object_number(&before_kw[..i]));
-    let filters = filters(dict);
+    let (filters, crypt_identity) = filters(dict);
+    let kind = name_after(dict, b"/Type");
     let end = match direct_length(dict).filter(|&l| data + l <= blob.len()) {
         Some(l) if ends_stream(blob, data + l)? => data + l,
         _ => match ends.get(ends.partition_point(|&e| e < data)) {
@@ -158,6 +187,8 @@ fn stream_at(blob: &Blob, at: u64, ends: &[u64]) -> io::Result<Option<Stream>> {
         len: end - data,
         filters,
         object,
+        kind,
+        crypt_identity,
     }))
 }
 
@@ -175,10 +206,12 @@ const MAX_FILTERS: usize = 8;
 
 /// The stream's `/Filter`: one name or an array of them, in the order they
 /// are undone. The chain stops at the first filter not understood (image
-/// codecs, LZW, encryption): what the filters before it give is scanned.
-fn filters(dict: &[u8]) -> Vec<Filter> {
+/// codecs, for one): what the filters before it give is scanned. A leading
+/// `/Crypt` filter is the stream's own encryption: with the `Identity`
+/// crypt filter (its default) the stream is not encrypted (the second value).
+fn filters(dict: &[u8]) -> (Vec<Filter>, bool) {
     let Some(i) = memchr::memmem::find(dict, b"/Filter") else {
-        return Vec::new();
+        return (Vec::new(), false);
     };
     let rest = dict[i + 7..].trim_ascii_start();
     let (list, single) = match rest.strip_prefix(b"[") {
@@ -189,12 +222,20 @@ fn filters(dict: &[u8]) -> Vec<Filter> {
         None => (rest, true),
     };
     let mut out = Vec::new();
-    for name in list.split(|&b| b == b'/').skip(1) {
+    let mut crypt_identity = false;
+    for (k, name) in list.split(|&b| b == b'/').skip(1).enumerate() {
         let name: Vec<u8> = name
             .iter()
             .take_while(|b| b.is_ascii_alphanumeric())
             .copied()
             .collect();
+        if k == 0 && name == b"Crypt" {
+            crypt_identity = name_after(dict, b"/Name").is_none_or(|n| n == b"Identity");
+            if single {
+                break;
+            }
+            continue;
+        }
         let f = match name.as_slice() {
             b"FlateDecode" | b"Fl" => Filter::Flate,
             b"ASCIIHexDecode" | b"AHx" => Filter::AsciiHex,
@@ -208,7 +249,21 @@ fn filters(dict: &[u8]) -> Vec<Filter> {
             break;
         }
     }
-    out
+    (out, crypt_identity)
+}
+
+/// The name after `key` in `dict` (`/Type /XRef` gives `XRef`).
+fn name_after(dict: &[u8], key: &[u8]) -> Option<Vec<u8>> {
+    let i = memchr::memmem::find(dict, key)?;
+    let rest = dict[i + key.len()..]
+        .trim_ascii_start()
+        .strip_prefix(b"/")?;
+    Some(
+        rest.iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .copied()
+            .collect(),
+    )
 }
 
 /// `/Length N` when N is a number and not a reference (`N G R`).
