@@ -26,6 +26,8 @@ pub enum ContainerKind {
     /// BinHex 4.0 (`.hqx`).
     BinHex,
     Pdf,
+    /// A Microsoft Cabinet (`MSCF`).
+    Cab,
 }
 
 impl ContainerKind {
@@ -47,6 +49,7 @@ impl ContainerKind {
             ContainerKind::Szdd => "szdd",
             ContainerKind::BinHex => "binhex",
             ContainerKind::Pdf => "pdf",
+            ContainerKind::Cab => "cab",
         }
     }
 }
@@ -70,6 +73,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::Zstd)
     } else if starts(&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c]) {
         Some(ContainerKind::SevenZ)
+    } else if crate::formats::cab::is_cab(head) {
+        Some(ContainerKind::Cab)
     } else if head.get(257..262) == Some(b"ustar") {
         Some(ContainerKind::Tar)
     } else if crate::formats::pdf::is_pdf(head) {

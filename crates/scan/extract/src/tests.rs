@@ -1117,6 +1117,8 @@ fn mutated_mail_rtf_ole1_tnef_cpio_szdd_binhex_and_pdf_never_panic_or_pass_their
         sample_pdf(),
         ENCRYPTED_PDFS[1].1.to_vec(),
         ENCRYPTED_PDFS[2].1.to_vec(),
+        include_bytes!("../tests/data/cab/mszip.cab").to_vec(),
+        cab_of(&[("a", 0, 4, 0), ("b", 2, 8, 0)], b"abcdefghij", 0),
     ];
     let limits = Limits {
         max_members: 32,
@@ -1657,4 +1659,153 @@ fn encryption_keys_in_plain_stream_text_do_not_make_a_pdf_encrypted() {
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].2, b"/Encrypt 9 0 R ");
+}
+
+/// The 70 KB text of `tests/data/cab/mszip.cab` (its `make.sh` writes the same).
+fn cab_text() -> Vec<u8> {
+    (0..2000)
+        .flat_map(|i| format!("line {i} of the moat cabinet fixture\n").into_bytes())
+        .collect()
+}
+
+/// A cabinet with one folder of one data block holding `data` (stored,
+/// unless `compression` says otherwise); each file is `(name, offset in
+/// the folder, size, folder index)`.
+fn cab_of(files: &[(&str, u32, u32, u16)], data: &[u8], compression: u16) -> Vec<u8> {
+    let names: usize = files.iter().map(|f| 16 + f.0.len() + 1).sum();
+    let data_at = 36 + 8 + names;
+    let total = data_at + 8 + data.len();
+    let mut c = b"MSCF".to_vec();
+    c.extend_from_slice(&0u32.to_le_bytes());
+    c.extend_from_slice(&(total as u32).to_le_bytes());
+    c.extend_from_slice(&0u32.to_le_bytes());
+    c.extend_from_slice(&44u32.to_le_bytes());
+    c.extend_from_slice(&0u32.to_le_bytes());
+    c.extend_from_slice(&[3, 1]);
+    c.extend_from_slice(&1u16.to_le_bytes());
+    c.extend_from_slice(&(files.len() as u16).to_le_bytes());
+    c.extend_from_slice(&[0; 6]);
+    c.extend_from_slice(&(data_at as u32).to_le_bytes());
+    c.extend_from_slice(&1u16.to_le_bytes());
+    c.extend_from_slice(&compression.to_le_bytes());
+    for (name, offset, size, folder) in files {
+        c.extend_from_slice(&size.to_le_bytes());
+        c.extend_from_slice(&offset.to_le_bytes());
+        c.extend_from_slice(&folder.to_le_bytes());
+        c.extend_from_slice(&[0; 6]);
+        c.extend_from_slice(name.as_bytes());
+        c.push(0);
+    }
+    assert_eq!(c.len(), data_at);
+    c.extend_from_slice(&0u32.to_le_bytes());
+    c.extend_from_slice(&(data.len() as u16).to_le_bytes());
+    c.extend_from_slice(&(data.len() as u16).to_le_bytes());
+    c.extend_from_slice(data);
+    c
+}
+
+#[test]
+fn cab_files_of_an_mszip_folder_are_members_across_blocks() {
+    let cab = include_bytes!("../tests/data/cab/mszip.cab").to_vec();
+    assert_eq!(detect(&cab), Some(ContainerKind::Cab));
+    let (r, seen) = run(cab.clone(), "m.cab", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(locations(&seen), ["m.cab>eicar.com", "m.cab>text.txt"]);
+    assert_eq!(seen[0].2, EICAR);
+    assert_eq!(seen[1].2, cab_text());
+    // Cut anywhere: never a panic; a cut inside the data is corruption.
+    for n in (0..cab.len()).step_by(23) {
+        let (r, _) = run(cab[..n].to_vec(), "m.cab", &Limits::default());
+        assert!(
+            r.problems
+                .iter()
+                .all(|p| matches!(p, Problem::Corrupt { .. })),
+            "{n}: {:?}",
+            r.problems
+        );
+    }
+}
+
+#[test]
+fn cab_lzx_folders_are_decompressed() {
+    // The LZX cabinet of the `cab` crate's own tests (MIT licence;
+    // github.com/mdsteele/rust-cab, src/cabinet.rs), made by makecab: a
+    // 2^19-byte window, two files.
+    let cab: &[u8] = b"\x4d\x53\x43\x46\x00\x00\x00\x00\x97\x00\x00\x00\x00\x00\x00\
+        \x00\x2c\x00\x00\x00\x00\x00\x00\x00\x03\x01\x01\x00\x02\x00\
+        \x00\x00\x2d\x05\x00\x00\x5b\x00\x00\x00\x01\x00\x03\x13\x0f\
+        \x00\x00\x00\x00\x00\x00\x00\x00\x00\x21\x53\x0d\xb2\x20\x00\
+        \x68\x69\x2e\x74\x78\x74\x00\x10\x00\x00\x00\x0f\x00\x00\x00\
+        \x00\x00\x21\x53\x0b\xb2\x20\x00\x62\x79\x65\x2e\x74\x78\x74\
+        \x00\x5c\xef\x2a\xc7\x34\x00\x1f\x00\x5b\x80\x80\x8d\x00\x30\
+        \xf0\x01\x10\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x48\
+        \x65\x6c\x6c\x6f\x2c\x20\x77\x6f\x72\x6c\x64\x21\x0d\x0a\x53\
+        \x65\x65\x20\x79\x6f\x75\x20\x6c\x61\x74\x65\x72\x21\x0d\x0a\
+        \x00";
+    let (r, seen) = run(cab.to_vec(), "l.cab", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(locations(&seen), ["l.cab>hi.txt", "l.cab>bye.txt"]);
+    assert_eq!(seen[0].2, b"Hello, world!\r\n");
+    assert_eq!(seen[1].2, b"See you later!\r\n");
+    // Mutated anywhere: never a panic (the decoder runs in catch_unwind).
+    for i in 36..cab.len() {
+        for b in [0u8, 0xff, 0x55] {
+            let mut m = cab.to_vec();
+            m[i] = b;
+            run(m, "l.cab", &Limits::default());
+        }
+    }
+}
+
+#[test]
+fn cab_files_out_of_order_and_overlapping_are_all_read() {
+    let data = b"0123456789abcdefghij";
+    let cab = cab_of(
+        &[
+            ("late", 10, 10, 0),
+            ("early", 0, 10, 0),
+            ("again", 5, 10, 0),
+            ("empty", 20, 0, 0),
+        ],
+        data,
+        0,
+    );
+    let (r, seen) = run(cab, "o.cab", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let got: std::collections::BTreeMap<&str, &[u8]> = seen
+        .iter()
+        .map(|(l, _, c)| (l.as_str(), c.as_slice()))
+        .collect();
+    assert_eq!(got["o.cab>early"], b"0123456789");
+    assert_eq!(got["o.cab>late"], b"abcdefghij");
+    assert_eq!(got["o.cab>again"], b"56789abcde");
+    assert_eq!(got["o.cab>empty"], b"");
+}
+
+#[test]
+fn cab_quantum_folders_and_files_of_other_cabinets_are_unsupported_not_clean() {
+    let quantum = cab_of(&[("q", 0, 4, 0)], b"data", 0x0002);
+    let (r, _) = run(quantum, "q.cab", &Limits::default());
+    assert!(
+        matches!(&r.problems[..], [Problem::Unsupported { what, .. }] if what.contains("compression")),
+        "{:?}",
+        r.problems
+    );
+    let continued = cab_of(&[("a", 0, 2, 0), ("b", 0, 4, 0xfffd)], b"data", 0);
+    let (r, seen) = run(continued, "c.cab", &Limits::default());
+    assert_eq!(locations(&seen), ["c.cab>a"]);
+    assert!(
+        matches!(&r.problems[..], [Problem::Unsupported { what, .. }] if what.contains("another cabinet")),
+        "{:?}",
+        r.problems
+    );
+    assert_eq!(r.problems[0].reason(), moat_core::Reason::Unsupported);
+    // A file longer than its folder is truncated, which is corruption.
+    let short = cab_of(&[("long", 0, 9, 0)], b"data", 0);
+    let (r, _) = run(short, "s.cab", &Limits::default());
+    assert!(
+        matches!(&r.problems[..], [Problem::Corrupt { .. }]),
+        "{:?}",
+        r.problems
+    );
 }

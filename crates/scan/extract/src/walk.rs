@@ -107,6 +107,7 @@ impl<E> Walker<'_, E> {
             ContainerKind::Szdd => formats::szdd::walk(self, blob, location, depth),
             ContainerKind::BinHex => formats::binhex::walk(self, blob, location, depth),
             ContainerKind::Pdf => formats::pdf::walk(self, blob, location, depth),
+            ContainerKind::Cab => formats::cab::walk(self, blob, location, depth),
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz

@@ -2,6 +2,7 @@
 //! [`Walker::member`](crate::walk::Walker::member).
 
 pub(crate) mod binhex;
+pub(crate) mod cab;
 pub(crate) mod cpio;
 pub(crate) mod mail;
 pub(crate) mod ole1;

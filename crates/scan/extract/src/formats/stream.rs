@@ -58,6 +58,7 @@ pub(crate) fn walk<E>(
         | ContainerKind::Ole2
         | ContainerKind::Szdd
         | ContainerKind::BinHex
+        | ContainerKind::Cab
         | ContainerKind::Pdf => return Ok(()),
     };
     w.member(
@@ -121,6 +122,7 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         | ContainerKind::Ole2
         | ContainerKind::Szdd
         | ContainerKind::BinHex
+        | ContainerKind::Cab
         | ContainerKind::Pdf => &[],
     };
     let lower = own.to_ascii_lowercase();
