@@ -6,6 +6,7 @@
 #   ClamAV's test files        apt: clamav-testfiles (differential tests)
 #   7z                         apt: p7zip-full (archives built by tests)
 #   qpdf                       apt: qpdf (encrypted PDFs built by tests)
+#   gcab                       apt: gcab (the cabinet reader's oracle)
 #   PostgreSQL on 127.0.0.1:5432 with a database `test`
 #   python3                    for ../shared/bench generators
 #   RabbitMQ on 127.0.0.1:5672 (guest/guest)      apt: rabbitmq-server
@@ -63,6 +64,8 @@ command -v gcc >/dev/null || apt_install gcc
 [ -e /usr/share/clamav-testfiles/clam.exe ] || apt_install clamav-testfiles
 # qpdf, to encrypt PDFs at test time (the PDF decryption differential test)
 command -v qpdf >/dev/null || apt_install qpdf
+# gcab, the oracle for the cabinet reader (its LZX test)
+command -v gcab >/dev/null || apt_install gcab
 # 7z, to build archives at test time
 command -v 7z >/dev/null || apt_install p7zip-full || apt_install 7zip
 # --- the portal's e-mail tests: a real SMTP server

@@ -28,6 +28,9 @@ pub enum ContainerKind {
     Pdf,
     /// A Microsoft Cabinet (`MSCF`).
     Cab,
+    /// A Windows executable: its members are the objects embedded in it
+    /// (self-extracting archives, executables inside executables).
+    Pe,
 }
 
 impl ContainerKind {
@@ -50,6 +53,7 @@ impl ContainerKind {
             ContainerKind::BinHex => "binhex",
             ContainerKind::Pdf => "pdf",
             ContainerKind::Cab => "cab",
+            ContainerKind::Pe => "pe",
         }
     }
 }
@@ -77,6 +81,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::Cab)
     } else if head.get(257..262) == Some(b"ustar") {
         Some(ContainerKind::Tar)
+    } else if crate::formats::pe::is_pe(head) {
+        Some(ContainerKind::Pe)
     } else if crate::formats::pdf::is_pdf(head) {
         Some(ContainerKind::Pdf)
     } else if crate::formats::binhex::is_binhex(head) {

@@ -94,9 +94,10 @@ pub fn walk<E>(
         visit,
         report: WalkReport::default(),
         stopped: false,
+        embedded_member: false,
     };
     if let Some(kind) = detect(&head) {
-        walker.container(root, root_location, kind, 0)?;
+        walker.container(root, root_location, kind, 0, false)?;
     } else if let Some(what) = detect_unsupported_archive(&head) {
         walker.problem(Problem::Unsupported {
             location: root_location.to_string(),

@@ -1119,6 +1119,12 @@ fn mutated_mail_rtf_ole1_tnef_cpio_szdd_binhex_and_pdf_never_panic_or_pass_their
         ENCRYPTED_PDFS[2].1.to_vec(),
         include_bytes!("../tests/data/cab/mszip.cab").to_vec(),
         cab_of(&[("a", 0, 4, 0), ("b", 2, 8, 0)], b"abcdefghij", 0),
+        [
+            pe_of(b"stub"),
+            zip_of(&[("eicar.com", EICAR)]),
+            pe_of(b"dropped"),
+        ]
+        .concat(),
     ];
     let limits = Limits {
         max_members: 32,
@@ -1805,6 +1811,95 @@ fn cab_quantum_folders_and_files_of_other_cabinets_are_unsupported_not_clean() {
     let (r, _) = run(short, "s.cab", &Limits::default());
     assert!(
         matches!(&r.problems[..], [Problem::Corrupt { .. }]),
+        "{:?}",
+        r.problems
+    );
+}
+
+/// The headers a PE needs to be taken as one (DOS header, `PE\0\0`, a file
+/// header with one section and a PE32 optional header size), then `body`.
+fn pe_of(body: &[u8]) -> Vec<u8> {
+    let mut pe = vec![0u8; 64 + 24];
+    pe[..2].copy_from_slice(b"MZ");
+    pe[60..64].copy_from_slice(&64u32.to_le_bytes());
+    pe[64..68].copy_from_slice(b"PE\0\0");
+    pe[64 + 6..64 + 8].copy_from_slice(&1u16.to_le_bytes());
+    pe[64 + 20..64 + 22].copy_from_slice(&224u16.to_le_bytes());
+    pe.extend_from_slice(&[0u8; 224 + 40]);
+    pe.extend_from_slice(body);
+    pe
+}
+
+#[test]
+fn self_extracting_archives_in_executables_are_opened() {
+    let zip = zip_of(&[("eicar.com", EICAR)]);
+    let cab = include_bytes!("../tests/data/cab/mszip.cab");
+    let sz = seven_z(&[("a/eicar.com", EICAR)], &[]);
+    for (kind, archive, inner) in [
+        ("zip", zip.as_slice(), "eicar.com"),
+        ("cab", cab.as_slice(), "eicar.com"),
+        ("7z", sz.as_slice(), "a/eicar.com"),
+    ] {
+        let stub = pe_of(b"program code and data");
+        let at = stub.len();
+        // A cab is taken as long as its header says: what follows is not its.
+        let sfx = [&stub[..], archive, b"trailing overlay"].concat();
+        assert_eq!(detect(&sfx), Some(ContainerKind::Pe));
+        let (r, seen) = run(sfx, "setup.exe", &Limits::default());
+        assert!(r.problems.is_empty(), "{kind}: {:?}", r.problems);
+        let want = format!("setup.exe>embedded@{at}>{inner}");
+        let member = seen.iter().find(|(l, _, _)| *l == want);
+        assert_eq!(
+            member.map(|m| m.2.as_slice()),
+            Some(EICAR),
+            "{kind}: {:?}",
+            locations(&seen)
+        );
+    }
+}
+
+#[test]
+fn executables_in_executables_are_members_and_not_searched_twice() {
+    let innermost = pe_of(b"innermost");
+    let inner = pe_of(&[&b"inner "[..], &innermost].concat());
+    let outer = pe_of(&[&b"dropper "[..], &inner].concat());
+    let at_inner = outer.len() - inner.len();
+    let at_innermost = outer.len() - innermost.len();
+    let (r, seen) = run(outer, "d.exe", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    // Both are found in the outer file; the inner one is not searched
+    // again (which would give the innermost a second time).
+    assert_eq!(
+        locations(&seen),
+        [
+            format!("d.exe>embedded@{at_inner}"),
+            format!("d.exe>embedded@{at_innermost}")
+        ]
+    );
+    assert_eq!(seen[0].2, inner);
+    assert_eq!(seen[1].2, innermost);
+}
+
+#[test]
+fn chance_magic_bytes_in_executables_are_not_problems() {
+    // A zip local header that leads nowhere, `MZ` without a PE header, a
+    // 7z signature with a wrong CRC, a cab header of another version.
+    let mut body = b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec();
+    body.extend_from_slice(&[0u8; 16]);
+    body.extend_from_slice(&5u16.to_le_bytes());
+    body.extend_from_slice(&[0u8; 2]);
+    body.extend_from_slice(b"a.txt and then MZ and 7z\xbc\xaf\x27\x1c\x00\x04 then MSCF\0\0\0\0");
+    body.extend_from_slice(&[0u8; 40]);
+    let (r, seen) = run(pe_of(&body), "p.exe", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    // The zip header passed its check and was visited, and so was what its
+    // local header promised; its deflate data is not: corrupt, not a problem.
+    assert_eq!(seen.len(), 2, "{:?}", locations(&seen));
+    // A real archive's problems are the file's: an encrypted member.
+    let sfx = [pe_of(b"stub"), eicar_zip_encrypted(99)].concat();
+    let (r, _) = run(sfx, "e.exe", &Limits::default());
+    assert!(
+        matches!(&r.problems[..], [Problem::Encrypted { location }] if location.ends_with(">eicar.com")),
         "{:?}",
         r.problems
     );

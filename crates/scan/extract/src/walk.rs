@@ -52,6 +52,10 @@ pub(crate) struct Walker<'a, E> {
     pub visit: &'a mut dyn FnMut(&Entry<'_>) -> Result<(), E>,
     pub report: WalkReport,
     pub stopped: bool,
+    /// Set just before [`Walker::member`] for an object found embedded at
+    /// an offset (`formats::pe`): that member is not searched for embedded
+    /// objects in turn.
+    pub embedded_member: bool,
 }
 
 enum Fill {
@@ -81,13 +85,15 @@ impl<E> Walker<'_, E> {
     }
 
     /// Open `blob` (of format `kind`, found at `location`, itself at `depth`)
-    /// and walk its members, which are at `depth + 1`.
+    /// and walk its members, which are at `depth + 1`. `embedded`: the blob
+    /// was itself found embedded at an offset.
     pub fn container(
         &mut self,
         blob: &Blob,
         location: &str,
         kind: ContainerKind,
         depth: u32,
+        embedded: bool,
     ) -> Result<(), WalkError<E>> {
         if depth >= self.limits.max_depth {
             self.limit(location, "depth");
@@ -108,6 +114,7 @@ impl<E> Walker<'_, E> {
             ContainerKind::BinHex => formats::binhex::walk(self, blob, location, depth),
             ContainerKind::Pdf => formats::pdf::walk(self, blob, location, depth),
             ContainerKind::Cab => formats::cab::walk(self, blob, location, depth),
+            ContainerKind::Pe => formats::pe::walk(self, blob, location, depth, embedded),
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz
@@ -123,6 +130,7 @@ impl<E> Walker<'_, E> {
         parent: &str,
         depth: u32,
     ) -> Result<Step, WalkError<E>> {
+        let embedded = std::mem::take(&mut self.embedded_member);
         if self.stopped {
             return Ok(Step::Stop);
         }
@@ -177,7 +185,7 @@ impl<E> Walker<'_, E> {
 
         let head = blob.head(HEAD_LEN).map_err(WalkError::Io)?;
         if let Some(kind) = detect(&head) {
-            self.container(&blob, &location, kind, depth)?;
+            self.container(&blob, &location, kind, depth, embedded)?;
         } else if let Some(what) = detect_unsupported_archive(&head) {
             self.problem(Problem::Unsupported {
                 location: location.clone(),

@@ -9,6 +9,7 @@ pub(crate) mod ole1;
 pub(crate) mod ole2;
 pub(crate) mod pdf;
 pub(crate) mod pdfcrypt;
+pub(crate) mod pe;
 pub(crate) mod rtf;
 pub(crate) mod sevenz;
 pub(crate) mod stream;
@@ -17,6 +18,7 @@ pub(crate) mod tar;
 pub(crate) mod tnef;
 pub(crate) mod zip;
 
+use moat_core::Blob;
 use std::io::{self, Read};
 
 /// Read-ahead buffer in front of a blob, so decoders don't issue tiny reads.
@@ -50,4 +52,55 @@ pub(crate) fn drain(out: &[u8], pos: &mut usize, buf: &mut [u8]) -> usize {
     buf[..n].copy_from_slice(&out[*pos..*pos + n]);
     *pos += n;
     n
+}
+
+/// Reads at `at` until `buf` is full or the blob ends; how many bytes came.
+pub(crate) fn read_at_full(blob: &Blob, mut at: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let k = blob.read_at(at, &mut buf[n..])?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+        at += k as u64;
+    }
+    Ok(n)
+}
+
+/// Offsets of each needle in `blob`, at most `caps[i]` of needle `i`, in
+/// one pass over chunks that overlap by the longest needle's length.
+pub(crate) fn find_all<const N: usize>(
+    blob: &Blob,
+    needles: [&[u8]; N],
+    caps: [usize; N],
+) -> io::Result<[Vec<u64>; N]> {
+    let finders = needles.map(memchr::memmem::Finder::new);
+    let overlap = needles.iter().map(|n| n.len()).max().unwrap_or(1) - 1;
+    let mut found: [Vec<u64>; N] = std::array::from_fn(|_| Vec::new());
+    let mut buf = vec![0u8; INPUT_BUFFER];
+    let mut at = 0;
+    let full = |found: &[Vec<u64>; N]| found.iter().zip(caps).all(|(f, cap)| f.len() >= cap);
+    while at < blob.len() && !full(&found) {
+        let n = read_at_full(blob, at, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for ((finder, f), cap) in finders.iter().zip(found.iter_mut()).zip(caps) {
+            for i in finder.find_iter(&buf[..n]) {
+                if f.len() >= cap {
+                    break;
+                }
+                // A match inside the overlap is found again in the next chunk.
+                if f.last() != Some(&(at + i as u64)) {
+                    f.push(at + i as u64);
+                }
+            }
+        }
+        if at + (n as u64) >= blob.len() || n <= overlap {
+            break;
+        }
+        at += (n - overlap) as u64;
+    }
+    Ok(found)
 }

@@ -19,7 +19,7 @@
 //! [`Problem::Encrypted`](crate::Problem::Encrypted), as its streams cannot be read.
 
 use super::pdfcrypt::{self, Security};
-use super::{drain, read_byte};
+use super::{drain, find_all, read_at_full, read_byte};
 use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
 use moat_core::Blob;
@@ -31,7 +31,6 @@ const MAX_STREAMS: usize = 100_000;
 const MAX_KEYS: usize = 256;
 /// How far before `stream` the dictionary is looked for.
 const DICT_WINDOW: u64 = 4096;
-const CHUNK: usize = 64 * 1024;
 
 pub(crate) fn is_pdf(head: &[u8]) -> bool {
     memchr::memmem::find(&head[..head.len().min(1024)], b"%PDF-").is_some()
@@ -315,56 +314,6 @@ fn trim_eol(blob: &Blob, data: u64, e: u64) -> io::Result<u64> {
         [.., b'\n'] | [.., b'\r'] => e - 1,
         _ => e,
     })
-}
-
-fn read_at_full(blob: &Blob, mut at: u64, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        let k = blob.read_at(at, &mut buf[n..])?;
-        if k == 0 {
-            break;
-        }
-        n += k;
-        at += k as u64;
-    }
-    Ok(n)
-}
-
-/// Offsets of each needle in `blob`, at most `caps[i]` of needle `i`, in
-/// one pass over chunks that overlap by the longest needle's length.
-fn find_all<const N: usize>(
-    blob: &Blob,
-    needles: [&[u8]; N],
-    caps: [usize; N],
-) -> io::Result<[Vec<u64>; N]> {
-    let finders = needles.map(memchr::memmem::Finder::new);
-    let overlap = needles.iter().map(|n| n.len()).max().unwrap_or(1) - 1;
-    let mut found: [Vec<u64>; N] = std::array::from_fn(|_| Vec::new());
-    let mut buf = vec![0u8; CHUNK];
-    let mut at = 0;
-    let full = |found: &[Vec<u64>; N]| found.iter().zip(caps).all(|(f, cap)| f.len() >= cap);
-    while at < blob.len() && !full(&found) {
-        let n = read_at_full(blob, at, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        for ((finder, f), cap) in finders.iter().zip(found.iter_mut()).zip(caps) {
-            for i in finder.find_iter(&buf[..n]) {
-                if f.len() >= cap {
-                    break;
-                }
-                // A match inside the overlap is found again in the next chunk.
-                if f.last() != Some(&(at + i as u64)) {
-                    f.push(at + i as u64);
-                }
-            }
-        }
-        if at + (n as u64) >= blob.len() || n <= overlap {
-            break;
-        }
-        at += (n - overlap) as u64;
-    }
-    Ok(found)
 }
 
 /// A decoder whose error ends its stream quietly: what inflated before it

@@ -11,7 +11,7 @@
 //! or the indirect object `/Encrypt N G R` names, found by its `N G obj`
 //! header) and the first `/ID` string; a small tokenizer below reads them.
 
-use crate::formats::read_full;
+use crate::formats::{read_at_full, read_full};
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit, generic_array::GenericArray};
 use md5::{Digest, Md5};
 use moat_core::Blob;
@@ -323,7 +323,7 @@ fn object(blob: &Blob, n: u64, g: u64) -> io::Result<Option<Value>> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut at = 0u64;
     while at < blob.len() {
-        let k = read_at(blob, at, &mut buf)?;
+        let k = read_at_full(blob, at, &mut buf)?;
         if k == 0 {
             break;
         }
@@ -348,18 +348,9 @@ fn object(blob: &Blob, n: u64, g: u64) -> io::Result<Option<Value>> {
 
 fn read_window(blob: &Blob, at: u64) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; VALUE_WINDOW];
-    let n = read_at(blob, at, &mut buf)?;
+    let n = read_at_full(blob, at, &mut buf)?;
     buf.truncate(n);
     Ok(buf)
-}
-
-fn read_at(blob: &Blob, at: u64, buf: &mut [u8]) -> io::Result<usize> {
-    if at >= blob.len() {
-        return Ok(0);
-    }
-    let mut r = blob.reader();
-    io::Seek::seek(&mut r, io::SeekFrom::Start(at))?;
-    read_full(&mut r, buf)
 }
 
 // --- a PDF object tokenizer, enough for the encryption dictionary

@@ -59,6 +59,7 @@ pub(crate) fn walk<E>(
         | ContainerKind::Szdd
         | ContainerKind::BinHex
         | ContainerKind::Cab
+        | ContainerKind::Pe
         | ContainerKind::Pdf => return Ok(()),
     };
     w.member(
@@ -123,6 +124,7 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         | ContainerKind::Szdd
         | ContainerKind::BinHex
         | ContainerKind::Cab
+        | ContainerKind::Pe
         | ContainerKind::Pdf => &[],
     };
     let lower = own.to_ascii_lowercase();

@@ -1,0 +1,174 @@
+//! Objects embedded in a Windows executable, found by their magic at an
+//! offset, as ClamAV's embedded type recognition finds them (`scanraw` in
+//! `libclamav/scanners.c`): self-extracting archives (zip, 7z or cab data
+//! inside or after the program) and executables inside executables
+//! (droppers). Each one is a member named `embedded@OFFSET`: the file from
+//! that offset to its end (a cab only as far as its header says), which the
+//! walker then opens by its magic like any member.
+//!
+//! As in ClamAV, an embedded object is not searched for embedded objects
+//! itself, and an embedded PE is taken only when its headers are sound and
+//! what follows it is at most [`MAX_EMBEDDED_PE`] (ClamAV's `MaxEmbeddedPE`).
+//! Each candidate is checked before it is taken (a zip local header with a
+//! known method, a 7z start header with a good CRC, a cab header of format
+//! 1.3, a PE header). Corrupt data inside an object found this way is not a
+//! problem (chance bytes of the program, which was scanned whole, or data
+//! after an archive's end); an encrypted or unsupported member, or a limit,
+//! is the file's problem, as in any container.
+
+use super::{find_all, read_at_full};
+use crate::walk::{Member, Step, Walker};
+use crate::{Problem, WalkError};
+use moat_core::Blob;
+use std::io::{Read, Seek, SeekFrom};
+
+/// ClamAV's default `MaxEmbeddedPE`: an embedded PE followed by more than
+/// this is not scanned as one.
+pub(crate) const MAX_EMBEDDED_PE: u64 = 40 << 20;
+/// Most embedded objects taken from one file.
+const MAX_EMBEDDED: usize = 16;
+/// Most candidates of each magic looked at.
+const MAX_CANDIDATES: usize = 4096;
+
+const ZIP: &[u8] = b"PK\x03\x04";
+const SEVEN_Z: &[u8] = b"7z\xbc\xaf\x27\x1c";
+const CAB: &[u8] = b"MSCF\0\0\0\0";
+const MZ: &[u8] = b"MZ";
+
+/// `MZ` with a PE header where `e_lfanew` points, when the head holds it.
+pub(crate) fn is_pe(head: &[u8]) -> bool {
+    if !head.starts_with(MZ) || head.len() < 64 {
+        return false;
+    }
+    let at = u32::from_le_bytes([head[60], head[61], head[62], head[63]]) as usize;
+    at >= 64 && head.get(at..at + 4).is_none_or(|sig| sig == b"PE\0\0")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Zip,
+    SevenZ,
+    Cab,
+    Pe,
+}
+
+pub(crate) fn walk<E>(
+    w: &mut Walker<'_, E>,
+    blob: &Blob,
+    location: &str,
+    depth: u32,
+    embedded: bool,
+) -> Result<(), WalkError<E>> {
+    if embedded {
+        return Ok(());
+    }
+    let [zips, sevens, cabs, mzs] =
+        find_all(blob, [ZIP, SEVEN_Z, CAB, MZ], [MAX_CANDIDATES; 4]).map_err(WalkError::Io)?;
+    let mut candidates: Vec<(u64, Kind)> = zips
+        .into_iter()
+        .map(|o| (o, Kind::Zip))
+        .chain(sevens.into_iter().map(|o| (o, Kind::SevenZ)))
+        .chain(cabs.into_iter().map(|o| (o, Kind::Cab)))
+        .chain(mzs.into_iter().map(|o| (o, Kind::Pe)))
+        .filter(|&(o, _)| o > 0)
+        .collect();
+    candidates.sort_unstable();
+    let mut taken = 0;
+    // Archive magics inside an archive already taken are its own members.
+    let mut archive_until = 0u64;
+    for (at, kind) in candidates {
+        if w.stopped || taken == MAX_EMBEDDED {
+            break;
+        }
+        let is_archive = kind != Kind::Pe;
+        if is_archive && at < archive_until {
+            continue;
+        }
+        let Some(len) = check(blob, at, kind).map_err(WalkError::Io)? else {
+            continue;
+        };
+        taken += 1;
+        if is_archive {
+            archive_until = at + len;
+        }
+        let name = format!("embedded@{at}");
+        let mut r = blob.reader();
+        r.seek(SeekFrom::Start(at)).map_err(WalkError::Io)?;
+        let mut reader = r.take(len);
+        let before = w.report.problems.len();
+        w.embedded_member = true;
+        let step = w.member(
+            Member {
+                reader: &mut reader,
+                name: &name,
+                stored_size: len,
+                declared_size: None,
+            },
+            location,
+            depth + 1,
+        )?;
+        // Corrupt data inside an object found by its magic is what carving
+        // gives (chance bytes, data after an archive's end), not a problem.
+        let own = format!("{location}>{name}");
+        let mut i = before;
+        while i < w.report.problems.len() {
+            let carved = matches!(&w.report.problems[i],
+                Problem::Corrupt { location, .. } if location == &own || location.starts_with(&format!("{own}>")));
+            if carved {
+                w.report.problems.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        if step == Step::Stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// How much of the blob from `at` the candidate takes, if it is one.
+fn check(blob: &Blob, at: u64, kind: Kind) -> std::io::Result<Option<u64>> {
+    let rest = blob.len() - at;
+    let mut h = [0u8; 64];
+    let n = read_at_full(blob, at, &mut h)?;
+    let h = &h[..n];
+    let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
+    let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    Ok(match kind {
+        Kind::Zip => {
+            // Version needed, a method zip defines, a name of sane length.
+            let ok = n >= 30
+                && u16_at(4) <= 63
+                && matches!(u16_at(8), 0..=9 | 12 | 14 | 93 | 95 | 96 | 97 | 98 | 99)
+                && (1..=1024).contains(&u16_at(26));
+            ok.then_some(rest)
+        }
+        Kind::SevenZ => {
+            // Major version 0 and the start header's CRC.
+            let ok = n >= 32 && h[6] == 0 && crc32fast::hash(&h[12..32]) == u32_at(8);
+            ok.then_some(rest)
+        }
+        Kind::Cab => {
+            let size = u64::from(if n >= 12 { u32_at(8) } else { 0 });
+            (super::cab::is_cab(h) && size >= 36).then_some(size.min(rest))
+        }
+        Kind::Pe => {
+            if rest > MAX_EMBEDDED_PE || n < 64 {
+                return Ok(None);
+            }
+            let e_lfanew = u64::from(u32_at(60));
+            if !(64..=4096).contains(&e_lfanew) {
+                return Ok(None);
+            }
+            let mut fh = [0u8; 24];
+            if read_at_full(blob, at + e_lfanew, &mut fh)? < 24 {
+                return Ok(None);
+            }
+            let sections = u16::from_le_bytes([fh[6], fh[7]]);
+            let optional = u16::from_le_bytes([fh[20], fh[21]]);
+            let ok = fh.starts_with(b"PE\0\0") && (1..=96).contains(&sections) && optional >= 96;
+            ok.then_some(rest)
+        }
+    })
+}
