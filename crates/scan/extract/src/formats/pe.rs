@@ -9,6 +9,8 @@
 //! As in ClamAV, an embedded object is not searched for embedded objects
 //! itself, and an embedded PE is taken only when its headers are sound and
 //! what follows it is at most [`MAX_EMBEDDED_PE`] (ClamAV's `MaxEmbeddedPE`).
+//! At most [`MAX_EMBEDDED`] objects and [`MAX_EMBEDDED_BYTES`] are taken
+//! from one file; the file itself is always scanned whole.
 //! Each candidate is checked before it is taken (a zip local header with a
 //! known method, a 7z start header with a good CRC, a cab header of format
 //! 1.3, a PE header). Corrupt data inside an object found this way is not a
@@ -27,6 +29,10 @@ use std::io::{Read, Seek, SeekFrom};
 pub(crate) const MAX_EMBEDDED_PE: u64 = 40 << 20;
 /// Most embedded objects taken from one file.
 const MAX_EMBEDDED: usize = 16;
+/// Most bytes of embedded objects taken from one file (each is the rest of
+/// the file from its offset, so many near the start of a large file would
+/// otherwise copy it many times over).
+const MAX_EMBEDDED_BYTES: u64 = 4 * MAX_EMBEDDED_PE;
 /// Most candidates of each magic looked at.
 const MAX_CANDIDATES: usize = 4096;
 
@@ -74,6 +80,7 @@ pub(crate) fn walk<E>(
         .collect();
     candidates.sort_unstable();
     let mut taken = 0;
+    let mut taken_bytes = 0u64;
     // Archive magics inside an archive already taken are its own members.
     let mut archive_until = 0u64;
     for (at, kind) in candidates {
@@ -87,7 +94,12 @@ pub(crate) fn walk<E>(
         let Some(len) = check(blob, at, kind).map_err(WalkError::Io)? else {
             continue;
         };
+        if taken_bytes + len > MAX_EMBEDDED_BYTES {
+            tracing::debug!(location, at, "embedded objects' byte budget spent");
+            break;
+        }
         taken += 1;
+        taken_bytes += len;
         if is_archive {
             archive_until = at + len;
         }
