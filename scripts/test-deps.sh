@@ -7,6 +7,7 @@
 #   7z                         apt: p7zip-full (archives built by tests)
 #   qpdf                       apt: qpdf (encrypted PDFs built by tests)
 #   gcab                       apt: gcab (the cabinet reader's oracle)
+#   makensis                   apt: nsis (NSIS installers built by tests)
 #   PostgreSQL on 127.0.0.1:5432 with a database `test`
 #   python3                    for ../shared/bench generators
 #   RabbitMQ on 127.0.0.1:5672 (guest/guest)      apt: rabbitmq-server
@@ -66,6 +67,8 @@ command -v gcc >/dev/null || apt_install gcc
 command -v qpdf >/dev/null || apt_install qpdf
 # gcab, the oracle for the cabinet reader (its LZX test)
 command -v gcab >/dev/null || apt_install gcab
+# makensis, to build NSIS installers at test time
+command -v makensis >/dev/null || apt_install nsis
 # 7z, to build archives at test time
 command -v 7z >/dev/null || apt_install p7zip-full || apt_install 7zip
 # --- the portal's e-mail tests: a real SMTP server

@@ -28,6 +28,8 @@ pub enum ContainerKind {
     Pdf,
     /// A Microsoft Cabinet (`MSCF`).
     Cab,
+    /// An NSIS installer's data (found embedded in its executable).
+    Nsis,
     /// A Windows executable: its members are the objects embedded in it
     /// (self-extracting archives, executables inside executables).
     Pe,
@@ -54,6 +56,7 @@ impl ContainerKind {
             ContainerKind::Pdf => "pdf",
             ContainerKind::Cab => "cab",
             ContainerKind::Pe => "pe",
+            ContainerKind::Nsis => "nsis",
         }
     }
 }
@@ -81,6 +84,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::Cab)
     } else if head.get(257..262) == Some(b"ustar") {
         Some(ContainerKind::Tar)
+    } else if crate::formats::nsis::is_nsis(head) {
+        Some(ContainerKind::Nsis)
     } else if crate::formats::pe::is_pe(head) {
         Some(ContainerKind::Pe)
     } else if crate::formats::pdf::is_pdf(head) {

@@ -1904,3 +1904,90 @@ fn chance_magic_bytes_in_executables_are_not_problems() {
         r.problems
     );
 }
+
+/// An NSIS installer of EICAR and `extra`, made by `makensis` (apt nsis,
+/// see scripts/test-deps.sh) with `SetCompressor [/SOLID] compressor`.
+fn nsis_installer(compressor: &str, solid: bool, extra: &[u8]) -> Vec<u8> {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("eicar.com"), EICAR).unwrap();
+    std::fs::write(d.path().join("extra.bin"), extra).unwrap();
+    let script = format!(
+        "OutFile \"setup.exe\"\nSetCompressor {} {compressor}\nRequestExecutionLevel user\n\
+         Section\n  SetOutPath $TEMP\n  File \"eicar.com\"\n  File \"extra.bin\"\nSectionEnd\n",
+        if solid { "/SOLID" } else { "" }
+    );
+    std::fs::write(d.path().join("setup.nsi"), script).unwrap();
+    let status = std::process::Command::new("makensis")
+        .args(["-V1", "setup.nsi"])
+        .current_dir(d.path())
+        .status()
+        .expect("makensis is installed (scripts/test-deps.sh)");
+    assert!(status.success());
+    #[allow(clippy::disallowed_methods)] // a small installer made by the test
+    std::fs::read(d.path().join("setup.exe")).unwrap()
+}
+
+/// Pseudo-random bytes (xorshift), so that compression cannot shrink them.
+fn noise_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn nsis_installers_give_the_files_they_install() {
+    let extra = [noise_bytes(100_000, 3), b"text ".repeat(20_000)].concat();
+    for compressor in ["zlib", "lzma"] {
+        for solid in [false, true] {
+            let setup = nsis_installer(compressor, solid, &extra);
+            let (r, seen) = run(setup.clone(), "setup.exe", &Limits::default());
+            let what = format!("{compressor} solid={solid}");
+            assert!(r.problems.is_empty(), "{what}: {:?}", r.problems);
+            let nsis: Vec<&str> = locations(&seen)
+                .into_iter()
+                .filter(|l| {
+                    l.contains("embedded@") && l.contains('>') && l.matches('>').count() == 2
+                })
+                .collect();
+            assert_eq!(nsis.len(), 3, "{what}: {:?}", locations(&seen));
+            assert!(nsis[0].ends_with(">headers"), "{what}: {nsis:?}");
+            let contents: Vec<&[u8]> = seen
+                .iter()
+                .filter(|(l, _, _)| l.contains(">content."))
+                .map(|(_, _, c)| c.as_slice())
+                .collect();
+            assert_eq!(contents, [EICAR, &extra[..]], "{what}");
+            // Cut or damaged anywhere in its data: never a panic.
+            let start = memchr::memmem::find(&setup, &formats::nsis::MAGIC).unwrap() - 4;
+            for n in (start..setup.len()).step_by((setup.len() - start) / 40) {
+                run(setup[..n].to_vec(), "cut.exe", &Limits::default());
+            }
+            let mut x: u64 = 0x1234_5678_9abc_def1;
+            for _ in 0..60 {
+                let mut m = setup.clone();
+                for _ in 0..3 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let i = start + (x as usize) % (setup.len() - start).min(4096);
+                    m[i] = (x >> 32) as u8;
+                }
+                run(m, "m.exe", &Limits::default());
+            }
+        }
+    }
+    // NSIS's own bzip2 variant is not read: unsupported, not clean.
+    let setup = nsis_installer("bzip2", true, b"x");
+    let (r, _) = run(setup, "b.exe", &Limits::default());
+    assert!(
+        matches!(&r.problems[..], [Problem::Unsupported { what, .. }] if what.contains("bzip2")),
+        "{:?}",
+        r.problems
+    );
+}

@@ -115,6 +115,7 @@ impl<E> Walker<'_, E> {
             ContainerKind::Pdf => formats::pdf::walk(self, blob, location, depth),
             ContainerKind::Cab => formats::cab::walk(self, blob, location, depth),
             ContainerKind::Pe => formats::pe::walk(self, blob, location, depth, embedded),
+            ContainerKind::Nsis => formats::nsis::walk(self, blob, location, depth),
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz

@@ -5,6 +5,7 @@ pub(crate) mod binhex;
 pub(crate) mod cab;
 pub(crate) mod cpio;
 pub(crate) mod mail;
+pub(crate) mod nsis;
 pub(crate) mod ole1;
 pub(crate) mod ole2;
 pub(crate) mod pdf;

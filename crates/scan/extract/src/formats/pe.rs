@@ -40,6 +40,7 @@ const ZIP: &[u8] = b"PK\x03\x04";
 const SEVEN_Z: &[u8] = b"7z\xbc\xaf\x27\x1c";
 const CAB: &[u8] = b"MSCF\0\0\0\0";
 const MZ: &[u8] = b"MZ";
+const NSIS: &[u8] = &super::nsis::MAGIC;
 
 /// `MZ` with a PE header where `e_lfanew` points, when the head holds it.
 pub(crate) fn is_pe(head: &[u8]) -> bool {
@@ -55,6 +56,7 @@ enum Kind {
     Zip,
     SevenZ,
     Cab,
+    Nsis,
     Pe,
 }
 
@@ -68,14 +70,21 @@ pub(crate) fn walk<E>(
     if embedded {
         return Ok(());
     }
-    let [zips, sevens, cabs, mzs] =
-        find_all(blob, [ZIP, SEVEN_Z, CAB, MZ], [MAX_CANDIDATES; 4]).map_err(WalkError::Io)?;
+    let [zips, sevens, cabs, mzs, nsis] =
+        find_all(blob, [ZIP, SEVEN_Z, CAB, MZ, NSIS], [MAX_CANDIDATES; 5])
+            .map_err(WalkError::Io)?;
     let mut candidates: Vec<(u64, Kind)> = zips
         .into_iter()
         .map(|o| (o, Kind::Zip))
         .chain(sevens.into_iter().map(|o| (o, Kind::SevenZ)))
         .chain(cabs.into_iter().map(|o| (o, Kind::Cab)))
         .chain(mzs.into_iter().map(|o| (o, Kind::Pe)))
+        // The first header starts 4 bytes before its signature.
+        .chain(
+            nsis.into_iter()
+                .filter(|&o| o >= 4)
+                .map(|o| (o - 4, Kind::Nsis)),
+        )
         .filter(|&(o, _)| o > 0)
         .collect();
     candidates.sort_unstable();
@@ -161,6 +170,9 @@ fn check(blob: &Blob, at: u64, kind: Kind) -> std::io::Result<Option<u64>> {
             let ok = n >= 32 && h[6] == 0 && crc32fast::hash(&h[12..32]) == u32_at(8);
             ok.then_some(rest)
         }
+        Kind::Nsis => super::nsis::declared_size(h)
+            .filter(|_| super::nsis::is_nsis(h))
+            .map(|size| size.min(rest)),
         Kind::Cab => {
             let size = u64::from(if n >= 12 { u32_at(8) } else { 0 });
             (super::cab::is_cab(h) && size >= 36).then_some(size.min(rest))

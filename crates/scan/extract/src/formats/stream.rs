@@ -60,6 +60,7 @@ pub(crate) fn walk<E>(
         | ContainerKind::BinHex
         | ContainerKind::Cab
         | ContainerKind::Pe
+        | ContainerKind::Nsis
         | ContainerKind::Pdf => return Ok(()),
     };
     w.member(
@@ -125,6 +126,7 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         | ContainerKind::BinHex
         | ContainerKind::Cab
         | ContainerKind::Pe
+        | ContainerKind::Nsis
         | ContainerKind::Pdf => &[],
     };
     let lower = own.to_ascii_lowercase();
