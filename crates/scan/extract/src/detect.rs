@@ -28,6 +28,7 @@ pub enum ContainerKind {
     Pdf,
     /// A Microsoft Cabinet (`MSCF`).
     Cab,
+    Arj,
     /// An NSIS installer's data (found embedded in its executable).
     Nsis,
     /// A Windows executable: its members are the objects embedded in it
@@ -57,6 +58,7 @@ impl ContainerKind {
             ContainerKind::Cab => "cab",
             ContainerKind::Pe => "pe",
             ContainerKind::Nsis => "nsis",
+            ContainerKind::Arj => "arj",
         }
     }
 }
@@ -84,6 +86,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::Cab)
     } else if head.get(257..262) == Some(b"ustar") {
         Some(ContainerKind::Tar)
+    } else if crate::formats::arj::is_arj(head) {
+        Some(ContainerKind::Arj)
     } else if crate::formats::nsis::is_nsis(head) {
         Some(ContainerKind::Nsis)
     } else if crate::formats::pe::is_pe(head) {

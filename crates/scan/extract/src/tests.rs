@@ -1991,3 +1991,100 @@ fn nsis_installers_give_the_files_they_install() {
         r.problems
     );
 }
+
+/// An ARJ archive of `members` made by the `arj` tool (apt arj, see
+/// scripts/test-deps.sh) with `-m<method>` and `extra` arguments.
+fn arj_of(members: &[(&str, &[u8])], method: u8, extra: &[&str]) -> Vec<u8> {
+    let d = tempfile::tempdir().unwrap();
+    for (name, data) in members {
+        std::fs::write(d.path().join(name), data).unwrap();
+    }
+    let status = std::process::Command::new("arj")
+        .arg("a")
+        .arg(format!("-m{method}"))
+        .args(["-y", "-i"])
+        .args(extra)
+        .arg("a.arj")
+        .args(members.iter().map(|(n, _)| *n))
+        .current_dir(d.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("arj is installed (scripts/test-deps.sh)");
+    assert!(status.success());
+    #[allow(clippy::disallowed_methods)] // a small archive made by the test
+    std::fs::read(d.path().join("a.arj")).unwrap()
+}
+
+#[test]
+fn arj_archives_of_every_method_give_their_files() {
+    let text: Vec<u8> = (0..6000)
+        .flat_map(|i| format!("line {i}: the quick brown fox {}\n", i % 7).into_bytes())
+        .collect();
+    let wrapped = [&text[..], EICAR, &text[..5000]].concat();
+    let noise = noise_bytes(40_000, 9);
+    for method in 0..=4u8 {
+        let arj = arj_of(
+            &[
+                ("wrapped.txt", &wrapped),
+                ("noise.bin", &noise),
+                ("eicar.com", EICAR),
+            ],
+            method,
+            &[],
+        );
+        assert_eq!(detect(&arj), Some(ContainerKind::Arj), "method {method}");
+        let (r, seen) = run(arj.clone(), "a.arj", &Limits::default());
+        assert!(r.problems.is_empty(), "method {method}: {:?}", r.problems);
+        assert_eq!(
+            locations(&seen),
+            ["a.arj>wrapped.txt", "a.arj>noise.bin", "a.arj>eicar.com"],
+            "method {method}"
+        );
+        assert_eq!(seen[0].2, wrapped, "method {method}");
+        assert_eq!(seen[1].2, noise, "method {method}");
+        assert_eq!(seen[2].2, EICAR, "method {method}");
+        // A changed byte in compressed data fails the CRC: corrupt.
+        if method > 0 {
+            let mut bad = arj.clone();
+            let at = memchr::memmem::find(&bad, b"wrapped.txt").unwrap() + 200;
+            bad[at] ^= 0x40;
+            let (r, _) = run(bad, "b.arj", &Limits::default());
+            assert!(
+                r.problems
+                    .iter()
+                    .any(|p| matches!(p, Problem::Corrupt { location, .. } if location == "b.arj>wrapped.txt")),
+                "method {method}: {:?}",
+                r.problems
+            );
+        }
+        // Cut or damaged anywhere: never a panic.
+        for n in (0..arj.len()).step_by(arj.len() / 50) {
+            run(arj[..n].to_vec(), "cut.arj", &Limits::default());
+        }
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d ^ u64::from(method);
+        for _ in 0..80 {
+            let mut m = arj.clone();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let i = (x as usize) % m.len();
+                m[i] = (x >> 40) as u8;
+            }
+            run(m, "m.arj", &Limits::default());
+        }
+    }
+}
+
+#[test]
+fn garbled_arj_files_are_encrypted_not_clean() {
+    let arj = arj_of(&[("eicar.com", EICAR)], 1, &["-gsecret"]);
+    let (r, seen) = run(arj, "g.arj", &Limits::default());
+    assert_eq!(
+        r.problems,
+        [Problem::Encrypted {
+            location: "g.arj>eicar.com".into()
+        }]
+    );
+    assert!(seen.is_empty());
+}

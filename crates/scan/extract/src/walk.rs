@@ -116,6 +116,7 @@ impl<E> Walker<'_, E> {
             ContainerKind::Cab => formats::cab::walk(self, blob, location, depth),
             ContainerKind::Pe => formats::pe::walk(self, blob, location, depth, embedded),
             ContainerKind::Nsis => formats::nsis::walk(self, blob, location, depth),
+            ContainerKind::Arj => formats::arj::walk(self, blob, location, depth),
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz

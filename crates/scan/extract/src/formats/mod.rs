@@ -1,6 +1,7 @@
 //! One module per container format. Each walks its members through
 //! [`Walker::member`](crate::walk::Walker::member).
 
+pub(crate) mod arj;
 pub(crate) mod binhex;
 pub(crate) mod cab;
 pub(crate) mod cpio;

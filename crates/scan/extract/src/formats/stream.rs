@@ -61,6 +61,7 @@ pub(crate) fn walk<E>(
         | ContainerKind::Cab
         | ContainerKind::Pe
         | ContainerKind::Nsis
+        | ContainerKind::Arj
         | ContainerKind::Pdf => return Ok(()),
     };
     w.member(
@@ -127,6 +128,7 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         | ContainerKind::Cab
         | ContainerKind::Pe
         | ContainerKind::Nsis
+        | ContainerKind::Arj
         | ContainerKind::Pdf => &[],
     };
     let lower = own.to_ascii_lowercase();
