@@ -519,6 +519,12 @@ const TESTFILE_UNOPENED: &[&str] = &[
     "clam_ISmsi_int.exe",
 ];
 
+/// clamav-testfiles holding clam.exe embedded at an offset with more data
+/// after it: the embedded object moat (and ClamAV) scans is the rest of the
+/// file, so clam.exe's whole-file hash does not match it (clamscan finds
+/// that one by other means), but its section and import hashes do.
+const EMBEDDED_WITH_DATA_AFTER: &[&str] = &["clam_IScab_ext.exe"];
+
 #[test]
 fn clamav_testfiles_with_sigtool_md5_and_sha256_signatures() {
     let files = testfiles();
@@ -584,7 +590,11 @@ fn clamav_testfiles_with_clam_exe_section_and_import_hashes() {
         .files(&files);
     // Where moat cannot reach the PE (formats it does not open, packers it
     // does not unpack), clamscan alone finds both hashes.
-    for f in TESTFILE_UNOPENED.iter().chain(["clam.exe.html"].iter()) {
+    for f in TESTFILE_UNOPENED
+        .iter()
+        .filter(|f| !EMBEDDED_WITH_DATA_AFTER.contains(f))
+        .chain(["clam.exe.html"].iter())
+    {
         case = case.known_gap(f, &["Diff.Mdb.ClamExe", "Diff.Imp.ClamExe"], &[]);
     }
     let both = ["Diff.Mdb.ClamExe", "Diff.Imp.ClamExe"];
