@@ -1927,17 +1927,18 @@ fn nsis_installer(compressor: &str, solid: bool, extra: &[u8]) -> Vec<u8> {
     std::fs::read(d.path().join("setup.exe")).unwrap()
 }
 
-/// Pseudo-random bytes (xorshift), so that compression cannot shrink them.
+/// The next number of a fixed xorshift sequence, so failures reproduce.
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+/// Pseudo-random bytes, so that compression cannot shrink them.
 fn noise_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    (0..n).map(|_| xorshift(&mut x) as u8).collect()
 }
 
 #[test]
@@ -1972,11 +1973,9 @@ fn nsis_installers_give_the_files_they_install() {
             for _ in 0..60 {
                 let mut m = setup.clone();
                 for _ in 0..3 {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let i = start + (x as usize) % (setup.len() - start).min(4096);
-                    m[i] = (x >> 32) as u8;
+                    let r = xorshift(&mut x);
+                    let i = start + (r as usize) % (setup.len() - start).min(4096);
+                    m[i] = (r >> 32) as u8;
                 }
                 run(m, "m.exe", &Limits::default());
             }
@@ -2065,11 +2064,9 @@ fn arj_archives_of_every_method_give_their_files() {
         for _ in 0..80 {
             let mut m = arj.clone();
             for _ in 0..4 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let i = (x as usize) % m.len();
-                m[i] = (x >> 40) as u8;
+                let r = xorshift(&mut x);
+                let i = (r as usize) % m.len();
+                m[i] = (r >> 40) as u8;
             }
             run(m, "m.arj", &Limits::default());
         }

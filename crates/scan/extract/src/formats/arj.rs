@@ -286,11 +286,7 @@ struct Lzh<R> {
     pt_table: [u16; 256],
     tree_left: Vec<u16>,
     tree_right: Vec<u16>,
-    window: Vec<u8>,
-    pos: usize,
-    /// Bytes of a match still to copy, and where from.
-    copy: usize,
-    from: usize,
+    window: Window,
 }
 
 impl<R: Read> Lzh<R> {
@@ -305,10 +301,7 @@ impl<R: Read> Lzh<R> {
             pt_table: [0; 256],
             tree_left: vec![0; 2 * NC - 1],
             tree_right: vec![0; 2 * NC - 1],
-            window: vec![0; WINDOW],
-            pos: 0,
-            copy: 0,
-            from: 0,
+            window: Window::new(),
         }
     }
 
@@ -460,33 +453,72 @@ impl<R: Read> Read for Lzh<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut n = 0;
         while n < buf.len() && self.left > 0 {
-            let b = if self.copy > 0 {
-                self.copy -= 1;
-                let b = self.window[self.from];
-                self.from = (self.from + 1) % WINDOW;
-                b
-            } else {
-                let c = self.decode_c()?;
-                if c <= 255 {
-                    c as u8
-                } else {
-                    let len = c - (256 - THRESHOLD);
-                    let back = self.decode_p()?;
-                    if back >= WINDOW {
-                        return Err(corrupt("match before the window"));
+            let b = match self.window.copied() {
+                Some(b) => b,
+                None => {
+                    let c = self.decode_c()?;
+                    if c > 255 {
+                        let len = c - (256 - THRESHOLD);
+                        let back = self.decode_p()?;
+                        self.window.start_copy(back, len)?;
+                        continue;
                     }
-                    self.from = (self.pos + 2 * WINDOW - back - 1) % WINDOW;
-                    self.copy = len;
-                    continue;
+                    self.window.put(c as u8);
+                    c as u8
                 }
             };
-            self.window[self.pos] = b;
-            self.pos = (self.pos + 1) % WINDOW;
             buf[n] = b;
             n += 1;
             self.left -= 1;
         }
         Ok(n)
+    }
+}
+
+/// The sliding window both decoders copy matches from.
+struct Window {
+    buf: Vec<u8>,
+    pos: usize,
+    /// Bytes of a match still to copy, and where from.
+    copy: usize,
+    from: usize,
+}
+
+impl Window {
+    fn new() -> Self {
+        Window {
+            buf: vec![0; WINDOW],
+            pos: 0,
+            copy: 0,
+            from: 0,
+        }
+    }
+
+    fn put(&mut self, b: u8) {
+        self.buf[self.pos] = b;
+        self.pos = (self.pos + 1) % WINDOW;
+    }
+
+    /// The next byte of the match being copied (also put into the window).
+    fn copied(&mut self) -> Option<u8> {
+        if self.copy == 0 {
+            return None;
+        }
+        self.copy -= 1;
+        let b = self.buf[self.from];
+        self.from = (self.from + 1) % WINDOW;
+        self.put(b);
+        Some(b)
+    }
+
+    /// A match of `len` bytes from `back + 1` bytes behind.
+    fn start_copy(&mut self, back: usize, len: usize) -> io::Result<()> {
+        if back >= WINDOW {
+            return Err(corrupt("match before the window"));
+        }
+        self.from = (self.pos + WINDOW - back - 1) % WINDOW;
+        self.copy = len;
+        Ok(())
     }
 }
 
@@ -603,10 +635,7 @@ enum Slot {
 struct Fastest<R> {
     bits: Bits<R>,
     left: u64,
-    window: Vec<u8>,
-    pos: usize,
-    copy: usize,
-    from: usize,
+    window: Window,
 }
 
 impl<R: Read> Fastest<R> {
@@ -614,10 +643,7 @@ impl<R: Read> Fastest<R> {
         Fastest {
             bits: Bits::new(input),
             left: size,
-            window: vec![0; WINDOW],
-            pos: 0,
-            copy: 0,
-            from: 0,
+            window: Window::new(),
         }
     }
 
@@ -643,27 +669,20 @@ impl<R: Read> Read for Fastest<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut n = 0;
         while n < buf.len() && self.left > 0 {
-            let b = if self.copy > 0 {
-                self.copy -= 1;
-                let b = self.window[self.from];
-                self.from = (self.from + 1) % WINDOW;
-                b
-            } else {
-                let len = self.number(0, 7);
-                if len == 0 {
-                    self.bits.get(8) as u8
-                } else {
-                    let back = self.number(9, 13);
-                    if back >= WINDOW {
-                        return Err(corrupt("match before the window"));
+            let b = match self.window.copied() {
+                Some(b) => b,
+                None => {
+                    let len = self.number(0, 7);
+                    if len > 0 {
+                        let back = self.number(9, 13);
+                        self.window.start_copy(back, len - 1 + THRESHOLD)?;
+                        continue;
                     }
-                    self.from = (self.pos + WINDOW - back - 1) % WINDOW;
-                    self.copy = len - 1 + THRESHOLD;
-                    continue;
+                    let b = self.bits.get(8) as u8;
+                    self.window.put(b);
+                    b
                 }
             };
-            self.window[self.pos] = b;
-            self.pos = (self.pos + 1) % WINDOW;
             buf[n] = b;
             n += 1;
             self.left -= 1;
