@@ -9,6 +9,7 @@
 #   gcab                       apt: gcab (the cabinet reader's oracle)
 #   makensis                   apt: nsis (NSIS installers built by tests)
 #   arj                        apt: arj (ARJ archives built by tests)
+#   chmcmd                     apt: fp-utils (CHM files built by tests)
 #   PostgreSQL on 127.0.0.1:5432 with a database `test`
 #   python3                    for ../shared/bench generators
 #   RabbitMQ on 127.0.0.1:5672 (guest/guest)      apt: rabbitmq-server
@@ -72,6 +73,8 @@ command -v gcab >/dev/null || apt_install gcab
 command -v makensis >/dev/null || apt_install nsis
 # arj, to build ARJ archives at test time
 command -v arj >/dev/null || apt_install arj
+# chmcmd (Free Pascal), to build CHM files at test time
+command -v chmcmd >/dev/null || apt_install fp-utils
 # 7z, to build archives at test time
 command -v 7z >/dev/null || apt_install p7zip-full || apt_install 7zip
 # --- the portal's e-mail tests: a real SMTP server

@@ -29,6 +29,8 @@ pub enum ContainerKind {
     /// A Microsoft Cabinet (`MSCF`).
     Cab,
     Arj,
+    /// Compiled HTML Help (ITSF).
+    Chm,
     /// An NSIS installer's data (found embedded in its executable).
     Nsis,
     /// A Windows executable: its members are the objects embedded in it
@@ -59,6 +61,7 @@ impl ContainerKind {
             ContainerKind::Pe => "pe",
             ContainerKind::Nsis => "nsis",
             ContainerKind::Arj => "arj",
+            ContainerKind::Chm => "chm",
         }
     }
 }
@@ -86,6 +89,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::Cab)
     } else if head.get(257..262) == Some(b"ustar") {
         Some(ContainerKind::Tar)
+    } else if crate::formats::chm::is_chm(head) {
+        Some(ContainerKind::Chm)
     } else if crate::formats::arj::is_arj(head) {
         Some(ContainerKind::Arj)
     } else if crate::formats::nsis::is_nsis(head) {

@@ -2085,3 +2085,76 @@ fn garbled_arj_files_are_encrypted_not_clean() {
     );
     assert!(seen.is_empty());
 }
+
+/// A CHM file of `files` (name, content) made by Free Pascal's `chmcmd`
+/// (apt fp-utils, see scripts/test-deps.sh).
+fn chm_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let d = tempfile::tempdir().unwrap();
+    let mut project = "[OPTIONS]\nCompatibility=1.1 or later\nCompiled file=out.chm\n\
+                       Default topic=index.html\nTitle=moat\n\n[FILES]\nindex.html\n"
+        .to_string();
+    std::fs::write(
+        d.path().join("index.html"),
+        "<html><body>moat</body></html>",
+    )
+    .unwrap();
+    for (name, data) in files {
+        std::fs::write(d.path().join(name), data).unwrap();
+        project.push_str(name);
+        project.push('\n');
+    }
+    std::fs::write(d.path().join("p.hhp"), project).unwrap();
+    let status = std::process::Command::new("chmcmd")
+        .arg("p.hhp")
+        .current_dir(d.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("chmcmd is installed (scripts/test-deps.sh)");
+    assert!(status.success());
+    #[allow(clippy::disallowed_methods)] // a small help file made by the test
+    std::fs::read(d.path().join("out.chm")).unwrap()
+}
+
+#[test]
+fn chm_files_compressed_across_lzx_frames_and_resets_are_members() {
+    // Text that spans many 32 KiB frames (and so decoder resets), random
+    // bytes that do not compress, and EICAR between them.
+    let text: Vec<u8> = (0..40_000)
+        .flat_map(|i| format!("<p>page line {i} of the help file</p>\n").into_bytes())
+        .collect();
+    let noise = noise_bytes(120_000, 21);
+    let chm = chm_of(&[
+        ("big.html", &text),
+        ("eicar.txt", EICAR),
+        ("noise.bin", &noise),
+    ]);
+    assert_eq!(detect(&chm), Some(ContainerKind::Chm));
+    let (r, seen) = run(chm.clone(), "h.chm", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let got: std::collections::BTreeMap<&str, &[u8]> = seen
+        .iter()
+        .map(|(l, _, c)| (l.as_str(), c.as_slice()))
+        .collect();
+    assert_eq!(got.get("h.chm>big.html"), Some(&&text[..]));
+    assert_eq!(got.get("h.chm>eicar.txt"), Some(&EICAR));
+    assert_eq!(got.get("h.chm>noise.bin"), Some(&&noise[..]));
+    assert!(
+        !got.keys().any(|l| l.contains("::DataSpace")),
+        "{:?}",
+        got.keys()
+    );
+    // Cut or damaged anywhere: never a panic.
+    for n in (0..chm.len()).step_by(chm.len() / 60) {
+        run(chm[..n].to_vec(), "cut.chm", &Limits::default());
+    }
+    let mut x: u64 = 0x5851_f42d_4c95_7f2d;
+    for _ in 0..150 {
+        let mut m = chm.clone();
+        for _ in 0..4 {
+            let r = xorshift(&mut x);
+            let i = (r as usize) % m.len();
+            m[i] = (r >> 40) as u8;
+        }
+        run(m, "m.chm", &Limits::default());
+    }
+}

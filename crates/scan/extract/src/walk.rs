@@ -117,6 +117,7 @@ impl<E> Walker<'_, E> {
             ContainerKind::Pe => formats::pe::walk(self, blob, location, depth, embedded),
             ContainerKind::Nsis => formats::nsis::walk(self, blob, location, depth),
             ContainerKind::Arj => formats::arj::walk(self, blob, location, depth),
+            ContainerKind::Chm => formats::chm::walk(self, blob, location, depth),
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz

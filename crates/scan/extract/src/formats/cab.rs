@@ -259,21 +259,8 @@ impl Codec {
                 inflate: Box::new(flate2::Decompress::new(false)),
                 history: Vec::new(),
             },
-            3 => {
-                use lzxd::WindowSize as W;
-                // Cabinets use windows of 2^15 to 2^21 bytes.
-                let window = match (compression >> 8) & 0x1f {
-                    15 => W::KB32,
-                    16 => W::KB64,
-                    17 => W::KB128,
-                    18 => W::KB256,
-                    19 => W::KB512,
-                    20 => W::MB1,
-                    21 => W::MB2,
-                    _ => return None,
-                };
-                Codec::Lzx(Box::new(lzxd::Lzxd::new(window)))
-            }
+            // Cabinets use windows of 2^15 to 2^21 bytes.
+            3 => Codec::Lzx(super::lzx::decoder(u32::from((compression >> 8) & 0x1f))?),
             _ => return None,
         })
     }
@@ -311,20 +298,7 @@ impl Codec {
                 history.clear();
                 history.extend_from_slice(&out[out.len().saturating_sub(MSZIP_WINDOW)..]);
             }
-            Codec::Lzx(lzx) => {
-                if size == 0 {
-                    return Ok(());
-                }
-                // A panic in the decoder is this file's corruption, not a lost worker.
-                let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    lzx.decompress_next(data, size).map(<[u8]>::to_vec)
-                }));
-                match got {
-                    Ok(Ok(v)) => *out = v,
-                    Ok(Err(e)) => return Err(bad(format!("lzx: {e}"))),
-                    Err(_) => return Err(bad("lzx decoder failed".into())),
-                }
-            }
+            Codec::Lzx(lzx) => super::lzx::frame(lzx, data, size, out)?,
         }
         Ok(())
     }

@@ -4,7 +4,9 @@
 pub(crate) mod arj;
 pub(crate) mod binhex;
 pub(crate) mod cab;
+pub(crate) mod chm;
 pub(crate) mod cpio;
+pub(crate) mod lzx;
 pub(crate) mod mail;
 pub(crate) mod nsis;
 pub(crate) mod ole1;

@@ -62,6 +62,7 @@ pub(crate) fn walk<E>(
         | ContainerKind::Pe
         | ContainerKind::Nsis
         | ContainerKind::Arj
+        | ContainerKind::Chm
         | ContainerKind::Pdf => return Ok(()),
     };
     w.member(
@@ -129,6 +130,7 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         | ContainerKind::Pe
         | ContainerKind::Nsis
         | ContainerKind::Arj
+        | ContainerKind::Chm
         | ContainerKind::Pdf => &[],
     };
     let lower = own.to_ascii_lowercase();
