@@ -102,7 +102,7 @@ fn directory(blob: &Blob) -> io::Result<(Vec<Entry>, u64)> {
     let mut entries = Vec::new();
     let mut buf = vec![0u8; chunk as usize];
     for c in 0..chunks {
-        let at = dir_at + itsp_len + c * chunk;
+        let at = dir_at.saturating_add(itsp_len).saturating_add(c * chunk);
         if read_at_full(blob, at, &mut buf)? < buf.len() {
             return Err(bad("directory truncated"));
         }
