@@ -31,6 +31,8 @@ pub enum ContainerKind {
     Arj,
     /// Compiled HTML Help (ITSF).
     Chm,
+    /// HTML pages: their `data:` URIs are the members.
+    Html,
     /// An NSIS installer's data (found embedded in its executable).
     Nsis,
     /// A Windows executable: its members are the objects embedded in it
@@ -62,6 +64,7 @@ impl ContainerKind {
             ContainerKind::Nsis => "nsis",
             ContainerKind::Arj => "arj",
             ContainerKind::Chm => "chm",
+            ContainerKind::Html => "html",
         }
     }
 }
@@ -115,6 +118,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::Cpio)
     } else if is_mail(head) {
         Some(ContainerKind::Mail)
+    } else if crate::formats::html::is_html(head) {
+        Some(ContainerKind::Html)
     } else {
         None
     }

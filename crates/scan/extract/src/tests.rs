@@ -2158,3 +2158,50 @@ fn chm_files_compressed_across_lzx_frames_and_resets_are_members() {
         run(m, "m.chm", &Limits::default());
     }
 }
+
+#[test]
+fn html_data_uris_are_decoded_members() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(EICAR);
+    // Wrapped base64 (white space is skipped), single quotes, CSS url(),
+    // percent-encoding, and text that only mentions "data:".
+    let wrapped: String = b64
+        .as_bytes()
+        .chunks(20)
+        .map(|c| format!("{}\n  ", std::str::from_utf8(c).unwrap()))
+        .collect();
+    let page = format!(
+        "<!DOCTYPE html><html><head><title>t</title></head><body>\n\
+         <p>metadata: not a uri, and data:text then space</p>\n\
+         <a href=\"data:application/octet-stream;base64,{b64}\" download=\"x.exe\">x</a>\n\
+         <a href='DATA:application/x-msdownload;name=a.exe;BASE64,{wrapped}'>y</a>\n\
+         <div style=\"background:url(data:text/plain,hello%20world%21)\"></div>\n\
+         </body></html>\n"
+    );
+    let (r, seen) = run(page.into_bytes(), "p.html", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(
+        locations(&seen),
+        [
+            "p.html>data-uri-1",
+            "p.html>data-uri-2",
+            "p.html>data-uri-3"
+        ]
+    );
+    assert_eq!(seen[0].2, EICAR);
+    assert_eq!(seen[1].2, EICAR);
+    assert_eq!(seen[2].2, b"hello world!");
+    // A large payload crosses the reader's buffers; cut anywhere, no panic.
+    let big = noise_bytes(300_000, 5);
+    let page = format!(
+        "<html><body><a href=\"data:application/zip;base64,{}\">z</a></body></html>",
+        base64::engine::general_purpose::STANDARD.encode(&big)
+    )
+    .into_bytes();
+    let (r, seen) = run(page.clone(), "b.html", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(seen[0].2, big);
+    for n in (0..page.len()).step_by(page.len() / 30) {
+        run(page[..n].to_vec(), "cut.html", &Limits::default());
+    }
+}

@@ -118,6 +118,7 @@ impl<E> Walker<'_, E> {
             ContainerKind::Nsis => formats::nsis::walk(self, blob, location, depth),
             ContainerKind::Arj => formats::arj::walk(self, blob, location, depth),
             ContainerKind::Chm => formats::chm::walk(self, blob, location, depth),
+            ContainerKind::Html => formats::html::walk(self, blob, location, depth),
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz

@@ -666,7 +666,7 @@ impl<R: BufRead> Part<'_, R> {
 
 /// Decodes the base64 characters gathered so far (a whole group, or the 2 or
 /// 3 before padding or the end).
-fn flush_base64(quad: &mut [u8; 4], nquad: &mut usize, out: &mut Vec<u8>) {
+pub(crate) fn flush_base64(quad: &mut [u8; 4], nquad: &mut usize, out: &mut Vec<u8>) {
     let q = *quad;
     let bytes = [
         q[0] << 2 | q[1] >> 4,
@@ -703,7 +703,7 @@ fn decode_line(text: &[u8], out: &mut Vec<u8>) -> bool {
     }
 }
 
-fn base64_value(c: u8) -> Option<u8> {
+pub(crate) fn base64_value(c: u8) -> Option<u8> {
     match c {
         b'A'..=b'Z' => Some(c - b'A'),
         b'a'..=b'z' => Some(c - b'a' + 26),

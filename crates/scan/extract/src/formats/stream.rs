@@ -63,6 +63,7 @@ pub(crate) fn walk<E>(
         | ContainerKind::Nsis
         | ContainerKind::Arj
         | ContainerKind::Chm
+        | ContainerKind::Html
         | ContainerKind::Pdf => return Ok(()),
     };
     w.member(
@@ -131,6 +132,7 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         | ContainerKind::Nsis
         | ContainerKind::Arj
         | ContainerKind::Chm
+        | ContainerKind::Html
         | ContainerKind::Pdf => &[],
     };
     let lower = own.to_ascii_lowercase();
