@@ -74,7 +74,7 @@ command -v makensis >/dev/null || apt_install nsis
 # arj, to build ARJ archives at test time
 command -v arj >/dev/null || apt_install arj
 # chmcmd (Free Pascal), to build CHM files at test time
-command -v chmcmd >/dev/null || apt_install fp-utils
+command -v chmcmd >/dev/null || apt_install --no-install-recommends fp-utils
 # 7z, to build archives at test time
 command -v 7z >/dev/null || apt_install p7zip-full || apt_install 7zip
 # --- the portal's e-mail tests: a real SMTP server
