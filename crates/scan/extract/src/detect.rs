@@ -33,6 +33,8 @@ pub enum ContainerKind {
     Chm,
     /// HTML pages: their `data:` URIs are the members.
     Html,
+    /// The files an InstallShield setup carries after its program.
+    InstallShield,
     /// An NSIS installer's data (found embedded in its executable).
     Nsis,
     /// A Windows executable: its members are the objects embedded in it
@@ -65,6 +67,7 @@ impl ContainerKind {
             ContainerKind::Arj => "arj",
             ContainerKind::Chm => "chm",
             ContainerKind::Html => "html",
+            ContainerKind::InstallShield => "installshield",
         }
     }
 }
@@ -92,6 +95,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::Cab)
     } else if head.get(257..262) == Some(b"ustar") {
         Some(ContainerKind::Tar)
+    } else if crate::formats::ishield::is_ishield(head) {
+        Some(ContainerKind::InstallShield)
     } else if crate::formats::chm::is_chm(head) {
         Some(ContainerKind::Chm)
     } else if crate::formats::arj::is_arj(head) {

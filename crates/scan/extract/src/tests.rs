@@ -2205,3 +2205,64 @@ fn html_data_uris_are_decoded_members() {
         run(page[..n].to_vec(), "cut.html", &Limits::default());
     }
 }
+
+/// An InstallShield file stream as setups append it (see
+/// `formats/ishield.rs`): each file zlib-compressed, then masked with its
+/// name. Real setups are covered by the clamav-testfiles differential test.
+fn ishield_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    const KEY: [u8; 4] = [0xec, 0xca, 0x79, 0xf8];
+    let mut s = formats::ishield::MAGIC.to_vec();
+    s.extend_from_slice(&(files.len() as u32).to_le_bytes());
+    s.extend_from_slice(&[0u8; 0x1c]);
+    for (name, data) in files {
+        let mut block = vec![0u8; 0x104 + 52];
+        block[..name.len()].copy_from_slice(name.as_bytes());
+        block[0x104] = 6;
+        let packed = zlib(data);
+        block[0x104 + 8..0x104 + 16].copy_from_slice(&(packed.len() as u64).to_le_bytes());
+        s.extend_from_slice(&block);
+        let key: Vec<u8> = name
+            .bytes()
+            .enumerate()
+            .map(|(i, b)| b ^ KEY[i & 3])
+            .collect();
+        s.extend(
+            packed
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (b ^ key[(i & 0x3ff) % key.len()]).rotate_left(4)),
+        );
+    }
+    s
+}
+
+#[test]
+fn installshield_streams_after_a_setup_program_give_their_files() {
+    let big = noise_bytes(5000, 8);
+    let stream = ishield_of(&[
+        ("setup.ini", b"[Startup]\n"),
+        ("eicar.com", EICAR),
+        ("big.bin", &big),
+    ]);
+    let setup = [pe_of(b"setup program"), stream.clone()].concat();
+    let at = setup.len() - stream.len();
+    let (r, seen) = run(setup.clone(), "setup.exe", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let inner: Vec<(&str, &[u8])> = seen
+        .iter()
+        .filter(|(l, _, _)| l.matches('>').count() == 2)
+        .map(|(l, _, c)| (l.as_str(), c.as_slice()))
+        .collect();
+    let prefix = format!("setup.exe>embedded@{at}>");
+    assert_eq!(
+        inner,
+        [
+            (format!("{prefix}setup.ini").as_str(), &b"[Startup]\n"[..]),
+            (format!("{prefix}eicar.com").as_str(), EICAR),
+            (format!("{prefix}big.bin").as_str(), &big[..]),
+        ]
+    );
+    for n in (at..setup.len()).step_by(97) {
+        run(setup[..n].to_vec(), "cut.exe", &Limits::default());
+    }
+}

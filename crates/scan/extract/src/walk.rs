@@ -119,6 +119,7 @@ impl<E> Walker<'_, E> {
             ContainerKind::Arj => formats::arj::walk(self, blob, location, depth),
             ContainerKind::Chm => formats::chm::walk(self, blob, location, depth),
             ContainerKind::Html => formats::html::walk(self, blob, location, depth),
+            ContainerKind::InstallShield => formats::ishield::walk(self, blob, location, depth),
             ContainerKind::Gzip
             | ContainerKind::Bzip2
             | ContainerKind::Xz

@@ -1,8 +1,8 @@
 //! Objects embedded in a Windows executable, found by their magic at an
 //! offset, as ClamAV's embedded type recognition finds them (`scanraw` in
 //! `libclamav/scanners.c`): self-extracting archives (zip, 7z or cab data
-//! inside or after the program) and executables inside executables
-//! (droppers). Each one is a member named `embedded@OFFSET`: the file from
+//! inside or after the program), installers' payloads (NSIS, InstallShield)
+//! and executables inside executables (droppers). Each one is a member named `embedded@OFFSET`: the file from
 //! that offset to its end (a cab only as far as its header says), which the
 //! walker then opens by its magic like any member.
 //!
@@ -41,6 +41,7 @@ const SEVEN_Z: &[u8] = b"7z\xbc\xaf\x27\x1c";
 const CAB: &[u8] = b"MSCF\0\0\0\0";
 const MZ: &[u8] = b"MZ";
 const NSIS: &[u8] = &super::nsis::MAGIC;
+const ISHIELD: &[u8] = super::ishield::MAGIC;
 
 /// `MZ` with a PE header where `e_lfanew` points, when the head holds it.
 pub(crate) fn is_pe(head: &[u8]) -> bool {
@@ -57,6 +58,7 @@ enum Kind {
     SevenZ,
     Cab,
     Nsis,
+    InstallShield,
     Pe,
 }
 
@@ -70,15 +72,19 @@ pub(crate) fn walk<E>(
     if embedded {
         return Ok(());
     }
-    let [zips, sevens, cabs, mzs, nsis] =
-        find_all(blob, [ZIP, SEVEN_Z, CAB, MZ, NSIS], [MAX_CANDIDATES; 5])
-            .map_err(WalkError::Io)?;
+    let [zips, sevens, cabs, mzs, nsis, ishields] = find_all(
+        blob,
+        [ZIP, SEVEN_Z, CAB, MZ, NSIS, ISHIELD],
+        [MAX_CANDIDATES; 6],
+    )
+    .map_err(WalkError::Io)?;
     let mut candidates: Vec<(u64, Kind)> = zips
         .into_iter()
         .map(|o| (o, Kind::Zip))
         .chain(sevens.into_iter().map(|o| (o, Kind::SevenZ)))
         .chain(cabs.into_iter().map(|o| (o, Kind::Cab)))
         .chain(mzs.into_iter().map(|o| (o, Kind::Pe)))
+        .chain(ishields.into_iter().map(|o| (o, Kind::InstallShield)))
         // The first header starts 4 bytes before its signature.
         .chain(
             nsis.into_iter()
@@ -151,7 +157,7 @@ pub(crate) fn walk<E>(
 /// How much of the blob from `at` the candidate takes, if it is one.
 fn check(blob: &Blob, at: u64, kind: Kind) -> std::io::Result<Option<u64>> {
     let rest = blob.len() - at;
-    let mut h = [0u8; 64];
+    let mut h = [0u8; 512];
     let n = read_at_full(blob, at, &mut h)?;
     let h = &h[..n];
     let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
@@ -170,6 +176,7 @@ fn check(blob: &Blob, at: u64, kind: Kind) -> std::io::Result<Option<u64>> {
             let ok = n >= 32 && h[6] == 0 && crc32fast::hash(&h[12..32]) == u32_at(8);
             ok.then_some(rest)
         }
+        Kind::InstallShield => super::ishield::is_ishield(h).then_some(rest),
         Kind::Nsis => super::nsis::declared_size(h)
             .filter(|_| super::nsis::is_nsis(h))
             .map(|size| size.min(rest)),

@@ -64,6 +64,7 @@ pub(crate) fn walk<E>(
         | ContainerKind::Arj
         | ContainerKind::Chm
         | ContainerKind::Html
+        | ContainerKind::InstallShield
         | ContainerKind::Pdf => return Ok(()),
     };
     w.member(
@@ -133,6 +134,7 @@ fn name_from_container(location: &str, kind: ContainerKind) -> String {
         | ContainerKind::Arj
         | ContainerKind::Chm
         | ContainerKind::Html
+        | ContainerKind::InstallShield
         | ContainerKind::Pdf => &[],
     };
     let lower = own.to_ascii_lowercase();
