@@ -2266,3 +2266,40 @@ fn installshield_streams_after_a_setup_program_give_their_files() {
         run(setup[..n].to_vec(), "cut.exe", &Limits::default());
     }
 }
+
+#[test]
+fn installshield_overlay_files_are_members_by_name() {
+    // A PE whose one section ends where the overlay starts.
+    let body = b"section data".to_vec();
+    let mut pe = pe_of(&body);
+    let section = 64 + 24 + 224;
+    let raw = (pe.len() - body.len()) as u32;
+    pe[section + 16..section + 20].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    pe[section + 20..section + 24].copy_from_slice(&raw.to_le_bytes());
+    let zip = zip_of(&[("inner.com", EICAR)]);
+    for (name, data) in [
+        ("eicar.com", EICAR),
+        ("data.zip", zip.as_slice()),
+        ("setup.ini", b"[Startup]\n".as_slice()),
+    ] {
+        pe.extend_from_slice(
+            format!("{name}\0Disk1\\{name}\00.0.0.0\0{}\0", data.len()).as_bytes(),
+        );
+        pe.extend_from_slice(data);
+    }
+    // Something that is not an entry ends the list.
+    pe.extend_from_slice(b"trailing signature block");
+    let (r, seen) = run(pe, "setup.exe", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(
+        locations(&seen),
+        [
+            "setup.exe>eicar.com",
+            "setup.exe>data.zip",
+            "setup.exe>data.zip>inner.com",
+            "setup.exe>setup.ini"
+        ]
+    );
+    assert_eq!(seen[0].2, EICAR);
+    assert_eq!(seen[2].2, EICAR);
+}

@@ -1,7 +1,7 @@
 //! The cabinet reader against gcab (apt `gcab`) on a cabinet Microsoft's
 //! tools made: the LZX-compressed (2^21-byte window) cabinet inside
 //! InstallShield's `clam_IScab_ext.exe` of Debian's `clamav-testfiles`,
-//! found by moat as an object embedded in the executable. Every file gcab
+//! found by moat as a file of the setup's InstallShield overlay. Every file gcab
 //! extracts must be a member with the same content, and nothing else.
 
 use moat_core::Blob;
@@ -46,16 +46,17 @@ fn lzx_cabinet_in_an_installshield_setup_gives_what_gcab_gives() {
         })
         .unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    let cab_at = members
+    // The cabinet is one of the files of the setup's InstallShield overlay.
+    let inside = members
         .keys()
-        .find_map(|l| {
-            let rest = l.strip_prefix("setup.exe>embedded@")?;
-            let (at, member) = rest.split_once('>')?;
-            (member == "ISBEW64.exe").then(|| at.parse::<usize>().unwrap())
-        })
-        .expect("the cabinet is found embedded in the setup");
-    assert_eq!(&setup[cab_at..cab_at + 4], b"MSCF");
-
+        .find_map(|l| l.strip_suffix(">ISBEW64.exe"))
+        .expect("the cabinet's files are found in the setup")
+        .to_string();
+    assert_eq!(inside, "setup.exe>engine32.cab");
+    let cab_at = setup
+        .windows(8)
+        .position(|w| w == b"MSCF\0\0\0\0")
+        .expect("an MSCF header");
     let dir = tempfile::tempdir().unwrap();
     let cab = dir.path().join("data.cab");
     std::fs::write(&cab, &setup[cab_at..]).unwrap();
@@ -73,13 +74,10 @@ fn lzx_cabinet_in_an_installshield_setup_gives_what_gcab_gives() {
     for e in std::fs::read_dir(&out).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        expected.insert(
-            format!("setup.exe>embedded@{cab_at}>{name}"),
-            sha256_hex(&read(&p)),
-        );
+        expected.insert(format!("{inside}>{name}"), sha256_hex(&read(&p)));
     }
     assert!(expected.len() >= 10, "{expected:?}");
-    let prefix = format!("setup.exe>embedded@{cab_at}>");
+    let prefix = format!("{inside}>");
     let got: BTreeMap<String, String> = members
         .into_iter()
         .filter(|(l, _)| l.starts_with(&prefix) && !l[prefix.len()..].contains('>'))

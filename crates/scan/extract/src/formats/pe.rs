@@ -94,6 +94,35 @@ pub(crate) fn walk<E>(
         .filter(|&(o, _)| o > 0)
         .collect();
     candidates.sort_unstable();
+    // InstallShield's overlay lists its files; they are members by name, and
+    // magics inside them are theirs, not the executable's.
+    let entries = overlay_entries(blob).map_err(WalkError::Io)?;
+    for (name, at, size) in &entries {
+        if w.stopped {
+            return Ok(());
+        }
+        let mut r = blob.reader();
+        r.seek(SeekFrom::Start(*at)).map_err(WalkError::Io)?;
+        let mut reader = r.take(*size);
+        let step = w.member(
+            Member {
+                reader: &mut reader,
+                name,
+                stored_size: *size,
+                declared_size: Some(*size),
+            },
+            location,
+            depth + 1,
+        )?;
+        if step == Step::Stop {
+            return Ok(());
+        }
+    }
+    let covered = |at: u64| {
+        entries
+            .iter()
+            .any(|&(_, start, size)| at >= start && at < start + size)
+    };
     let mut taken = 0;
     let mut taken_bytes = 0u64;
     // Archive magics inside an archive already taken are its own members.
@@ -103,7 +132,7 @@ pub(crate) fn walk<E>(
             break;
         }
         let is_archive = kind != Kind::Pe;
-        if is_archive && at < archive_until {
+        if is_archive && at < archive_until || covered(at) {
             continue;
         }
         let Some(len) = check(blob, at, kind).map_err(WalkError::Io)? else {
@@ -202,4 +231,78 @@ fn check(blob: &Blob, at: u64, kind: Kind) -> std::io::Result<Option<u64>> {
             ok.then_some(rest)
         }
     })
+}
+
+/// Where the executable's sections end: the start of its overlay.
+fn overlay_start(blob: &Blob) -> std::io::Result<Option<u64>> {
+    let mut h = [0u8; 4096];
+    let n = read_at_full(blob, 0, &mut h)?;
+    let h = &h[..n];
+    let u16_at = |i: usize| h.get(i..i + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |i: usize| {
+        h.get(i..i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let Some(pe) = u32_at(60).map(|v| v as usize) else {
+        return Ok(None);
+    };
+    let (Some(sections), Some(optional)) = (u16_at(pe + 6), u16_at(pe + 20)) else {
+        return Ok(None);
+    };
+    let table = pe + 24 + usize::from(optional);
+    let mut end = 0u64;
+    for i in 0..usize::from(sections) {
+        let s = table + i * 40;
+        let (Some(size), Some(at)) = (u32_at(s + 16), u32_at(s + 20)) else {
+            return Ok(None);
+        };
+        end = end.max(u64::from(at) + u64::from(size));
+    }
+    Ok((end > 0 && end < blob.len()).then_some(end))
+}
+
+/// Most files read from an InstallShield overlay, and the longest of its
+/// strings (ClamAV's `cli_scanishield` reads at most 2,048 bytes of each).
+const MAX_OVERLAY_FILES: usize = 4096;
+const MAX_OVERLAY_STRING: usize = 2048;
+
+/// The files of an InstallShield overlay (`libclamav/ishield.c`,
+/// `cli_scanishield`): per file a name, a path, a version and a decimal
+/// size, each NUL-terminated, then that many bytes. Nothing when the overlay
+/// does not start that way; the list ends at the first entry that does not
+/// parse.
+fn overlay_entries(blob: &Blob) -> std::io::Result<Vec<(String, u64, u64)>> {
+    let mut out = Vec::new();
+    let Some(mut at) = overlay_start(blob)? else {
+        return Ok(out);
+    };
+    let mut buf = vec![0u8; 4 * MAX_OVERLAY_STRING + 4];
+    while out.len() < MAX_OVERLAY_FILES {
+        let n = read_at_full(blob, at, &mut buf)?;
+        let mut strings = Vec::with_capacity(4);
+        let mut pos = 0;
+        for _ in 0..4 {
+            let rest = &buf[pos..n];
+            let Some(len) = rest.iter().take(MAX_OVERLAY_STRING).position(|&b| b == 0) else {
+                return Ok(out);
+            };
+            strings.push(&rest[..len]);
+            pos += len + 1;
+        }
+        let digits = strings[3];
+        let size =
+            (!digits.is_empty() && digits.len() <= 12 && digits.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(digits).ok()?.parse::<u64>().ok())
+                .flatten();
+        let data = at + pos as u64;
+        let (Some(size), false) = (size, strings[0].is_empty()) else {
+            return Ok(out);
+        };
+        if size > blob.len().saturating_sub(data) {
+            return Ok(out);
+        }
+        out.push((String::from_utf8_lossy(strings[0]).into_owned(), data, size));
+        at = data + size;
+    }
+    Ok(out)
 }
