@@ -7,6 +7,7 @@ pub(crate) mod cab;
 pub(crate) mod chm;
 pub(crate) mod cpio;
 pub(crate) mod html;
+pub(crate) mod iscab;
 pub(crate) mod ishield;
 pub(crate) mod lzx;
 pub(crate) mod mail;

@@ -118,6 +118,10 @@ pub(crate) fn walk<E>(
             return Ok(());
         }
     }
+    // Their data1.hdr and dataN.cab are InstallShield's cabinets.
+    if let Some(parts) = super::iscab::Parts::find(&entries) {
+        super::iscab::walk(w, blob, location, depth, &parts)?;
+    }
     let covered = |at: u64| {
         entries
             .iter()
