@@ -64,10 +64,7 @@ fn header(r: &mut impl Read) -> io::Result<Option<Header>> {
         if n == 0 {
             break;
         }
-        let skipped = io::copy(&mut r.take(u64::from(n) + 4), &mut io::sink())?;
-        if skipped < u64::from(n) + 4 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
+        super::skip(r, u64::from(n) + 4)?;
     }
     let first = usize::from(basic[0]);
     if !(30..=size).contains(&first) {

@@ -9,7 +9,7 @@
 //! file continued from or into another cabinet of a set (its data is not all
 //! here). Block checksums are not checked, as ClamAV does not.
 
-use super::{INPUT_BUFFER, read_full};
+use super::{Framed, Frames, INPUT_BUFFER, read_full, skip};
 use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
 use moat_core::Blob;
@@ -61,14 +61,6 @@ fn u16_at(b: &[u8], i: usize) -> u16 {
 
 fn u32_at(b: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
-}
-
-fn skip(r: &mut impl Read, n: u64) -> io::Result<()> {
-    let got = io::copy(&mut r.take(n), &mut io::sink())?;
-    if got < n {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(())
 }
 
 /// A NUL-terminated string of at most [`MAX_NAME`] bytes kept (the rest of a
@@ -191,7 +183,7 @@ pub(crate) fn walk<E>(
             continue;
         };
         let mut reader =
-            FolderReader::new(blob, folder, dir.data_reserve, codec).map_err(WalkError::Io)?;
+            FolderReader::open(blob, folder, dir.data_reserve, codec).map_err(WalkError::Io)?;
         for file in files {
             if w.stopped {
                 return Ok(());
@@ -202,7 +194,7 @@ pub(crate) fn walk<E>(
                 let Some(codec) = Codec::new(folder.compression) else {
                     break;
                 };
-                reader = FolderReader::new(blob, folder, dir.data_reserve, codec)
+                reader = FolderReader::open(blob, folder, dir.data_reserve, codec)
                     .map_err(WalkError::Io)?;
             }
             let gap = offset - reader.produced;
@@ -311,30 +303,30 @@ struct FolderReader {
     reserve: u8,
     codec: Codec,
     data: Vec<u8>,
-    out: Vec<u8>,
-    pos: usize,
-    /// Uncompressed bytes handed out so far: the position in the folder.
-    produced: u64,
 }
 
 impl FolderReader {
-    fn new(blob: &Blob, folder: &Folder, reserve: u8, codec: Codec) -> io::Result<Self> {
+    fn open(
+        blob: &Blob,
+        folder: &Folder,
+        reserve: u8,
+        codec: Codec,
+    ) -> io::Result<Framed<FolderReader>> {
         let mut input = BufReader::with_capacity(INPUT_BUFFER, blob.reader());
         input.seek(SeekFrom::Start(folder.data_at))?;
-        Ok(FolderReader {
+        Ok(Framed::new(FolderReader {
             input,
             blocks_left: folder.blocks,
             reserve,
             codec,
             data: Vec::new(),
-            out: Vec::new(),
-            pos: 0,
-            produced: 0,
-        })
+        }))
     }
+}
 
-    /// The next block into `out`; false after the last.
-    fn next_block(&mut self) -> io::Result<bool> {
+impl Frames for FolderReader {
+    /// The next data block.
+    fn next_frame(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
         if self.blocks_left == 0 {
             return Ok(false);
         }
@@ -345,22 +337,7 @@ impl FolderReader {
         let (stored, size) = (u16_at(&h, 4), u16_at(&h, 6));
         self.data.resize(usize::from(stored), 0);
         self.input.read_exact(&mut self.data)?;
-        self.codec
-            .decode(&self.data, usize::from(size), &mut self.out)?;
-        self.pos = 0;
+        self.codec.decode(&self.data, usize::from(size), out)?;
         Ok(true)
-    }
-}
-
-impl Read for FolderReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.out.len() {
-            if !self.next_block()? {
-                return Ok(0);
-            }
-        }
-        let n = super::drain(&self.out, &mut self.pos, buf);
-        self.produced += n as u64;
-        Ok(n)
     }
 }

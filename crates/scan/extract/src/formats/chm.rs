@@ -7,7 +7,7 @@
 //! cabinet folders are. The storage's own streams (`::DataSpace/...`) are
 //! not members: their content is what the members are.
 
-use super::read_at_full;
+use super::{Framed, Frames, read_at_full, skip};
 use crate::walk::{Member, Step, Walker};
 use crate::{Problem, WalkError};
 use moat_core::Blob;
@@ -221,11 +221,11 @@ pub(crate) fn walk<E>(
             });
             return Ok(());
         }
-        if let Err(err) = io::copy(&mut (&mut reader).take(gap), &mut io::sink()) {
+        if let Err(err) = skip(&mut reader, gap) {
             w.corrupt(&format!("{location}>{}", e.name), err);
             return Ok(());
         }
-        let stored = reader.stored;
+        let stored = reader.src.stored;
         let mut member = (&mut reader).take(e.length);
         let step = member_of(w, &mut member, e, stored, location, depth)?;
         match step {
@@ -273,15 +273,12 @@ struct Section1 {
     lzx: Option<Box<lzxd::Lzxd>>,
     next: usize,
     data: Vec<u8>,
-    out: Vec<u8>,
-    pos: usize,
-    produced: u64,
     /// The compressed size, for the ratio check.
     stored: u64,
 }
 
 impl Section1 {
-    fn open(blob: &Blob, content: u64, entries: &[Entry]) -> io::Result<Section1> {
+    fn open(blob: &Blob, content: u64, entries: &[Entry]) -> io::Result<Framed<Section1>> {
         let find = |name: &str| {
             entries
                 .iter()
@@ -325,7 +322,7 @@ impl Section1 {
         if at.saturating_add(stream.length) > blob.len() {
             return Err(bad("compressed section past the end of the file"));
         }
-        Ok(Section1 {
+        Ok(Framed::new(Section1 {
             blob: blob.clone(),
             at,
             len: stream.length,
@@ -336,15 +333,13 @@ impl Section1 {
             lzx: None,
             next: 0,
             data: Vec::new(),
-            out: Vec::new(),
-            pos: 0,
-            produced: 0,
             stored: stream.length,
-        })
+        }))
     }
+}
 
-    /// The next frame into `out`; false after the last.
-    fn next_frame(&mut self) -> io::Result<bool> {
+impl Frames for Section1 {
+    fn next_frame(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
         let i = self.next as u64;
         if i * FRAME >= self.uncompressed || self.next >= self.frames.len() {
             return Ok(false);
@@ -366,23 +361,9 @@ impl Section1 {
         let Some(lzx) = self.lzx.as_mut() else {
             return Ok(false);
         };
-        super::lzx::frame(lzx, &self.data, FRAME as usize, &mut self.out)?;
-        self.out.truncate(size);
-        self.pos = 0;
+        super::lzx::frame(lzx, &self.data, FRAME as usize, out)?;
+        out.truncate(size);
         self.next += 1;
         Ok(true)
-    }
-}
-
-impl Read for Section1 {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.out.len() {
-            if !self.next_frame()? {
-                return Ok(0);
-            }
-        }
-        let n = super::drain(&self.out, &mut self.pos, buf);
-        self.produced += n as u64;
-        Ok(n)
     }
 }

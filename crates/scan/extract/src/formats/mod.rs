@@ -111,3 +111,53 @@ pub(crate) fn find_all<const N: usize>(
     }
     Ok(found)
 }
+
+/// Reads and drops `n` bytes; fewer before the end is an error.
+pub(crate) fn skip(r: &mut impl Read, n: u64) -> io::Result<()> {
+    let got = io::copy(&mut r.take(n), &mut io::sink())?;
+    if got < n {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+/// A source of decoded frames: cabinet data blocks, CHM's LZX frames.
+pub(crate) trait Frames {
+    /// The next frame into `out` (replacing what it held); false after the last.
+    fn next_frame(&mut self, out: &mut Vec<u8>) -> io::Result<bool>;
+}
+
+/// A frame source read as one stream, counting the bytes handed out: the
+/// position in it, from which the members cut from it are found.
+pub(crate) struct Framed<F> {
+    pub src: F,
+    out: Vec<u8>,
+    pos: usize,
+    pub produced: u64,
+}
+
+impl<F> Framed<F> {
+    pub(crate) fn new(src: F) -> Self {
+        Framed {
+            src,
+            out: Vec::new(),
+            pos: 0,
+            produced: 0,
+        }
+    }
+}
+
+impl<F: Frames> Read for Framed<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.out.len() {
+            self.pos = 0;
+            if !self.src.next_frame(&mut self.out)? {
+                self.out.clear();
+                return Ok(0);
+            }
+        }
+        let n = drain(&self.out, &mut self.pos, buf);
+        self.produced += n as u64;
+        Ok(n)
+    }
+}
