@@ -1935,6 +1935,32 @@ fn xorshift(x: &mut u64) -> u64 {
     *x
 }
 
+/// Walks `data` cut at about `cuts` points within `region`, and `mutations`
+/// copies with `flips` bytes of `region` overwritten (a fixed sequence from
+/// `seed`): never a panic (`run` unwraps the walk).
+fn survives_damage(
+    data: &[u8],
+    region: std::ops::Range<usize>,
+    cuts: usize,
+    mutations: usize,
+    flips: usize,
+    seed: u64,
+) {
+    let span = region.end - region.start;
+    for n in (region.start..data.len()).step_by(((data.len() - region.start) / cuts).max(1)) {
+        run(data[..n].to_vec(), "cut", &Limits::default());
+    }
+    let mut x = seed;
+    for _ in 0..mutations {
+        let mut m = data.to_vec();
+        for _ in 0..flips {
+            let r = xorshift(&mut x);
+            m[region.start + (r as usize) % span] = (r >> 40) as u8;
+        }
+        run(m, "m", &Limits::default());
+    }
+}
+
 /// Pseudo-random bytes, so that compression cannot shrink them.
 fn noise_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -1966,19 +1992,14 @@ fn nsis_installers_give_the_files_they_install() {
             assert_eq!(contents, [EICAR, &extra[..]], "{what}");
             // Cut or damaged anywhere in its data: never a panic.
             let start = memchr::memmem::find(&setup, &formats::nsis::MAGIC).unwrap() - 4;
-            for n in (start..setup.len()).step_by((setup.len() - start) / 40) {
-                run(setup[..n].to_vec(), "cut.exe", &Limits::default());
-            }
-            let mut x: u64 = 0x1234_5678_9abc_def1;
-            for _ in 0..60 {
-                let mut m = setup.clone();
-                for _ in 0..3 {
-                    let r = xorshift(&mut x);
-                    let i = start + (r as usize) % (setup.len() - start).min(4096);
-                    m[i] = (r >> 32) as u8;
-                }
-                run(m, "m.exe", &Limits::default());
-            }
+            survives_damage(
+                &setup,
+                start..setup.len().min(start + 4096),
+                40,
+                60,
+                3,
+                0x1234_5678_9abc_def1,
+            );
         }
     }
     // NSIS's own bzip2 variant is not read: unsupported, not clean.
@@ -2057,19 +2078,14 @@ fn arj_archives_of_every_method_give_their_files() {
             );
         }
         // Cut or damaged anywhere: never a panic.
-        for n in (0..arj.len()).step_by(arj.len() / 50) {
-            run(arj[..n].to_vec(), "cut.arj", &Limits::default());
-        }
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d ^ u64::from(method);
-        for _ in 0..80 {
-            let mut m = arj.clone();
-            for _ in 0..4 {
-                let r = xorshift(&mut x);
-                let i = (r as usize) % m.len();
-                m[i] = (r >> 40) as u8;
-            }
-            run(m, "m.arj", &Limits::default());
-        }
+        survives_damage(
+            &arj,
+            0..arj.len(),
+            50,
+            80,
+            4,
+            0x2545_f491_4f6c_dd1d ^ u64::from(method),
+        );
     }
 }
 
@@ -2144,19 +2160,7 @@ fn chm_files_compressed_across_lzx_frames_and_resets_are_members() {
         got.keys()
     );
     // Cut or damaged anywhere: never a panic.
-    for n in (0..chm.len()).step_by(chm.len() / 60) {
-        run(chm[..n].to_vec(), "cut.chm", &Limits::default());
-    }
-    let mut x: u64 = 0x5851_f42d_4c95_7f2d;
-    for _ in 0..150 {
-        let mut m = chm.clone();
-        for _ in 0..4 {
-            let r = xorshift(&mut x);
-            let i = (r as usize) % m.len();
-            m[i] = (r >> 40) as u8;
-        }
-        run(m, "m.chm", &Limits::default());
-    }
+    survives_damage(&chm, 0..chm.len(), 60, 150, 4, 0x5851_f42d_4c95_7f2d);
 }
 
 #[test]
