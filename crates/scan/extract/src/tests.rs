@@ -2307,3 +2307,37 @@ fn installshield_overlay_files_are_members_by_name() {
     assert_eq!(seen[0].2, EICAR);
     assert_eq!(seen[2].2, EICAR);
 }
+
+#[test]
+fn damaged_upx_programs_never_panic() {
+    // clam-upx.exe (UPX's NRV2B, Debian clamav-testfiles): cut and
+    // overwritten in its headers, packed data and stub.
+    let path = "/usr/share/clamav-testfiles/clam-upx.exe";
+    let mut file = Vec::new();
+    let f = std::fs::File::open(path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (scripts/test-deps.sh installs it)"));
+    #[allow(clippy::disallowed_methods)] // bounded by take()
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, 1 << 20), &mut file).unwrap();
+    let (r, seen) = run(file.clone(), "clam-upx.exe", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert!(
+        locations(&seen).contains(&"clam-upx.exe>upx"),
+        "{:?}",
+        locations(&seen)
+    );
+    survives_damage(&file, 0..file.len(), 60, 400, 3, 0x2545_f491_4f6c_dd1d);
+}
+
+#[test]
+fn nrv_decoders_reject_noise_without_panicking() {
+    for seed in 1..200u64 {
+        let noise = noise_bytes(600 + (seed as usize * 37) % 3000, seed);
+        for kind in crate::formats::upx::ALL_NRV {
+            let mut dst = vec![0u8; 4096];
+            // Noise either fails to decode or decodes within the buffer.
+            if let Some(n) = crate::formats::upx::nrv_decode(kind, &noise, &mut dst) {
+                assert!(n <= dst.len());
+            }
+        }
+    }
+}

@@ -767,4 +767,35 @@ mod tests {
         assert_eq!(ordinal_name(b"kernel32.dll", 7), "ord7");
         assert_eq!(ordinal_name(b"ws2_32.dll", 60000), "ord60000");
     }
+
+    #[test]
+    fn import_strings_of_mutated_headers_never_panic() {
+        let Some(pe) = crate::exe::testbin::mingw_pe() else {
+            return;
+        };
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3000 {
+            let mut f = pe[..pe.len().min(4096)].to_vec();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % 0x300) as usize;
+                f[at] = next() as u8;
+            }
+            let blob = Blob::from_vec(f);
+            let src = Src::new(&blob, &[]);
+            for mode in [PeMode::Scan, PeMode::Target] {
+                if let Ok(info) = pe::parse(&src, mode) {
+                    let mut total = 0u64;
+                    if let Ok(n) = import_string(&src, &info, |p| total += p.len() as u64) {
+                        assert_eq!(u64::from(n), total);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -326,6 +326,8 @@ mod tests {
             hdr_size: 0,
             pe32plus: false,
             import_dir: (0, 0),
+            vep: 0,
+            image_base32: 0,
         };
         let top = Placement::default();
         assert!(t.accepts(15, Some(&exe), top));

@@ -23,6 +23,7 @@ pub(crate) mod stream;
 pub(crate) mod szdd;
 pub(crate) mod tar;
 pub(crate) mod tnef;
+pub(crate) mod upx;
 pub(crate) mod zip;
 
 use moat_core::Blob;

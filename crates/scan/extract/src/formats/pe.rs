@@ -69,7 +69,9 @@ pub(crate) fn walk<E>(
     depth: u32,
     embedded: bool,
 ) -> Result<(), WalkError<E>> {
-    if embedded {
+    // A packed program is unpacked wherever it was found, as ClamAV's
+    // `cli_scanpe` does for every PE it scans.
+    if super::upx::walk(w, blob, location, depth)? == Step::Stop || embedded {
         return Ok(());
     }
     let [zips, sevens, cabs, mzs, nsis, ishields] = find_all(

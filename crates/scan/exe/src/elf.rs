@@ -170,6 +170,8 @@ pub fn parse(src: &Src<'_>) -> Result<ExeInfo, ExeError> {
         hdr_size: 0,
         pe32plus: false,
         import_dir: (0, 0),
+        vep: 0,
+        image_base32: 0,
     })
 }
 
@@ -185,12 +187,12 @@ mod tests {
 
     #[test]
     fn gcc_elf_entry_point_and_sections_match_readelf() {
-        let Some(elf) = super::super::testbin::gcc_elf() else {
+        let Some(elf) = crate::testbin::gcc_elf() else {
             return;
         };
         let info = parse_vec(elf.clone()).unwrap();
         assert_eq!(info.kind, ExeKind::Elf);
-        let facts = super::super::testbin::readelf(&elf);
+        let facts = crate::testbin::readelf(&elf);
         assert_eq!(info.ep, Some(facts.ep_file_offset));
         assert_eq!(info.sections.len(), facts.sections.len());
         for (s, (raw, rsz)) in info.sections.iter().zip(&facts.sections) {
@@ -214,7 +216,7 @@ mod tests {
         h[56] = 129;
         h[24] = 1;
         assert!(matches!(parse_vec(h.clone()), Err(ExeError::Format(_))));
-        if let Some(elf) = super::super::testbin::gcc_elf() {
+        if let Some(elf) = crate::testbin::gcc_elf() {
             for cut in (0..elf.len()).step_by(97) {
                 let _ = parse_vec(elf[..cut].to_vec());
             }

@@ -14,13 +14,13 @@ const SECTION_HDR: usize = 40;
 const PE32P_MAGIC: u16 = 0x020b;
 
 /// ClamAV's `PEALIGN`: round down to a multiple of `a` (unless `a` is 0).
-pub(crate) fn pe_align(o: u32, a: u32) -> u32 {
+pub fn pe_align(o: u32, a: u32) -> u32 {
     o.checked_div(a).map_or(o, |q| q.wrapping_mul(a))
 }
 
 /// ClamAV's `PESALIGN`: round up to a multiple of `a` (unless `a` is 0),
 /// with the same 32-bit wrap-around.
-pub(crate) fn pe_salign(o: u32, a: u32) -> u32 {
+pub fn pe_salign(o: u32, a: u32) -> u32 {
     o.checked_div(a)
         .map_or(o, |q| (q + u32::from(!o.is_multiple_of(a))).wrapping_mul(a))
 }
@@ -189,6 +189,8 @@ pub fn parse(src: &Src<'_>, mode: PeMode) -> Result<ExeInfo, ExeError> {
         hdr_size,
         pe32plus,
         import_dir,
+        vep,
+        image_base32: le32(&opt, 28),
     })
 }
 
@@ -262,7 +264,7 @@ mod tests {
             Err(ExeError::NotExe(_))
         ));
         // Every truncation of a real header is an error, never a panic.
-        if let Some(pe) = super::super::testbin::mingw_pe() {
+        if let Some(pe) = crate::testbin::mingw_pe() {
             for cut in (0..pe.len().min(2048)).step_by(7) {
                 let _ = parse_vec(pe[..cut].to_vec(), PeMode::Scan);
                 let _ = parse_vec(pe[..cut].to_vec(), PeMode::Target);
@@ -272,13 +274,13 @@ mod tests {
 
     #[test]
     fn mingw_pe_entry_point_and_sections_match_objdump() {
-        let Some(pe) = super::super::testbin::mingw_pe() else {
+        let Some(pe) = crate::testbin::mingw_pe() else {
             return;
         };
         let info = parse_vec(pe.clone(), PeMode::Scan).unwrap();
         assert_eq!(info.kind, ExeKind::Pe);
         assert!(info.pe32plus);
-        let facts = super::super::testbin::objdump_pe(&pe);
+        let facts = crate::testbin::objdump_pe(&pe);
         assert_eq!(info.sections.len(), facts.sections.len());
         for (s, (raw, rsz)) in info.sections.iter().zip(&facts.sections) {
             // MinGW aligns everything already, so ClamAV's values are the
@@ -291,7 +293,7 @@ mod tests {
 
     #[test]
     fn mutated_headers_never_panic_and_stay_inside_the_file() {
-        let Some(pe) = super::super::testbin::mingw_pe() else {
+        let Some(pe) = crate::testbin::mingw_pe() else {
             return;
         };
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -316,14 +318,6 @@ mod tests {
                     assert!(info.ep.is_some_and(|ep| ep < len));
                     for s in info.sections.iter().filter(|s| s.rsz != 0) {
                         assert!(u64::from(s.raw) + u64::from(s.rsz) <= len);
-                    }
-                    let blob = Blob::from_vec(f.clone());
-                    let src = Src::new(&blob, &[]);
-                    let mut total = 0u64;
-                    if let Ok(n) = super::super::imports::import_string(&src, &info, |p| {
-                        total += p.len() as u64
-                    }) {
-                        assert_eq!(u64::from(n), total);
                     }
                 }
             }

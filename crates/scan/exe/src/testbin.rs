@@ -25,7 +25,7 @@ fn dir() -> &'static Path {
 
 /// Compile `src` with `cc` into `out`; `None` (with the reason printed) when
 /// the compiler is missing or fails.
-pub(crate) fn build(cc: &str, src: &str, out: &str, extra: &[&str]) -> Option<Vec<u8>> {
+pub fn build(cc: &str, src: &str, out: &str, extra: &[&str]) -> Option<Vec<u8>> {
     let d = dir();
     let c = d.join(format!("{out}.c"));
     let o = d.join(out);
@@ -50,20 +50,20 @@ pub(crate) fn build(cc: &str, src: &str, out: &str, extra: &[&str]) -> Option<Ve
 }
 
 /// A stripped 64-bit MinGW executable importing from kernel32 and msvcrt.
-pub(crate) fn mingw_pe() -> Option<Vec<u8>> {
+pub fn mingw_pe() -> Option<Vec<u8>> {
     static PE: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     PE.get_or_init(|| build("x86_64-w64-mingw32-gcc", PE_SRC, "t.exe", &["-O1", "-s"]))
         .clone()
 }
 
 /// A small gcc-built ELF.
-pub(crate) fn gcc_elf() -> Option<Vec<u8>> {
+pub fn gcc_elf() -> Option<Vec<u8>> {
     static ELF: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     ELF.get_or_init(|| build("gcc", ELF_SRC, "t.elf", &["-O1"]))
         .clone()
 }
 
-pub(crate) struct Facts {
+pub struct Facts {
     pub ep_file_offset: u64,
     /// (raw offset, raw size) per section.
     pub sections: Vec<(u32, u32)>,
@@ -86,7 +86,7 @@ fn hex(s: &str) -> u64 {
 
 /// Section file offsets from objdump, raw sizes from ClamAV's own
 /// `sigtool --mdb` debug output, the entry point from objdump.
-pub(crate) fn objdump_pe(pe: &[u8]) -> Facts {
+pub fn objdump_pe(pe: &[u8]) -> Facts {
     let p = write_tmp("facts.exe", pe);
     let h = run("x86_64-w64-mingw32-objdump", &["-h"], &p);
     let lines: Vec<&str> = h.lines().collect();
@@ -138,7 +138,7 @@ pub(crate) fn objdump_pe(pe: &[u8]) -> Facts {
 
 /// Entry point file offset (through the program headers) and section
 /// offsets/sizes from readelf.
-pub(crate) fn readelf(elf: &[u8]) -> Facts {
+pub fn readelf(elf: &[u8]) -> Facts {
     let p = write_tmp("facts.elf", elf);
     let h = run("readelf", &["-hlSW"], &p);
     let entry = h

@@ -1,0 +1,508 @@
+//! The UPX unpacker against ClamAV's (apt `clamav`): for each packed file,
+//! the MD5 of the image moat unpacks becomes an `.hdb` signature, and
+//! clamscan must find it in the packed file, which it can only do if its
+//! own unpacker produced exactly the same bytes. The files: Debian's
+//! `clamav-testfiles` `clam-upx.exe` (made by UPX itself, NRV2B), and
+//! executables packed here with each of the formats ClamAV unpacks (NRV2B,
+//! NRV2D, NRV2E, LZMA), both with the program's own PE header in the image
+//! (rebuilt at its sections) and without one (wrapped in ClamAV's minimal
+//! PE). UPX is not packaged in Debian, so the NRV encoders below are
+//! written from the decoders' definition; clamscan is the judge of both.
+
+use moat_core::Blob;
+use moat_extract::{Limits, walk};
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+const CLAM_UPX: &str = "/usr/share/clamav-testfiles/clam-upx.exe";
+const CLAM_EXE: &str = "/usr/share/clamav-testfiles/clam.exe";
+
+#[allow(clippy::disallowed_methods)] // bounded by take()
+fn read(path: &Path) -> Vec<u8> {
+    let mut v = Vec::new();
+    std::fs::File::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test-deps.sh installs it)", path.display()))
+        .take(64 << 20)
+        .read_to_end(&mut v)
+        .unwrap();
+    v
+}
+
+fn md5_hex(d: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(d)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The members moat finds in `file`: (location, bytes).
+#[allow(clippy::disallowed_methods)] // test files of a few KiB
+fn members(file: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let report = walk::<std::convert::Infallible>(
+        &Blob::from_vec(file.to_vec()),
+        "f",
+        &Limits::default(),
+        &mut |e| {
+            let mut v = Vec::new();
+            e.data.reader().read_to_end(&mut v).unwrap();
+            out.push((e.location.to_string(), v));
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    out
+}
+
+fn unpacked(file: &[u8]) -> Vec<u8> {
+    members(file)
+        .into_iter()
+        .find(|(l, _)| l == "f>upx")
+        .map(|(_, v)| v)
+        .expect("moat unpacks the file")
+}
+
+/// clamscan's detections with `hdb` as the only database: file name → name.
+fn clamscan(hdb: &str, files: &[std::path::PathBuf]) -> std::collections::BTreeMap<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("upx.hdb");
+    std::fs::write(&db, hdb).unwrap();
+    let out = Command::new("clamscan")
+        .args(["--no-summary", "--allmatch", "-d"])
+        .arg(&db)
+        .args(files)
+        .output()
+        .expect("clamscan (apt clamav) runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (path, rest) = l.rsplit_once(": ")?;
+            let name = rest.strip_suffix(" FOUND")?;
+            let name = name.strip_suffix(".UNOFFICIAL").unwrap_or(name);
+            let file = Path::new(path).file_name()?.to_string_lossy().into_owned();
+            Some((file, name.to_string()))
+        })
+        .collect()
+}
+
+// ---- NRV encoders: the inverse of the decoders' bit grammar ----
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Nrv {
+    B,
+    D,
+    E,
+}
+
+/// Bits in 32-bit little-endian words, most significant first, each word
+/// placed in the byte stream where the decoder will need its first bit.
+struct Bits {
+    out: Vec<u8>,
+    slot: usize,
+    used: u32,
+}
+
+impl Bits {
+    fn new() -> Bits {
+        Bits {
+            out: Vec::new(),
+            slot: 0,
+            used: 32,
+        }
+    }
+
+    fn bit(&mut self, b: bool) {
+        if self.used == 32 {
+            self.slot = self.out.len();
+            self.out.extend([0; 4]);
+            self.used = 0;
+        }
+        if b {
+            let s = &mut self.out[self.slot..self.slot + 4];
+            let w = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) | 1 << (31 - self.used);
+            s.copy_from_slice(&w.to_le_bytes());
+        }
+        self.used += 1;
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.out.push(b);
+    }
+
+    /// NRV2B's gamma code (also every variant's length code): the bits of
+    /// `v` (>= 2) below its leading one, each followed by "last?".
+    fn gamma(&mut self, v: u32) {
+        let top = 31 - v.leading_zeros();
+        for i in (0..top).rev() {
+            self.bit(v >> i & 1 == 1);
+            self.bit(i == 0);
+        }
+    }
+
+    /// NRV2D/2E's offset code: `v = 1; loop { v = 2v + b; if b' break;
+    /// v = 2(v - 1) + b'' }`, run backwards.
+    fn gamma2d(&mut self, v: u32) {
+        let mut steps = Vec::new();
+        let mut u = v >> 1;
+        while u != 1 {
+            steps.push((u + 2) & 3);
+            u = (u + 2) >> 2;
+        }
+        for r in steps.iter().rev() {
+            self.bit(r >> 1 == 1);
+            self.bit(false);
+            self.bit(r & 1 == 1);
+        }
+        self.bit(v & 1 == 1);
+        self.bit(true);
+    }
+
+    fn offset(&mut self, kind: Nrv, v: u32) {
+        if kind == Nrv::B {
+            self.gamma(v)
+        } else {
+            self.gamma2d(v)
+        }
+    }
+}
+
+/// Greedy LZ77 over `data` in `kind`'s bit grammar, with the end marker.
+fn nrv_encode(kind: Nrv, data: &[u8]) -> Vec<u8> {
+    let mut b = Bits::new();
+    let mut last = 1usize;
+    let mut pos = 0;
+    while pos < data.len() {
+        let (mut best_len, mut best_dist) = (0, 0);
+        for dist in 1..=pos.min(0x2000) {
+            let mut l = 0;
+            while pos + l < data.len() && l < 300 && data[pos + l] == data[pos + l - dist] {
+                l += 1;
+            }
+            if l > best_len || l == best_len && dist == last {
+                (best_len, best_dist) = (l, dist);
+            }
+        }
+        if best_len < 4 {
+            b.bit(true);
+            b.byte(data[pos]);
+            pos += 1;
+            continue;
+        }
+        let (dist, len) = (best_dist, best_len);
+        b.bit(false);
+        let far = usize::from(dist > if kind == Nrv::B { 0xd00 } else { 0x500 });
+        let x = (len - far - if kind == Nrv::E { 2 } else { 1 }) as u32;
+        // The bit of the length carried in the offset (2D, 2E).
+        let carry = match kind {
+            Nrv::B => 0,
+            Nrv::D => u32::from(x <= 3) * (x >> 1),
+            Nrv::E => u32::from(x <= 1),
+        };
+        if dist == last {
+            b.offset(kind, 2);
+            if kind != Nrv::B {
+                b.bit(carry == 1);
+            }
+        } else {
+            let m = (dist - 1) as u32;
+            let raw = if kind == Nrv::B {
+                m
+            } else {
+                m << 1 | (1 - carry)
+            };
+            b.offset(kind, (raw >> 8) + 3);
+            b.byte(raw as u8);
+        }
+        match kind {
+            Nrv::B | Nrv::D if x <= 3 => {
+                if kind == Nrv::B {
+                    b.bit(x >> 1 == 1);
+                }
+                b.bit(x & 1 == 1);
+            }
+            Nrv::B | Nrv::D => {
+                b.bit(false);
+                if kind == Nrv::B {
+                    b.bit(false);
+                }
+                b.gamma(x - 2);
+            }
+            Nrv::E if x <= 1 => b.bit(x == 1),
+            Nrv::E if x <= 3 => {
+                b.bit(true);
+                b.bit(x == 3);
+            }
+            Nrv::E => {
+                b.bit(false);
+                b.gamma(x - 2);
+            }
+        }
+        last = dist;
+        pos += len;
+    }
+    b.bit(false);
+    b.offset(kind, 0x0100_0002);
+    b.byte(0xff);
+    b.out
+}
+
+fn lzma_encode(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut opts = lzma_rust2::LzmaOptions::with_preset(6);
+    opts.dict_size = 1 << 16;
+    let mut w = lzma_rust2::LzmaWriter::new_no_header(Vec::new(), &opts, false).unwrap();
+    w.write_all(data).unwrap();
+    // UPX's own two bytes come before the LZMA data.
+    let mut out = vec![0u8; 2];
+    out.extend(w.finish().unwrap());
+    out
+}
+
+// ---- test executables ----
+
+const IMAGE_BASE: u32 = 0x40_0000;
+/// UPX0's virtual size: room for the unpacked image.
+const UPX0_SIZE: u32 = 0x4000;
+
+fn put32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+/// A PE laid out as UPX lays one out: `UPX0` (no data, the image's room),
+/// `UPX1` (the packed data, then the stub at the entry point).
+fn packed_pe(packed: &[u8], stub: &[u8]) -> Vec<u8> {
+    packed_pe_sized(packed, stub, UPX0_SIZE)
+}
+
+fn packed_pe_sized(packed: &[u8], stub: &[u8], upx0_size: u32) -> Vec<u8> {
+    let stub_at = packed.len().next_multiple_of(16);
+    let raw_len = (stub_at + stub.len()).next_multiple_of(0x200);
+    let upx1_rva = 0x1000 + upx0_size;
+    let upx1_vsz = (raw_len as u32).next_multiple_of(0x1000);
+    let mut f = vec![0u8; 0x200 + raw_len];
+    f[..2].copy_from_slice(b"MZ");
+    put32(&mut f, 0x3c, 0x40);
+    f[0x40..0x44].copy_from_slice(b"PE\0\0");
+    put16(&mut f, 0x44, 0x14c);
+    put16(&mut f, 0x46, 2);
+    put16(&mut f, 0x54, 0xe0);
+    put16(&mut f, 0x56, 0x010f);
+    let o = 0x58;
+    put16(&mut f, o, 0x10b);
+    put32(&mut f, o + 16, upx1_rva + stub_at as u32);
+    put32(&mut f, o + 28, IMAGE_BASE);
+    put32(&mut f, o + 32, 0x1000);
+    put32(&mut f, o + 36, 0x200);
+    put16(&mut f, o + 40, 4);
+    put16(&mut f, o + 48, 4);
+    put32(&mut f, o + 56, upx1_rva + upx1_vsz);
+    put32(&mut f, o + 60, 0x200);
+    put16(&mut f, o + 68, 2);
+    put32(&mut f, o + 92, 16);
+    let s = o + 0xe0;
+    f[s..s + 4].copy_from_slice(b"UPX0");
+    put32(&mut f, s + 8, upx0_size);
+    put32(&mut f, s + 12, 0x1000);
+    put32(&mut f, s + 20, 0x200);
+    put32(&mut f, s + 36, 0xe000_0080);
+    let s = s + 40;
+    f[s..s + 4].copy_from_slice(b"UPX1");
+    put32(&mut f, s + 8, upx1_vsz);
+    put32(&mut f, s + 12, upx1_rva);
+    put32(&mut f, s + 16, raw_len as u32);
+    put32(&mut f, s + 20, 0x200);
+    put32(&mut f, s + 36, 0xe000_0040);
+    f[0x200..0x200 + packed.len()].copy_from_slice(packed);
+    f[0x200 + stub_at..0x200 + stub_at + stub.len()].copy_from_slice(stub);
+    f
+}
+
+/// The entry point code ClamAV recognises: `pushad; mov esi, UPX1` and the
+/// decompressor's bytes where the stub has them.
+fn stub(kind: Option<Nrv>, lzma_size: u32) -> Vec<u8> {
+    let mut s = vec![0x90u8; 0x100];
+    s[0] = 0x60;
+    s[1] = 0xbe;
+    // `mov esi, UPX1` (with the default UPX0 size; a skew is not needed).
+    put32(&mut s, 2, IMAGE_BASE + 0x1000 + UPX0_SIZE);
+    let sig: &[u8] = match kind {
+        Some(Nrv::B) => b"\x11\xdb\x11\xc9\x01\xdb\x75\x07\x8b\x1e\x83\xee\xfc\x11\xdb\x11\xc9\x11\xc9\x75\x20\x41\x01\xdb",
+        Some(Nrv::D) => b"\x83\xf0\xff\x74\x78\xd1\xf8\x89\xc5\xeb\x0b\x01\xdb\x75\x07\x8b\x1e\x83\xee\xfc\x11\xdb\x11\xc9",
+        Some(Nrv::E) => b"\xeb\x52\x31\xc9\x83\xe8\x03\x72\x11\xc1\xe0\x08\x8a\x06\x46\x83\xf0\xff\x74\x75\xd1\xf8\x89\xc5",
+        None => {
+            put32(&mut s, 0x21, lzma_size);
+            s[0x2f..0x2f + 20].copy_from_slice(
+                b"\x56\x83\xc3\x04\x53\x50\xc7\x03\x03\x00\x02\x00\x90\x90\x90\x90\x90\x55\x57\x56",
+            );
+            return s;
+        }
+    };
+    s[0x69..0x69 + 24].copy_from_slice(sig);
+    s
+}
+
+/// Text with repeats near and far (past 0x500 and 0xd00 bytes back), runs,
+/// and a repeated distance, around a marker.
+fn image_text(marker: &str, len: usize) -> Vec<u8> {
+    let words = [
+        "scan", "moat", "gateway", "verdict", "engine", "packed", "upx", "clamd",
+    ];
+    let mut x: u32 = 7;
+    let mut words_text = |n: usize| {
+        let mut t = Vec::new();
+        while t.len() < n {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            t.extend_from_slice(words[(x >> 16) as usize % words.len()].as_bytes());
+            t.push(if x >> 8 & 7 == 0 { b'\n' } else { b' ' });
+        }
+        t
+    };
+    let a = words_text(1500);
+    let mut d = a.clone();
+    d.extend_from_slice(marker.as_bytes());
+    d.extend_from_slice(&a[100..900]);
+    d.extend(words_text(2200));
+    d.extend_from_slice(&a[..600]);
+    d.extend([b'z'; 40]);
+    for c in b"ABCDEFGH" {
+        d.extend_from_slice(b"0123456789");
+        d.push(*c);
+    }
+    d.truncate(len);
+    d
+}
+
+/// `image_text`, then a PE header whose one section is the text, as the
+/// packed program's own header sits after its data.
+fn image_with_header(marker: &str) -> Vec<u8> {
+    let mut d = image_text(marker, 0x1000);
+    d.resize(0x1000, 0);
+    let mut h = vec![0u8; 0xf8 + 0x28];
+    h[..4].copy_from_slice(b"PE\0\0");
+    put16(&mut h, 4, 0x14c);
+    put16(&mut h, 6, 1);
+    put16(&mut h, 0x14, 0xe0);
+    put16(&mut h, 0x18, 0x10b);
+    put32(&mut h, 0x18 + 32, 0x1000);
+    put32(&mut h, 0x18 + 36, 0x200);
+    h[0xf8..0xf8 + 5].copy_from_slice(b".text");
+    put32(&mut h, 0xf8 + 8, 0x1000);
+    put32(&mut h, 0xf8 + 12, 0x1000);
+    d.extend(h);
+    d
+}
+
+#[test]
+fn upx_images_unpack_to_the_bytes_clamscan_unpacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hdb = String::new();
+    let mut files = Vec::new();
+    let mut expect = Vec::new();
+    let mut add = |name: &str, file: Vec<u8>, must_hold: &[u8]| {
+        let image = unpacked(&file);
+        assert!(image.starts_with(b"MZ"), "{name}: rebuilt as a PE");
+        assert!(
+            image.windows(must_hold.len()).any(|w| w == must_hold),
+            "{name}: the unpacked image holds the program"
+        );
+        let sig = format!("Moat.Upx.{}", name.replace(['.', '-'], "_"));
+        hdb.push_str(&format!("{}:{}:{sig}\n", md5_hex(&image), image.len()));
+        let path = dir.path().join(name);
+        std::fs::write(&path, &file).unwrap();
+        files.push(path);
+        expect.push((name.to_string(), sig));
+    };
+    // Made by UPX: the unpacked program carries clam.exe.
+    add(
+        "clam-upx.exe",
+        read(Path::new(CLAM_UPX)),
+        &read(Path::new(CLAM_EXE)),
+    );
+    for kind in [Nrv::B, Nrv::D, Nrv::E] {
+        let marker = format!("moat-upx-marker-{kind:?}-own-header");
+        let image = image_with_header(&marker);
+        let file = packed_pe(&nrv_encode(kind, &image), &stub(Some(kind), 0));
+        add(
+            &format!("nrv2{kind:?}-rebuilt.exe"),
+            file,
+            marker.as_bytes(),
+        );
+        let marker = format!("moat-upx-marker-{kind:?}-wrapped");
+        let image = image_text(&marker, 0x2400);
+        let file = packed_pe(&nrv_encode(kind, &image), &stub(Some(kind), 0));
+        add(
+            &format!("nrv2{kind:?}-wrapped.exe"),
+            file,
+            marker.as_bytes(),
+        );
+    }
+    let marker = "moat-upx-marker-lzma-own-header";
+    let image = image_with_header(marker);
+    let file = packed_pe(&lzma_encode(&image), &stub(None, image.len() as u32));
+    add("lzma-rebuilt.exe", file, marker.as_bytes());
+    let marker = "moat-upx-marker-lzma-wrapped";
+    let image = image_text(marker, 0x2400);
+    let file = packed_pe(&lzma_encode(&image), &stub(None, image.len() as u32));
+    add("lzma-wrapped.exe", file, marker.as_bytes());
+
+    let found = clamscan(&hdb, &files);
+    for (name, sig) in &expect {
+        assert_eq!(
+            found.get(name),
+            Some(sig),
+            "clamscan's unpacked {name} differs from moat's (found: {found:?})"
+        );
+    }
+}
+
+#[test]
+fn the_encoders_round_trip_through_moat_for_every_variant() {
+    // Without clamscan: the unpacked image holds the text exactly.
+    for kind in [Nrv::B, Nrv::D, Nrv::E] {
+        let text = image_text("round-trip", 0x2400);
+        let image = unpacked(&packed_pe(&nrv_encode(kind, &text), &stub(Some(kind), 0)));
+        assert_eq!(&image[0x200..0x200 + text.len()], &text[..], "{kind:?}");
+    }
+}
+
+#[test]
+fn a_upx_image_over_the_limit_is_a_limit_not_a_clean_file() {
+    let text = image_text("too-large", 0x2400);
+    let file = packed_pe_sized(
+        &nrv_encode(Nrv::B, &text),
+        &stub(Some(Nrv::B), 0),
+        200 << 20,
+    );
+    let limits = Limits::default();
+    let report =
+        walk::<std::convert::Infallible>(&Blob::from_vec(file), "f", &limits, &mut |_| Ok(()))
+            .unwrap();
+    assert!(
+        report.problems.iter().any(|p| matches!(p,
+            moat_extract::Problem::LimitsExceeded { location, what } if location == "f>upx" && what == "member_size")),
+        "{:?}",
+        report.problems
+    );
+}
+
+#[test]
+fn programs_with_an_uninitialised_section_are_not_taken_for_upx() {
+    // MinGW puts .bss (no file data) before .idata: the layout UPX has, but
+    // no UPX stub and nothing that decompresses.
+    let Some(pe) = moat_exe::testbin::mingw_pe() else {
+        return;
+    };
+    let seen = members(&pe);
+    assert!(
+        seen.iter().all(|(l, _)| !l.ends_with(">upx")),
+        "{:?}",
+        seen.iter().map(|(l, _)| l).collect::<Vec<_>>()
+    );
+}
