@@ -2309,23 +2309,30 @@ fn installshield_overlay_files_are_members_by_name() {
 }
 
 #[test]
-fn damaged_upx_programs_never_panic() {
-    // clam-upx.exe (UPX's NRV2B, Debian clamav-testfiles): cut and
-    // overwritten in its headers, packed data and stub.
-    let path = "/usr/share/clamav-testfiles/clam-upx.exe";
-    let mut file = Vec::new();
-    let f = std::fs::File::open(path)
-        .unwrap_or_else(|e| panic!("{path}: {e} (scripts/test-deps.sh installs it)"));
-    #[allow(clippy::disallowed_methods)] // bounded by take()
-    std::io::Read::read_to_end(&mut std::io::Read::take(f, 1 << 20), &mut file).unwrap();
-    let (r, seen) = run(file.clone(), "clam-upx.exe", &Limits::default());
-    assert!(r.problems.is_empty(), "{:?}", r.problems);
-    assert!(
-        locations(&seen).contains(&"clam-upx.exe>upx"),
-        "{:?}",
-        locations(&seen)
-    );
-    survives_damage(&file, 0..file.len(), 60, 400, 3, 0x2545_f491_4f6c_dd1d);
+fn damaged_packed_programs_never_panic() {
+    // clam-upx.exe (UPX's NRV2B) and clam-aspack.exe (ASPack 2.12) of
+    // Debian's clamav-testfiles: cut and overwritten anywhere, headers,
+    // packed data and stub alike.
+    for (name, packer, seed) in [
+        ("clam-upx.exe", "upx", 0x2545_f491_4f6c_dd1d),
+        ("clam-aspack.exe", "aspack", 0x9e37_79b9_7f4a_7c15),
+    ] {
+        let path = format!("/usr/share/clamav-testfiles/{name}");
+        let mut file = Vec::new();
+        let f = std::fs::File::open(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (scripts/test-deps.sh installs it)"));
+        #[allow(clippy::disallowed_methods)] // bounded by take()
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, 1 << 20), &mut file).unwrap();
+        let (r, seen) = run(file.clone(), name, &Limits::default());
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let unpacked = format!("{name}>{packer}");
+        assert!(
+            locations(&seen).contains(&unpacked.as_str()),
+            "{:?}",
+            locations(&seen)
+        );
+        survives_damage(&file, 0..file.len(), 60, 400, 3, seed);
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! [`Walker::member`](crate::walk::Walker::member).
 
 pub(crate) mod arj;
+pub(crate) mod aspack;
 pub(crate) mod binhex;
 pub(crate) mod cab;
 pub(crate) mod chm;
@@ -14,9 +15,11 @@ pub(crate) mod mail;
 pub(crate) mod nsis;
 pub(crate) mod ole1;
 pub(crate) mod ole2;
+pub(crate) mod packed;
 pub(crate) mod pdf;
 pub(crate) mod pdfcrypt;
 pub(crate) mod pe;
+pub(crate) mod rebuildpe;
 pub(crate) mod rtf;
 pub(crate) mod sevenz;
 pub(crate) mod stream;

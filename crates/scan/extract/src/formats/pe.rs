@@ -71,7 +71,7 @@ pub(crate) fn walk<E>(
 ) -> Result<(), WalkError<E>> {
     // A packed program is unpacked wherever it was found, as ClamAV's
     // `cli_scanpe` does for every PE it scans.
-    if super::upx::walk(w, blob, location, depth)? == Step::Stop || embedded {
+    if super::packed::walk(w, blob, location, depth)? == Step::Stop || embedded {
         return Ok(());
     }
     let [zips, sevens, cabs, mzs, nsis, ishields] = find_all(

@@ -13,22 +13,16 @@
 //! minimal one-section PE around the image. Like ClamAV, imports are not
 //! rebuilt and UPX's E8/E9 call filter is not undone.
 //!
-//! Bounded: the unpacked image is at most [`MAX_UNPACKED`] (and the walk's
-//! member size limit); a larger one from a recognised UPX stub is a limit,
-//! not a silent skip. Every read and copy is checked; hostile input makes
+//! Bounded: the unpacked image is at most the caller's limit; a larger one
+//! from a recognised UPX stub is a limit, not a silent skip. Every read and copy is checked; hostile input makes
 //! decompression fail, which leaves the file scanned as it is (as ClamAV
 //! does).
 
-use crate::walk::{Member, Step, Walker};
-use crate::{Problem, WalkError};
+use super::packed::Outcome;
 use moat_core::Blob;
+use moat_exe::ExeInfo;
 use moat_exe::pe::{pe_align, pe_salign};
-use moat_exe::{ExeInfo, PeMode, Src};
 use std::io::{self, Read};
-
-/// Largest unpacked image held in memory (UPX's output is rebuilt in
-/// place, so it cannot be streamed).
-pub(crate) const MAX_UNPACKED: u64 = 128 << 20;
 /// What ClamAV allocates past the image for the rebuilt headers.
 const SLACK: usize = 8192;
 
@@ -77,53 +71,6 @@ const FAKEPE: &[u8; 0x120] = b"\
 \x00\x00\x00\x00\x00\x00\x00\x00\x2e\x63\x6c\x61\x6d\x30\x31\x00\
 \xFF\xFF\xFF\xFF\x00\x10\x00\x00\xFF\xFF\xFF\xFF\x00\x02\x00\x00\
 \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff";
-
-/// What [`unpack`] found.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// Not UPX-packed, or no decompressor succeeded (as in ClamAV, the file
-    /// is then scanned as it is).
-    NotUnpacked,
-    /// A UPX stub whose image would exceed the limit.
-    TooLarge(u64),
-    /// The unpacked, rebuilt executable, and the size of the packed data.
-    Unpacked { image: Vec<u8>, packed: u64 },
-}
-
-/// Unpack a UPX-packed `blob` (at `location`, `depth`) into the member
-/// `upx`, which the walk then opens as the executable it is.
-pub(crate) fn walk<E>(
-    w: &mut Walker<'_, E>,
-    blob: &Blob,
-    location: &str,
-    depth: u32,
-) -> Result<Step, WalkError<E>> {
-    match unpack(blob, w.limits.max_member_size).map_err(WalkError::Io)? {
-        Outcome::NotUnpacked => Ok(Step::Next),
-        Outcome::TooLarge(size) => {
-            tracing::debug!(location, size, "UPX image over the limit");
-            w.problem(Problem::LimitsExceeded {
-                location: format!("{location}>upx"),
-                what: "member_size".to_string(),
-            });
-            Ok(Step::Next)
-        }
-        Outcome::Unpacked { image, packed } => {
-            let len = image.len() as u64;
-            let mut reader = io::Cursor::new(image);
-            w.member(
-                Member {
-                    reader: &mut reader,
-                    name: "upx",
-                    stored_size: packed,
-                    declared_size: Some(len),
-                },
-                location,
-                depth + 1,
-            )
-        }
-    }
-}
 
 /// Which decompressor the stub looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,56 +123,47 @@ fn memstr(haystack: &[u8], needle: &[u8]) -> bool {
         && memchr::memmem::find(haystack, needle).is_some()
 }
 
-/// Unpack `blob` if it is a UPX-packed PE. `max` bounds the image (the
-/// walk's member size limit); [`MAX_UNPACKED`] applies on top.
-pub(crate) fn unpack(blob: &Blob, max: u64) -> io::Result<Outcome> {
-    let mut head = [0u8; 4096];
-    let n = super::read_at_full(blob, 0, &mut head)?;
-    let src = Src::new(blob, &head[..n]);
-    let info = match moat_exe::pe::parse(&src, PeMode::Scan) {
-        Ok(i) => i,
-        Err(moat_exe::ExeError::Io(e)) => return Err(e),
-        Err(_) => return Ok(Outcome::NotUnpacked),
-    };
-    let Some(ep) = info.ep else {
-        return Ok(Outcome::NotUnpacked);
-    };
-    // ClamAV reads up to 4 KiB at the entry point; what the file lacks reads
-    // as zeros here.
-    let mut epbuff = [0u8; 4096];
-    super::read_at_full(blob, ep, &mut epbuff)?;
+/// Unpack `blob` (laid out as `info`, with `epbuff` read at its entry
+/// point) if it is a UPX-packed PE; `max` bounds the image.
+pub(crate) fn unpack(
+    blob: &Blob,
+    info: &ExeInfo,
+    epbuff: &[u8; 4096],
+    max: u64,
+) -> io::Result<Outcome> {
     // The first empty section followed by one with data.
     let s = &info.sections;
     let Some(i) = (0..s.len().saturating_sub(1))
         .find(|&i| s[i].rsz == 0 && s[i].vsz != 0 && s[i + 1].rsz != 0 && s[i + 1].vsz != 0)
     else {
-        return Ok(Outcome::NotUnpacked);
+        return Ok(Outcome::NotPacked);
     };
     let ssize = s[i + 1].rsz;
     let dsize = u64::from(s[i].vsz) + u64::from(s[i + 1].vsz);
-    let stub = stub_kind(&epbuff);
-    if dsize > max.min(MAX_UNPACKED) {
+    let stub = stub_kind(epbuff);
+    if dsize > max {
         // Only a recognised stub makes this a packed file: an ordinary
         // program with a large uninitialised section looks the same so far.
-        return Ok(if stub.is_some() || lzma_props(&epbuff).is_some() {
+        return Ok(if stub.is_some() || lzma_props(epbuff).is_some() {
             Outcome::TooLarge(dsize)
         } else {
-            Outcome::NotUnpacked
+            Outcome::NotPacked
         });
     }
     let dsize = dsize as u32;
     if ssize <= 0x19 || dsize <= ssize {
-        return Ok(Outcome::NotUnpacked);
+        // ClamAV looks no further at this file.
+        return Ok(Outcome::Declined);
     }
     let mut packed = vec![0u8; ssize as usize];
     let mut r = blob.reader();
     io::Seek::seek(&mut r, io::SeekFrom::Start(u64::from(s[i + 1].raw)))?;
     if super::read_full(&mut r.by_ref().take(u64::from(ssize)), &mut packed)? < packed.len() {
-        return Ok(Outcome::NotUnpacked);
+        return Ok(Outcome::Declined);
     }
     let mut dest = vec![0u8; dsize as usize + SLACK];
     Ok(
-        match decompress(&info, i, &epbuff, &packed, &mut dest, dsize) {
+        match decompress(info, i, epbuff, &packed, &mut dest, dsize) {
             Some(len) => {
                 dest.truncate(len);
                 Outcome::Unpacked {
@@ -233,7 +171,7 @@ pub(crate) fn unpack(blob: &Blob, max: u64) -> io::Result<Outcome> {
                     packed: u64::from(ssize),
                 }
             }
-            None => Outcome::NotUnpacked,
+            None => Outcome::NotPacked,
         },
     )
 }

@@ -1,8 +1,9 @@
-//! The UPX unpacker against ClamAV's (apt `clamav`): for each packed file,
+//! The unpackers against ClamAV's (apt `clamav`): for each packed file,
 //! the MD5 of the image moat unpacks becomes an `.hdb` signature, and
 //! clamscan must find it in the packed file, which it can only do if its
 //! own unpacker produced exactly the same bytes. The files: Debian's
-//! `clamav-testfiles` `clam-upx.exe` (made by UPX itself, NRV2B), and
+//! `clamav-testfiles` `clam-upx.exe` (made by UPX itself, NRV2B) and
+//! `clam-aspack.exe` (ASPack 2.12), and
 //! executables packed here with each of the formats ClamAV unpacks (NRV2B,
 //! NRV2D, NRV2E, LZMA), both with the program's own PE header in the image
 //! (rebuilt at its sections) and without one (wrapped in ClamAV's minimal
@@ -16,6 +17,7 @@ use std::path::Path;
 use std::process::Command;
 
 const CLAM_UPX: &str = "/usr/share/clamav-testfiles/clam-upx.exe";
+const CLAM_ASPACK: &str = "/usr/share/clamav-testfiles/clam-aspack.exe";
 const CLAM_EXE: &str = "/usr/share/clamav-testfiles/clam.exe";
 
 #[allow(clippy::disallowed_methods)] // bounded by take()
@@ -58,11 +60,21 @@ fn members(file: &[u8]) -> Vec<(String, Vec<u8>)> {
 }
 
 fn unpacked(file: &[u8]) -> Vec<u8> {
-    members(file)
-        .into_iter()
-        .find(|(l, _)| l == "f>upx")
-        .map(|(_, v)| v)
-        .expect("moat unpacks the file")
+    unpacked_by(file, "upx")
+}
+
+fn unpacked_by(file: &[u8], packer: &str) -> Vec<u8> {
+    let seen = members(file);
+    let at = format!("f>{packer}");
+    seen.iter()
+        .find(|(l, _)| *l == at)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| {
+            panic!(
+                "moat unpacks the file ({packer}): {:?}",
+                seen.iter().map(|(l, _)| l).collect::<Vec<_>>()
+            )
+        })
 }
 
 /// clamscan's detections with `hdb` as the only database: file name → name.
@@ -400,13 +412,18 @@ fn image_with_header(marker: &str) -> Vec<u8> {
 }
 
 #[test]
-fn upx_images_unpack_to_the_bytes_clamscan_unpacks() {
+fn packed_programs_unpack_to_the_bytes_clamscan_unpacks() {
     let dir = tempfile::tempdir().unwrap();
     let mut hdb = String::new();
     let mut files = Vec::new();
     let mut expect = Vec::new();
     let mut add = |name: &str, file: Vec<u8>, must_hold: &[u8]| {
-        let image = unpacked(&file);
+        let packer = if name.contains("aspack") {
+            "aspack"
+        } else {
+            "upx"
+        };
+        let image = unpacked_by(&file, packer);
         assert!(image.starts_with(b"MZ"), "{name}: rebuilt as a PE");
         assert!(
             image.windows(must_hold.len()).any(|w| w == must_hold),
@@ -423,6 +440,11 @@ fn upx_images_unpack_to_the_bytes_clamscan_unpacks() {
     add(
         "clam-upx.exe",
         read(Path::new(CLAM_UPX)),
+        &read(Path::new(CLAM_EXE)),
+    );
+    add(
+        "clam-aspack.exe",
+        read(Path::new(CLAM_ASPACK)),
         &read(Path::new(CLAM_EXE)),
     );
     for kind in [Nrv::B, Nrv::D, Nrv::E] {

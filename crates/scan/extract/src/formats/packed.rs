@@ -1,0 +1,133 @@
+//! Packed executables, unpacked in the order ClamAV's `cli_scanpe` tries
+//! its unpackers ([`upx`](super::upx), then [`aspack`](super::aspack)); the
+//! unpacked program becomes the member `upx` or `aspack`, which the walk
+//! opens as the executable it is (so its embedded objects, and a packer
+//! inside, are found in turn). A file no unpacker takes is scanned as it is.
+//!
+//! The unpacked image is rebuilt in memory (the decompressors copy from
+//! anywhere earlier in it, and the headers are rewritten at the end), so
+//! it is bounded by [`MAX_UNPACKED`] and the walk's member size limit; a
+//! recognised packer whose image would be larger is a limit, never a clean
+//! file.
+
+use super::{aspack, read_at_full, upx};
+use crate::walk::{Member, Step, Walker};
+use crate::{Problem, WalkError};
+use moat_core::Blob;
+use moat_exe::{ExeInfo, PeMode, Src};
+use std::io;
+
+/// Largest unpacked image held in memory.
+pub(crate) const MAX_UNPACKED: u64 = 128 << 20;
+
+/// What one unpacker made of a file.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Not this packer, or its data did not decode: try the next one.
+    NotPacked,
+    /// Where ClamAV stops looking at the file (a UPX layout whose sizes
+    /// make no sense): no further unpacker is tried.
+    Declined,
+    /// A recognised packer whose image would exceed the limit.
+    TooLarge(u64),
+    /// The unpacked, rebuilt executable, and the size of the packed data.
+    Unpacked { image: Vec<u8>, packed: u64 },
+}
+
+/// Unpack `blob`, a PE at `location`, if a packer ClamAV unpacks made it.
+pub(crate) fn walk<E>(
+    w: &mut Walker<'_, E>,
+    blob: &Blob,
+    location: &str,
+    depth: u32,
+) -> Result<Step, WalkError<E>> {
+    let max = w.limits.max_member_size.min(MAX_UNPACKED);
+    let (name, outcome) = unpack(blob, max).map_err(WalkError::Io)?;
+    match outcome {
+        Outcome::NotPacked | Outcome::Declined => Ok(Step::Next),
+        Outcome::TooLarge(size) => {
+            tracing::debug!(location, size, name, "unpacked image over the limit");
+            w.problem(Problem::LimitsExceeded {
+                location: format!("{location}>{name}"),
+                what: "member_size".to_string(),
+            });
+            Ok(Step::Next)
+        }
+        Outcome::Unpacked { image, packed } => {
+            let len = image.len() as u64;
+            let mut reader = io::Cursor::new(image);
+            w.member(
+                Member {
+                    reader: &mut reader,
+                    name,
+                    stored_size: packed,
+                    declared_size: Some(len),
+                },
+                location,
+                depth + 1,
+            )
+        }
+    }
+}
+
+/// Each unpacker in ClamAV's order; the name of the one that decided.
+fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
+    let mut head = [0u8; 4096];
+    let n = read_at_full(blob, 0, &mut head)?;
+    let info = match moat_exe::pe::parse(&Src::new(blob, &head[..n]), PeMode::Scan) {
+        Ok(i) => i,
+        Err(moat_exe::ExeError::Io(e)) => return Err(e),
+        Err(_) => return Ok(("pe", Outcome::NotPacked)),
+    };
+    let Some(ep) = info.ep else {
+        return Ok(("pe", Outcome::NotPacked));
+    };
+    // ClamAV reads up to 4 KiB at the entry point; what the file lacks reads
+    // as zeros here.
+    let mut epbuff = [0u8; 4096];
+    let epsize = read_at_full(blob, ep, &mut epbuff)?;
+    match upx::unpack(blob, &info, &epbuff, max)? {
+        Outcome::NotPacked => {}
+        o => return Ok(("upx", o)),
+    }
+    Ok(("aspack", with_aspack(blob, &info, &epbuff, epsize, max)?))
+}
+
+fn with_aspack(
+    blob: &Blob,
+    info: &ExeInfo,
+    epbuff: &[u8; 4096],
+    epsize: usize,
+    max: u64,
+) -> io::Result<Outcome> {
+    if !aspack::recognised(info, blob.len(), epbuff, epsize) {
+        return Ok(Outcome::NotPacked);
+    }
+    let size = aspack::image_size(info);
+    if size == 0 {
+        return Ok(Outcome::NotPacked);
+    }
+    if size > max {
+        return Ok(Outcome::TooLarge(size));
+    }
+    // The sections at their addresses, as `cli_scanpe` lays them out.
+    let mut image = vec![0u8; size as usize];
+    for s in info.sections.iter().filter(|s| s.rsz != 0) {
+        let (at, len) = (s.rva as usize, s.rsz as usize);
+        let Some(dst) = image.get_mut(at..at.saturating_add(len)) else {
+            return Ok(Outcome::NotPacked);
+        };
+        if read_at_full(blob, u64::from(s.raw), dst)? < len {
+            return Ok(Outcome::NotPacked);
+        }
+    }
+    Ok(
+        match aspack::unpack(info, blob.len(), epbuff, epsize, image, max) {
+            Some(image) => Outcome::Unpacked {
+                image,
+                packed: blob.len(),
+            },
+            None => Outcome::NotPacked,
+        },
+    )
+}
