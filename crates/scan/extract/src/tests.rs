@@ -2316,6 +2316,7 @@ fn damaged_packed_programs_never_panic() {
     for (name, packer, seed) in [
         ("clam-upx.exe", "upx", 0x2545_f491_4f6c_dd1d),
         ("clam-aspack.exe", "aspack", 0x9e37_79b9_7f4a_7c15),
+        ("clam-wwpack.exe", "wwpack", 0x6c07_8965_d1b3_4f1b),
     ] {
         let path = format!("/usr/share/clamav-testfiles/{name}");
         let mut file = Vec::new();

@@ -3,7 +3,7 @@
 //! clamscan must find it in the packed file, which it can only do if its
 //! own unpacker produced exactly the same bytes. The files: Debian's
 //! `clamav-testfiles` `clam-upx.exe` (made by UPX itself, NRV2B) and
-//! `clam-aspack.exe` (ASPack 2.12), and
+//! `clam-aspack.exe` (ASPack 2.12) and `clam-wwpack.exe` (WWPack32), and
 //! executables packed here with each of the formats ClamAV unpacks (NRV2B,
 //! NRV2D, NRV2E, LZMA), both with the program's own PE header in the image
 //! (rebuilt at its sections) and without one (wrapped in ClamAV's minimal
@@ -18,6 +18,7 @@ use std::process::Command;
 
 const CLAM_UPX: &str = "/usr/share/clamav-testfiles/clam-upx.exe";
 const CLAM_ASPACK: &str = "/usr/share/clamav-testfiles/clam-aspack.exe";
+const CLAM_WWPACK: &str = "/usr/share/clamav-testfiles/clam-wwpack.exe";
 const CLAM_EXE: &str = "/usr/share/clamav-testfiles/clam.exe";
 
 #[allow(clippy::disallowed_methods)] // bounded by take()
@@ -418,11 +419,10 @@ fn packed_programs_unpack_to_the_bytes_clamscan_unpacks() {
     let mut files = Vec::new();
     let mut expect = Vec::new();
     let mut add = |name: &str, file: Vec<u8>, must_hold: &[u8]| {
-        let packer = if name.contains("aspack") {
-            "aspack"
-        } else {
-            "upx"
-        };
+        let packer = ["aspack", "wwpack"]
+            .into_iter()
+            .find(|p| name.contains(p))
+            .unwrap_or("upx");
         let image = unpacked_by(&file, packer);
         assert!(image.starts_with(b"MZ"), "{name}: rebuilt as a PE");
         assert!(
@@ -446,6 +446,12 @@ fn packed_programs_unpack_to_the_bytes_clamscan_unpacks() {
         "clam-aspack.exe",
         read(Path::new(CLAM_ASPACK)),
         &read(Path::new(CLAM_EXE)),
+    );
+    // Its program carries clam.exe in a zip.
+    add(
+        "clam-wwpack.exe",
+        read(Path::new(CLAM_WWPACK)),
+        b"PK\x03\x04",
     );
     for kind in [Nrv::B, Nrv::D, Nrv::E] {
         let marker = format!("moat-upx-marker-{kind:?}-own-header");

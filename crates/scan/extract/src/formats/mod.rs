@@ -27,6 +27,7 @@ pub(crate) mod szdd;
 pub(crate) mod tar;
 pub(crate) mod tnef;
 pub(crate) mod upx;
+pub(crate) mod wwpack;
 pub(crate) mod zip;
 
 use moat_core::Blob;

@@ -1,6 +1,7 @@
 //! Packed executables, unpacked in the order ClamAV's `cli_scanpe` tries
-//! its unpackers ([`upx`](super::upx), then [`aspack`](super::aspack)); the
-//! unpacked program becomes the member `upx` or `aspack`, which the walk
+//! its unpackers ([`upx`](super::upx), [`wwpack`](super::wwpack),
+//! [`aspack`](super::aspack)); the unpacked program becomes the member
+//! named after its packer (`upx`, `wwpack`, `aspack`), which the walk
 //! opens as the executable it is (so its embedded objects, and a packer
 //! inside, are found in turn). A file no unpacker takes is scanned as it is.
 //!
@@ -10,7 +11,7 @@
 //! recognised packer whose image would be larger is a limit, never a clean
 //! file.
 
-use super::{aspack, read_at_full, upx};
+use super::{aspack, read_at_full, upx, wwpack};
 use crate::walk::{Member, Step, Walker};
 use crate::{Problem, WalkError};
 use moat_core::Blob;
@@ -90,7 +91,59 @@ fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
         Outcome::NotPacked => {}
         o => return Ok(("upx", o)),
     }
+    match with_wwpack(blob, &info, &epbuff, &head[..n], max)? {
+        Outcome::NotPacked => {}
+        o => return Ok(("wwpack", o)),
+    }
     Ok(("aspack", with_aspack(blob, &info, &epbuff, epsize, max)?))
+}
+
+fn with_wwpack(
+    blob: &Blob,
+    info: &ExeInfo,
+    epbuff: &[u8; 4096],
+    head: &[u8],
+    max: u64,
+) -> io::Result<Outcome> {
+    if !wwpack::recognised(info, epbuff) {
+        return Ok(Outcome::NotPacked);
+    }
+    let Some((size, headers)) = wwpack::layout(info) else {
+        return Ok(Outcome::NotPacked);
+    };
+    if u64::from(size) > max {
+        return Ok(Outcome::TooLarge(size.into()));
+    }
+    // The headers, then every section but the packer's at its address.
+    let mut image = vec![0u8; size as usize];
+    if read_at_full(blob, 0, &mut image[..headers as usize])? < headers as usize {
+        return Ok(Outcome::Declined);
+    }
+    let (last, rest) = info
+        .sections
+        .split_last()
+        .unwrap_or((&info.sections[0], &[]));
+    for s in rest.iter().filter(|s| s.rsz != 0) {
+        let (at, len) = (s.rva as usize, s.rsz as usize);
+        let Some(dst) = image.get_mut(at..at.saturating_add(len)) else {
+            return Ok(Outcome::NotPacked);
+        };
+        if read_at_full(blob, u64::from(s.raw), dst)? < len {
+            return Ok(Outcome::NotPacked);
+        }
+    }
+    let mut packer = vec![0u8; last.rsz as usize];
+    if packer.is_empty() || read_at_full(blob, u64::from(last.raw), &mut packer)? < packer.len() {
+        return Ok(Outcome::Declined);
+    }
+    let e_lfanew = moat_exe::le32(head, 60);
+    Ok(match wwpack::unpack(info, image, &packer, e_lfanew) {
+        Some(image) => Outcome::Unpacked {
+            image,
+            packed: blob.len(),
+        },
+        None => Outcome::NotPacked,
+    })
 }
 
 fn with_aspack(
