@@ -42,6 +42,9 @@ pub struct Section {
     pub rsz: u32,
     /// Characteristics (PE) or flags.
     pub chr: u32,
+    /// PE: `SizeOfRawData` as the header has it, cut at the end of the file
+    /// (ClamAV's `ursz`, which its unpackers use). 0 for ELF.
+    pub ursz: u32,
 }
 
 /// The layout of one executable object.

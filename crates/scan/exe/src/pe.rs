@@ -143,6 +143,7 @@ pub fn parse(src: &Src<'_>, mode: PeMode) -> Result<ExeInfo, ExeError> {
             raw: pe_align(uraw, falign),
             rsz: pe_salign(ursz0, falign),
             chr: le32(h, 36),
+            ursz: 0,
         };
         let mut ursz = ursz0;
         if s.rsz != 0 {
@@ -178,6 +179,7 @@ pub fn parse(src: &Src<'_>, mode: PeMode) -> Result<ExeInfo, ExeError> {
         {
             return Err(ExeError::Format("section value with the sign bit set"));
         }
+        s.ursz = ursz;
         sections.push(s);
     }
     let ep = rawaddr(vep, &sections, fsize, hdr_size)

@@ -28,6 +28,7 @@ pub(crate) mod tar;
 pub(crate) mod tnef;
 pub(crate) mod upx;
 pub(crate) mod wwpack;
+pub(crate) mod yc;
 pub(crate) mod zip;
 
 use moat_core::Blob;

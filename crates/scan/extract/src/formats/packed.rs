@@ -1,7 +1,8 @@
 //! Packed executables, unpacked in the order ClamAV's `cli_scanpe` tries
-//! its unpackers ([`upx`](super::upx), [`wwpack`](super::wwpack),
-//! [`aspack`](super::aspack)); the unpacked program becomes the member
-//! named after its packer (`upx`, `wwpack`, `aspack`), which the walk
+//! its unpackers ([`upx`](super::upx), [`yc`](super::yc),
+//! [`wwpack`](super::wwpack), [`aspack`](super::aspack)); the unpacked
+//! program becomes the member named after its packer (`upx`, `yc`,
+//! `wwpack`, `aspack`), which the walk
 //! opens as the executable it is (so its embedded objects, and a packer
 //! inside, are found in turn). A file no unpacker takes is scanned as it is.
 //!
@@ -11,7 +12,7 @@
 //! recognised packer whose image would be larger is a limit, never a clean
 //! file.
 
-use super::{aspack, read_at_full, upx, wwpack};
+use super::{aspack, read_at_full, upx, wwpack, yc};
 use crate::walk::{Member, Step, Walker};
 use crate::{Problem, WalkError};
 use moat_core::Blob;
@@ -91,18 +92,49 @@ fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
         Outcome::NotPacked => {}
         o => return Ok(("upx", o)),
     }
-    match with_wwpack(blob, &info, &epbuff, &head[..n], max)? {
+    let e_lfanew = moat_exe::le32(&head[..n], 60);
+    match with_yc(blob, &info, &epbuff, e_lfanew, max)? {
+        Outcome::NotPacked => {}
+        o => return Ok(("yc", o)),
+    }
+    match with_wwpack(blob, &info, &epbuff, e_lfanew, max)? {
         Outcome::NotPacked => {}
         o => return Ok(("wwpack", o)),
     }
     Ok(("aspack", with_aspack(blob, &info, &epbuff, epsize, max)?))
 }
 
+fn with_yc(
+    blob: &Blob,
+    info: &ExeInfo,
+    epbuff: &[u8; 4096],
+    e_lfanew: u32,
+    max: u64,
+) -> io::Result<Outcome> {
+    let Some((ecx, offset)) = yc::recognised(info, epbuff, blob.len()) else {
+        return Ok(Outcome::NotPacked);
+    };
+    if blob.len() > max {
+        return Ok(Outcome::TooLarge(blob.len()));
+    }
+    let mut file = vec![0u8; blob.len() as usize];
+    if read_at_full(blob, 0, &mut file)? < file.len() {
+        return Ok(Outcome::Declined);
+    }
+    Ok(match yc::unpack(info, file, e_lfanew, ecx, offset) {
+        Some(image) => Outcome::Unpacked {
+            image,
+            packed: blob.len(),
+        },
+        None => Outcome::NotPacked,
+    })
+}
+
 fn with_wwpack(
     blob: &Blob,
     info: &ExeInfo,
     epbuff: &[u8; 4096],
-    head: &[u8],
+    e_lfanew: u32,
     max: u64,
 ) -> io::Result<Outcome> {
     if !wwpack::recognised(info, epbuff) {
@@ -136,7 +168,6 @@ fn with_wwpack(
     if packer.is_empty() || read_at_full(blob, u64::from(last.raw), &mut packer)? < packer.len() {
         return Ok(Outcome::Declined);
     }
-    let e_lfanew = moat_exe::le32(head, 60);
     Ok(match wwpack::unpack(info, image, &packer, e_lfanew) {
         Some(image) => Outcome::Unpacked {
             image,
