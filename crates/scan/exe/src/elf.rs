@@ -170,6 +170,7 @@ pub fn parse(src: &Src<'_>) -> Result<ExeInfo, ExeError> {
         hdr_size: 0,
         pe32plus: false,
         import_dir: (0, 0),
+        resource_dir: (0, 0),
         vep: 0,
         image_base32: 0,
     })

@@ -62,6 +62,8 @@ pub struct ExeInfo {
     pub pe32plus: bool,
     /// PE: the import directory (RVA, size), zero when absent.
     pub import_dir: (u32, u32),
+    /// PE: the resource directory (RVA, size), zero when absent.
+    pub resource_dir: (u32, u32),
     /// PE: the entry point's RVA (`AddressOfEntryPoint`). 0 for ELF.
     pub vep: u32,
     /// PE: the optional header's 32-bit `ImageBase` field as ClamAV reads it

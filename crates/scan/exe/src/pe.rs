@@ -112,6 +112,11 @@ pub fn parse(src: &Src<'_>, mode: PeMode) -> Result<ExeInfo, ExeError> {
     } else {
         (0, 0)
     };
+    let resource_dir = if ndatadirs > 2 {
+        (le32(&dirs, 16), le32(&dirs, 20))
+    } else {
+        (0, 0)
+    };
     let hdr_size = pe_salign(hdr_size, salign);
 
     let n = usize::from(nsections);
@@ -191,6 +196,7 @@ pub fn parse(src: &Src<'_>, mode: PeMode) -> Result<ExeInfo, ExeError> {
         hdr_size,
         pe32plus,
         import_dir,
+        resource_dir,
         vep,
         image_base32: le32(&opt, 28),
     })

@@ -2311,13 +2311,15 @@ fn installshield_overlay_files_are_members_by_name() {
 #[test]
 fn damaged_packed_programs_never_panic() {
     // clam-upx.exe (UPX's NRV2B), clam-aspack.exe (ASPack 2.12),
-    // clam-wwpack.exe and clam-yc.exe of Debian's clamav-testfiles: cut and
+    // clam-wwpack.exe, clam-yc.exe and clam-petite.exe of Debian's
+    // clamav-testfiles: cut and
     // overwritten anywhere, headers, packed data and stub alike.
     for (name, packer, seed) in [
         ("clam-upx.exe", "upx", 0x2545_f491_4f6c_dd1d),
         ("clam-aspack.exe", "aspack", 0x9e37_79b9_7f4a_7c15),
         ("clam-wwpack.exe", "wwpack", 0x6c07_8965_d1b3_4f1b),
         ("clam-yc.exe", "yc", 0x1405_7b7e_f767_814f),
+        ("clam-petite.exe", "petite", 0x5851_f42d_4c95_7f2d),
     ] {
         let path = format!("/usr/share/clamav-testfiles/{name}");
         let mut file = Vec::new();

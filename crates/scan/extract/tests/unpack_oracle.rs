@@ -3,8 +3,8 @@
 //! clamscan must find it in the packed file, which it can only do if its
 //! own unpacker produced exactly the same bytes. The files: Debian's
 //! `clamav-testfiles` `clam-upx.exe` (made by UPX itself, NRV2B) and
-//! `clam-aspack.exe` (ASPack 2.12), `clam-wwpack.exe` (WWPack32) and
-//! `clam-yc.exe` (yoda's Crypter), and
+//! `clam-aspack.exe` (ASPack 2.12), `clam-wwpack.exe` (WWPack32),
+//! `clam-yc.exe` (yoda's Crypter) and `clam-petite.exe` (Petite 2.2), and
 //! executables packed here with each of the formats ClamAV unpacks (NRV2B,
 //! NRV2D, NRV2E, LZMA), both with the program's own PE header in the image
 //! (rebuilt at its sections) and without one (wrapped in ClamAV's minimal
@@ -21,6 +21,7 @@ const CLAM_UPX: &str = "/usr/share/clamav-testfiles/clam-upx.exe";
 const CLAM_ASPACK: &str = "/usr/share/clamav-testfiles/clam-aspack.exe";
 const CLAM_WWPACK: &str = "/usr/share/clamav-testfiles/clam-wwpack.exe";
 const CLAM_YC: &str = "/usr/share/clamav-testfiles/clam-yc.exe";
+const CLAM_PETITE: &str = "/usr/share/clamav-testfiles/clam-petite.exe";
 const CLAM_EXE: &str = "/usr/share/clamav-testfiles/clam.exe";
 
 #[allow(clippy::disallowed_methods)] // bounded by take()
@@ -424,7 +425,7 @@ fn packed_programs_unpack_to_the_bytes_clamscan_unpacks() {
     let mut files = Vec::new();
     let mut expect = Vec::new();
     let mut add = |name: &str, file: Vec<u8>, must_hold: &[u8]| {
-        let packer = ["aspack", "wwpack", "yc"]
+        let packer = ["aspack", "wwpack", "yc", "petite"]
             .into_iter()
             .find(|p| name.contains(p))
             .unwrap_or("upx");
@@ -460,6 +461,11 @@ fn packed_programs_unpack_to_the_bytes_clamscan_unpacks() {
     );
     // Its decrypted program is packed again, with UPX.
     add("clam-yc.exe", read(Path::new(CLAM_YC)), b"UPX0");
+    add(
+        "clam-petite.exe",
+        read(Path::new(CLAM_PETITE)),
+        b"PK\x03\x04",
+    );
     for kind in [Nrv::B, Nrv::D, Nrv::E] {
         let marker = format!("moat-upx-marker-{kind:?}-own-header");
         let image = image_with_header(&marker);

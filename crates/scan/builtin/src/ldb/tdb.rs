@@ -326,6 +326,7 @@ mod tests {
             hdr_size: 0,
             pe32plus: false,
             import_dir: (0, 0),
+            resource_dir: (0, 0),
             vep: 0,
             image_base32: 0,
         };

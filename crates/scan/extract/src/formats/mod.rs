@@ -19,6 +19,7 @@ pub(crate) mod packed;
 pub(crate) mod pdf;
 pub(crate) mod pdfcrypt;
 pub(crate) mod pe;
+pub(crate) mod petite;
 pub(crate) mod rebuildpe;
 pub(crate) mod rtf;
 pub(crate) mod sevenz;

@@ -1,8 +1,8 @@
 //! Packed executables, unpacked in the order ClamAV's `cli_scanpe` tries
-//! its unpackers ([`upx`](super::upx), [`yc`](super::yc),
-//! [`wwpack`](super::wwpack), [`aspack`](super::aspack)); the unpacked
-//! program becomes the member named after its packer (`upx`, `yc`,
-//! `wwpack`, `aspack`), which the walk
+//! its unpackers ([`upx`](super::upx), [`petite`](super::petite),
+//! [`yc`](super::yc), [`wwpack`](super::wwpack), [`aspack`](super::aspack));
+//! the unpacked program becomes the member named after its packer (`upx`,
+//! `petite`, `yc`, `wwpack`, `aspack`), which the walk
 //! opens as the executable it is (so its embedded objects, and a packer
 //! inside, are found in turn). A file no unpacker takes is scanned as it is.
 //!
@@ -12,7 +12,7 @@
 //! recognised packer whose image would be larger is a limit, never a clean
 //! file.
 
-use super::{aspack, read_at_full, upx, wwpack, yc};
+use super::{aspack, petite, read_at_full, upx, wwpack, yc};
 use crate::walk::{Member, Step, Walker};
 use crate::{Problem, WalkError};
 use moat_core::Blob;
@@ -92,6 +92,15 @@ fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
         Outcome::NotPacked => {}
         o => return Ok(("upx", o)),
     }
+    // ClamAV tries nothing else on a file with less than 200 bytes at its
+    // entry point.
+    if epsize < 200 {
+        return Ok(("pe", Outcome::NotPacked));
+    }
+    match with_petite(blob, &info, &epbuff, max)? {
+        Outcome::NotPacked => {}
+        o => return Ok(("petite", o)),
+    }
     let e_lfanew = moat_exe::le32(&head[..n], 60);
     match with_yc(blob, &info, &epbuff, e_lfanew, max)? {
         Outcome::NotPacked => {}
@@ -102,6 +111,30 @@ fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
         o => return Ok(("wwpack", o)),
     }
     Ok(("aspack", with_aspack(blob, &info, &epbuff, epsize, max)?))
+}
+
+fn with_petite(blob: &Blob, info: &ExeInfo, epbuff: &[u8; 4096], max: u64) -> io::Result<Outcome> {
+    let Some(version) = petite::recognised(info, epbuff) else {
+        return Ok(Outcome::NotPacked);
+    };
+    let Some((min, top)) = petite::extent(info) else {
+        return Ok(Outcome::NotPacked);
+    };
+    let size = top.wrapping_sub(min);
+    if u64::from(size) > max {
+        return Ok(Outcome::TooLarge(size.into()));
+    }
+    let mut read = |at: u64, buf: &mut [u8]| read_at_full(blob, at, buf);
+    let Some(image) = petite::layout(info, min, size, &mut read)? else {
+        return Ok(Outcome::Declined);
+    };
+    Ok(match petite::unpack(info, version, image, min, max) {
+        Some(image) => Outcome::Unpacked {
+            image,
+            packed: blob.len(),
+        },
+        None => Outcome::NotPacked,
+    })
 }
 
 fn with_yc(
