@@ -88,6 +88,10 @@ fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
     // as zeros here.
     let mut epbuff = [0u8; 4096];
     let epsize = read_at_full(blob, ep, &mut epbuff)?;
+    // ClamAV unpacks nothing with less than 168 bytes at the entry point.
+    if epsize < 168 {
+        return Ok(("pe", Outcome::NotPacked));
+    }
     match upx::unpack(blob, &info, &epbuff, max)? {
         Outcome::NotPacked => {}
         o => return Ok(("upx", o)),
