@@ -2311,8 +2311,8 @@ fn installshield_overlay_files_are_members_by_name() {
 #[test]
 fn damaged_packed_programs_never_panic() {
     // clam-upx.exe (UPX's NRV2B), clam-aspack.exe (ASPack 2.12),
-    // clam-wwpack.exe, clam-yc.exe and clam-petite.exe of Debian's
-    // clamav-testfiles: cut and
+    // clam-wwpack.exe, clam-yc.exe, clam-petite.exe and clam-pespin.exe of
+    // Debian's clamav-testfiles: cut and
     // overwritten anywhere, headers, packed data and stub alike.
     for (name, packer, seed) in [
         ("clam-upx.exe", "upx", 0x2545_f491_4f6c_dd1d),
@@ -2320,6 +2320,7 @@ fn damaged_packed_programs_never_panic() {
         ("clam-wwpack.exe", "wwpack", 0x6c07_8965_d1b3_4f1b),
         ("clam-yc.exe", "yc", 0x1405_7b7e_f767_814f),
         ("clam-petite.exe", "petite", 0x5851_f42d_4c95_7f2d),
+        ("clam-pespin.exe", "pespin", 0x1405_7b7e_f767_8141),
     ] {
         let path = format!("/usr/share/clamav-testfiles/{name}");
         let mut file = Vec::new();

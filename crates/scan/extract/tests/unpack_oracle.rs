@@ -4,7 +4,8 @@
 //! own unpacker produced exactly the same bytes. The files: Debian's
 //! `clamav-testfiles` `clam-upx.exe` (made by UPX itself, NRV2B) and
 //! `clam-aspack.exe` (ASPack 2.12), `clam-wwpack.exe` (WWPack32),
-//! `clam-yc.exe` (yoda's Crypter) and `clam-petite.exe` (Petite 2.2), and
+//! `clam-yc.exe` (yoda's Crypter), `clam-petite.exe` (Petite 2.2) and
+//! `clam-pespin.exe` (PESpin 1.1), and
 //! executables packed here with each of the formats ClamAV unpacks (NRV2B,
 //! NRV2D, NRV2E, LZMA), both with the program's own PE header in the image
 //! (rebuilt at its sections) and without one (wrapped in ClamAV's minimal
@@ -22,6 +23,7 @@ const CLAM_ASPACK: &str = "/usr/share/clamav-testfiles/clam-aspack.exe";
 const CLAM_WWPACK: &str = "/usr/share/clamav-testfiles/clam-wwpack.exe";
 const CLAM_YC: &str = "/usr/share/clamav-testfiles/clam-yc.exe";
 const CLAM_PETITE: &str = "/usr/share/clamav-testfiles/clam-petite.exe";
+const CLAM_PESPIN: &str = "/usr/share/clamav-testfiles/clam-pespin.exe";
 const CLAM_EXE: &str = "/usr/share/clamav-testfiles/clam.exe";
 
 #[allow(clippy::disallowed_methods)] // bounded by take()
@@ -425,7 +427,7 @@ fn packed_programs_unpack_to_the_bytes_clamscan_unpacks() {
     let mut files = Vec::new();
     let mut expect = Vec::new();
     let mut add = |name: &str, file: Vec<u8>, must_hold: &[u8]| {
-        let packer = ["aspack", "wwpack", "yc", "petite"]
+        let packer = ["aspack", "wwpack", "yc", "petite", "pespin"]
             .into_iter()
             .find(|p| name.contains(p))
             .unwrap_or("upx");
@@ -465,6 +467,12 @@ fn packed_programs_unpack_to_the_bytes_clamscan_unpacks() {
         "clam-petite.exe",
         read(Path::new(CLAM_PETITE)),
         b"PK\x03\x04",
+    );
+    // Its program carries clam.exe as an embedded executable.
+    add(
+        "clam-pespin.exe",
+        read(Path::new(CLAM_PESPIN)),
+        &read(Path::new(CLAM_EXE)),
     );
     for kind in [Nrv::B, Nrv::D, Nrv::E] {
         let marker = format!("moat-upx-marker-{kind:?}-own-header");

@@ -1,6 +1,7 @@
 //! One module per container format. Each walks its members through
 //! [`Walker::member`](crate::walk::Walker::member).
 
+pub(crate) mod aplib;
 pub(crate) mod arj;
 pub(crate) mod aspack;
 pub(crate) mod binhex;
@@ -23,6 +24,7 @@ pub(crate) mod petite;
 pub(crate) mod rebuildpe;
 pub(crate) mod rtf;
 pub(crate) mod sevenz;
+pub(crate) mod spin;
 pub(crate) mod stream;
 pub(crate) mod szdd;
 pub(crate) mod tar;

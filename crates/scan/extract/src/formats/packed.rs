@@ -1,8 +1,9 @@
 //! Packed executables, unpacked in the order ClamAV's `cli_scanpe` tries
 //! its unpackers ([`upx`](super::upx), [`petite`](super::petite),
-//! [`yc`](super::yc), [`wwpack`](super::wwpack), [`aspack`](super::aspack));
-//! the unpacked program becomes the member named after its packer (`upx`,
-//! `petite`, `yc`, `wwpack`, `aspack`), which the walk
+//! [`spin`](super::spin), [`yc`](super::yc), [`wwpack`](super::wwpack),
+//! [`aspack`](super::aspack)); the unpacked program becomes the member named
+//! after its packer (`upx`, `petite`, `pespin`, `yc`, `wwpack`, `aspack`),
+//! which the walk
 //! opens as the executable it is (so its embedded objects, and a packer
 //! inside, are found in turn). A file no unpacker takes is scanned as it is.
 //!
@@ -12,7 +13,7 @@
 //! recognised packer whose image would be larger is a limit, never a clean
 //! file.
 
-use super::{aspack, petite, read_at_full, upx, wwpack, yc};
+use super::{aspack, petite, read_at_full, spin, upx, wwpack, yc};
 use crate::walk::{Member, Step, Walker};
 use crate::{Problem, WalkError};
 use moat_core::Blob;
@@ -105,6 +106,10 @@ fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
         Outcome::NotPacked => {}
         o => return Ok(("petite", o)),
     }
+    match with_spin(blob, &info, &epbuff, max)? {
+        Outcome::NotPacked => {}
+        o => return Ok(("pespin", o)),
+    }
     let e_lfanew = moat_exe::le32(&head[..n], 60);
     match with_yc(blob, &info, &epbuff, e_lfanew, max)? {
         Outcome::NotPacked => {}
@@ -138,6 +143,27 @@ fn with_petite(blob: &Blob, info: &ExeInfo, epbuff: &[u8; 4096], max: u64) -> io
             packed: blob.len(),
         },
         None => Outcome::NotPacked,
+    })
+}
+
+fn with_spin(blob: &Blob, info: &ExeInfo, epbuff: &[u8; 4096], max: u64) -> io::Result<Outcome> {
+    if !spin::recognised(info, epbuff) {
+        return Ok(Outcome::NotPacked);
+    }
+    if blob.len() > max {
+        return Ok(Outcome::TooLarge(blob.len()));
+    }
+    let mut file = vec![0u8; blob.len() as usize];
+    if read_at_full(blob, 0, &mut file)? < file.len() {
+        return Ok(Outcome::Declined);
+    }
+    Ok(match spin::unpack(info, file, max) {
+        Ok(Some(image)) => Outcome::Unpacked {
+            image,
+            packed: blob.len(),
+        },
+        Ok(None) => Outcome::NotPacked,
+        Err(size) => Outcome::TooLarge(size),
     })
 }
 

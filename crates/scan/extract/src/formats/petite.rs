@@ -11,6 +11,7 @@
 //! ClamAV's pointer arithmetic is, and every read and copy is checked:
 //! data that does not decode leaves the file scanned as it is.
 
+use super::aplib::doubledl;
 use super::rebuildpe::rebuild;
 use moat_exe::{ExeInfo, Section, le32};
 
@@ -73,25 +74,6 @@ pub(crate) fn layout(
 fn contained(size: u32, at: i64, len: i64) -> bool {
     let size = i64::from(size);
     size > 0 && len > 0 && len <= size && at >= 0 && at + len <= size
-}
-
-/// `doubledl`: the bit reader (a byte at a time, most significant bit
-/// first, with a sentinel bit).
-fn doubledl(buf: &[u8], src: &mut i64, dl: &mut u8) -> Option<u32> {
-    let old = *dl;
-    let mut new = old.wrapping_mul(2);
-    let mut bit_from = old;
-    if old & 0x7f == 0 {
-        // ClamAV never reads the buffer's last byte here.
-        if *src < 0 || *src >= buf.len() as i64 - 1 {
-            return None;
-        }
-        bit_from = buf[*src as usize];
-        new = bit_from.wrapping_mul(2).wrapping_add(1);
-        *src += 1;
-    }
-    *dl = new;
-    Some(u32::from(bit_from >> 7))
 }
 
 /// `petite_inflate2x_1to9`: `buf` is the image from `min`; the rebuilt
