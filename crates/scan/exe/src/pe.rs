@@ -304,21 +304,8 @@ mod tests {
         let Some(pe) = crate::testbin::mingw_pe() else {
             return;
         };
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
         let mut parsed = 0;
-        for _ in 0..3000 {
-            let mut f = pe[..pe.len().min(4096)].to_vec();
-            // Flip a few bytes in the headers (DOS, PE, optional, sections).
-            for _ in 0..1 + next() % 4 {
-                let at = (next() % 0x300) as usize;
-                f[at] = next() as u8;
-            }
+        for f in crate::testbin::mutated_headers(&pe, 3000) {
             let len = f.len() as u64;
             for mode in [PeMode::Scan, PeMode::Target] {
                 if let Ok(info) = parse_vec(f.clone(), mode) {

@@ -176,3 +176,24 @@ pub fn readelf(elf: &[u8]) -> Facts {
         sections,
     }
 }
+
+/// `rounds` copies of the first 4 KiB of `pe` with one to four bytes of its
+/// headers (DOS, PE, optional, sections) overwritten, from a fixed
+/// sequence so failures reproduce.
+pub fn mutated_headers(pe: &[u8], rounds: usize) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..rounds).map(move |_| {
+        let mut f = pe[..pe.len().min(4096)].to_vec();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % 0x300) as usize;
+            f[at] = next() as u8;
+        }
+        f
+    })
+}

@@ -773,19 +773,7 @@ mod tests {
         let Some(pe) = crate::exe::testbin::mingw_pe() else {
             return;
         };
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for _ in 0..3000 {
-            let mut f = pe[..pe.len().min(4096)].to_vec();
-            for _ in 0..1 + next() % 4 {
-                let at = (next() % 0x300) as usize;
-                f[at] = next() as u8;
-            }
+        for f in crate::exe::testbin::mutated_headers(&pe, 3000) {
             let blob = Blob::from_vec(f);
             let src = Src::new(&blob, &[]);
             for mode in [PeMode::Scan, PeMode::Target] {

@@ -73,6 +73,9 @@ pub(crate) fn walk<E>(
     }
 }
 
+/// One unpacker, ready to run on the file at hand.
+type Unpacker<'a> = dyn Fn() -> io::Result<Outcome> + 'a;
+
 /// Each unpacker in ClamAV's order; the name of the one that decided.
 fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
     let mut head = [0u8; 4096];
@@ -89,37 +92,73 @@ fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
     // as zeros here.
     let mut epbuff = [0u8; 4096];
     let epsize = read_at_full(blob, ep, &mut epbuff)?;
-    // ClamAV unpacks nothing with less than 168 bytes at the entry point.
-    if epsize < 168 {
-        return Ok(("pe", Outcome::NotPacked));
-    }
-    match upx::unpack(blob, &info, &epbuff, max)? {
-        Outcome::NotPacked => {}
-        o => return Ok(("upx", o)),
-    }
-    // ClamAV tries nothing else on a file with less than 200 bytes at its
-    // entry point.
-    if epsize < 200 {
-        return Ok(("pe", Outcome::NotPacked));
-    }
-    match with_petite(blob, &info, &epbuff, max)? {
-        Outcome::NotPacked => {}
-        o => return Ok(("petite", o)),
-    }
-    match with_spin(blob, &info, &epbuff, max)? {
-        Outcome::NotPacked => {}
-        o => return Ok(("pespin", o)),
-    }
     let e_lfanew = moat_exe::le32(&head[..n], 60);
-    match with_yc(blob, &info, &epbuff, e_lfanew, max)? {
-        Outcome::NotPacked => {}
-        o => return Ok(("yc", o)),
+    let info = &info;
+    let epbuff = &epbuff;
+    // ClamAV unpacks nothing with less than 168 bytes at the entry point,
+    // and tries only UPX with less than 200.
+    let min_ep = |bytes: usize| epsize >= bytes;
+    let unpackers: [(&'static str, usize, &Unpacker<'_>); 6] = [
+        ("upx", 168, &|| upx::unpack(blob, info, epbuff, max)),
+        ("petite", 200, &|| with_petite(blob, info, epbuff, max)),
+        ("pespin", 200, &|| with_spin(blob, info, epbuff, max)),
+        ("yc", 200, &|| with_yc(blob, info, epbuff, e_lfanew, max)),
+        ("wwpack", 200, &|| {
+            with_wwpack(blob, info, epbuff, e_lfanew, max)
+        }),
+        ("aspack", 200, &|| {
+            with_aspack(blob, info, epbuff, epsize, max)
+        }),
+    ];
+    for (name, needs, unpacker) in unpackers {
+        if !min_ep(needs) {
+            break;
+        }
+        match unpacker()? {
+            Outcome::NotPacked => {}
+            o => return Ok((name, o)),
+        }
     }
-    match with_wwpack(blob, &info, &epbuff, e_lfanew, max)? {
-        Outcome::NotPacked => {}
-        o => return Ok(("wwpack", o)),
+    Ok(("pe", Outcome::NotPacked))
+}
+
+/// What an unpacker's result means for the walk.
+fn outcome(image: Option<Vec<u8>>, blob: &Blob) -> Outcome {
+    match image {
+        Some(image) => Outcome::Unpacked {
+            image,
+            packed: blob.len(),
+        },
+        None => Outcome::NotPacked,
     }
-    Ok(("aspack", with_aspack(blob, &info, &epbuff, epsize, max)?))
+}
+
+/// The whole file in memory (the unpackers that decrypt it in place), or
+/// the outcome that stops them.
+fn whole_file(blob: &Blob, max: u64) -> io::Result<Result<Vec<u8>, Outcome>> {
+    if blob.len() > max {
+        return Ok(Err(Outcome::TooLarge(blob.len())));
+    }
+    let mut file = vec![0u8; blob.len() as usize];
+    if read_at_full(blob, 0, &mut file)? < file.len() {
+        return Ok(Err(Outcome::Declined));
+    }
+    Ok(Ok(file))
+}
+
+/// Copy each of `sections` that has raw data to its address in `image`, as
+/// `cli_scanpe` lays them out; `false` when one does not fit or read.
+fn at_addresses(blob: &Blob, sections: &[moat_exe::Section], image: &mut [u8]) -> io::Result<bool> {
+    for s in sections.iter().filter(|s| s.rsz != 0) {
+        let (at, len) = (s.rva as usize, s.rsz as usize);
+        let Some(dst) = image.get_mut(at..at.saturating_add(len)) else {
+            return Ok(false);
+        };
+        if read_at_full(blob, u64::from(s.raw), dst)? < len {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn with_petite(blob: &Blob, info: &ExeInfo, epbuff: &[u8; 4096], max: u64) -> io::Result<Outcome> {
@@ -137,32 +176,22 @@ fn with_petite(blob: &Blob, info: &ExeInfo, epbuff: &[u8; 4096], max: u64) -> io
     let Some(image) = petite::layout(info, min, size, &mut read)? else {
         return Ok(Outcome::Declined);
     };
-    Ok(match petite::unpack(info, version, image, min, max) {
-        Some(image) => Outcome::Unpacked {
-            image,
-            packed: blob.len(),
-        },
-        None => Outcome::NotPacked,
-    })
+    Ok(outcome(
+        petite::unpack(info, version, image, min, max),
+        blob,
+    ))
 }
 
 fn with_spin(blob: &Blob, info: &ExeInfo, epbuff: &[u8; 4096], max: u64) -> io::Result<Outcome> {
     if !spin::recognised(info, epbuff) {
         return Ok(Outcome::NotPacked);
     }
-    if blob.len() > max {
-        return Ok(Outcome::TooLarge(blob.len()));
-    }
-    let mut file = vec![0u8; blob.len() as usize];
-    if read_at_full(blob, 0, &mut file)? < file.len() {
-        return Ok(Outcome::Declined);
-    }
+    let file = match whole_file(blob, max)? {
+        Ok(f) => f,
+        Err(o) => return Ok(o),
+    };
     Ok(match spin::unpack(info, file, max) {
-        Ok(Some(image)) => Outcome::Unpacked {
-            image,
-            packed: blob.len(),
-        },
-        Ok(None) => Outcome::NotPacked,
+        Ok(image) => outcome(image, blob),
         Err(size) => Outcome::TooLarge(size),
     })
 }
@@ -177,20 +206,11 @@ fn with_yc(
     let Some((ecx, offset)) = yc::recognised(info, epbuff, blob.len()) else {
         return Ok(Outcome::NotPacked);
     };
-    if blob.len() > max {
-        return Ok(Outcome::TooLarge(blob.len()));
-    }
-    let mut file = vec![0u8; blob.len() as usize];
-    if read_at_full(blob, 0, &mut file)? < file.len() {
-        return Ok(Outcome::Declined);
-    }
-    Ok(match yc::unpack(info, file, e_lfanew, ecx, offset) {
-        Some(image) => Outcome::Unpacked {
-            image,
-            packed: blob.len(),
-        },
-        None => Outcome::NotPacked,
-    })
+    let file = match whole_file(blob, max)? {
+        Ok(f) => f,
+        Err(o) => return Ok(o),
+    };
+    Ok(outcome(yc::unpack(info, file, e_lfanew, ecx, offset), blob))
 }
 
 fn with_wwpack(
@@ -214,30 +234,20 @@ fn with_wwpack(
     if read_at_full(blob, 0, &mut image[..headers as usize])? < headers as usize {
         return Ok(Outcome::Declined);
     }
-    let (last, rest) = info
-        .sections
-        .split_last()
-        .unwrap_or((&info.sections[0], &[]));
-    for s in rest.iter().filter(|s| s.rsz != 0) {
-        let (at, len) = (s.rva as usize, s.rsz as usize);
-        let Some(dst) = image.get_mut(at..at.saturating_add(len)) else {
-            return Ok(Outcome::NotPacked);
-        };
-        if read_at_full(blob, u64::from(s.raw), dst)? < len {
-            return Ok(Outcome::NotPacked);
-        }
+    let Some((last, rest)) = info.sections.split_last() else {
+        return Ok(Outcome::NotPacked);
+    };
+    if !at_addresses(blob, rest, &mut image)? {
+        return Ok(Outcome::NotPacked);
     }
     let mut packer = vec![0u8; last.rsz as usize];
     if packer.is_empty() || read_at_full(blob, u64::from(last.raw), &mut packer)? < packer.len() {
         return Ok(Outcome::Declined);
     }
-    Ok(match wwpack::unpack(info, image, &packer, e_lfanew) {
-        Some(image) => Outcome::Unpacked {
-            image,
-            packed: blob.len(),
-        },
-        None => Outcome::NotPacked,
-    })
+    Ok(outcome(
+        wwpack::unpack(info, image, &packer, e_lfanew),
+        blob,
+    ))
 }
 
 fn with_aspack(
@@ -257,24 +267,12 @@ fn with_aspack(
     if size > max {
         return Ok(Outcome::TooLarge(size));
     }
-    // The sections at their addresses, as `cli_scanpe` lays them out.
     let mut image = vec![0u8; size as usize];
-    for s in info.sections.iter().filter(|s| s.rsz != 0) {
-        let (at, len) = (s.rva as usize, s.rsz as usize);
-        let Some(dst) = image.get_mut(at..at.saturating_add(len)) else {
-            return Ok(Outcome::NotPacked);
-        };
-        if read_at_full(blob, u64::from(s.raw), dst)? < len {
-            return Ok(Outcome::NotPacked);
-        }
+    if !at_addresses(blob, &info.sections, &mut image)? {
+        return Ok(Outcome::NotPacked);
     }
-    Ok(
-        match aspack::unpack(info, blob.len(), epbuff, epsize, image, max) {
-            Some(image) => Outcome::Unpacked {
-                image,
-                packed: blob.len(),
-            },
-            None => Outcome::NotPacked,
-        },
-    )
+    Ok(outcome(
+        aspack::unpack(info, blob.len(), epbuff, epsize, image, max),
+        blob,
+    ))
 }

@@ -8,8 +8,9 @@
 use moat_exe::Section;
 use moat_exe::pe::pe_salign;
 
-/// ClamAV's DOS header and stub, then a PE and optional header (0x148 bytes).
-const HEADERS: &[u8; 0x148] = b"\
+/// ClamAV's DOS header and stub ("This file was created by ClamAV for
+/// internal use..."), in front of every PE it rebuilds (0xd0 bytes).
+pub(crate) const DOS_STUB: &[u8; 0xd0] = b"\
 \x4D\x5A\x90\x00\x02\x00\x00\x00\x04\x00\x0F\x00\xFF\xFF\x00\x00\
 \xB0\x00\x00\x00\x00\x00\x00\x00\x40\x00\x1A\x00\x00\x00\x00\x00\
 \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\
@@ -22,7 +23,10 @@ const HEADERS: &[u8; 0x148] = b"\
 \x72\x75\x6E\x2E\x0D\x0A\x43\x6C\x61\x6D\x41\x56\x20\x2D\x20\x41\
 \x20\x47\x50\x4C\x20\x76\x69\x72\x75\x73\x20\x73\x63\x61\x6E\x6E\
 \x65\x72\x20\x2D\x20\x68\x74\x74\x70\x3A\x2F\x2F\x77\x77\x77\x2E\
-\x63\x6C\x61\x6D\x61\x76\x2E\x6E\x65\x74\x0D\x0A\x24\x00\x00\x00\
+\x63\x6C\x61\x6D\x61\x76\x2E\x6E\x65\x74\x0D\x0A\x24\x00\x00\x00";
+
+/// The PE and optional header `cli_rebuildpe` writes after [`DOS_STUB`].
+const PE_HEADER: &[u8; 0x78] = b"\
 \x50\x45\x00\x00\x4C\x01\xFF\xFF\x43\x4C\x41\x4D\x00\x00\x00\x00\
 \x00\x00\x00\x00\xE0\x00\x83\x8F\x0B\x01\x00\x00\x00\x10\x00\x00\
 \x00\x10\x00\x00\x00\x00\x00\x00\xFF\xFF\xFF\xFF\x00\x10\x00\x00\
@@ -32,7 +36,7 @@ const HEADERS: &[u8; 0x148] = b"\
 \x00\x00\x10\x00\x00\x10\x00\x00\x00\x00\x10\x00\x00\x10\x00\x00\
 \x00\x00\x00\x00\x10\x00\x00\x00";
 
-/// Where the PE header starts in [`HEADERS`].
+/// Where the PE header starts.
 const PE: usize = 0xd0;
 
 fn put32(b: &mut [u8], at: usize, v: u32) {
@@ -72,7 +76,8 @@ pub(crate) fn rebuild(
         return None;
     }
     let mut pe = vec![0u8; rawbase as usize + datasize as usize];
-    pe[..0x148].copy_from_slice(HEADERS);
+    pe[..PE].copy_from_slice(DOS_STUB);
+    pe[PE..0x148].copy_from_slice(PE_HEADER);
     let mut datasize = pe_salign(rawbase, 0x1000);
     pe[PE + 6..PE + 8].copy_from_slice(&((sects + u32::from(ghost)) as u16).to_le_bytes());
     put32(&mut pe, PE + 40, ep);
