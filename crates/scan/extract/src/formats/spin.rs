@@ -255,6 +255,7 @@ pub(crate) fn unpack(info: &ExeInfo, mut file: Vec<u8>, max: u64) -> Result<Opti
             s.rva <= res && res - s.rva < s.vsz && res - s.rva > 0 && res - s.rva <= s.rsz
         })
         && bitman & 1u32.wrapping_shl(j as u32) == 0
+        && grown + u64::from(sections[j].vsz) <= max
     {
         let s = sections[j];
         let k = (res - s.rva) as usize;
