@@ -78,6 +78,9 @@ def compare_all(ref, r):
           f" only moat: {sum(map(len, only_moat.values()))} names in {len(only_moat)} files)")
     for k, v in list(only_clam.items())[:5]:
         print(f"  only clamscan {k}: {v[:4]}")
+    if len(only_clam) > 5:
+        rest = ", ".join(f"{k} ({len(v)})" for k, v in list(only_clam.items())[5:])
+        print(f"  only clamscan, the other files: {rest}")
     for k, v in list(only_moat.items())[:5]:
         print(f"  only moat     {k}: {v[:4]}")
 

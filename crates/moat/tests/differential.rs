@@ -584,6 +584,25 @@ fn clamav_testfiles_with_clam_exe_section_and_import_hashes() {
         .check();
 }
 
+/// Executables in the raw bytes of an OLE2 file are found and scanned, as
+/// ClamAV's embedded type recognition does in MSI packages: the
+/// InstallShield setups' clam.msi holds one from offset 83,456 on, whose
+/// "rest of the file" clamscan scans as a PE (a PE-targeted body signature
+/// matches text after the program itself).
+#[test]
+fn executables_in_the_raw_bytes_of_msi_packages() {
+    let files: Vec<PathBuf> = ["clam_ISmsi_ext.exe", "clam_ISmsi_int.exe"]
+        .iter()
+        .map(|f| Path::new(TESTFILES).join(f))
+        .collect();
+    Case::new("embedded PE in OLE2")
+        .sig("msi.ndb", "Diff.Msi.EmbeddedPe:1:*:6c6f636174696f6e\n")
+        .files(&files)
+        .detects("clam_ISmsi_ext.exe", &["Diff.Msi.EmbeddedPe"])
+        .detects("clam_ISmsi_int.exe", &["Diff.Msi.EmbeddedPe"])
+        .check();
+}
+
 #[test]
 fn logical_signatures_on_raw_and_normalised_content() {
     let a = planted(6000, 21, 100, b"moat-ldb-first");

@@ -109,7 +109,15 @@ impl<E> Walker<'_, E> {
             ContainerKind::Tnef => formats::tnef::walk(self, blob, location, depth),
             ContainerKind::Rtf => formats::rtf::walk(self, blob, location, depth),
             ContainerKind::Ole1 => formats::ole1::walk(self, blob, location, depth),
-            ContainerKind::Ole2 => formats::ole2::walk(self, blob, location, depth),
+            ContainerKind::Ole2 => {
+                formats::ole2::walk(self, blob, location, depth)?;
+                // ClamAV also finds executables and SFX archives in the raw
+                // bytes of an OLE2 file (an MSI package's programs).
+                if embedded || self.stopped {
+                    return Ok(());
+                }
+                formats::pe::carve(self, blob, location, depth, formats::pe::OLE2_FINDS, &[])
+            }
             ContainerKind::Szdd => formats::szdd::walk(self, blob, location, depth),
             ContainerKind::BinHex => formats::binhex::walk(self, blob, location, depth),
             ContainerKind::Pdf => formats::pdf::walk(self, blob, location, depth),

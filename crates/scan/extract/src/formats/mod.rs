@@ -103,6 +103,9 @@ pub(crate) fn find_all<const N: usize>(
             break;
         }
         for ((finder, f), cap) in finders.iter().zip(found.iter_mut()).zip(caps) {
+            if cap == 0 {
+                continue;
+            }
             for i in finder.find_iter(&buf[..n]) {
                 if f.len() >= cap {
                     break;

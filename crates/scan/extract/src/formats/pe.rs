@@ -2,7 +2,9 @@
 //! offset, as ClamAV's embedded type recognition finds them (`scanraw` in
 //! `libclamav/scanners.c`): self-extracting archives (zip, 7z or cab data
 //! inside or after the program), installers' payloads (NSIS, InstallShield)
-//! and executables inside executables (droppers). Each one is a member named `embedded@OFFSET`: the file from
+//! and executables inside executables (droppers). [`carve`] also serves
+//! OLE2 files, in whose raw bytes ClamAV looks for executables and SFX
+//! archives too ([`OLE2_FINDS`]). Each one is a member named `embedded@OFFSET`: the file from
 //! that offset to its end (a cab only as far as its header says), which the
 //! walker then opens by its magic like any member.
 //!
@@ -53,7 +55,7 @@ pub(crate) fn is_pe(head: &[u8]) -> bool {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
+pub(crate) enum Kind {
     Zip,
     SevenZ,
     Cab,
@@ -74,28 +76,6 @@ pub(crate) fn walk<E>(
     if super::packed::walk(w, blob, location, depth)? == Step::Stop || embedded {
         return Ok(());
     }
-    let [zips, sevens, cabs, mzs, nsis, ishields] = find_all(
-        blob,
-        [ZIP, SEVEN_Z, CAB, MZ, NSIS, ISHIELD],
-        [MAX_CANDIDATES; 6],
-    )
-    .map_err(WalkError::Io)?;
-    let mut candidates: Vec<(u64, Kind)> = zips
-        .into_iter()
-        .map(|o| (o, Kind::Zip))
-        .chain(sevens.into_iter().map(|o| (o, Kind::SevenZ)))
-        .chain(cabs.into_iter().map(|o| (o, Kind::Cab)))
-        .chain(mzs.into_iter().map(|o| (o, Kind::Pe)))
-        .chain(ishields.into_iter().map(|o| (o, Kind::InstallShield)))
-        // The first header starts 4 bytes before its signature.
-        .chain(
-            nsis.into_iter()
-                .filter(|&o| o >= 4)
-                .map(|o| (o - 4, Kind::Nsis)),
-        )
-        .filter(|&(o, _)| o > 0)
-        .collect();
-    candidates.sort_unstable();
     // InstallShield's overlay lists its files; they are members by name, and
     // magics inside them are theirs, not the executable's.
     let entries = overlay_entries(blob).map_err(WalkError::Io)?;
@@ -124,8 +104,72 @@ pub(crate) fn walk<E>(
     if let Some(parts) = super::iscab::Parts::find(&entries) {
         super::iscab::walk(w, blob, location, depth, &parts)?;
     }
+    carve(w, blob, location, depth, PE_FINDS, &entries)
+}
+
+/// What ClamAV's embedded type recognition looks for in an executable.
+const PE_FINDS: &[Kind] = &[
+    Kind::Zip,
+    Kind::SevenZ,
+    Kind::Cab,
+    Kind::Pe,
+    Kind::Nsis,
+    Kind::InstallShield,
+];
+
+/// What it looks for in an OLE2 file (Office documents, MSI packages): the
+/// SFX archives it looks for in any file, and executables.
+pub(crate) const OLE2_FINDS: &[Kind] = &[Kind::Zip, Kind::SevenZ, Kind::Cab, Kind::Pe];
+
+/// Find the objects of `kinds` embedded in `blob` by their magic, check
+/// each, and walk those that pass as members `embedded@OFFSET` (outside
+/// the byte ranges `taken` already gave as members).
+pub(crate) fn carve<E>(
+    w: &mut Walker<'_, E>,
+    blob: &Blob,
+    location: &str,
+    depth: u32,
+    kinds: &[Kind],
+    taken: &[(String, u64, u64)],
+) -> Result<(), WalkError<E>> {
+    let [zips, sevens, cabs, mzs, nsis, ishields] = find_all(
+        blob,
+        [ZIP, SEVEN_Z, CAB, MZ, NSIS, ISHIELD],
+        [
+            Kind::Zip,
+            Kind::SevenZ,
+            Kind::Cab,
+            Kind::Pe,
+            Kind::Nsis,
+            Kind::InstallShield,
+        ]
+        .map(|k| {
+            if kinds.contains(&k) {
+                MAX_CANDIDATES
+            } else {
+                0
+            }
+        }),
+    )
+    .map_err(WalkError::Io)?;
+    let mut candidates: Vec<(u64, Kind)> = zips
+        .into_iter()
+        .map(|o| (o, Kind::Zip))
+        .chain(sevens.into_iter().map(|o| (o, Kind::SevenZ)))
+        .chain(cabs.into_iter().map(|o| (o, Kind::Cab)))
+        .chain(mzs.into_iter().map(|o| (o, Kind::Pe)))
+        .chain(ishields.into_iter().map(|o| (o, Kind::InstallShield)))
+        // The first header starts 4 bytes before its signature.
+        .chain(
+            nsis.into_iter()
+                .filter(|&o| o >= 4)
+                .map(|o| (o - 4, Kind::Nsis)),
+        )
+        .filter(|&(o, _)| o > 0)
+        .collect();
+    candidates.sort_unstable();
     let covered = |at: u64| {
-        entries
+        taken
             .iter()
             .any(|&(_, start, size)| at >= start && at < start + size)
     };
