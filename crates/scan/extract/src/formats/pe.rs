@@ -182,7 +182,10 @@ pub(crate) fn carve<E>(
             break;
         }
         let is_archive = kind != Kind::Pe;
-        if is_archive && at < archive_until || covered(at) {
+        // An executable is carved even inside a member already given (an
+        // InstallShield overlay file), as ClamAV carves it: to the end of
+        // the file, so signatures see what follows it too.
+        if is_archive && (at < archive_until || covered(at)) {
             continue;
         }
         let Some(len) = check(blob, at, kind).map_err(WalkError::Io)? else {
