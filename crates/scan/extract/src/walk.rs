@@ -15,6 +15,7 @@
 //! opened, if they form a container), since that can only add findings.
 
 use crate::detect::{HEAD_LEN, detect, detect_unsupported_archive};
+use crate::formats::stream::Compressor;
 use crate::{ContainerKind, Entry, Limits, Problem, WalkError, WalkReport, formats};
 use moat_core::{Blob, Spool};
 use std::io::{self, Read, Write};
@@ -128,10 +129,16 @@ impl<E> Walker<'_, E> {
             ContainerKind::Chm => formats::chm::walk(self, blob, location, depth),
             ContainerKind::Html => formats::html::walk(self, blob, location, depth),
             ContainerKind::InstallShield => formats::ishield::walk(self, blob, location, depth),
-            ContainerKind::Gzip
-            | ContainerKind::Bzip2
-            | ContainerKind::Xz
-            | ContainerKind::Zstd => formats::stream::walk(self, blob, location, kind, depth),
+            ContainerKind::Gzip => {
+                formats::stream::walk(self, blob, location, Compressor::Gzip, depth)
+            }
+            ContainerKind::Bzip2 => {
+                formats::stream::walk(self, blob, location, Compressor::Bzip2, depth)
+            }
+            ContainerKind::Xz => formats::stream::walk(self, blob, location, Compressor::Xz, depth),
+            ContainerKind::Zstd => {
+                formats::stream::walk(self, blob, location, Compressor::Zstd, depth)
+            }
         }
     }
 

@@ -239,7 +239,9 @@ pub(crate) fn carve<E>(
 /// How much of the blob from `at` the candidate takes, if it is one.
 fn check(blob: &Blob, at: u64, kind: Kind) -> std::io::Result<Option<u64>> {
     let rest = blob.len() - at;
-    let mut h = [0u8; 512];
+    // Every check needs at most 64 bytes (a PE's e_lfanew ends there; the
+    // PE header is read where it points).
+    let mut h = [0u8; 64];
     let n = read_at_full(blob, at, &mut h)?;
     let h = &h[..n];
     let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);

@@ -3,8 +3,8 @@
 //! compressed size, for the ratio check, is the whole input.
 
 use super::INPUT_BUFFER;
+use crate::WalkError;
 use crate::walk::{Member, Walker};
-use crate::{ContainerKind, WalkError};
 use moat_core::Blob;
 use std::io::{BufReader, Read};
 
@@ -15,28 +15,37 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 /// Longest gzip FNAME read, in bytes.
 const MAX_FNAME: usize = 1024;
 
+/// The single-stream formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compressor {
+    Gzip,
+    Bzip2,
+    Xz,
+    Zstd,
+}
+
 pub(crate) fn walk<E>(
     w: &mut Walker<'_, E>,
     blob: &Blob,
     location: &str,
-    kind: ContainerKind,
+    kind: Compressor,
     depth: u32,
 ) -> Result<(), WalkError<E>> {
     let header_name = match kind {
-        ContainerKind::Gzip => gzip_fname(blob).map_err(WalkError::Io)?,
+        Compressor::Gzip => gzip_fname(blob).map_err(WalkError::Io)?,
         _ => None,
     };
     let name = header_name.unwrap_or_else(|| name_from_container(location, kind));
     let input = BufReader::with_capacity(INPUT_BUFFER, blob.reader());
     let mut reader: Box<dyn Read> = match kind {
-        ContainerKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-        ContainerKind::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
-        ContainerKind::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
+        Compressor::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compressor::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
+        Compressor::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
             input,
             true,
             XZ_MEM_LIMIT_KB,
         )),
-        ContainerKind::Zstd => {
+        Compressor::Zstd => {
             let decoder = zstd::stream::read::Decoder::with_buffer(input)
                 .and_then(|mut d| d.window_log_max(ZSTD_WINDOW_LOG_MAX).map(|()| d));
             match decoder {
@@ -47,25 +56,6 @@ pub(crate) fn walk<E>(
                 }
             }
         }
-        ContainerKind::Zip
-        | ContainerKind::Tar
-        | ContainerKind::SevenZ
-        | ContainerKind::Mail
-        | ContainerKind::Cpio
-        | ContainerKind::Tnef
-        | ContainerKind::Rtf
-        | ContainerKind::Ole1
-        | ContainerKind::Ole2
-        | ContainerKind::Szdd
-        | ContainerKind::BinHex
-        | ContainerKind::Cab
-        | ContainerKind::Pe
-        | ContainerKind::Nsis
-        | ContainerKind::Arj
-        | ContainerKind::Chm
-        | ContainerKind::Html
-        | ContainerKind::InstallShield
-        | ContainerKind::Pdf => return Ok(()),
     };
     w.member(
         Member {
@@ -109,33 +99,14 @@ fn gzip_fname(blob: &Blob) -> std::io::Result<Option<String>> {
 
 /// `x.tar.gz` → `x.tar`, `x.tgz` → `x.tar`, `x.gz` → `x`; otherwise `data`.
 /// Only the container's own name (after the last `>` and `/`) is used.
-fn name_from_container(location: &str, kind: ContainerKind) -> String {
+fn name_from_container(location: &str, kind: Compressor) -> String {
     let own = location.rsplit('>').next().unwrap_or(location);
     let own = own.rsplit('/').next().unwrap_or(own);
     let rules: &[(&str, &str)] = match kind {
-        ContainerKind::Gzip => &[(".tgz", ".tar"), (".taz", ".tar"), (".gz", ""), (".z", "")],
-        ContainerKind::Bzip2 => &[(".tbz2", ".tar"), (".tbz", ".tar"), (".bz2", "")],
-        ContainerKind::Xz => &[(".txz", ".tar"), (".xz", "")],
-        ContainerKind::Zstd => &[(".tzst", ".tar"), (".zstd", ""), (".zst", "")],
-        ContainerKind::Zip
-        | ContainerKind::Tar
-        | ContainerKind::SevenZ
-        | ContainerKind::Mail
-        | ContainerKind::Cpio
-        | ContainerKind::Tnef
-        | ContainerKind::Rtf
-        | ContainerKind::Ole1
-        | ContainerKind::Ole2
-        | ContainerKind::Szdd
-        | ContainerKind::BinHex
-        | ContainerKind::Cab
-        | ContainerKind::Pe
-        | ContainerKind::Nsis
-        | ContainerKind::Arj
-        | ContainerKind::Chm
-        | ContainerKind::Html
-        | ContainerKind::InstallShield
-        | ContainerKind::Pdf => &[],
+        Compressor::Gzip => &[(".tgz", ".tar"), (".taz", ".tar"), (".gz", ""), (".z", "")],
+        Compressor::Bzip2 => &[(".tbz2", ".tar"), (".tbz", ".tar"), (".bz2", "")],
+        Compressor::Xz => &[(".txz", ".tar"), (".xz", "")],
+        Compressor::Zstd => &[(".tzst", ".tar"), (".zstd", ""), (".zst", "")],
     };
     let lower = own.to_ascii_lowercase();
     for (suffix, replacement) in rules {
@@ -153,14 +124,14 @@ mod tests {
     #[test]
     fn derived_names() {
         let n = |l, k| name_from_container(l, k);
-        assert_eq!(n("a.tar.gz", ContainerKind::Gzip), "a.tar");
-        assert_eq!(n("x.zip>dir/B.TGZ", ContainerKind::Gzip), "B.tar");
-        assert_eq!(n("notes.gz", ContainerKind::Gzip), "notes");
-        assert_eq!(n(".gz", ContainerKind::Gzip), "data");
-        assert_eq!(n("upload", ContainerKind::Gzip), "data");
-        assert_eq!(n("a.tar.bz2", ContainerKind::Bzip2), "a.tar");
-        assert_eq!(n("a.txz", ContainerKind::Xz), "a.tar");
-        assert_eq!(n("a.tar.zst", ContainerKind::Zstd), "a.tar");
+        assert_eq!(n("a.tar.gz", Compressor::Gzip), "a.tar");
+        assert_eq!(n("x.zip>dir/B.TGZ", Compressor::Gzip), "B.tar");
+        assert_eq!(n("notes.gz", Compressor::Gzip), "notes");
+        assert_eq!(n(".gz", Compressor::Gzip), "data");
+        assert_eq!(n("upload", Compressor::Gzip), "data");
+        assert_eq!(n("a.tar.bz2", Compressor::Bzip2), "a.tar");
+        assert_eq!(n("a.txz", Compressor::Xz), "a.tar");
+        assert_eq!(n("a.tar.zst", Compressor::Zstd), "a.tar");
     }
 
     #[test]
