@@ -584,6 +584,31 @@ fn clamav_testfiles_with_clam_exe_section_and_import_hashes() {
         .check();
 }
 
+/// Archives appended to files that are not archives (an image with a zip or
+/// a cabinet after it, the polyglots upload filters miss) are opened, as
+/// ClamAV's embedded type recognition opens them in any file.
+#[test]
+fn archives_appended_to_images_are_found_as_clamscan_finds_them() {
+    let clam = common::read_small(&Path::new(TESTFILES).join("clam.exe"));
+    let zip = common::read_small(&Path::new(TESTFILES).join("clam.zip"));
+    let cab = common::read_small(&Path::new(TESTFILES).join("clam.cab"));
+    let jpeg = [&b"\xff\xd8\xff\xe0\0\x10JFIF\0"[..], &noise(4000, 31), &zip].concat();
+    let png = [&b"\x89PNG\r\n\x1a\n"[..], &noise(3000, 32), &cab].concat();
+    let text = b"PK\x03\x04 and MSCF\0\0\0\0 in a text are only text\n".repeat(40);
+    Case::new("archives appended to images")
+        .sig(
+            "clam.hdb",
+            &format!("{}:{}:Diff.Polyglot.ClamExe\n", md5_hex(&clam), clam.len()),
+        )
+        .file("photo.jpg", &jpeg)
+        .file("image.png", &png)
+        .file("notes.txt", &text)
+        .detects("photo.jpg", &["Diff.Polyglot.ClamExe"])
+        .detects("image.png", &["Diff.Polyglot.ClamExe"])
+        .detects("notes.txt", &[])
+        .check();
+}
+
 /// Executables in the raw bytes of an OLE2 file are found and scanned, as
 /// ClamAV's embedded type recognition does in MSI packages: the
 /// InstallShield setups' clam.msi holds one from offset 83,456 on, whose

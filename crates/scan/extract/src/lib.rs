@@ -103,6 +103,8 @@ pub fn walk<E>(
             location: root_location.to_string(),
             what: format!("{what} archive"),
         });
+    } else {
+        walker.embedded_archives(root, root_location, 0)?;
     }
     let report = walker.report;
     tracing::debug!(

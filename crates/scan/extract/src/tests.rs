@@ -2362,3 +2362,42 @@ fn nrv_decoders_reject_noise_without_panicking() {
         }
     }
 }
+
+#[test]
+fn archives_appended_to_other_files_are_found_as_clamav_finds_them() {
+    // A JPEG with a zip after it (a polyglot): the zip's member is scanned.
+    let zip = zip_of(&[("inner.com", EICAR)]);
+    let mut jpeg = b"\xff\xd8\xff\xe0\0\x10JFIF\0".to_vec();
+    jpeg.extend(noise_bytes(5000, 11));
+    let at = jpeg.len();
+    jpeg.extend(&zip);
+    let (r, seen) = run(jpeg, "photo.jpg", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let expected = format!("photo.jpg>embedded@{at}>inner.com");
+    assert!(
+        locations(&seen).contains(&expected.as_str()),
+        "{:?}",
+        locations(&seen)
+    );
+    // The magic alone, in text, is nothing: no member, no problem.
+    let text = b"notes: PK\x03\x04 is how a zip entry starts; MSCF\0\0\0\0 a cab".repeat(50);
+    let (r, seen) = run(text, "notes.txt", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert!(seen.is_empty(), "{:?}", locations(&seen));
+    // The archive found is not searched again, but its members are files
+    // like any other: a polyglot inside it is found too (as in ClamAV).
+    let inner = [b"GIF89a".as_slice(), &zip].concat();
+    let outer = zip_of(&[("pic.gif", &inner)]);
+    let mut file = noise_bytes(300, 12);
+    file.extend(&outer);
+    let (_, seen) = run(file, "f.bin", &Limits::default());
+    assert_eq!(
+        locations(&seen),
+        [
+            "f.bin>embedded@300",
+            "f.bin>embedded@300>pic.gif",
+            "f.bin>embedded@300>pic.gif>embedded@6",
+            "f.bin>embedded@300>pic.gif>embedded@6>inner.com",
+        ]
+    );
+}

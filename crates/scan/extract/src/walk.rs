@@ -142,6 +142,21 @@ impl<E> Walker<'_, E> {
         }
     }
 
+    /// Archives embedded in a file that is not a container (`blob`, at
+    /// `depth`), found by their magic as ClamAV's embedded type recognition
+    /// finds them in any file; nothing below the depth limit.
+    pub fn embedded_archives(
+        &mut self,
+        blob: &Blob,
+        location: &str,
+        depth: u32,
+    ) -> Result<(), WalkError<E>> {
+        if depth >= self.limits.max_depth || self.stopped {
+            return Ok(());
+        }
+        formats::pe::carve(self, blob, location, depth, formats::pe::ANY_FINDS, &[])
+    }
+
     /// Materialise one member of the container at `parent` (depth `depth - 1`),
     /// visit it, then open it if it is itself a container.
     pub fn member(
@@ -211,6 +226,8 @@ impl<E> Walker<'_, E> {
                 location: location.clone(),
                 what: format!("{what} archive"),
             });
+        } else if !embedded {
+            self.embedded_archives(&blob, &location, depth)?;
         }
         Ok(if self.stopped { Step::Stop } else { step })
     }

@@ -376,7 +376,7 @@ impl Scanner {
                 })
             });
             if !members.is_empty() {
-                self.scan_members(engines, &members, &root, &head, &ctx, &mut accs);
+                self.scan_members(engines, &members, &root, &ctx, &mut accs);
             }
             match handle.map(|h| h.join()) {
                 Some(Ok(v)) => v,
@@ -402,7 +402,6 @@ impl Scanner {
         engines: &[Arc<dyn Engine>],
         members: &[usize],
         root: &Object<'_>,
-        head: &[u8],
         ctx: &ScanContext,
         accs: &mut [Acc],
     ) {
@@ -420,12 +419,8 @@ impl Scanner {
         // The walk is depth-first and visits a container before its members,
         // so the entries after a trusted one that are deeper are inside it.
         let mut trusted_at: Vec<Option<u32>> = vec![None; engines.len()];
-        // The walker reports 7z/rar (root or nested) as unsupported problems itself.
-        if moat_extract::detect(head).is_none()
-            && moat_extract::detect_unsupported_archive(head).is_none()
-        {
-            return;
-        }
+        // Every object is walked: archives are opened, and any other file is
+        // searched for the archives embedded in it.
         let mut visit = |entry: &Entry<'_>| -> Result<(), EngineError> {
             if ctx.expired() {
                 return Err(EngineError::Timeout);

@@ -121,6 +121,11 @@ const PE_FINDS: &[Kind] = &[
 /// SFX archives it looks for in any file, and executables.
 pub(crate) const OLE2_FINDS: &[Kind] = &[Kind::Zip, Kind::SevenZ, Kind::Cab, Kind::Pe];
 
+/// What it looks for in any other file that is not itself an archive: SFX
+/// archives (a zip appended to an image or a script, the polyglots upload
+/// filters miss).
+pub(crate) const ANY_FINDS: &[Kind] = &[Kind::Zip, Kind::SevenZ, Kind::Cab];
+
 /// Find the objects of `kinds` embedded in `blob` by their magic, check
 /// each, and walk those that pass as members `embedded@OFFSET` (outside
 /// the byte ranges `taken` already gave as members).
