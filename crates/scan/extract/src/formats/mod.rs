@@ -92,8 +92,15 @@ pub(crate) fn find_all<const N: usize>(
     caps: [usize; N],
 ) -> io::Result<[Vec<u64>; N]> {
     let finders = needles.map(memchr::memmem::Finder::new);
-    let overlap = needles.iter().map(|n| n.len()).max().unwrap_or(1) - 1;
     let mut found: [Vec<u64>; N] = std::array::from_fn(|_| Vec::new());
+    // A blob in memory is searched where it is: no copies, no reads.
+    if let Some(all) = blob.as_slice() {
+        for ((finder, f), cap) in finders.iter().zip(found.iter_mut()).zip(caps) {
+            f.extend(finder.find_iter(all).take(cap).map(|i| i as u64));
+        }
+        return Ok(found);
+    }
+    let overlap = needles.iter().map(|n| n.len()).max().unwrap_or(1) - 1;
     let mut buf = vec![0u8; INPUT_BUFFER];
     let mut at = 0;
     let full = |found: &[Vec<u64>; N]| found.iter().zip(caps).all(|(f, cap)| f.len() >= cap);
