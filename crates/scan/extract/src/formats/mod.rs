@@ -131,6 +131,18 @@ pub(crate) fn find_all<const N: usize>(
     Ok(found)
 }
 
+/// ClamAV's `CLI_ISCONTAINED` on offsets, which its unpackers use for every
+/// bounds check: `[sb, sb + sb_size)` lies within `[bb, bb + bb_size)` and
+/// neither is empty.
+pub(crate) fn contained(bb: i64, bb_size: i64, sb: i64, sb_size: i64) -> bool {
+    bb_size > 0
+        && sb_size > 0
+        && sb_size <= bb_size
+        && sb >= bb
+        && sb + sb_size <= bb + bb_size
+        && sb < bb + bb_size
+}
+
 /// Reads and drops `n` bytes; fewer before the end is an error.
 pub(crate) fn skip(r: &mut impl Read, n: u64) -> io::Result<()> {
     let got = io::copy(&mut r.take(n), &mut io::sink())?;

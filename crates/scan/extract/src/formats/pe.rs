@@ -45,6 +45,16 @@ const MZ: &[u8] = b"MZ";
 const NSIS: &[u8] = &super::nsis::MAGIC;
 const ISHIELD: &[u8] = super::ishield::MAGIC;
 
+/// Each kind and the magic it is found by.
+const MAGICS: [(Kind, &[u8]); 6] = [
+    (Kind::Zip, ZIP),
+    (Kind::SevenZ, SEVEN_Z),
+    (Kind::Cab, CAB),
+    (Kind::Pe, MZ),
+    (Kind::Nsis, NSIS),
+    (Kind::InstallShield, ISHIELD),
+];
+
 /// `MZ` with a PE header where `e_lfanew` points, when the head holds it.
 pub(crate) fn is_pe(head: &[u8]) -> bool {
     if !head.starts_with(MZ) || head.len() < 64 {
@@ -137,19 +147,11 @@ pub(crate) fn carve<E>(
     kinds: &[Kind],
     taken: &[(String, u64, u64)],
 ) -> Result<(), WalkError<E>> {
-    let [zips, sevens, cabs, mzs, nsis, ishields] = find_all(
+    let found = find_all(
         blob,
-        [ZIP, SEVEN_Z, CAB, MZ, NSIS, ISHIELD],
-        [
-            Kind::Zip,
-            Kind::SevenZ,
-            Kind::Cab,
-            Kind::Pe,
-            Kind::Nsis,
-            Kind::InstallShield,
-        ]
-        .map(|k| {
-            if kinds.contains(&k) {
+        MAGICS.map(|(_, magic)| magic),
+        MAGICS.map(|(kind, _)| {
+            if kinds.contains(&kind) {
                 MAX_CANDIDATES
             } else {
                 0
@@ -157,20 +159,20 @@ pub(crate) fn carve<E>(
         }),
     )
     .map_err(WalkError::Io)?;
-    let mut candidates: Vec<(u64, Kind)> = zips
-        .into_iter()
-        .map(|o| (o, Kind::Zip))
-        .chain(sevens.into_iter().map(|o| (o, Kind::SevenZ)))
-        .chain(cabs.into_iter().map(|o| (o, Kind::Cab)))
-        .chain(mzs.into_iter().map(|o| (o, Kind::Pe)))
-        .chain(ishields.into_iter().map(|o| (o, Kind::InstallShield)))
-        // The first header starts 4 bytes before its signature.
-        .chain(
-            nsis.into_iter()
-                .filter(|&o| o >= 4)
-                .map(|o| (o - 4, Kind::Nsis)),
-        )
-        .filter(|&(o, _)| o > 0)
+    let mut candidates: Vec<(u64, Kind)> = MAGICS
+        .iter()
+        .zip(found)
+        .flat_map(|(&(kind, _), offsets)| {
+            offsets.into_iter().filter_map(move |o| {
+                // NSIS's first header starts 4 bytes before its signature.
+                let o = if kind == Kind::Nsis {
+                    o.checked_sub(4)?
+                } else {
+                    o
+                };
+                (o > 0).then_some((o, kind))
+            })
+        })
         .collect();
     candidates.sort_unstable();
     let covered = |at: u64| {

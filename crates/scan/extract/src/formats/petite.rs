@@ -59,7 +59,7 @@ pub(crate) fn layout(
     let mut buf = vec![0u8; size as usize];
     for s in info.sections.iter().filter(|s| s.raw != 0) {
         let at = i64::from(s.rva) - i64::from(min);
-        if s.rsz == 0 || !contained(size, at, i64::from(s.ursz)) {
+        if s.rsz == 0 || !in_buf(size, at, i64::from(s.ursz)) {
             return Ok(None);
         }
         let (at, len) = (at as usize, s.ursz as usize);
@@ -71,9 +71,8 @@ pub(crate) fn layout(
 }
 
 /// `CLI_ISCONTAINED(buf, size, buf + at, len)`.
-fn contained(size: u32, at: i64, len: i64) -> bool {
-    let size = i64::from(size);
-    size > 0 && len > 0 && len <= size && at >= 0 && at + len <= size
+fn in_buf(size: u32, at: i64, len: i64) -> bool {
+    super::contained(0, i64::from(size), at, len)
 }
 
 /// `petite_inflate2x_1to9`: `buf` is the image from `min`; the rebuilt
@@ -97,7 +96,7 @@ pub(crate) fn unpack(
     // Positions in `buf` of an address.
     let pos = |rva: u32| i64::from(rva) - i64::from(min);
     let rd = |buf: &[u8], at: i64| -> Option<u32> {
-        contained(size, at, 4).then(|| le32(buf, at as usize))
+        in_buf(size, at, 4).then(|| le32(buf, at as usize))
     };
     let (grown, skew, mut packed) = if version == 1 {
         (0x323i64, 0x34i64, pos(last.rva) + 0x178)
@@ -122,7 +121,7 @@ pub(crate) fn unpack(
             let back = i64::from(count.wrapping_sub(1).wrapping_mul(4));
             let len = i64::from(count.wrapping_mul(4));
             let (ssrc, ddst) = (pos(from) - back, pos(to) - back);
-            if !contained(size, ssrc, len) || !contained(size, ddst, len) {
+            if !in_buf(size, ssrc, len) || !in_buf(size, ddst, len) {
                 return None;
             }
             let (s, d, l) = (ssrc as usize, ddst as usize, len as usize);
@@ -170,7 +169,7 @@ pub(crate) fn unpack(
             (0xffff_8300u32 as i32, 0xffff_fb00u32 as i32, 8)
         };
         let (mut ssrc, mut ddst) = (pos(srva), pos(thisrva));
-        if !contained(size, ssrc, 1) || !contained(size, ddst, 1) {
+        if !in_buf(size, ssrc, 1) || !in_buf(size, ddst, 1) {
             return None;
         }
         left -= 1;
@@ -181,7 +180,7 @@ pub(crate) fn unpack(
         let mut oldback: i32 = 0;
         while left > 0 {
             if doubledl(&buf, &mut ssrc, &mut dl)? == 0 {
-                if !contained(size, ssrc, 1) || !contained(size, ddst, 1) {
+                if !in_buf(size, ssrc, 1) || !in_buf(size, ddst, 1) {
                     return None;
                 }
                 buf[ddst as usize] = buf[ssrc as usize] ^ (left & 0xff) as u8;
@@ -239,7 +238,7 @@ pub(crate) fn unpack(
             left = left.wrapping_sub(backsize);
             let n = i64::from(backsize);
             let from = ddst + i64::from(backbytes);
-            if !contained(size, ddst, n) || !contained(size, from, n) {
+            if !in_buf(size, ddst, n) || !in_buf(size, from, n) {
                 return None;
             }
             for k in 0..n as usize {
@@ -264,10 +263,10 @@ pub(crate) fn unpack(
         };
         if let Some(reloc) = reloc {
             let at = ddst - grown + 0x0f - reloc;
-            if contained(size, at - 8, 8) {
+            if in_buf(size, at - 8, 8) {
                 let test1 = rd(&buf, at - 8)? ^ 0x9d66_61aa;
                 let test2 = rd(&buf, at - 4)? ^ 0xe908_c483;
-                if test1 == test2 && contained(size, at, 0x1c0 - 0x0f + 4) {
+                if test1 == test2 && in_buf(size, at, 0x1c0 - 0x0f + 4) {
                     irva = rd(&buf, ddst - grown + 0x121 - reloc)?;
                     enc_ep = rd(&buf, at)? ^ test1;
                     mangled = rd(&buf, ddst - grown + 0x1c0 - reloc)? != 0x9090_9090;
@@ -311,9 +310,9 @@ pub(crate) fn unpack(
         };
         let s = usects[t];
         if s.rsz != 0 {
-            if contained(size, i64::from(s.raw), i64::from(s.rsz)) {
+            if in_buf(size, i64::from(s.raw), i64::from(s.rsz)) {
                 let from = pos(s.rva);
-                if !contained(size, from, i64::from(s.rsz)) {
+                if !in_buf(size, from, i64::from(s.rsz)) {
                     return None;
                 }
                 buf.copy_within(
@@ -346,7 +345,7 @@ fn decrypt_ep(
 ) -> u32 {
     let size = buf.len() as u32;
     let pos = |rva: u32| i64::from(rva) - i64::from(min);
-    let rd = |at: i64| contained(size, at, 4).then(|| le32(buf, at as usize));
+    let rd = |at: i64| in_buf(size, at, 4).then(|| le32(buf, at as usize));
     let mut workdone = false;
     if version == 2 {
         let mut virtaddr = pep.wrapping_add(5).wrapping_add(base);

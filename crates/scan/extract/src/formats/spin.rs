@@ -22,8 +22,7 @@ pub(crate) fn recognised(info: &ExeInfo, epbuff: &[u8]) -> bool {
     }
     let last = info.sections[n - 1];
     let end = last.rva.wrapping_add(last.rsz);
-    n > 1
-        && info.vep >= last.rva
+    info.vep >= last.rva
         && 0x3217 - 4 <= end
         && info.vep < end.wrapping_sub(0x3217).wrapping_sub(4)
         && epbuff.get(4..14) == Some(b"\xe8\x00\x00\x00\x00\x8b\x1c\x24\x83\xc3")

@@ -18,6 +18,7 @@
 //! decompression fail, which leaves the file scanned as it is (as ClamAV
 //! does).
 
+use super::contained;
 use super::packed::Outcome;
 use super::rebuildpe::DOS_STUB;
 use moat_core::Blob;
@@ -88,17 +89,6 @@ fn wr32(b: &mut [u8], at: usize, v: u32) {
     if let Some(s) = b.get_mut(at..at + 4) {
         s.copy_from_slice(&v.to_le_bytes());
     }
-}
-
-/// ClamAV's `CLI_ISCONTAINED` on offsets: `[sb, sb + sb_size)` lies within
-/// `[bb, bb + bb_size)` and neither is empty.
-fn contained(bb: i64, bb_size: i64, sb: i64, sb_size: i64) -> bool {
-    bb_size > 0
-        && sb_size > 0
-        && sb_size <= bb_size
-        && sb >= bb
-        && sb + sb_size <= bb + bb_size
-        && sb < bb + bb_size
 }
 
 /// `cli_memstr(haystack, needle)`: whether `needle` occurs in `haystack`.
