@@ -9,9 +9,9 @@
 //! file continued from or into another cabinet of a set (its data is not all
 //! here). Block checksums are not checked, as ClamAV does not.
 
-use super::{Framed, Frames, INPUT_BUFFER, read_full, skip};
+use super::{Cut, Framed, Frames, INPUT_BUFFER, cut_members, read_full, skip};
 use crate::WalkError;
-use crate::walk::{Member, Step, Walker};
+use crate::walk::{Step, Walker};
 use moat_core::Blob;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 
@@ -182,51 +182,31 @@ pub(crate) fn walk<E>(
             });
             continue;
         };
-        let mut reader =
-            FolderReader::open(blob, folder, dir.data_reserve, codec).map_err(WalkError::Io)?;
-        for file in files {
-            if w.stopped {
-                return Ok(());
-            }
-            let offset = u64::from(file.offset);
-            if offset < reader.produced {
-                // Files that overlap: read the folder again from its start.
-                let Some(codec) = Codec::new(folder.compression) else {
-                    break;
-                };
-                reader = FolderReader::open(blob, folder, dir.data_reserve, codec)
-                    .map_err(WalkError::Io)?;
-            }
-            let gap = offset - reader.produced;
-            skipped += gap;
-            if w.report.expanded_bytes.saturating_add(skipped) > w.limits.max_expanded_bytes {
-                w.problem(crate::Problem::LimitsExceeded {
-                    location: location.to_string(),
-                    what: "expanded_bytes".into(),
-                });
-                return Ok(());
-            }
-            if let Err(e) = skip(&mut reader, gap) {
-                w.corrupt(&format!("{location}>{}", file.name), e);
-                break;
-            }
-            let mut member = (&mut reader).take(u64::from(file.size));
-            let step = w.member(
-                Member {
-                    reader: &mut member,
-                    name: &file.name,
-                    stored_size: blob.len(),
-                    declared_size: Some(u64::from(file.size)),
-                },
-                location,
-                depth + 1,
-            )?;
-            match step {
-                Step::Stop => return Ok(()),
-                // The folder's stream is broken: its later files cannot be read.
-                Step::ReadFailed => break,
-                Step::Next => {}
-            }
+        let cuts: Vec<Cut<'_>> = files
+            .iter()
+            .map(|f| Cut {
+                offset: u64::from(f.offset),
+                length: u64::from(f.size),
+                name: &f.name,
+            })
+            .collect();
+        // The first reading uses the codec just made; files that overlap
+        // read the folder again with a new one.
+        let mut codec = Some(codec);
+        let open = || {
+            let codec = match codec.take() {
+                Some(c) => c,
+                None => Codec::new(folder.compression).ok_or(io::ErrorKind::Unsupported)?,
+            };
+            FolderReader::open(blob, folder, dir.data_reserve, codec)
+        };
+        // The ratio check compares with the whole cabinet: a folder's
+        // compressed size is not known before it is read.
+        let step = cut_members(w, location, depth, &cuts, &mut skipped, open, |_| {
+            blob.len()
+        })?;
+        if step == Step::Stop {
+            return Ok(());
         }
     }
     Ok(())

@@ -7,9 +7,9 @@
 //! cabinet folders are. The storage's own streams (`::DataSpace/...`) are
 //! not members: their content is what the members are.
 
-use super::{Framed, Frames, read_at_full, skip};
+use super::{Cut, Framed, Frames, cut_members, read_at_full};
+use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
-use crate::{Problem, WalkError};
 use moat_core::Blob;
 use std::io::{self, Read};
 
@@ -185,78 +185,39 @@ pub(crate) fn walk<E>(
         let mut r = blob.reader();
         io::Seek::seek(&mut r, io::SeekFrom::Start(at)).map_err(WalkError::Io)?;
         let mut member = r.take(e.length);
-        let step = member_of(w, &mut member, e, e.length, location, depth)?;
+        let step = w.member(
+            Member {
+                reader: &mut member,
+                name: member_name(e),
+                stored_size: e.length,
+                declared_size: Some(e.length),
+            },
+            location,
+            depth + 1,
+        )?;
         if step == Step::Stop {
             return Ok(());
         }
     }
-    let compressed = files(1);
-    if compressed.is_empty() {
-        return Ok(());
-    }
-    let mut reader = match Section1::open(blob, content, &entries) {
-        Ok(r) => r,
-        Err(e) => {
-            w.corrupt(location, e);
-            return Ok(());
-        }
-    };
-    let mut skipped = 0u64;
-    for e in compressed {
-        if w.stopped {
-            return Ok(());
-        }
-        if e.offset < reader.produced {
-            reader = match Section1::open(blob, content, &entries) {
-                Ok(r) => r,
-                Err(_) => return Ok(()),
-            };
-        }
-        let gap = e.offset - reader.produced;
-        skipped += gap;
-        if w.report.expanded_bytes.saturating_add(skipped) > w.limits.max_expanded_bytes {
-            w.problem(Problem::LimitsExceeded {
-                location: location.to_string(),
-                what: "expanded_bytes".into(),
-            });
-            return Ok(());
-        }
-        if let Err(err) = skip(&mut reader, gap) {
-            w.corrupt(&format!("{location}>{}", e.name), err);
-            return Ok(());
-        }
-        let stored = reader.src.stored;
-        let mut member = (&mut reader).take(e.length);
-        let step = member_of(w, &mut member, e, stored, location, depth)?;
-        match step {
-            Step::Stop => return Ok(()),
-            // The compressed stream is broken: later files cannot be read.
-            Step::ReadFailed => return Ok(()),
-            Step::Next => {}
-        }
-    }
+    let cuts: Vec<Cut<'_>> = files(1)
+        .into_iter()
+        .map(|e| Cut {
+            offset: e.offset,
+            length: e.length,
+            name: member_name(e),
+        })
+        .collect();
+    let open = || Section1::open(blob, content, &entries);
+    let mut skipped = 0;
+    cut_members(w, location, depth, &cuts, &mut skipped, open, |r| {
+        r.src.stored
+    })?;
     Ok(())
 }
 
-fn member_of<E>(
-    w: &mut Walker<'_, E>,
-    reader: &mut dyn Read,
-    e: &Entry,
-    stored: u64,
-    location: &str,
-    depth: u32,
-) -> Result<Step, WalkError<E>> {
-    let name = e.name.strip_prefix('/').unwrap_or(&e.name);
-    w.member(
-        Member {
-            reader,
-            name,
-            stored_size: stored,
-            declared_size: Some(e.length),
-        },
-        location,
-        depth + 1,
-    )
+/// The member name of an entry: its path without the leading `/`.
+fn member_name(e: &Entry) -> &str {
+    e.name.strip_prefix('/').unwrap_or(&e.name)
 }
 
 /// The LZX-compressed section, frame by frame.

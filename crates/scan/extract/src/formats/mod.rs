@@ -34,6 +34,8 @@ pub(crate) mod wwpack;
 pub(crate) mod yc;
 pub(crate) mod zip;
 
+use crate::walk::{Member, Step, Walker};
+use crate::{Problem, WalkError};
 use moat_core::Blob;
 use std::io::{self, Read};
 
@@ -191,4 +193,78 @@ impl<F: Frames> Read for Framed<F> {
         self.produced += n as u64;
         Ok(n)
     }
+}
+
+/// One member laid out in a decoded stream: where it starts, how long it is,
+/// its name.
+pub(crate) struct Cut<'a> {
+    pub offset: u64,
+    pub length: u64,
+    pub name: &'a str,
+}
+
+/// Hands `cuts` (sorted by offset) out of the stream `open` makes (a cab
+/// folder, a CHM section) as members at `depth + 1`. The bytes between them
+/// are decoded and dropped, counted in `skipped` against the walk's
+/// expanded-bytes budget; a member that starts before the position reached
+/// (files that overlap) reads the stream again from its start. `stored` is
+/// the compressed size the ratio check compares with. [`Step::Stop`] when the
+/// container's walk must end; after a broken stream, whose later members
+/// cannot be read, [`Step::Next`] (the container's other streams may still be).
+pub(crate) fn cut_members<E, F: Frames>(
+    w: &mut Walker<'_, E>,
+    location: &str,
+    depth: u32,
+    cuts: &[Cut<'_>],
+    skipped: &mut u64,
+    mut open: impl FnMut() -> io::Result<Framed<F>>,
+    stored: impl Fn(&Framed<F>) -> u64,
+) -> Result<Step, WalkError<E>> {
+    let mut reader: Option<Framed<F>> = None;
+    for cut in cuts {
+        if w.stopped {
+            return Ok(Step::Stop);
+        }
+        let stream = match reader.take().filter(|r| r.produced <= cut.offset) {
+            Some(r) => reader.insert(r),
+            None => match open() {
+                Ok(r) => reader.insert(r),
+                Err(e) => {
+                    w.corrupt(location, e);
+                    return Ok(Step::Next);
+                }
+            },
+        };
+        let gap = cut.offset - stream.produced;
+        *skipped += gap;
+        if w.report.expanded_bytes.saturating_add(*skipped) > w.limits.max_expanded_bytes {
+            w.problem(Problem::LimitsExceeded {
+                location: location.to_string(),
+                what: "expanded_bytes".into(),
+            });
+            return Ok(Step::Stop);
+        }
+        if let Err(e) = skip(stream, gap) {
+            w.corrupt(&format!("{location}>{}", cut.name), e);
+            return Ok(Step::Next);
+        }
+        let stored_size = stored(stream);
+        let mut member = stream.take(cut.length);
+        let step = w.member(
+            Member {
+                reader: &mut member,
+                name: cut.name,
+                stored_size,
+                declared_size: Some(cut.length),
+            },
+            location,
+            depth + 1,
+        )?;
+        match step {
+            Step::Stop => return Ok(Step::Stop),
+            Step::ReadFailed => return Ok(Step::Next),
+            Step::Next => {}
+        }
+    }
+    Ok(Step::Next)
 }
