@@ -316,6 +316,8 @@ fn first_id(blob: &Blob, at: u64, id_at: &[u64]) -> io::Result<Vec<u8>> {
 }
 
 /// The value of indirect object `n g` (its last definition in the file).
+/// Not `find_all`: only the last match is wanted, kept in constant memory
+/// however often a hostile file repeats the header.
 fn object(blob: &Blob, n: u64, g: u64) -> io::Result<Option<Value>> {
     let header = format!("{n} {g} obj");
     let finder = memchr::memmem::Finder::new(header.as_bytes());
