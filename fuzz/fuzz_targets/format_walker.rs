@@ -1,7 +1,8 @@
 //! Walks arbitrary bytes as one of the formats whose start random bytes
 //! rarely hit (the first byte picks a prefix that makes the walker read the
-//! rest as mail, RTF, an OLE1 object, TNEF, OLE2, SZDD, BinHex, PDF or
-//! cpio), then walks it as `archive_walker` does.
+//! rest as mail, RTF, an OLE1 object, TNEF, OLE2, SZDD, BinHex, PDF, cpio,
+//! or an AutoIt EA05 or EA06 script, as in an `.a3x` file or after its
+//! header in an executable), then walks it as `archive_walker` does.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let prefix: &[u8] = match pick % 9 {
+    let prefix: &[u8] = match pick % 11 {
         0 => b"Message-ID: <fuzz@moat>\r\n",
         1 => b"{\\rtf1 ",
         2 => b"\x01\x05\x00\x00\x02\x00\x00\x00",
@@ -23,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
         5 => b"SZDD\x88\xf0\x27\x33A\x00",
         6 => b"(This file must be converted with BinHex 4.0)\r\n:",
         7 => b"%PDF-1.7\n",
-        _ => b"070701",
+        8 => b"070701",
+        9 => b"\xa3\x48\x4b\xbe\x98\x6c\x4a\xa9\x99\x4c\x53\x0a\x86\xd6\x48\x7dAU3!EA05",
+        _ => b"\xa3\x48\x4b\xbe\x98\x6c\x4a\xa9\x99\x4c\x53\x0a\x86\xd6\x48\x7dAU3!EA06",
     };
     let mut msg = prefix.to_vec();
     msg.extend_from_slice(rest);

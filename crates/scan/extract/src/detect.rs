@@ -37,6 +37,9 @@ pub enum ContainerKind {
     InstallShield,
     /// An NSIS installer's data (found embedded in its executable).
     Nsis,
+    /// AutoIt v3 compiled scripts (an `.a3x` file, or found embedded in the
+    /// executable that runs them): the script, decompiled, and its files.
+    AutoIt,
     /// A Windows executable: its members are the objects embedded in it
     /// (self-extracting archives, executables inside executables).
     Pe,
@@ -68,6 +71,7 @@ impl ContainerKind {
             ContainerKind::Chm => "chm",
             ContainerKind::Html => "html",
             ContainerKind::InstallShield => "installshield",
+            ContainerKind::AutoIt => "autoit",
         }
     }
 }
@@ -103,6 +107,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::Arj)
     } else if crate::formats::nsis::is_nsis(head) {
         Some(ContainerKind::Nsis)
+    } else if crate::formats::autoit::is_autoit(head) {
+        Some(ContainerKind::AutoIt)
     } else if crate::formats::pe::is_pe(head) {
         Some(ContainerKind::Pe)
     } else if crate::formats::pdf::is_pdf(head) {

@@ -2401,3 +2401,151 @@ fn archives_appended_to_other_files_are_found_as_clamav_finds_them() {
         ]
     );
 }
+
+/// An `.a3x` of EA06 `files` (tag, data), stored, as AutoIt writes them.
+fn a3x_ea06(files: &[(&str, &[u8], bool)]) -> Vec<u8> {
+    let put = |v: &mut Vec<u8>, x: u32| v.extend(x.to_le_bytes());
+    let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+    let mut v = [formats::autoit::MAGIC.as_slice(), b"6", &[0u8; 16]].concat();
+    for &(tag, data, compressed) in files {
+        put(&mut v, 0x52ca_436b);
+        let mut t = utf16(tag);
+        let units = t.len() as u32 / 2;
+        formats::autoit::lame_decrypt(&mut t, (units + 0xb33f) as u16);
+        put(&mut v, units ^ 0xadbc);
+        v.extend(t);
+        put(&mut v, 0xf820);
+        v.push(u8::from(compressed));
+        put(&mut v, data.len() as u32 ^ 0x87bc);
+        put(&mut v, data.len() as u32 ^ 0x87bc);
+        put(&mut v, 0xa685);
+        v.extend([0u8; 16]);
+        let mut d = data.to_vec();
+        formats::autoit::lame_decrypt(&mut d, 0x2477);
+        v.extend(d);
+    }
+    v.extend(b"AU3!EA06");
+    v
+}
+
+#[allow(clippy::disallowed_methods)] // bounded by take()
+fn testfile(name: &str) -> Vec<u8> {
+    let path = format!("/usr/share/clamav-testfiles/{name}");
+    let f = std::fs::File::open(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (scripts/test-deps.sh installs it)"));
+    let mut v = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, 1 << 20), &mut v).unwrap();
+    v
+}
+
+fn md5_hex(d: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(d)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn autoit_scripts_are_extracted_from_executables_and_a3x_files_as_clamav_does() {
+    let clam = testfile("clam.exe");
+    // (file, where its script starts, MD5 of the script ClamAV 1.4.6 extracts)
+    for (name, at, script_md5) in [
+        ("clam.ea05.exe", 206_848, "144d97bc59d6944c6cf31e3fca78f432"),
+        ("clam.ea06.exe", 252_928, "8903cae272bf36a778c2f361ba282d42"),
+    ] {
+        let file = testfile(name);
+        let (r, seen) = run(file.clone(), name, &Limits::default());
+        assert!(r.problems.is_empty(), "{name}: {:?}", r.problems);
+        let get = |l: String| seen.iter().find(|(x, _, _)| *x == l).map(|m| &m.2);
+        let script = get(format!("{name}>embedded@{at}>autoit.001")).unwrap();
+        assert_eq!(md5_hex(script), script_md5, "{name}");
+        let dropped = get(format!("{name}>embedded@{at}>autoit.002")).unwrap();
+        assert_eq!(dropped, &clam, "{name}");
+        // The script alone (an .a3x) is opened too; not so at an offset.
+        let a3x = file[at..].to_vec();
+        assert_eq!(detect(&a3x), Some(ContainerKind::AutoIt));
+        let (r, seen) = run(a3x.clone(), "x.a3x", &Limits::default());
+        assert!(r.problems.is_empty(), "{name}: {:?}", r.problems);
+        assert_eq!(locations(&seen), ["x.a3x>autoit.001", "x.a3x>autoit.002"]);
+        assert_eq!(md5_hex(&seen[0].2), script_md5);
+        // The same from a member spooled to disk.
+        let dir = tempfile::tempdir().unwrap();
+        let zip = zip_of(&[("x.a3x", &a3x)]);
+        let (r, on_disk) = run(zip, "z.zip", &small_tmp_limits(dir.path()));
+        assert!(r.problems.is_empty(), "{name}: {:?}", r.problems);
+        assert_eq!(
+            locations(&on_disk),
+            [
+                "z.zip>x.a3x",
+                "z.zip>x.a3x>autoit.001",
+                "z.zip>x.a3x>autoit.002"
+            ]
+        );
+        assert_eq!(on_disk[1].2, seen[0].2);
+        assert_eq!(on_disk[2].2, seen[1].2);
+        let (r, seen) = run([b"x".as_slice(), &a3x].concat(), "y", &Limits::default());
+        assert!(r.problems.is_empty() && seen.is_empty(), "{name}");
+    }
+    // EA06's script is decompiled; its other files are as they are.
+    let script = [
+        &1u32.to_le_bytes()[..],
+        &[0, 4, 0, 0, 0, 0x05, 7, 0, 0, 0, 0x7f],
+    ]
+    .concat();
+    let a3x = a3x_ea06(&[(">>>AUTOIT SCRIPT<<<", &script, false), ("x", EICAR, false)]);
+    let (r, seen) = run(a3x, "s.a3x", &Limits::default());
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(seen[0].2, b"IF 0x00000007 \n");
+    assert_eq!(seen[1].2, EICAR);
+}
+
+#[test]
+fn autoit_files_past_a_limit_are_limits_and_the_rest_are_read() {
+    let big = vec![b'a'; 4000];
+    let a3x = a3x_ea06(&[("big", &big, false), ("x", EICAR, false)]);
+    let limits = Limits {
+        max_member_size: 1000,
+        ..Limits::default()
+    };
+    let (r, seen) = run(a3x, "l.a3x", &limits);
+    assert_eq!(limit_whats(&r), ["member_size"]);
+    assert_eq!(r.problems[0].location(), "l.a3x>autoit.001");
+    assert_eq!(locations(&seen), ["l.a3x>autoit.001"]);
+    assert_eq!(seen[0].2, EICAR);
+    // A compressed file that claims 2 GiB from a few bytes: the ratio.
+    let bomb = b"EA06\x7f\xff\xff\xff\0\0\0\0";
+    let (r, seen) = run(
+        a3x_ea06(&[("bomb", bomb, true)]),
+        "b.a3x",
+        &Limits::default(),
+    );
+    assert_eq!(limit_whats(&r), ["ratio"]);
+    assert!(seen.is_empty());
+}
+
+#[test]
+fn damaged_autoit_scripts_never_panic_and_a_cut_a3x_is_corrupt() {
+    for (name, at, seed) in [
+        ("clam.ea05.exe", 206_848, 0x2545_f491_4f6c_dd1du64),
+        ("clam.ea06.exe", 252_928, 0x9e37_79b9_7f4a_7c15),
+    ] {
+        let file = testfile(name);
+        // Cut or overwritten anywhere in the script's data, in the
+        // executable and as an .a3x.
+        survives_damage(&file, at..file.len(), 60, 300, 3, seed);
+        let a3x = file[at..].to_vec();
+        survives_damage(&a3x, 0..a3x.len(), 60, 300, 3, seed ^ 1);
+        // An .a3x cut anywhere before its trailer is corrupt, never clean.
+        for n in (24..a3x.len() - 8).step_by(97) {
+            let (r, _) = run(a3x[..n].to_vec(), "cut.a3x", &Limits::default());
+            assert!(
+                r.problems
+                    .iter()
+                    .any(|p| matches!(p, Problem::Corrupt { .. })),
+                "{name} cut at {n}: {:?}",
+                r.problems
+            );
+        }
+    }
+}

@@ -125,6 +125,7 @@ impl<E> Walker<'_, E> {
             ContainerKind::Cab => formats::cab::walk(self, blob, location, depth),
             ContainerKind::Pe => formats::pe::walk(self, blob, location, depth, embedded),
             ContainerKind::Nsis => formats::nsis::walk(self, blob, location, depth),
+            ContainerKind::AutoIt => formats::autoit::walk(self, blob, location, depth),
             ContainerKind::Arj => formats::arj::walk(self, blob, location, depth),
             ContainerKind::Chm => formats::chm::walk(self, blob, location, depth),
             ContainerKind::Html => formats::html::walk(self, blob, location, depth),

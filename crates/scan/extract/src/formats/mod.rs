@@ -4,6 +4,7 @@
 pub(crate) mod aplib;
 pub(crate) mod arj;
 pub(crate) mod aspack;
+pub(crate) mod autoit;
 pub(crate) mod binhex;
 pub(crate) mod cab;
 pub(crate) mod chm;

@@ -1,8 +1,9 @@
 //! Objects embedded in a Windows executable, found by their magic at an
 //! offset, as ClamAV's embedded type recognition finds them (`scanraw` in
 //! `libclamav/scanners.c`): self-extracting archives (zip, 7z or cab data
-//! inside or after the program), installers' payloads (NSIS, InstallShield)
-//! and executables inside executables (droppers). [`carve`] also serves
+//! inside or after the program), installers' payloads (NSIS, InstallShield),
+//! AutoIt scripts compiled into their interpreter, and executables inside
+//! executables (droppers). [`carve`] also serves
 //! OLE2 files, in whose raw bytes ClamAV looks for executables and SFX
 //! archives too ([`OLE2_FINDS`]). Each one is a member named `embedded@OFFSET`: the file from
 //! that offset to its end (a cab only as far as its header says), which the
@@ -44,15 +45,17 @@ const CAB: &[u8] = b"MSCF\0\0\0\0";
 const MZ: &[u8] = b"MZ";
 const NSIS: &[u8] = &super::nsis::MAGIC;
 const ISHIELD: &[u8] = super::ishield::MAGIC;
+const AUTOIT: &[u8] = super::autoit::MAGIC;
 
 /// Each kind and the magic it is found by.
-const MAGICS: [(Kind, &[u8]); 6] = [
+const MAGICS: [(Kind, &[u8]); 7] = [
     (Kind::Zip, ZIP),
     (Kind::SevenZ, SEVEN_Z),
     (Kind::Cab, CAB),
     (Kind::Pe, MZ),
     (Kind::Nsis, NSIS),
     (Kind::InstallShield, ISHIELD),
+    (Kind::AutoIt, AUTOIT),
 ];
 
 /// `MZ` with a PE header where `e_lfanew` points, when the head holds it.
@@ -71,6 +74,7 @@ pub(crate) enum Kind {
     Cab,
     Nsis,
     InstallShield,
+    AutoIt,
     Pe,
 }
 
@@ -125,6 +129,7 @@ const PE_FINDS: &[Kind] = &[
     Kind::Pe,
     Kind::Nsis,
     Kind::InstallShield,
+    Kind::AutoIt,
 ];
 
 /// What it looks for in an OLE2 file (Office documents, MSI packages): the
@@ -188,10 +193,12 @@ pub(crate) fn carve<E>(
         if w.stopped || taken == MAX_EMBEDDED {
             break;
         }
-        let is_archive = kind != Kind::Pe;
+        let is_archive = !matches!(kind, Kind::Pe | Kind::AutoIt);
         // An executable is carved even inside a member already given (an
         // InstallShield overlay file), as ClamAV carves it: to the end of
-        // the file, so signatures see what follows it too.
+        // the file, so signatures see what follows it too. So is an AutoIt
+        // script's data (ClamAV reads it from its header to the end of the
+        // file), and nothing after its header is taken for its own.
         if is_archive && (at < archive_until || covered(at)) {
             continue;
         }
@@ -268,6 +275,7 @@ fn check(blob: &Blob, at: u64, kind: Kind) -> std::io::Result<Option<u64>> {
             ok.then_some(rest)
         }
         Kind::InstallShield => super::ishield::is_ishield(h).then_some(rest),
+        Kind::AutoIt => super::autoit::is_autoit(h).then_some(rest),
         Kind::Nsis => super::nsis::declared_size(h)
             .filter(|_| super::nsis::is_nsis(h))
             .map(|size| size.min(rest)),
