@@ -173,6 +173,14 @@ pub trait Engine: Send + Sync {
         Scope::Members
     }
 
+    /// Whether a file's scan may end at this engine's first detection
+    /// (clamscan's default, unless the request asks for every match): the
+    /// scanner stops walking a file's members once every engine that says so
+    /// has detected something. Default: no, every member is scanned.
+    fn first_match(&self) -> bool {
+        false
+    }
+
     /// Whether the engine can answer right now (e.g. clamd PING). Default: yes.
     fn health(&self) -> Result<(), EngineError> {
         Ok(())

@@ -226,6 +226,13 @@ impl BuiltinEngine {
         }
     }
 
+    /// The same engine in first-match (`false`) or all-match mode
+    /// ([`LoadOptions::all_match`]); [`BuiltinEngine::eicar_only`] starts in
+    /// all-match mode.
+    pub fn with_all_match(self, all_match: bool) -> BuiltinEngine {
+        BuiltinEngine { all_match, ..self }
+    }
+
     /// Read objects in chunks of `bytes` (at least 16). For tests and benchmarks.
     #[doc(hidden)]
     pub fn with_chunk_size(mut self, bytes: usize) -> BuiltinEngine {
@@ -789,6 +796,10 @@ fn lookup_all(
 }
 
 impl Engine for BuiltinEngine {
+    fn first_match(&self) -> bool {
+        !self.all_match
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -376,7 +376,7 @@ pub fn build_engine_set_after(
                     all_match: *all_match,
                 };
                 let e = if signatures.is_empty() {
-                    moat_builtin::BuiltinEngine::eicar_only(&name)
+                    moat_builtin::BuiltinEngine::eicar_only(&name).with_all_match(*all_match)
                 } else {
                     let previous = previous.and_then(|s| s.builtin_parts(&name));
                     let e = moat_builtin::BuiltinEngine::load_reusing(

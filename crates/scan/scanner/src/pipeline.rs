@@ -236,6 +236,17 @@ fn scan_one(engine: &dyn Engine, obj: &Object<'_>, ctx: &ScanContext, acc: &mut 
     }
 }
 
+/// Why the visitor ended a walk early.
+#[derive(Debug, thiserror::Error)]
+enum Halt {
+    /// An engine failed (a timeout too): the file was not fully scanned.
+    #[error("{0}")]
+    Engine(EngineError),
+    /// First-match mode and every engine has detected something.
+    #[error("first match found")]
+    Settled,
+}
+
 impl Scanner {
     pub fn new(set: EngineSet, cfg: ScanConfig) -> Scanner {
         Scanner {
@@ -411,7 +422,21 @@ impl Scanner {
             .copied()
             .filter(|&i| !scan_one(engines[i].as_ref(), root, ctx, &mut accs[i]))
             .collect();
-        if members.is_empty() {
+        // In first-match mode (clamscan's and clamd's default) a file's scan
+        // ends at its first detection: once every engine has one, the verdict
+        // is settled and the walk stops. Suspicious (heuristic) findings do
+        // not end it, as in ClamAV, where a signature found later wins.
+        let settled = |accs: &[Acc]| {
+            !ctx.all_match
+                && members.iter().all(|&i| {
+                    engines[i].first_match()
+                        && accs[i]
+                            .findings
+                            .iter()
+                            .any(|f| f.severity == Status::Infected)
+                })
+        };
+        if members.is_empty() || settled(accs) {
             return;
         }
         let members = members.as_slice();
@@ -421,11 +446,14 @@ impl Scanner {
         let mut trusted_at: Vec<Option<u32>> = vec![None; engines.len()];
         // Every object is walked: archives are opened, and any other file is
         // searched for the archives embedded in it.
-        let mut visit = |entry: &Entry<'_>| -> Result<(), EngineError> {
+        let mut visit = |entry: &Entry<'_>| -> Result<(), Halt> {
             if ctx.expired() {
-                return Err(EngineError::Timeout);
+                return Err(Halt::Engine(EngineError::Timeout));
             }
-            let mhead = entry.data.head(sniff::SNIFF_LEN)?;
+            let mhead = entry
+                .data
+                .head(sniff::SNIFF_LEN)
+                .map_err(|e| Halt::Engine(e.into()))?;
             let ctype = sniff::content_type(&mhead);
             let obj = Object {
                 data: entry.data,
@@ -444,6 +472,9 @@ impl Scanner {
                     trusted_at[i] = Some(entry.depth);
                 }
             }
+            if settled(accs) {
+                return Err(Halt::Settled);
+            }
             Ok(())
         };
         let walked = moat_extract::walk(root.data, root.location, &self.cfg.archive, &mut visit);
@@ -455,7 +486,9 @@ impl Scanner {
                     }
                 }
             }
-            Err(WalkError::Visit(e)) => {
+            // What the rest of the file holds cannot change the verdict.
+            Err(WalkError::Visit(Halt::Settled)) => {}
+            Err(WalkError::Visit(Halt::Engine(e))) => {
                 for &i in members {
                     accs[i].error(&e, root.location);
                 }
@@ -746,20 +779,65 @@ mod tests {
             all_match: false,
         };
         let s = Scanner::new(build_engine_set(&[cfg]).unwrap(), ScanConfig::default());
-        let v = s.scan(&Blob::from_vec(outer.clone()), "outer.zip", None);
+        let v = all_matches(&s, &outer, "outer.zip");
         let mut locations: Vec<&str> = v.findings.iter().map(|f| f.location.as_str()).collect();
         locations.sort();
         assert_eq!(
             locations,
             vec!["outer.zip>loose.com", "outer.zip>other.zip>eicar.com"]
         );
+        // First match: the first detection after the silenced member.
+        let v = s.scan(&Blob::from_vec(outer.clone()), "outer.zip", None);
+        assert_eq!(v.status, Status::Infected);
+        assert_eq!(v.findings.len(), 1);
+        assert_eq!(v.findings[0].location, "outer.zip>loose.com");
         // The trusted file scanned by itself: clean, members included.
-        let v = s.scan(&Blob::from_vec(trusted), "trusted.zip", None);
+        let v = all_matches(&s, &trusted, "trusted.zip");
         assert_eq!(v.status, Status::Clean, "{:?}", v.findings);
         // Without the allow-list the trusted member is found too.
         let plain = build_engine_set(&eicar_only_engines()).unwrap();
-        let v =
-            Scanner::new(plain, ScanConfig::default()).scan(&Blob::from_vec(outer), "o.zip", None);
+        let v = all_matches(&Scanner::new(plain, ScanConfig::default()), &outer, "o.zip");
         assert_eq!(v.findings.len(), 3);
+    }
+
+    fn all_matches(s: &Scanner, data: &[u8], name: &str) -> Verdict {
+        s.scan_with_mode(
+            &s.engine_set(),
+            &Blob::from_vec(data.to_vec()),
+            name,
+            None,
+            true,
+        )
+    }
+
+    #[test]
+    fn first_match_mode_ends_a_files_scan_at_its_first_detection() {
+        // As clamscan and clamd without --allmatch: one detection per file,
+        // and what follows it is not opened (the third member is a zip that
+        // would be unscannable: encrypted).
+        let mut encrypted = zip_of(&[("secret.txt", b"hidden")]);
+        encrypted[6] |= 1; // local header: encrypted
+        let cd = encrypted
+            .windows(4)
+            .position(|w| w == b"PK\x01\x02")
+            .unwrap();
+        encrypted[cd + 8] |= 1; // central directory: encrypted
+        let outer = zip_of(&[
+            ("a/eicar.com", EICAR),
+            ("b/eicar.com", EICAR),
+            ("c/locked.zip", &encrypted),
+        ]);
+        let s = builtin_plus(None);
+        let v = s.scan(&Blob::from_vec(outer.clone()), "o.zip", None);
+        assert_eq!(v.status, Status::Infected);
+        let locations: Vec<&str> = v.findings.iter().map(|f| f.location.as_str()).collect();
+        assert_eq!(locations, vec!["o.zip>a/eicar.com"]);
+        // Every match, and the encrypted member still reported beside them.
+        let v = all_matches(&s, &outer, "o.zip");
+        assert_eq!(v.status, Status::Infected);
+        let locations: Vec<&str> = v.findings.iter().map(|f| f.location.as_str()).collect();
+        assert_eq!(locations, vec!["o.zip>a/eicar.com", "o.zip>b/eicar.com"]);
+        let detail = v.engines[0].detail.clone().unwrap_or_default();
+        assert!(detail.contains("encrypted"), "{detail}");
     }
 }
