@@ -14,54 +14,15 @@
 //! and moat's extractions there, to compare with what `clamscan --debug
 //! --leave-temps` leaves.
 
-use moat_core::Blob;
-use moat_extract::{Limits, Problem, walk};
+mod common;
+
+use common::{clamscan, md5_hex, read, walked};
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 const CLAM_EA05: &str = "/usr/share/clamav-testfiles/clam.ea05.exe";
 const CLAM_EA06: &str = "/usr/share/clamav-testfiles/clam.ea06.exe";
 const CLAM_EXE: &str = "/usr/share/clamav-testfiles/clam.exe";
-
-#[allow(clippy::disallowed_methods)] // bounded by take()
-fn read(path: &Path) -> Vec<u8> {
-    let mut v = Vec::new();
-    std::fs::File::open(path)
-        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test-deps.sh installs it)", path.display()))
-        .take(64 << 20)
-        .read_to_end(&mut v)
-        .unwrap();
-    v
-}
-
-fn md5_hex(d: &[u8]) -> String {
-    use md5::Digest;
-    md5::Md5::digest(d)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The walk of `file`: its problems and the members, (location, bytes).
-#[allow(clippy::disallowed_methods)] // test files of a few KiB
-fn walked(file: &[u8]) -> (Vec<Problem>, Vec<(String, Vec<u8>)>) {
-    let mut out = Vec::new();
-    let report = walk::<std::convert::Infallible>(
-        &Blob::from_vec(file.to_vec()),
-        "f",
-        &Limits::default(),
-        &mut |e| {
-            let mut v = Vec::new();
-            e.data.reader().read_to_end(&mut v).unwrap();
-            out.push((e.location.to_string(), v));
-            Ok(())
-        },
-    )
-    .unwrap();
-    (report.problems, out)
-}
 
 /// The AutoIt files moat extracts from `file`, in order.
 fn extracted(file: &[u8]) -> Vec<(String, Vec<u8>)> {
@@ -72,29 +33,6 @@ fn extracted(file: &[u8]) -> Vec<(String, Vec<u8>)> {
             l.rsplit('>')
                 .next()
                 .is_some_and(|n| n.starts_with("autoit."))
-        })
-        .collect()
-}
-
-/// clamscan's detections with `hdb` as the only database: (file name, name).
-fn clamscan(hdb: &str, files: &[PathBuf]) -> std::collections::BTreeSet<(String, String)> {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("autoit.hdb");
-    std::fs::write(&db, hdb).unwrap();
-    let out = Command::new("clamscan")
-        .args(["--no-summary", "--allmatch", "-d"])
-        .arg(&db)
-        .args(files)
-        .output()
-        .expect("clamscan (apt clamav) runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (path, rest) = l.rsplit_once(": ")?;
-            let name = rest.strip_suffix(" FOUND")?;
-            let name = name.strip_suffix(".UNOFFICIAL").unwrap_or(name);
-            let file = Path::new(path).file_name()?.to_string_lossy().into_owned();
-            Some((file, name.to_string()))
         })
         .collect()
 }

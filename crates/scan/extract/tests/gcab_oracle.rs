@@ -4,10 +4,12 @@
 //! found by moat as a file of the setup's InstallShield overlay. Every file gcab
 //! extracts must be a member with the same content, and nothing else.
 
+mod common;
+
+use common::read;
 use moat_core::Blob;
 use moat_extract::{Limits, walk};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::process::Command;
 
 const SETUP: &str = "/usr/share/clamav-testfiles/clam_IScab_ext.exe";
@@ -18,17 +20,6 @@ fn sha256_hex(d: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn read(path: &std::path::Path) -> Vec<u8> {
-    let mut v = Vec::new();
-    #[allow(clippy::disallowed_methods)] // bounded by take()
-    std::fs::File::open(path)
-        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test-deps.sh installs it)", path.display()))
-        .take(64 << 20)
-        .read_to_end(&mut v)
-        .unwrap();
-    v
 }
 
 #[test]

@@ -12,11 +12,12 @@
 //! PE). UPX is not packaged in Debian, so the NRV encoders below are
 //! written from the decoders' definition; clamscan is the judge of both.
 
+mod common;
+
+use common::{clamscan, md5_hex, read, walked};
 use moat_core::Blob;
 use moat_extract::{Limits, walk};
-use std::io::Read;
 use std::path::Path;
-use std::process::Command;
 
 const CLAM_UPX: &str = "/usr/share/clamav-testfiles/clam-upx.exe";
 const CLAM_ASPACK: &str = "/usr/share/clamav-testfiles/clam-aspack.exe";
@@ -26,42 +27,10 @@ const CLAM_PETITE: &str = "/usr/share/clamav-testfiles/clam-petite.exe";
 const CLAM_PESPIN: &str = "/usr/share/clamav-testfiles/clam-pespin.exe";
 const CLAM_EXE: &str = "/usr/share/clamav-testfiles/clam.exe";
 
-#[allow(clippy::disallowed_methods)] // bounded by take()
-fn read(path: &Path) -> Vec<u8> {
-    let mut v = Vec::new();
-    std::fs::File::open(path)
-        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test-deps.sh installs it)", path.display()))
-        .take(64 << 20)
-        .read_to_end(&mut v)
-        .unwrap();
-    v
-}
-
-fn md5_hex(d: &[u8]) -> String {
-    use md5::Digest;
-    md5::Md5::digest(d)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The members moat finds in `file`: (location, bytes).
-#[allow(clippy::disallowed_methods)] // test files of a few KiB
 fn members(file: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let report = walk::<std::convert::Infallible>(
-        &Blob::from_vec(file.to_vec()),
-        "f",
-        &Limits::default(),
-        &mut |e| {
-            let mut v = Vec::new();
-            e.data.reader().read_to_end(&mut v).unwrap();
-            out.push((e.location.to_string(), v));
-            Ok(())
-        },
-    )
-    .unwrap();
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let (problems, out) = walked(file);
+    assert!(problems.is_empty(), "{problems:?}");
     out
 }
 
@@ -81,32 +50,6 @@ fn unpacked_by(file: &[u8], packer: &str) -> Vec<u8> {
                 seen.iter().map(|(l, _)| l).collect::<Vec<_>>()
             )
         })
-}
-
-/// clamscan's detections with `hdb` as the only database: (file name, name).
-fn clamscan(
-    hdb: &str,
-    files: &[std::path::PathBuf],
-) -> std::collections::BTreeSet<(String, String)> {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("upx.hdb");
-    std::fs::write(&db, hdb).unwrap();
-    let out = Command::new("clamscan")
-        .args(["--no-summary", "--allmatch", "-d"])
-        .arg(&db)
-        .args(files)
-        .output()
-        .expect("clamscan (apt clamav) runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (path, rest) = l.rsplit_once(": ")?;
-            let name = rest.strip_suffix(" FOUND")?;
-            let name = name.strip_suffix(".UNOFFICIAL").unwrap_or(name);
-            let file = Path::new(path).file_name()?.to_string_lossy().into_owned();
-            Some((file, name.to_string()))
-        })
-        .collect()
 }
 
 // ---- NRV encoders: the inverse of the decoders' bit grammar ----
