@@ -78,7 +78,8 @@ impl<E> Walker<'_, E> {
         });
     }
 
-    fn limit(&mut self, location: &str, what: &str) {
+    /// Record that `what` (a [`Limits`] field's name) stopped the walk at `location`.
+    pub fn limit(&mut self, location: &str, what: &str) {
         self.problem(Problem::LimitsExceeded {
             location: location.to_string(),
             what: what.to_string(),

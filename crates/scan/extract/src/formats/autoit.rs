@@ -27,7 +27,7 @@
 
 use super::read_at_full;
 use crate::walk::{Member, Step, Walker};
-use crate::{Limits, Problem, WalkError};
+use crate::{Limits, WalkError};
 use moat_core::Blob;
 use std::io;
 
@@ -297,18 +297,12 @@ pub(crate) fn walk<E>(
             return Ok(());
         }
     }
-    w.problem(Problem::LimitsExceeded {
-        location: location.to_string(),
-        what: "members".to_string(),
-    });
+    w.limit(location, "members");
     Ok(())
 }
 
 fn limit<E>(w: &mut Walker<'_, E>, location: &str, number: u32, what: &str) {
-    w.problem(Problem::LimitsExceeded {
-        location: format!("{location}>autoit.{number:03}"),
-        what: what.to_string(),
-    });
+    w.limit(&format!("{location}>autoit.{number:03}"), what);
 }
 
 /// ClamAV's `u2a`: UTF-16LE text (after a byte order mark, or when at least

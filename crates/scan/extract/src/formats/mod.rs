@@ -35,8 +35,8 @@ pub(crate) mod wwpack;
 pub(crate) mod yc;
 pub(crate) mod zip;
 
+use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
-use crate::{Problem, WalkError};
 use moat_core::Blob;
 use std::io::{self, Read};
 
@@ -239,10 +239,7 @@ pub(crate) fn cut_members<E, F: Frames>(
         let gap = cut.offset - stream.produced;
         *skipped += gap;
         if w.report.expanded_bytes.saturating_add(*skipped) > w.limits.max_expanded_bytes {
-            w.problem(Problem::LimitsExceeded {
-                location: location.to_string(),
-                what: "expanded_bytes".into(),
-            });
+            w.limit(location, "expanded_bytes");
             return Ok(Step::Stop);
         }
         if let Err(e) = skip(stream, gap) {

@@ -14,8 +14,8 @@
 //! file.
 
 use super::{aspack, petite, read_at_full, spin, upx, wwpack, yc};
+use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
-use crate::{Problem, WalkError};
 use moat_core::Blob;
 use moat_exe::{ExeInfo, PeMode, Src};
 use std::io;
@@ -50,10 +50,7 @@ pub(crate) fn walk<E>(
         Outcome::NotPacked | Outcome::Declined => Ok(Step::Next),
         Outcome::TooLarge(size) => {
             tracing::debug!(location, size, name, "unpacked image over the limit");
-            w.problem(Problem::LimitsExceeded {
-                location: format!("{location}>{name}"),
-                what: "member_size".to_string(),
-            });
+            w.limit(&format!("{location}>{name}"), "member_size");
             Ok(Step::Next)
         }
         Outcome::Unpacked { image, packed } => {

@@ -71,10 +71,7 @@ pub(crate) fn walk<E>(
         };
         opened += 1;
         if opened > MAX_STREAMS {
-            w.problem(crate::Problem::LimitsExceeded {
-                location: location.to_string(),
-                what: "members".into(),
-            });
+            w.limit(location, "members");
             return Ok(());
         }
         let name = match s.object {
