@@ -40,6 +40,8 @@ pub enum ContainerKind {
     /// AutoIt v3 compiled scripts (an `.a3x` file, or found embedded in the
     /// executable that runs them): the script, decompiled, and its files.
     AutoIt,
+    /// A Symbian OS installation package (EPOC `.sis`, before Symbian 9).
+    Sis,
     /// A Windows executable: its members are the objects embedded in it
     /// (self-extracting archives, executables inside executables).
     Pe,
@@ -72,16 +74,23 @@ impl ContainerKind {
             ContainerKind::Html => "html",
             ContainerKind::InstallShield => "installshield",
             ContainerKind::AutoIt => "autoit",
+            ContainerKind::Sis => "sis",
         }
     }
 }
 
-/// How many leading bytes [`detect`] and [`detect_unsupported_archive`] look at.
-pub const HEAD_LEN: usize = 512;
+/// How many leading bytes [`detect`] and [`detect_unsupported_archive`] look
+/// at: as many as ClamAV's file typing (SIS needs them all).
+pub const HEAD_LEN: usize = crate::formats::sis::TYPE_BUFFER;
+
+/// How many leading bytes the formats other than SIS are recognised by.
+const SHORT_HEAD: usize = 512;
 
 /// The container format of content starting with `head` (give at least
 /// [`HEAD_LEN`] bytes when available: tar is recognised by `ustar` at offset 257).
 pub fn detect(head: &[u8]) -> Option<ContainerKind> {
+    let full = head;
+    let head = &full[..full.len().min(SHORT_HEAD)];
     let starts = |m: &[u8]| head.starts_with(m);
     if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") || starts(b"PK\x07\x08") {
         Some(ContainerKind::Zip)
@@ -127,6 +136,8 @@ pub fn detect(head: &[u8]) -> Option<ContainerKind> {
         Some(ContainerKind::Tnef)
     } else if crate::formats::cpio::is_cpio(head) {
         Some(ContainerKind::Cpio)
+    } else if crate::formats::sis::is_sis(full) {
+        Some(ContainerKind::Sis)
     } else if is_mail(head) {
         Some(ContainerKind::Mail)
     } else if crate::formats::html::is_html(head) {

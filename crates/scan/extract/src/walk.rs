@@ -127,6 +127,15 @@ impl<E> Walker<'_, E> {
             ContainerKind::Pe => formats::pe::walk(self, blob, location, depth, embedded),
             ContainerKind::Nsis => formats::nsis::walk(self, blob, location, depth),
             ContainerKind::AutoIt => formats::autoit::walk(self, blob, location, depth),
+            ContainerKind::Sis => {
+                formats::sis::walk(self, blob, location, depth)?;
+                // ClamAV's raw scan of the package then finds archives
+                // embedded in it, as in any file.
+                if embedded {
+                    return Ok(());
+                }
+                self.embedded_archives(blob, location, depth)
+            }
             ContainerKind::Arj => formats::arj::walk(self, blob, location, depth),
             ContainerKind::Chm => formats::chm::walk(self, blob, location, depth),
             ContainerKind::Html => formats::html::walk(self, blob, location, depth),

@@ -25,6 +25,7 @@ pub(crate) mod petite;
 pub(crate) mod rebuildpe;
 pub(crate) mod rtf;
 pub(crate) mod sevenz;
+pub(crate) mod sis;
 pub(crate) mod spin;
 pub(crate) mod stream;
 pub(crate) mod szdd;
