@@ -1,8 +1,9 @@
 //! Walks arbitrary bytes as one of the formats whose start random bytes
 //! rarely hit (the first byte picks a prefix that makes the walker read the
 //! rest as mail, RTF, an OLE1 object, TNEF, OLE2, SZDD, BinHex, PDF, cpio,
-//! or an AutoIt EA05 or EA06 script, as in an `.a3x` file or after its
-//! header in an executable), then walks it as `archive_walker` does.
+//! an AutoIt EA05 or EA06 script, as in an `.a3x` file or after its
+//! header in an executable, or an EPOC SIS package), then walks it as
+//! `archive_walker` does.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let prefix: &[u8] = match pick % 11 {
+    let prefix: &[u8] = match pick % 12 {
         0 => b"Message-ID: <fuzz@moat>\r\n",
         1 => b"{\\rtf1 ",
         2 => b"\x01\x05\x00\x00\x02\x00\x00\x00",
@@ -26,7 +27,9 @@ fuzz_target!(|data: &[u8]| {
         7 => b"%PDF-1.7\n",
         8 => b"070701",
         9 => b"\xa3\x48\x4b\xbe\x98\x6c\x4a\xa9\x99\x4c\x53\x0a\x86\xd6\x48\x7dAU3!EA05",
-        _ => b"\xa3\x48\x4b\xbe\x98\x6c\x4a\xa9\x99\x4c\x53\x0a\x86\xd6\x48\x7dAU3!EA06",
+        10 => b"\xa3\x48\x4b\xbe\x98\x6c\x4a\xa9\x99\x4c\x53\x0a\x86\xd6\x48\x7dAU3!EA06",
+        // The UIDs, the third the EPOC SIS one; the header follows.
+        _ => b"\x01\x00\x00\x10\x12\x3a\x00\x10\x19\x04\x00\x10\x00\x00\x00\x00",
     };
     let mut msg = prefix.to_vec();
     msg.extend_from_slice(rest);
