@@ -74,15 +74,33 @@ const MAX_PROBLEMS: u32 = 64;
 /// How many leading bytes ClamAV's file typing looks at (`CL_FILE_MBUFF_SIZE`).
 pub(crate) const TYPE_BUFFER: usize = 1024;
 
+/// ClamAV's magic numbers at offset 0 (`0:0:` type signatures) short
+/// enough for a package's first UID, an application's, to start with:
+/// such a file gets that type before any SIS signature is tried. (GZip,
+/// BMP, BZip, MP3, executables, ARJ, old cpio, Flash.)
+const STATIC_MAGICS: &[&[u8]] = &[
+    b"\x1f\x8b",
+    b"BM",
+    b"BZh",
+    b"ID3",
+    b"MZ",
+    b"\x60\xea",
+    b"\x71\xc7",
+    b"\xc7\x71",
+    b"\xff\xfb\x90",
+    b"FWS",
+];
+
 /// Content ClamAV reads as an EPOC SIS file: its type signature
 /// (`1:8,12:19040010`) matched with the UID `0x10000419` at offset 8, and
-/// not overruled. A file starting with `MZ` is an executable to ClamAV's
-/// file typing before any SIS signature is tried; and among the type
-/// signatures matched in the first 1024 bytes the last one of a higher
-/// type, an SFX type or an executable wins ([`retyped`]).
+/// not overruled: the file does not start with one of [`STATIC_MAGICS`],
+/// and among the type signatures matched in the first 1024 bytes the last
+/// one of a higher type, an SFX type or an executable wins ([`retyped`]).
 pub(crate) fn is_sis(head: &[u8]) -> bool {
     let head = &head[..head.len().min(TYPE_BUFFER)];
-    head.get(8..12) == Some(&UID3[..]) && !head.starts_with(b"MZ") && !retyped(head)
+    head.get(8..12) == Some(&UID3[..])
+        && !STATIC_MAGICS.iter().any(|m| head.starts_with(m))
+        && !retyped(head)
 }
 
 /// Whether one of ClamAV's built-in type signatures that take precedence
@@ -686,9 +704,11 @@ mod tests {
         nine[8..12].copy_from_slice(&[0; 4]);
         nine[12..16].copy_from_slice(&UID3);
         assert!(!is_sis(&nine));
-        let mut mz = p.clone();
-        mz[..2].copy_from_slice(b"MZ");
-        assert!(!is_sis(&mz));
+        for magic in [&b"MZ"[..], b"BM", b"\x1f\x8b"] {
+            let mut m = p.clone();
+            m[..magic.len()].copy_from_slice(magic);
+            assert!(!is_sis(&m), "{magic:?}");
+        }
         for tail in [&b"PK\x03\x04"[..], b"%PDF-1.4", b"MSCF\0\0\0\0"] {
             assert!(!is_sis(&[&p[..], tail].concat()), "{tail:?}");
             let mut far = p.clone();
