@@ -4,8 +4,8 @@
 //! own unpacker produced exactly the same bytes. The files: Debian's
 //! `clamav-testfiles` `clam-upx.exe` (made by UPX itself, NRV2B) and
 //! `clam-aspack.exe` (ASPack 2.12), `clam-wwpack.exe` (WWPack32),
-//! `clam-yc.exe` (yoda's Crypter), `clam-petite.exe` (Petite 2.2) and
-//! `clam-pespin.exe` (PESpin 1.1), and
+//! `clam-yc.exe` (yoda's Crypter), `clam-petite.exe` (Petite 2.2),
+//! `clam-pespin.exe` (PESpin 1.1) and `clam-mew.exe` (MEW 11), and
 //! executables packed here with each of the formats ClamAV unpacks (NRV2B,
 //! NRV2D, NRV2E, LZMA), both with the program's own PE header in the image
 //! (rebuilt at its sections) and without one (wrapped in ClamAV's minimal
@@ -25,6 +25,7 @@ const CLAM_WWPACK: &str = "/usr/share/clamav-testfiles/clam-wwpack.exe";
 const CLAM_YC: &str = "/usr/share/clamav-testfiles/clam-yc.exe";
 const CLAM_PETITE: &str = "/usr/share/clamav-testfiles/clam-petite.exe";
 const CLAM_PESPIN: &str = "/usr/share/clamav-testfiles/clam-pespin.exe";
+const CLAM_MEW: &str = "/usr/share/clamav-testfiles/clam-mew.exe";
 const CLAM_EXE: &str = "/usr/share/clamav-testfiles/clam.exe";
 
 /// The members moat finds in `file`: (location, bytes).
@@ -370,7 +371,7 @@ fn packed_programs_unpack_to_the_bytes_clamscan_unpacks() {
     let mut files = Vec::new();
     let mut expect = Vec::new();
     let mut add = |name: &str, file: Vec<u8>, must_hold: &[u8]| {
-        let packer = ["aspack", "wwpack", "yc", "petite", "pespin"]
+        let packer = ["aspack", "wwpack", "yc", "petite", "pespin", "mew"]
             .into_iter()
             .find(|p| name.contains(p))
             .unwrap_or("upx");
@@ -417,6 +418,8 @@ fn packed_programs_unpack_to_the_bytes_clamscan_unpacks() {
         read(Path::new(CLAM_PESPIN)),
         &read(Path::new(CLAM_EXE)),
     );
+    // MEW 11 (aPLib-like blocks): its program carries clam.exe in a zip.
+    add("clam-mew.exe", read(Path::new(CLAM_MEW)), b"PK\x03\x04");
     for kind in [Nrv::B, Nrv::D, Nrv::E] {
         let marker = format!("moat-upx-marker-{kind:?}-own-header");
         let image = image_with_header(&marker);

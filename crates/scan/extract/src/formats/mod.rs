@@ -14,6 +14,7 @@ pub(crate) mod iscab;
 pub(crate) mod ishield;
 pub(crate) mod lzx;
 pub(crate) mod mail;
+pub(crate) mod mew;
 pub(crate) mod nsis;
 pub(crate) mod ole1;
 pub(crate) mod ole2;
