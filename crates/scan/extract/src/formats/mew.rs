@@ -46,7 +46,7 @@ pub(crate) fn isc(bb: i64, bb_size: u64, sb: i64, sb_size: u64) -> bool {
 }
 
 /// A pointer plus a 32-bit value, as C adds an unsigned offset.
-fn at(p: i64, off: u32) -> i64 {
+pub(crate) fn at(p: i64, off: u32) -> i64 {
     p + i64::from(off)
 }
 
@@ -721,6 +721,95 @@ fn mew_lzma(m: &mut Mem<'_>, buf: i64, vma: u32, special: bool, fuel: &mut Fuel)
             return Some(());
         }
     }
+}
+
+// ---- Upack's LZMA routines (32-bit probabilities), kept in mew.c ----
+
+/// What [`upack_bit`] returns where ClamAV's `lzma_upack_esi_00` fails:
+/// most of its callers do not check, and take it for a 1 bit.
+pub(crate) const UPACK_ERR: u32 = 0xffff_ffff;
+
+/// `lzma_upack_esi_00`: one adaptive bit with the 32-bit probability at
+/// `ecx`, the code read afresh (big-endian) at `p0` each time.
+/// [`UPACK_ERR`] where ClamAV returns it; `None` when the fuel is out.
+pub(crate) fn upack_bit(rc: &mut Rc, m: &mut Mem<'_>, ecx: i64, fuel: &mut Fuel) -> Option<u32> {
+    fuel.burn(1)?;
+    if !m.has(ecx, 4) || !m.has(rc.p0, 4) {
+        return Some(UPACK_ERR);
+    }
+    let mut eax = rc.p1 >> 11;
+    let prob = m.rd32(ecx)?;
+    eax = eax.wrapping_mul(prob);
+    let edi = m.rd32(rc.p0)?.swap_bytes().wrapping_sub(rc.p2);
+    let ret = if edi < eax {
+        rc.p1 = eax;
+        m.wr32(ecx, prob.wrapping_add(0x800u32.wrapping_sub(prob) >> 5))?;
+        0
+    } else {
+        rc.p2 = rc.p2.wrapping_add(eax);
+        rc.p1 = rc.p1.wrapping_sub(eax);
+        m.wr32(ecx, prob.wrapping_sub(prob >> 5))?;
+        1
+    };
+    if rc.p1 & 0xff00_0000 == 0 {
+        rc.p2 <<= 8;
+        rc.p1 <<= 8;
+        rc.p0 += 1;
+    }
+    Some(ret)
+}
+
+/// `lzma_upack_esi_50`: a bit tree from `eax` until it reaches `ecx`,
+/// probabilities at `ebp`; `*edx` is left at the last one. `None` where
+/// ClamAV fails (or the fuel is out).
+pub(crate) fn upack_tree(
+    rc: &mut Rc,
+    m: &mut Mem<'_>,
+    eax: u32,
+    ecx: u32,
+    edx: &mut i64,
+    ebp: i64,
+    fuel: &mut Fuel,
+) -> Option<u32> {
+    let mut v = eax;
+    loop {
+        *edx = at(ebp, v << 2);
+        let ret = upack_bit(rc, m, *edx, fuel)?;
+        if ret == UPACK_ERR {
+            return None;
+        }
+        v = v.wrapping_add(v).wrapping_add(ret);
+        if v >= ecx {
+            return Some(v.wrapping_sub(ecx));
+        }
+    }
+}
+
+/// `lzma_upack_esi_54`: a match length (two choice bits, then a 3- or
+/// 8-bit tree), coder at `*edx`; `*ecx` becomes the tree's size.
+pub(crate) fn upack_len(
+    rc: &mut Rc,
+    m: &mut Mem<'_>,
+    eax: u32,
+    ecx: &mut u32,
+    edx: &mut i64,
+    fuel: &mut Fuel,
+) -> Option<u32> {
+    *ecx = (*ecx & 0xffff_ff00) | 8;
+    let ret = upack_bit(rc, m, *edx, fuel)?;
+    *edx += 4;
+    let mut v = (eax & 0xffff_ff00) | 1;
+    if ret != 0 {
+        let ret = upack_bit(rc, m, *edx, fuel)?;
+        v |= 8;
+        if ret != 0 {
+            *ecx <<= 5;
+            v = 0x11;
+        }
+    }
+    let base = at(*edx, v << 2);
+    let t = upack_tree(rc, m, 1, *ecx, edx, base, fuel)?;
+    Some(v.wrapping_add(t))
 }
 
 // ---- unmew11: the blocks, then the PE ----

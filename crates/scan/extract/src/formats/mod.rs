@@ -31,6 +31,7 @@ pub(crate) mod stream;
 pub(crate) mod szdd;
 pub(crate) mod tar;
 pub(crate) mod tnef;
+pub(crate) mod upack;
 pub(crate) mod upx;
 pub(crate) mod wwpack;
 pub(crate) mod yc;
