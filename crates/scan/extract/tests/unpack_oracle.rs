@@ -4,8 +4,9 @@
 //! own unpacker produced exactly the same bytes. The files: Debian's
 //! `clamav-testfiles` `clam-upx.exe` (made by UPX itself, NRV2B) and
 //! `clam-aspack.exe` (ASPack 2.12), `clam-wwpack.exe` (WWPack32),
-//! `clam-yc.exe` (yoda's Crypter), `clam-petite.exe` (Petite 2.2) and
-//! `clam-pespin.exe` (PESpin 1.1), and
+//! `clam-yc.exe` (yoda's Crypter), `clam-petite.exe` (Petite 2.2),
+//! `clam-pespin.exe` (PESpin 1.1), `clam-mew.exe` (MEW 11) and
+//! `clam-upack.exe` (Upack 0.39), and
 //! executables packed here with each of the formats ClamAV unpacks (NRV2B,
 //! NRV2D, NRV2E, LZMA), both with the program's own PE header in the image
 //! (rebuilt at its sections) and without one (wrapped in ClamAV's minimal
@@ -25,6 +26,8 @@ const CLAM_WWPACK: &str = "/usr/share/clamav-testfiles/clam-wwpack.exe";
 const CLAM_YC: &str = "/usr/share/clamav-testfiles/clam-yc.exe";
 const CLAM_PETITE: &str = "/usr/share/clamav-testfiles/clam-petite.exe";
 const CLAM_PESPIN: &str = "/usr/share/clamav-testfiles/clam-pespin.exe";
+const CLAM_MEW: &str = "/usr/share/clamav-testfiles/clam-mew.exe";
+const CLAM_UPACK: &str = "/usr/share/clamav-testfiles/clam-upack.exe";
 const CLAM_EXE: &str = "/usr/share/clamav-testfiles/clam.exe";
 
 /// The members moat finds in `file`: (location, bytes).
@@ -370,7 +373,7 @@ fn packed_programs_unpack_to_the_bytes_clamscan_unpacks() {
     let mut files = Vec::new();
     let mut expect = Vec::new();
     let mut add = |name: &str, file: Vec<u8>, must_hold: &[u8]| {
-        let packer = ["aspack", "wwpack", "yc", "petite", "pespin"]
+        let packer = ["aspack", "wwpack", "yc", "petite", "pespin", "mew", "upack"]
             .into_iter()
             .find(|p| name.contains(p))
             .unwrap_or("upx");
@@ -417,6 +420,10 @@ fn packed_programs_unpack_to_the_bytes_clamscan_unpacks() {
         read(Path::new(CLAM_PESPIN)),
         &read(Path::new(CLAM_EXE)),
     );
+    // MEW 11 (aPLib-like blocks): its program carries clam.exe in a zip.
+    add("clam-mew.exe", read(Path::new(CLAM_MEW)), b"PK\x03\x04");
+    // Upack 0.39, three sections: the same program.
+    add("clam-upack.exe", read(Path::new(CLAM_UPACK)), b"PK\x03\x04");
     for kind in [Nrv::B, Nrv::D, Nrv::E] {
         let marker = format!("moat-upx-marker-{kind:?}-own-header");
         let image = image_with_header(&marker);
@@ -496,4 +503,29 @@ fn programs_with_an_uninitialised_section_are_not_taken_for_upx() {
         "{:?}",
         seen.iter().map(|(l, _)| l).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn mew_and_upack_images_over_the_member_limit_are_limits_not_clean_files() {
+    // Both lay out a buffer of about 24 KiB; a member limit below it.
+    for (path, packer) in [(CLAM_MEW, "mew"), (CLAM_UPACK, "upack")] {
+        let limits = Limits {
+            max_member_size: 0x2000,
+            ..Limits::default()
+        };
+        let report = walk::<std::convert::Infallible>(
+            &Blob::from_vec(read(Path::new(path))),
+            "f",
+            &limits,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
+        let at = format!("f>{packer}");
+        assert!(
+            report.problems.iter().any(|p| matches!(p,
+                moat_extract::Problem::LimitsExceeded { location, what } if *location == at && what == "member_size")),
+            "{packer}: {:?}",
+            report.problems
+        );
+    }
 }

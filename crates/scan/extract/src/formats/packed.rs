@@ -1,8 +1,9 @@
 //! Packed executables, unpacked in the order ClamAV's `cli_scanpe` tries
-//! its unpackers ([`upx`](super::upx), [`petite`](super::petite),
-//! [`spin`](super::spin), [`yc`](super::yc), [`wwpack`](super::wwpack),
-//! [`aspack`](super::aspack)); the unpacked program becomes the member named
-//! after its packer (`upx`, `petite`, `pespin`, `yc`, `wwpack`, `aspack`),
+//! its unpackers ([`mew`](super::mew), [`upack`](super::upack),
+//! [`upx`](super::upx), [`petite`](super::petite), [`spin`](super::spin),
+//! [`yc`](super::yc), [`wwpack`](super::wwpack), [`aspack`](super::aspack));
+//! the unpacked program becomes the member named after its packer (`mew`,
+//! `upack`, `upx`, `petite`, `pespin`, `yc`, `wwpack`, `aspack`),
 //! which the walk
 //! opens as the executable it is (so its embedded objects, and a packer
 //! inside, are found in turn). A file no unpacker takes is scanned as it is.
@@ -13,7 +14,7 @@
 //! recognised packer whose image would be larger is a limit, never a clean
 //! file.
 
-use super::{aspack, petite, read_at_full, spin, upx, wwpack, yc};
+use super::{aspack, mew, petite, read_at_full, spin, upack, upx, wwpack, yc};
 use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
 use moat_core::Blob;
@@ -92,10 +93,14 @@ fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
     let e_lfanew = moat_exe::le32(&head[..n], 60);
     let info = &info;
     let epbuff = &epbuff;
-    // ClamAV unpacks nothing with less than 168 bytes at the entry point,
-    // and tries only UPX with less than 200.
+    // ClamAV tries MEW with 16 bytes at the entry point, nothing else with
+    // less than 168, and only Upack and UPX with less than 200.
     let min_ep = |bytes: usize| epsize >= bytes;
-    let unpackers: [(&'static str, usize, &Unpacker<'_>); 6] = [
+    let unpackers: [(&'static str, usize, &Unpacker<'_>); 8] = [
+        ("mew", 16, &|| mew::unpack(blob, info, epbuff, epsize, max)),
+        ("upack", 168, &|| {
+            upack::unpack(blob, info, epbuff, e_lfanew, max)
+        }),
         ("upx", 168, &|| upx::unpack(blob, info, epbuff, max)),
         ("petite", 200, &|| with_petite(blob, info, epbuff, max)),
         ("pespin", 200, &|| with_spin(blob, info, epbuff, max)),

@@ -59,12 +59,14 @@ const MAGICS: [(Kind, &[u8]); 7] = [
 ];
 
 /// `MZ` with a PE header where `e_lfanew` points, when the head holds it.
+/// Like `cli_peheader`, any non-zero `e_lfanew` will do: packers such as
+/// MEW and Upack put the PE header inside the DOS header (at 0x0c, 0x10).
 pub(crate) fn is_pe(head: &[u8]) -> bool {
     if !head.starts_with(MZ) || head.len() < 64 {
         return false;
     }
     let at = u32::from_le_bytes([head[60], head[61], head[62], head[63]]) as usize;
-    at >= 64 && head.get(at..at + 4).is_none_or(|sig| sig == b"PE\0\0")
+    at != 0 && head.get(at..at + 4).is_none_or(|sig| sig == b"PE\0\0")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
