@@ -27,23 +27,12 @@
 //! needs, makes those fail (the file is then scanned as it is).
 
 use super::packed::Outcome;
-use super::read_at_full;
 use super::rebuildpe::rebuild;
+use super::{contained, read_at_full};
 use moat_core::Blob;
 use moat_exe::pe::pe_salign;
 use moat_exe::{ExeInfo, Section};
 use std::io;
-
-/// `CLI_ISCONTAINED(bb, bb_size, sb, sb_size)` over pointer offsets.
-pub(crate) fn isc(bb: i64, bb_size: u64, sb: i64, sb_size: u64) -> bool {
-    let (bb, bbs, sb, sbs) = (
-        i128::from(bb),
-        i128::from(bb_size),
-        i128::from(sb),
-        i128::from(sb_size),
-    );
-    bbs > 0 && sbs > 0 && sbs <= bbs && sb >= bb && sb + sbs <= bb + bbs && sb < bb + bbs
-}
 
 /// A pointer plus a 32-bit value, as C adds an unsigned offset.
 pub(crate) fn at(p: i64, off: u32) -> i64 {
@@ -58,7 +47,7 @@ pub(crate) struct Mem<'a> {
 impl Mem<'_> {
     /// `CLI_ISCONTAINED(buffer, size, p, n)`.
     pub(crate) fn has(&self, p: i64, n: u64) -> bool {
-        isc(0, self.b.len() as u64, p, n)
+        contained(0, self.b.len() as u64, p, n)
     }
 
     pub(crate) fn byte(&self, p: i64) -> Option<u8> {
@@ -90,10 +79,12 @@ impl Mem<'_> {
 pub(crate) struct Fuel(u64);
 
 impl Fuel {
-    /// Enough for every byte of a `size`-byte buffer to be decoded many
-    /// times over.
+    /// Enough for every byte of a `size`-byte buffer to be decoded a few
+    /// times over: a literal byte costs about nine bit decodes and a write,
+    /// so 24 steps a byte leaves room for real programs while a tiny file
+    /// declaring a 128 MiB image stays within a few seconds of work.
     pub(crate) fn for_buffer(size: usize) -> Fuel {
-        Fuel((size as u64).saturating_mul(64).saturating_add(1 << 20))
+        Fuel((size as u64).saturating_mul(24).saturating_add(1 << 20))
     }
 
     pub(crate) fn burn(&mut self, n: u64) -> Option<()> {
@@ -245,7 +236,7 @@ fn unmew(
         let n = u64::from(backsize);
         let from = cdst - i64::from(backbytes);
         let dsz = ds as u64;
-        if !isc(dest, dsz, cdst, n) || !isc(dest, dsz, from, n) {
+        if !contained(dest, dsz, cdst, n) || !contained(dest, dsz, from, n) {
             return None;
         }
         fuel.burn(n)?;
@@ -852,7 +843,8 @@ fn unmew11(
     let mut i = 0usize;
     let f1 = loop {
         tracing::trace!(i, lesi, ledi, "mew: unpacking section");
-        if !isc(0, sz, lesi, u64::from(loc_ss)) || !isc(0, sz, ledi, u64::from(loc_ds)) {
+        if !contained(0, sz, lesi, u64::from(loc_ss)) || !contained(0, sz, ledi, u64::from(loc_ds))
+        {
             return None;
         }
         let (f1, f2) = unmew(&mut m, lesi, ledi, loc_ss, loc_ds, &mut fuel)?;
@@ -1000,7 +992,7 @@ pub(crate) fn unpack(
     let uselzma = if tbuff[0x7b] == 0xe8 {
         let s1 = info.sections.get(1).copied().unwrap_or_default();
         let call = rd(&tbuff, 0x7c).wrapping_add(fileoffset).wrapping_add(0x80);
-        if !isc(i64::from(s1.rva), u64::from(s1.vsz), i64::from(call), 4) {
+        if !contained(i64::from(s1.rva), u64::from(s1.vsz), i64::from(call), 4) {
             tracing::debug!("mew: lzma proc out of bounds");
             return Ok(Outcome::NotPacked);
         }

@@ -140,7 +140,14 @@ pub(crate) fn find_all<const N: usize>(
 /// ClamAV's `CLI_ISCONTAINED` on offsets, which its unpackers use for every
 /// bounds check: `[sb, sb + sb_size)` lies within `[bb, bb + bb_size)` and
 /// neither is empty.
-pub(crate) fn contained(bb: i64, bb_size: i64, sb: i64, sb_size: i64) -> bool {
+/// Computed wide, so no sum of offsets can overflow.
+pub(crate) fn contained(
+    bb: impl Into<i128>,
+    bb_size: impl Into<i128>,
+    sb: impl Into<i128>,
+    sb_size: impl Into<i128>,
+) -> bool {
+    let (bb, bb_size, sb, sb_size) = (bb.into(), bb_size.into(), sb.into(), sb_size.into());
     bb_size > 0
         && sb_size > 0
         && sb_size <= bb_size

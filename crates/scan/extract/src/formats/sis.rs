@@ -140,14 +140,6 @@ fn retyped(head: &[u8]) -> bool {
     pe || arj || pdf || autoit || mbr
 }
 
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
 /// ClamAV's `GETD2`/`SKIP` over the record table: a cursor that reads
 /// 32-bit words and skips forward, failing at the end of the file.
 struct Cursor<'b> {
@@ -233,6 +225,7 @@ fn records<E>(
         w.corrupt(location, "sis: header cut short");
         return Ok(());
     }
+    let (le16, le32) = (moat_exe::le16, moat_exe::le32);
     let langs = le16(&h, 16 + 2);
     let files = le16(&h, 16 + 4);
     let flags = le16(&h, 16 + 20);
@@ -503,6 +496,9 @@ struct Zlib<'b> {
     pos: usize,
     filled: usize,
     done: bool,
+    /// Where [`Zlib::measure`] inflates to, kept between versions (a
+    /// package can hold thousands of them).
+    scratch: Vec<u8>,
 }
 
 impl<'b> Zlib<'b> {
@@ -516,6 +512,7 @@ impl<'b> Zlib<'b> {
             pos: 0,
             filled: 0,
             done: false,
+            scratch: Vec::new(),
         }
     }
 
@@ -532,17 +529,22 @@ impl<'b> Zlib<'b> {
     /// How many bytes the stream inflates to, reading no further than one
     /// past `max`; or how many came before it failed, and why.
     fn measure(&mut self, max: u64) -> Result<u64, (u64, io::Error)> {
-        let mut buf = vec![0u8; INPUT_BUFFER];
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.resize(INPUT_BUFFER, 0);
         let mut total: u64 = 0;
-        while total <= max {
+        let res = loop {
+            if total > max {
+                break Ok(total);
+            }
             match self.read(&mut buf) {
-                Ok(0) => return Ok(total),
+                Ok(0) => break Ok(total),
                 Ok(n) => total += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err((total, e)),
+                Err(e) => break Err((total, e)),
             }
-        }
-        Ok(total)
+        };
+        self.scratch = buf;
+        res
     }
 }
 

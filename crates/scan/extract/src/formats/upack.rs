@@ -246,8 +246,11 @@ fn unupack399(
                 if !m.has(mbyte, 1) {
                     return None;
                 }
-                let mb = m.byte(mbyte)?;
                 loop {
+                    // Read again on every pass, as ClamAV does: the bit
+                    // decoder writes its probabilities into the same
+                    // buffer, which crafted input can make overlap.
+                    let mb = m.byte(mbyte)?;
                     let ah = if mb & cl != 0 { 0x200 } else { 0x100 };
                     loc_eax = (loc_eax & 0xffff_00ff) | ah;
                     loc_edx = at(ebp8, loc_eax << 2);
@@ -731,11 +734,14 @@ fn finish(
 /// `SizeOfOptionalHeader`, and each section's `PointerToRawData` as the
 /// header has it (ClamAV's `uraw`), for the sections `info` kept (ClamAV
 /// drops those whose data starts past the end of the file). `None` when
-/// the table does not line up with `info`.
+/// the table does not line up with `info`, or when neither an empty
+/// section (`found`) nor Upack's optional-header size says the file may be
+/// Upack's: the table is read only then, not for every executable.
 fn header_fields(
     blob: &Blob,
     e_lfanew: u32,
     info: &ExeInfo,
+    found: bool,
 ) -> io::Result<Option<(u16, Vec<u32>)>> {
     let pe = u64::from(e_lfanew);
     let mut fh = [0u8; 24];
@@ -744,6 +750,9 @@ fn header_fields(
     }
     let nsec = u16::from_le_bytes([fh[6], fh[7]]);
     let opt = u16::from_le_bytes([fh[20], fh[21]]);
+    if !found && (info.pe32plus || opt != 0x148) {
+        return Ok(None);
+    }
     let table = pe + 24 + u64::from(opt);
     let mut uraw = Vec::new();
     for k in 0..u64::from(nsec) {
@@ -770,7 +779,7 @@ pub(crate) fn unpack(
     max: u64,
 ) -> io::Result<Outcome> {
     let found = super::mew::empty_section(info).is_some();
-    let Some((opt, uraw)) = header_fields(blob, e_lfanew, info)? else {
+    let Some((opt, uraw)) = header_fields(blob, e_lfanew, info, found)? else {
         return Ok(Outcome::NotPacked);
     };
     let upack = !info.pe32plus && opt == 0x148;
@@ -816,10 +825,8 @@ pub(crate) fn unpack(
     if need > max {
         return Ok(Outcome::TooLarge(need));
     }
-    let c0 = |size: u32, at: u32, n: u32| {
-        let (size, at, n) = (u64::from(size), u64::from(at), u64::from(n));
-        size > 0 && n > 0 && n <= size && at + n <= size && at < size
-    };
+    // CLI_ISCONTAINED_0_TO: within a buffer that starts at zero.
+    let c0 = |size: u32, at: u32, n: u32| super::contained(0, size, at, n);
     let s1_at = s[1].rva.wrapping_sub(off);
     let s2_at = if upack {
         s[2].rva.wrapping_sub(s[0].rva)
