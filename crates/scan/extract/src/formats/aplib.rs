@@ -23,8 +23,10 @@ pub(crate) fn doubledl(buf: &[u8], src: &mut i64, dl: &mut u8) -> Option<u32> {
 }
 
 /// `cli_unfsg`: decompress `src` into `dst` (which it need not fill);
-/// `None` on data that does not decode.
-pub(crate) fn unfsg(src: &[u8], dst: &mut [u8]) -> Option<()> {
+/// `None` on data that does not decode. On success, where the source and
+/// the output ended (`cli_unfsg`'s `endsrc` and `enddst`: the source just
+/// past the end marker's byte), from which FSG 1.33 starts its next block.
+pub(crate) fn unfsg(src: &[u8], dst: &mut [u8]) -> Option<(usize, usize)> {
     if src.is_empty() || dst.is_empty() {
         return None;
     }
@@ -81,7 +83,7 @@ pub(crate) fn unfsg(src: &[u8], dst: &mut [u8]) -> Option<()> {
                 let size = b & 1;
                 let b = b >> 1;
                 if b == 0 {
-                    return Some(());
+                    return Some((usize::try_from(s).ok()?, d));
                 }
                 oldback = b;
                 lostbit = 0;
@@ -134,7 +136,8 @@ mod tests {
         // Bits after the first byte: 0 0 1 1 0 → 0b0011_0xxx with sentinel.
         let src = [b'A', 0b0011_0000, b'B', b'C', 0x00, 0x00];
         let mut dst = [0u8; 8];
-        assert_eq!(unfsg(&src, &mut dst), Some(()));
+        // Ends after the end marker's byte (the last zero is never read).
+        assert_eq!(unfsg(&src, &mut dst), Some((5, 3)));
         assert_eq!(&dst[..3], b"ABC");
     }
 
