@@ -9,6 +9,7 @@ pub(crate) mod binhex;
 pub(crate) mod cab;
 pub(crate) mod chm;
 pub(crate) mod cpio;
+pub(crate) mod fsg;
 pub(crate) mod html;
 pub(crate) mod iscab;
 pub(crate) mod ishield;

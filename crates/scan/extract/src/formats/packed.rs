@@ -1,9 +1,9 @@
 //! Packed executables, unpacked in the order ClamAV's `cli_scanpe` tries
 //! its unpackers ([`mew`](super::mew), [`upack`](super::upack),
-//! [`upx`](super::upx), [`petite`](super::petite), [`spin`](super::spin),
+//! [`fsg`](super::fsg), [`upx`](super::upx), [`petite`](super::petite), [`spin`](super::spin),
 //! [`yc`](super::yc), [`wwpack`](super::wwpack), [`aspack`](super::aspack));
 //! the unpacked program becomes the member named after its packer (`mew`,
-//! `upack`, `upx`, `petite`, `pespin`, `yc`, `wwpack`, `aspack`),
+//! `upack`, `fsg`, `upx`, `petite`, `pespin`, `yc`, `wwpack`, `aspack`),
 //! which the walk
 //! opens as the executable it is (so its embedded objects, and a packer
 //! inside, are found in turn). A file no unpacker takes is scanned as it is.
@@ -14,7 +14,7 @@
 //! recognised packer whose image would be larger is a limit, never a clean
 //! file.
 
-use super::{aspack, mew, petite, read_at_full, spin, upack, upx, wwpack, yc};
+use super::{aspack, fsg, mew, petite, read_at_full, spin, upack, upx, wwpack, yc};
 use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
 use moat_core::Blob;
@@ -96,11 +96,13 @@ fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
     // ClamAV tries MEW with 16 bytes at the entry point, nothing else with
     // less than 168, and only Upack and UPX with less than 200.
     let min_ep = |bytes: usize| epsize >= bytes;
-    let unpackers: [(&'static str, usize, &Unpacker<'_>); 8] = [
+    let unpackers: [(&'static str, usize, &Unpacker<'_>); 9] = [
         ("mew", 16, &|| mew::unpack(blob, info, epbuff, epsize, max)),
         ("upack", 168, &|| {
             upack::unpack(blob, info, epbuff, e_lfanew, max)
         }),
+        // FSG 2.0, 1.33, 1.31; when one of them gives up, UPX gets the file.
+        ("fsg", 168, &|| fsg::unpack(blob, info, epbuff, max)),
         ("upx", 168, &|| upx::unpack(blob, info, epbuff, max)),
         ("petite", 200, &|| with_petite(blob, info, epbuff, max)),
         ("pespin", 200, &|| with_spin(blob, info, epbuff, max)),
