@@ -12,8 +12,14 @@
 //! (rebuilt at its sections) and without one (wrapped in ClamAV's minimal
 //! PE). UPX is not packaged in Debian, so the NRV encoders below are
 //! written from the decoders' definition; clamscan is the judge of both.
+//! FSG likewise: Debian's `clam-fsg.exe` is not FSG-packed (no empty
+//! section; ClamAV finds only the clam.exe embedded in it), so FSG 2.0,
+//! 1.33 and 1.31 files are made here (`common/fsg.rs`: an encoder for
+//! `cli_unfsg`'s format and the stub layouts `cli_scanpe` reads).
 
 mod common;
+#[path = "common/fsg.rs"]
+mod fsg_build;
 
 use common::{clamscan, md5_hex, read, walked};
 use moat_core::Blob;
@@ -29,6 +35,7 @@ const CLAM_PESPIN: &str = "/usr/share/clamav-testfiles/clam-pespin.exe";
 const CLAM_MEW: &str = "/usr/share/clamav-testfiles/clam-mew.exe";
 const CLAM_UPACK: &str = "/usr/share/clamav-testfiles/clam-upack.exe";
 const CLAM_EXE: &str = "/usr/share/clamav-testfiles/clam.exe";
+const CLAM_FSG: &str = "/usr/share/clamav-testfiles/clam-fsg.exe";
 
 /// The members moat finds in `file`: (location, bytes).
 fn members(file: &[u8]) -> Vec<(String, Vec<u8>)> {
@@ -373,12 +380,17 @@ fn packed_programs_unpack_to_the_bytes_clamscan_unpacks() {
     let mut files = Vec::new();
     let mut expect = Vec::new();
     let mut add = |name: &str, file: Vec<u8>, must_hold: &[u8]| {
-        let packer = ["aspack", "wwpack", "yc", "petite", "pespin", "mew", "upack"]
-            .into_iter()
-            .find(|p| name.contains(p))
-            .unwrap_or("upx");
+        let packer = [
+            "aspack", "wwpack", "yc", "petite", "pespin", "mew", "upack", "fsg",
+        ]
+        .into_iter()
+        .find(|p| name.contains(p))
+        .unwrap_or("upx");
         let image = unpacked_by(&file, packer);
-        assert!(image.starts_with(b"MZ"), "{name}: rebuilt as a PE");
+        // FSG's bare buffer, when `cli_rebuildpe` refuses its sections.
+        if !name.contains("bare") {
+            assert!(image.starts_with(b"MZ"), "{name}: rebuilt as a PE");
+        }
         assert!(
             image.windows(must_hold.len()).any(|w| w == must_hold),
             "{name}: the unpacked image holds the program"
@@ -450,6 +462,62 @@ fn packed_programs_unpack_to_the_bytes_clamscan_unpacks() {
     let image = image_text(marker, 0x2400);
     let file = packed_pe(&lzma_encode(&image), &stub(None, image.len() as u32));
     add("lzma-wrapped.exe", file, marker.as_bytes());
+
+    // FSG 2.0: one block.
+    let marker = "moat-fsg-marker-2.0";
+    let image = fsg_build::text(marker, 0x2400);
+    add(
+        "fsg20.exe",
+        fsg_build::v200(&image, 0x4000, 0x1234),
+        marker.as_bytes(),
+    );
+    // FSG 1.33: three sections, listed out of order (ClamAV sorts them).
+    let (a, b, c) = (
+        fsg_build::text("moat-fsg-marker-1.33", 0x900),
+        fsg_build::text("second", 0x300),
+        fsg_build::text("third", 0x500),
+    );
+    add(
+        "fsg133.exe",
+        fsg_build::v133(&[(0x1000, &a), (0x3000, &c), (0x2000, &b)], 0x4000, 0x1010),
+        b"moat-fsg-marker-1.33",
+    );
+    // FSG 1.31, both stubs.
+    for call in [false, true] {
+        let marker = format!("moat-fsg-marker-1.31-{call}");
+        let a = fsg_build::text(&marker, 0x700);
+        add(
+            &format!("fsg131-{call}.exe"),
+            fsg_build::v131(&[(0x1000, &a), (0x3000, &b)], 0x4000, 0x1020, call),
+            marker.as_bytes(),
+        );
+    }
+    // FSG 1.33 with 100 sections: more than `cli_rebuildpe` writes, so
+    // ClamAV scans the decompressed buffer as it is.
+    let data: Vec<Vec<u8>> = (0..100u32)
+        .map(|n| fsg_build::text(&format!("moat-fsg-bare-{n:03}"), 0x40 + n as usize))
+        .collect();
+    let secs: Vec<(u32, &[u8])> = data
+        .iter()
+        .enumerate()
+        .map(|(n, d)| (0x1000 + 0x40 * n as u32, &d[..]))
+        .collect();
+    add(
+        "fsg133-bare.exe",
+        fsg_build::v133(&secs, 0x6000, 0x1000),
+        &data[7],
+    );
+    // FSG 2.0's `xchg esp` at the entry point of a UPX file, pointing
+    // nowhere: FSG gives up ("xchg out of bounds") and UPX takes the file.
+    let marker = "moat-upx-marker-after-fsg";
+    let image = image_text(marker, 0x2400);
+    let mut xchg = stub(Some(Nrv::B), 0);
+    xchg[..6].copy_from_slice(&[0x87, 0x25, 0, 0, 0, 0]);
+    add(
+        "nrv2b-xchg.exe",
+        packed_pe(&nrv_encode(Nrv::B, &image), &xchg),
+        marker.as_bytes(),
+    );
 
     let found = clamscan(&hdb, &files);
     for (name, sig) in &expect {
@@ -528,4 +596,47 @@ fn mew_and_upack_images_over_the_member_limit_are_limits_not_clean_files() {
             report.problems
         );
     }
+}
+
+#[test]
+fn clam_fsg_exe_is_not_fsg_packed_and_its_embedded_clam_exe_is_scanned() {
+    // Debian's clam-fsg.exe has no empty section: ClamAV's `cli_scanpe`
+    // tries no FSG unpacker on it (`--debug` shows none), and finds only
+    // the clam.exe embedded at 6112. So does moat: no `fsg` member, the
+    // embedded program a member, and clamscan finds its hash in the file.
+    let file = read(Path::new(CLAM_FSG));
+    let seen = members(&file);
+    let names: Vec<&String> = seen.iter().map(|(l, _)| l).collect();
+    assert!(names.iter().all(|l| !l.ends_with(">fsg")), "{names:?}");
+    let (_, embedded) = seen
+        .iter()
+        .find(|(l, _)| l == "f>embedded@6112")
+        .unwrap_or_else(|| panic!("{names:?}"));
+    assert_eq!(embedded, &read(Path::new(CLAM_EXE)));
+    let hdb = format!(
+        "{}:{}:Moat.Embedded.clam_fsg\n",
+        md5_hex(embedded),
+        embedded.len()
+    );
+    let found = clamscan(&hdb, &[Path::new(CLAM_FSG).to_path_buf()]);
+    assert!(
+        found.contains(&("clam-fsg.exe".into(), "Moat.Embedded.clam_fsg".into())),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn fsg_round_trips_through_moat_for_every_version() {
+    // Without clamscan: the unpacked image holds the data exactly.
+    let text = fsg_build::text("round-trip", 0x2400);
+    let image = unpacked_by(&fsg_build::v200(&text, 0x4000, 0x1000), "fsg");
+    assert_eq!(&image[0x200..0x200 + text.len()], &text[..]);
+    let image = unpacked_by(&fsg_build::v133(&[(0x1000, &text)], 0x4000, 0x1000), "fsg");
+    assert_eq!(&image[0x200..0x200 + text.len()], &text[..]);
+    let t2 = fsg_build::text("two", 0x300);
+    let image = unpacked_by(
+        &fsg_build::v131(&[(0x1000, &text), (0x4000, &t2)], 0x5000, 0x1000, false),
+        "fsg",
+    );
+    assert_eq!(&image[0x400..0x400 + text.len()], &text[..]);
 }
