@@ -17,6 +17,7 @@ pub(crate) mod lzx;
 pub(crate) mod mail;
 pub(crate) mod mew;
 pub(crate) mod nsis;
+pub(crate) mod nspack;
 pub(crate) mod ole1;
 pub(crate) mod ole2;
 pub(crate) mod packed;

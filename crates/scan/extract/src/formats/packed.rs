@@ -1,9 +1,10 @@
 //! Packed executables, unpacked in the order ClamAV's `cli_scanpe` tries
 //! its unpackers ([`mew`](super::mew), [`upack`](super::upack),
 //! [`fsg`](super::fsg), [`upx`](super::upx), [`petite`](super::petite), [`spin`](super::spin),
-//! [`yc`](super::yc), [`wwpack`](super::wwpack), [`aspack`](super::aspack));
-//! the unpacked program becomes the member named after its packer (`mew`,
-//! `upack`, `fsg`, `upx`, `petite`, `pespin`, `yc`, `wwpack`, `aspack`),
+//! [`yc`](super::yc), [`wwpack`](super::wwpack), [`aspack`](super::aspack),
+//! [`nspack`](super::nspack)); the unpacked program becomes the member
+//! named after its packer (`mew`, `upack`, `fsg`, `upx`, `petite`,
+//! `pespin`, `yc`, `wwpack`, `aspack`, `nspack`),
 //! which the walk
 //! opens as the executable it is (so its embedded objects, and a packer
 //! inside, are found in turn). A file no unpacker takes is scanned as it is.
@@ -14,7 +15,7 @@
 //! recognised packer whose image would be larger is a limit, never a clean
 //! file.
 
-use super::{aspack, fsg, mew, petite, read_at_full, spin, upack, upx, wwpack, yc};
+use super::{aspack, fsg, mew, nspack, petite, read_at_full, spin, upack, upx, wwpack, yc};
 use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
 use moat_core::Blob;
@@ -96,7 +97,7 @@ fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
     // ClamAV tries MEW with 16 bytes at the entry point, nothing else with
     // less than 168, and only Upack and UPX with less than 200.
     let min_ep = |bytes: usize| epsize >= bytes;
-    let unpackers: [(&'static str, usize, &Unpacker<'_>); 9] = [
+    let unpackers: [(&'static str, usize, &Unpacker<'_>); 10] = [
         ("mew", 16, &|| mew::unpack(blob, info, epbuff, epsize, max)),
         ("upack", 168, &|| {
             upack::unpack(blob, info, epbuff, e_lfanew, max)
@@ -113,6 +114,8 @@ fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
         ("aspack", 200, &|| {
             with_aspack(blob, info, epbuff, epsize, max)
         }),
+        // Tried last.
+        ("nspack", 200, &|| nspack::unpack(blob, info, epbuff, max)),
     ];
     for (name, needs, unpacker) in unpackers {
         if !min_ep(needs) {
