@@ -16,10 +16,15 @@
 //! section; ClamAV finds only the clam.exe embedded in it), so FSG 2.0,
 //! 1.33 and 1.31 files are made here (`common/fsg.rs`: an encoder for
 //! `cli_unfsg`'s format and the stub layouts `cli_scanpe` reads).
+//! NsPack has no test file at all: its files are made here too
+//! (`common/nspack.rs`: LZMA streams from `lzma-rust2`, in the sections
+//! and stub bytes `cli_scanpe` reads).
 
 mod common;
 #[path = "common/fsg.rs"]
 mod fsg_build;
+#[path = "common/nspack.rs"]
+mod nspack_build;
 
 use common::{clamscan, md5_hex, read, walked};
 use moat_core::Blob;
@@ -639,4 +644,145 @@ fn fsg_round_trips_through_moat_for_every_version() {
         "fsg",
     );
     assert_eq!(&image[0x400..0x400 + text.len()], &text[..]);
+}
+
+#[test]
+fn nspack_programs_unpack_to_the_bytes_clamscan_unpacks() {
+    use nspack_build::Layout;
+    let dir = tempfile::tempdir().unwrap();
+    let mut hdb = String::new();
+    let mut files = Vec::new();
+    let mut expect = Vec::new();
+    let d = Layout::default();
+    let layouts = [
+        ("plain", d.clone()),
+        // The entry point jumps to the stub.
+        (
+            "jump",
+            Layout {
+                jump: true,
+                ..d.clone()
+            },
+        ),
+        // A zero dword before the block.
+        (
+            "zero",
+            Layout {
+                zero: true,
+                ..d.clone()
+            },
+        ),
+        // No empty section (UPX does not look), and NsPack's import section.
+        (
+            "data-third",
+            Layout {
+                first_data: true,
+                third: true,
+                ..d.clone()
+            },
+        ),
+        // `cli_rebuildpe`'s `empty` section in front.
+        (
+            "ghost",
+            Layout {
+                first_rva: 0x3000,
+                ..d.clone()
+            },
+        ),
+        (
+            "lc0lp2pb0",
+            Layout {
+                lc: 0,
+                lp: 2,
+                pb: 0,
+                jump: true,
+                zero: true,
+                ..d.clone()
+            },
+        ),
+        (
+            "lc8lp4pb4",
+            Layout {
+                lc: 8,
+                lp: 4,
+                pb: 4,
+                ..d.clone()
+            },
+        ),
+        (
+            "lc1lp1pb1",
+            Layout {
+                lc: 1,
+                lp: 1,
+                pb: 1,
+                third: true,
+                ..d
+            },
+        ),
+    ];
+    for (name, l) in &layouts {
+        let marker = format!("moat-nspack-marker-{name}");
+        let text = nspack_build::text(&marker, 0x2345);
+        let oep = l.first_rva + 0x123;
+        let file = nspack_build::nspack(&text, 0x3000, oep, l);
+        let image = unpacked_by(&file, "nspack");
+        assert!(image.starts_with(b"MZ"), "{name}: rebuilt as a PE");
+        assert!(
+            image.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "{name}: the unpacked image holds the program"
+        );
+        let sig = format!("Moat.Unpacked.nspack_{}", name.replace('-', "_"));
+        hdb.push_str(&format!("{}:{}:{sig}\n", md5_hex(&image), image.len()));
+        let file_name = format!("nspack-{name}.exe");
+        let path = dir.path().join(&file_name);
+        std::fs::write(&path, &file).unwrap();
+        files.push(path);
+        expect.push((file_name, sig));
+    }
+    let found = clamscan(&hdb, &files);
+    for (name, sig) in &expect {
+        assert!(
+            found.contains(&(name.clone(), sig.clone())),
+            "clamscan's unpacked {name} differs from moat's (found: {found:?})"
+        );
+    }
+}
+
+#[test]
+fn an_nspack_match_past_the_buffer_fails_in_both() {
+    // The stream goes on 0x100 bytes past the unpacked size, inside a run
+    // of zeros: LZMA SDK would cut the last match short, ClamAV's decoder
+    // fails ("Unpacking failed") and scans the file as it is; so does moat.
+    let l = nspack_build::Layout {
+        overrun: 0x100,
+        ..Default::default()
+    };
+    let text = nspack_build::text("moat-nspack-overrun", 0x2345);
+    let file = nspack_build::nspack(&text, 0x3000, 0x1123, &l);
+    let seen = members(&file);
+    assert!(
+        seen.iter().all(|(l, _)| !l.ends_with(">nspack")),
+        "{:?}",
+        seen.iter().map(|(l, _)| l).collect::<Vec<_>>()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nspack-overrun.exe");
+    std::fs::write(&path, &file).unwrap();
+    let db = dir.path().join("none.hdb");
+    std::fs::write(&db, "00000000000000000000000000000000:1:Moat.None\n").unwrap();
+    let out = std::process::Command::new("clamscan")
+        .args(["--debug", "--no-summary", "-d"])
+        .arg(&db)
+        .arg(&path)
+        .output()
+        .expect("clamscan (apt clamav) runs");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("NsPack: OEP = 00001123"),
+        "ClamAV takes the NsPack path"
+    );
+    assert!(
+        log.contains("cli_scanpe: NsPack: Unpacking failed"),
+        "{log}"
+    );
 }

@@ -38,6 +38,9 @@ pub struct Layout {
     /// Only the program compressed, ended by LZMA's end marker (the rest
     /// of the buffer left unwritten).
     pub end_marker: bool,
+    /// Bytes compressed beyond the unpacked size (zeros): the last match
+    /// runs past the end of ClamAV's buffer.
+    pub overrun: usize,
 }
 
 impl Default for Layout {
@@ -52,6 +55,7 @@ impl Default for Layout {
             first_rva: 0x1000,
             third: false,
             end_marker: false,
+            overrun: 0,
         }
     }
 }
@@ -74,7 +78,7 @@ pub fn block(image: &[u8], dsize: u32, l: &Layout) -> Vec<u8> {
         compress(image, l)
     } else {
         let mut full = image.to_vec();
-        full.resize(dsize as usize, 0);
+        full.resize(dsize as usize + l.overrun, 0);
         compress(&full, l)
     };
     let mut b = vec![0u8; 13];
