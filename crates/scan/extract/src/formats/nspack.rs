@@ -39,7 +39,11 @@
 //! being the last unpacker, the file is scanned as it is
 //! ([`Outcome::NotPacked`]), as is a stream that does not decode ("Unpacking
 //! failed"). Sizes over the limit are [`Outcome::TooLarge`]
-//! (`CLI_UNPSIZELIMITS`).
+//! (`CLI_UNPSIZELIMITS`). Two limits differ, and only with a member size
+//! limit below what they need: `unspack`'s `cli_checklimits` on its
+//! probability table (at most 6 MiB) makes ClamAV scan the file as it is,
+//! and `cli_rebuildpe` knows no limit but `CLI_MAX_ALLOCATION`; moat
+//! reports both as limits rather than leave a recognised packer unread.
 
 use super::packed::Outcome;
 use super::rebuildpe::rebuild;
@@ -203,7 +207,8 @@ pub(crate) fn unspack(
         rva,
         ..Section::default()
     }];
-    // `cli_rebuildpe` fails only on sizes (one section, never 96).
+    // `cli_rebuildpe` fails only on sizes (one section, never 96): here,
+    // the headers and the image over `max`.
     match rebuild(&dst, &section, base, ep, (0, 0), 0, max) {
         Some(pe) => Ok(Some(pe)),
         None => Err(u64::from(dsize).saturating_add(0x1000)),
