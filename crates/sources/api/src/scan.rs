@@ -105,26 +105,23 @@ impl ScanService {
                 .await;
                 metrics::gauge!(telemetry::INFLIGHT).decrement(1.0);
                 let v = res.map_err(|e| ApiError::Internal(format!("scan task failed: {e}")))?;
-                let took = started.elapsed();
-                if cache
-                    && cacheable(&v)
-                    && let Err(e) = self.store.cache_put(&fp, &v).await
-                {
-                    tracing::warn!(error = %e, "verdict cache write failed");
-                }
-                (v, Some(took))
+                (v, Some(started.elapsed()))
             }
         };
         let was_cached = took.is_none();
+        // A fresh verdict goes into the cache in the record's commit.
+        let put_cache = cache && !was_cached && cacheable(&verdict);
         telemetry::scanned(source, &verdict, took);
         let action = self.policy.action(&verdict);
         let mut rec = ScanRecord::new(source, name, &fp, was_cached, verdict);
         extra.insert("action".into(), serde_json::json!(action));
         rec.extra = serde_json::Value::Object(extra);
-        self.store
-            .record(&rec)
-            .await
-            .map_err(|e| ApiError::Storage(format!("could not record the scan: {e}")))?;
+        let recorded = if put_cache {
+            self.store.record_cached(&rec).await
+        } else {
+            self.store.record(&rec).await
+        };
+        recorded.map_err(|e| ApiError::Storage(format!("could not record the scan: {e}")))?;
         tracing::info!(
             id = %rec.id, source, name, status = %rec.verdict.status,
             reason = rec.verdict.reason.map(|r| r.as_str()).unwrap_or(""),

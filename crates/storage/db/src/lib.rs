@@ -160,6 +160,16 @@ pub trait ScanStore: Send + Sync {
         max_age: Option<std::time::Duration>,
     ) -> Result<Option<Verdict>, DbError>;
     async fn cache_put(&self, fingerprint: &str, verdict: &Verdict) -> Result<(), DbError>;
+    /// Record a scan and cache its verdict under the record's fingerprint,
+    /// in one commit where the store can (a scan otherwise pays two writes
+    /// in a row). The record is what must be stored: should the pair fail,
+    /// the record is written alone, and the cache entry is only logged.
+    async fn record_cached(&self, rec: &ScanRecord) -> Result<(), DbError> {
+        if let Err(e) = self.cache_put(&rec.fingerprint, &rec.verdict).await {
+            tracing::warn!(error = %e, "verdict cache write failed");
+        }
+        self.record(rec).await
+    }
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> Result<(), DbError>;
     /// `sqlite` or `postgres`.

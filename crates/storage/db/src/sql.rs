@@ -102,10 +102,14 @@ pub(crate) async fn connect(url: &str, t: Tuning) -> Result<(AnyPool, &'static s
     // count that a race can wrap to usize::MAX, spinning a core forever
     // (sqlx issue 3645, fix in pull request 4289, not released). Seen here
     // in CI: `moat portal create-admin` spun for ten minutes after printing
-    // its result. Broken connections are still found before use
-    // (`test_before_acquire`, on by default).
+    // its result. Broken PostgreSQL connections are still found before use
+    // (`test_before_acquire`). Not for SQLite: there it is a round trip to
+    // the connection's thread on every acquire (two per scan, for a file
+    // that cannot hang up), and the thread switches are what a busy
+    // protocol server spends most on besides the scan itself.
     let pool = AnyPoolOptions::new()
         .max_connections(if is_sqlite { 4 } else { t.max_postgres })
+        .test_before_acquire(!is_sqlite)
         .idle_timeout(None)
         .max_lifetime(None)
         .after_connect(move |conn, _| {
@@ -177,6 +181,13 @@ fn row_to_record(row: &sqlx::any::AnyRow) -> Result<ScanRecord, DbError> {
 pub(crate) const MINUTE_MS: i64 = 60_000;
 pub(crate) const HOUR_MS: i64 = 3_600_000;
 
+/// Now, in Unix milliseconds (the cache's `created_at`).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 const COLUMNS: &str = "id, created_at, source, name, fingerprint, cached, verdict, extra";
 
 #[async_trait]
@@ -189,6 +200,20 @@ impl ScanStore for SqlStore {
         let w = Write::Record {
             rec: Box::new(rec.clone()),
             verdict,
+            cached_at: None,
+        };
+        self.writer.write(&self.pool, w).await
+    }
+
+    async fn record_cached(&self, rec: &ScanRecord) -> Result<(), DbError> {
+        let verdict = serde_json::to_string(&rec.verdict).map_err(|source| DbError::Corrupt {
+            id: rec.id.clone(),
+            source,
+        })?;
+        let w = Write::Record {
+            rec: Box::new(rec.clone()),
+            verdict,
+            cached_at: Some(now_ms()),
         };
         self.writer.write(&self.pool, w).await
     }
@@ -331,15 +356,11 @@ impl ScanStore for SqlStore {
             id: verdict.sha256.clone(),
             source,
         })?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
         let w = Write::Cache {
             sha256: verdict.sha256.clone(),
             fingerprint: fingerprint.to_string(),
             verdict: text,
-            at: now,
+            at: now_ms(),
         };
         self.writer.write(&self.pool, w).await
     }
@@ -477,13 +498,18 @@ mod tests {
                 )
             })
             .collect();
-        // Every record written twice and cached, by 300 concurrent writers.
+        // Every record written twice and cached, by 300 concurrent writers;
+        // half cache apart from the record, half with it.
         let mut tasks = Vec::new();
-        for rec in recs.iter().cloned() {
+        for (i, rec) in recs.iter().cloned().enumerate() {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                store.cache_put("fp", &rec.verdict).await.unwrap();
-                store.record(&rec).await.unwrap();
+                if i % 2 == 0 {
+                    store.cache_put("fp", &rec.verdict).await.unwrap();
+                    store.record(&rec).await.unwrap();
+                } else {
+                    store.record_cached(&rec).await.unwrap();
+                }
                 store.record(&rec).await.unwrap();
             }));
         }
@@ -525,6 +551,44 @@ mod tests {
                 [("clamd".to_string(), 150), ("icap".to_string(), 150)]
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_record_whose_cache_entry_fails_is_still_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/moat.db", dir.path().display());
+        let store = SqlStore::open(&url).await.unwrap();
+        let rec = ScanRecord::new(
+            "clamd",
+            "f",
+            "fp",
+            false,
+            verdict(&"a".repeat(64), Status::Clean),
+        );
+        store.record_cached(&rec).await.unwrap();
+        assert!(store.get(&rec.id).await.unwrap().is_some());
+        let cached = store
+            .cache_get(&rec.verdict.sha256, "fp", None)
+            .await
+            .unwrap();
+        assert_eq!(cached.map(|v| v.status), Some(Status::Clean));
+        // Without a cache table, the pair fails; the record alone does not.
+        sqlx::query("DROP TABLE moat_verdict_cache")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let rec = ScanRecord::new(
+            "clamd",
+            "g",
+            "fp",
+            false,
+            verdict(&"b".repeat(64), Status::Infected),
+        );
+        store.record_cached(&rec).await.unwrap();
+        let got = store.get(&rec.id).await.unwrap().unwrap();
+        assert_eq!(got.verdict.status, Status::Infected);
+        let c = store.verdict_counts(0, 60_000).await.unwrap();
+        assert_eq!(c.sources, [("clamd".to_string(), 2)]);
     }
 
     #[test]

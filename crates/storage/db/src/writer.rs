@@ -33,6 +33,9 @@ pub(crate) enum Write {
     Record {
         rec: Box<ScanRecord>,
         verdict: String,
+        /// Also the verdict-cache entry of the record's content and
+        /// fingerprint, written at this time (Unix ms), in the same commit.
+        cached_at: Option<i64>,
     },
     Cache {
         sha256: String,
@@ -92,11 +95,35 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Queued>) {
             Err(e) => {
                 tracing::debug!(error = %e, writes = writes.len(), "batched write failed; writing one by one");
                 for (w, reply) in batch.drain(..) {
-                    let res = write_batch(&pool, std::slice::from_ref(&w)).await;
-                    let _ = reply.send(res);
+                    let _ = reply.send(write_alone(&pool, w).await);
                 }
             }
         }
+    }
+}
+
+/// One write in its own transaction; a record whose cache entry fails with
+/// it is written again without the entry (the record is what must be kept).
+async fn write_alone(pool: &AnyPool, w: Arc<Write>) -> Result<(), DbError> {
+    let res = write_batch(pool, std::slice::from_ref(&w)).await;
+    match (&*w, res) {
+        (
+            Write::Record {
+                rec,
+                verdict,
+                cached_at: Some(_),
+            },
+            Err(e),
+        ) => {
+            tracing::warn!(error = %e, id = %rec.id, "record with its cache entry failed; recording alone");
+            let bare = Arc::new(Write::Record {
+                rec: rec.clone(),
+                verdict: verdict.clone(),
+                cached_at: None,
+            });
+            write_batch(pool, std::slice::from_ref(&bare)).await
+        }
+        (_, res) => res,
     }
 }
 
@@ -150,9 +177,17 @@ pub(crate) async fn write_batch(pool: &AnyPool, writes: &[Arc<Write>]) -> Result
     let mut caches: CacheRows = HashMap::new();
     for w in writes {
         match &**w {
-            Write::Record { rec, verdict } => {
+            Write::Record {
+                rec,
+                verdict,
+                cached_at,
+            } => {
                 if seen.insert(rec.id.as_str()) {
                     recs.push((rec, verdict.as_str()));
+                }
+                if let Some(at) = cached_at {
+                    let key = (rec.verdict.sha256.as_str(), rec.fingerprint.as_str());
+                    caches.insert(key, (verdict.as_str(), *at));
                 }
             }
             Write::Cache {
