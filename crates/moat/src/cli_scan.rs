@@ -107,11 +107,24 @@ pub fn run(a: ScanArgs) -> Result<ExitCode> {
     let settings = config::load(a.config.as_deref())?;
     let engines = a.engines.engines().unwrap_or(settings.engines);
     let t0 = Instant::now();
-    let set = crate::alloc::with_immediate_purge(|| {
+    let build = || {
         let set = moat_scanner::config::build_engine_set(&engines);
         crate::alloc::release_free_memory();
         set
-    })
+    };
+    // Returning freed pages at once keeps a signature load's transients out
+    // of the peak, but yara-x's compiler grows and frees large vectors all
+    // the time: purged at once, every page is faulted in again (a quarter of
+    // a cold rule compile went to the kernel). With YARA rules, the compiler
+    // sets the peak anyway, so the delay stays.
+    let set = if engines
+        .iter()
+        .any(|e| matches!(e, EngineConfig::Yara { .. }))
+    {
+        build()
+    } else {
+        crate::alloc::with_immediate_purge(build)
+    }
     .context("loading engines")?;
     let load_time = t0.elapsed();
     let infos = set.infos();
