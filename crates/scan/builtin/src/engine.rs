@@ -314,11 +314,10 @@ impl BuiltinEngine {
         if !first {
             st.report_all();
         }
-        // Already detected in first-match mode: only the allow-list is left.
-        let mut detected = first && !hits.is_empty();
-        if detected {
-            hs.keep_only(&self.allow, len);
-        }
+        // The built-in EICAR does not end a first-match scan: the database's
+        // signatures come first, as for clamscan, which has no built-in one
+        // (a database's own EICAR signature names the detection).
+        let mut detected = false;
         if !detected && (self.ndb.needs_layout() || self.ldb.needs_exe()) {
             st.layout = self.layout(blob, &head)?;
         }
@@ -469,15 +468,16 @@ impl BuiltinEngine {
         Ok(self.finish(hits, ids, first))
     }
 
-    /// The scan's answer from EICAR's hit and the name ids found (only the
-    /// first detection in first-match mode).
-    fn finish(&self, mut hits: Vec<Hit>, ids: Vec<u32>, first: bool) -> EngineScan {
-        for id in ids {
+    /// The scan's answer from the name ids found and the built-in EICAR's
+    /// hit, in that order (only the first detection in first-match mode:
+    /// EICAR's only when the database found nothing).
+    fn finish(&self, eicar: Vec<Hit>, ids: Vec<u32>, first: bool) -> EngineScan {
+        let mut hits: Vec<Hit> = Vec::new();
+        for h in ids.into_iter().map(|id| self.hit(id)).chain(eicar) {
             if first && !hits.is_empty() {
                 break;
             }
-            let h = self.hit(id);
-            if !hits.iter().any(|x: &Hit| x.signature == h.signature) {
+            if !hits.iter().any(|x| x.signature == h.signature) {
                 hits.push(h);
             }
         }
@@ -1785,15 +1785,36 @@ mod tests {
     }
 
     #[test]
-    fn first_match_eicar_stops_the_scan() {
+    fn first_match_names_eicar_by_the_databases_signature_as_clamscan_does() {
+        // clamscan has no built-in EICAR: with a database signature for it,
+        // that signature names the detection; moat's own name comes only
+        // when the database has none (and beside it with all matches).
         let ndb = "Body.E:0:*:45494341522d5354414e44\n"; // "EICAR-STAND"
-        let (_d, all) = engine_with(&[("e.ndb", ndb)]);
-        let (_d2, first) = first_match_engine(&[("e.ndb", ndb)]);
+        let hdb = format!(
+            "{}:{}:Hash.E\n",
+            hex::encode(Md5::digest(EICAR)),
+            EICAR.len()
+        );
         let blob = Blob::from_vec(EICAR.to_vec());
-        let every = sorted_names(&all.scan_blob(&blob, None, &ctx()).unwrap());
-        assert_eq!(every, vec!["Body.E", "Eicar-Test-Signature"]);
+        for (sigs, db_name) in [
+            (("e.ndb", ndb.to_string()), "Body.E"),
+            (("e.hdb", hdb), "Hash.E"),
+        ] {
+            let files = [(sigs.0, sigs.1.as_str())];
+            let (_d, all) = engine_with(&files);
+            let (_d2, first) = first_match_engine(&files);
+            let every = sorted_names(&all.scan_blob(&blob, None, &ctx()).unwrap());
+            let mut want = vec![db_name, "Eicar-Test-Signature"];
+            want.sort();
+            assert_eq!(every, want);
+            assert_eq!(
+                names(&first.scan_blob(&blob, None, &ctx()).unwrap()),
+                vec![db_name]
+            );
+        }
+        let (_d, other) = first_match_engine(&[("o.ndb", "Body.O:0:*:0102030405060708\n")]);
         assert_eq!(
-            names(&first.scan_blob(&blob, None, &ctx()).unwrap()),
+            names(&other.scan_blob(&blob, None, &ctx()).unwrap()),
             vec!["Eicar-Test-Signature"]
         );
     }
