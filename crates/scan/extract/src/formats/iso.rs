@@ -484,3 +484,279 @@ fn tree<E>(
     }
     Ok(Flow::Done)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Limits, Problem, WalkReport, walk};
+    use moat_core::Blob;
+
+    const S: usize = 2048;
+
+    /// A directory record: extent, size, directory or not, name.
+    fn record(extent: u32, size: u32, dir: bool, name: &[u8]) -> Vec<u8> {
+        let len = 33 + name.len() + (name.len() + 1) % 2;
+        let mut r = vec![0u8; len];
+        r[0] = len as u8;
+        r[2..6].copy_from_slice(&extent.to_le_bytes());
+        r[6..10].copy_from_slice(&extent.to_be_bytes());
+        r[10..14].copy_from_slice(&size.to_le_bytes());
+        r[14..18].copy_from_slice(&size.to_be_bytes());
+        r[25] = if dir { 2 } else { 0 };
+        r[32] = name.len() as u8;
+        r[33..33 + name.len()].copy_from_slice(name);
+        r
+    }
+
+    fn put(img: &mut Vec<u8>, sector: usize, bytes: &[u8]) {
+        let at = sector * S;
+        if img.len() < at + bytes.len() {
+            img.resize((at + bytes.len()).div_ceil(S) * S, 0);
+        }
+        img[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// A directory block: `.`, `..`, then `entries`.
+    fn dir(own: u32, parent: u32, entries: &[Vec<u8>]) -> Vec<u8> {
+        let mut d = record(own, S as u32, true, b"\0");
+        d.extend(record(parent, S as u32, true, b"\x01"));
+        for e in entries {
+            d.extend(e);
+        }
+        d
+    }
+
+    /// An image: root (sector 18) holds `A.TXT;1`, `B.EXE;1` and `SUB`
+    /// (sector 19), which holds `C.DAT;1` and an entry `LOOP` back to the
+    /// root; file data from sector 20 on.
+    fn image() -> Vec<u8> {
+        let mut img = vec![0u8; 16 * S];
+        let mut pvd = vec![0u8; S];
+        pvd[0] = 1;
+        pvd[1..6].copy_from_slice(b"CD001");
+        pvd[6] = 1;
+        pvd[128..130].copy_from_slice(&2048u16.to_le_bytes());
+        pvd[130..132].copy_from_slice(&2048u16.to_be_bytes());
+        pvd[156..156 + 34].copy_from_slice(&record(18, S as u32, true, b"\0"));
+        put(&mut img, 16, &pvd);
+        put(&mut img, 17, b"\xffCD001\x01");
+        let root = dir(
+            18,
+            18,
+            &[
+                record(20, 5, false, b"A.TXT;1"),
+                record(21, 3000, false, b"B.EXE;1"),
+                record(19, S as u32, true, b"SUB"),
+            ],
+        );
+        put(&mut img, 18, &root);
+        let sub = dir(
+            19,
+            18,
+            &[
+                record(23, 4, false, b"C.DAT;1"),
+                record(18, S as u32, true, b"LOOP"),
+            ],
+        );
+        put(&mut img, 19, &sub);
+        put(&mut img, 20, b"hello");
+        put(&mut img, 21, &vec![b'x'; 3000]);
+        put(&mut img, 23, b"cdat");
+        img
+    }
+
+    fn run(data: Vec<u8>, limits: &Limits) -> (WalkReport, Vec<(String, Vec<u8>)>) {
+        let mut seen = Vec::new();
+        let report =
+            walk::<std::convert::Infallible>(&Blob::from_vec(data), "i.iso", limits, &mut |e| {
+                let mut v = vec![0u8; e.data.len() as usize];
+                e.data.read_at(0, &mut v).unwrap();
+                seen.push((e.location.to_string(), v));
+                Ok(())
+            })
+            .unwrap();
+        (report, seen)
+    }
+
+    #[test]
+    fn files_are_members_named_by_path_and_loops_end() {
+        let (r, seen) = run(image(), &Limits::default());
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let want: Vec<(String, Vec<u8>)> = vec![
+            ("i.iso>A.TXT".into(), b"hello".to_vec()),
+            ("i.iso>B.EXE".into(), vec![b'x'; 3000]),
+            ("i.iso>SUB/C.DAT".into(), b"cdat".to_vec()),
+        ];
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn joliet_tree_is_walked_too_its_new_files_only() {
+        let mut img = image();
+        // A Joliet descriptor in sector 17 (no terminator: the search
+        // ends at sector 18, the root directory, not a descriptor).
+        let mut svd = vec![0u8; S];
+        svd[0] = 2;
+        svd[1..6].copy_from_slice(b"CD001");
+        svd[88..91].copy_from_slice(b"%/E");
+        svd[156..156 + 34].copy_from_slice(&record(24, S as u32, true, b"\0"));
+        put(&mut img, 17, &svd);
+        let name: Vec<u8> = "só.txt;1"
+            .encode_utf16()
+            .flat_map(|c| c.to_be_bytes())
+            .collect();
+        let jroot = dir(
+            24,
+            24,
+            &[
+                record(20, 5, false, &name),
+                record(
+                    25,
+                    6,
+                    false,
+                    &"j.bin"
+                        .encode_utf16()
+                        .flat_map(|c| c.to_be_bytes())
+                        .collect::<Vec<_>>(),
+                ),
+            ],
+        );
+        put(&mut img, 24, &jroot);
+        put(&mut img, 25, b"joliet");
+        let (r, seen) = run(img, &Limits::default());
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let names: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "i.iso>A.TXT",
+                "i.iso>B.EXE",
+                "i.iso>SUB/C.DAT",
+                "i.iso>j.bin"
+            ]
+        );
+    }
+
+    #[test]
+    fn not_an_image_without_the_next_descriptor_or_a_block_size() {
+        let mut img = image();
+        img[17 * S + 1] = b'X';
+        let (r, seen) = run(img, &Limits::default());
+        assert!(r.problems.is_empty() && seen.is_empty());
+        let mut img = image();
+        img[16 * S + 128] = 0;
+        img[16 * S + 129] = 3;
+        let (r, seen) = run(img, &Limits::default());
+        assert!(r.problems.is_empty() && seen.is_empty());
+    }
+
+    #[test]
+    fn truncated_files_end_the_tree_and_are_corrupt() {
+        let img = image();
+        // B.EXE's second block is missing: its first block is handed over,
+        // corrupt; SUB is not walked (ClamAV's CL_EFORMAT ends the tree).
+        let (r, seen) = run(img[..22 * S + 100].to_vec(), &Limits::default());
+        let names: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(names, ["i.iso>A.TXT", "i.iso>B.EXE"]);
+        assert_eq!(seen[1].1.len(), S);
+        assert!(
+            matches!(&r.problems[..], [Problem::Corrupt { .. }]),
+            "{:?}",
+            r.problems
+        );
+    }
+
+    #[test]
+    fn limits_hold() {
+        let limits = Limits {
+            max_members: 2,
+            ..Limits::default()
+        };
+        let (r, seen) = run(image(), &limits);
+        assert_eq!(seen.len(), 2);
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| matches!(p, Problem::LimitsExceeded { what, .. } if what == "members"))
+        );
+        let limits = Limits {
+            max_member_size: 1000,
+            ..Limits::default()
+        };
+        let (r, seen) = run(image(), &limits);
+        assert_eq!(seen.len(), 2, "B.EXE over the limit, the others walked");
+        assert!(
+            r.problems.iter().any(
+                |p| matches!(p, Problem::LimitsExceeded { what, .. } if what == "member_size")
+            )
+        );
+        let limits = Limits {
+            max_depth: 0,
+            ..Limits::default()
+        };
+        let (_, seen) = run(image(), &limits);
+        assert!(seen.is_empty());
+    }
+
+    #[test]
+    fn over_1024_directory_blocks_stop_the_image() {
+        let mut img = image();
+        // SUB spans 1100 blocks, each empty (a 0 record length ends it).
+        let len = 1100 * S as u32;
+        let root = dir(
+            18,
+            18,
+            &[
+                record(30, len, true, b"BIG"),
+                record(20, 5, false, b"Z.TXT;1"),
+            ],
+        );
+        put(&mut img, 18, &root);
+        put(&mut img, 30 + 1100, b"end");
+        let (r, seen) = run(img, &Limits::default());
+        assert!(seen.is_empty(), "{seen:?}");
+        assert!(
+            matches!(&r.problems[..], [Problem::Corrupt { detail, .. }] if detail.contains("1024")),
+            "{:?}",
+            r.problems
+        );
+    }
+
+    #[test]
+    fn interleaved_entries_are_skipped_and_reported() {
+        let mut img = image();
+        // A.TXT's file unit size.
+        let at = 18 * S + 34 + 34 + 26;
+        img[at] = 1;
+        let (r, seen) = run(img, &Limits::default());
+        assert_eq!(seen.len(), 2);
+        assert!(
+            matches!(&r.problems[..], [Problem::Unsupported { .. }]),
+            "{:?}",
+            r.problems
+        );
+    }
+
+    #[test]
+    fn truncations_and_mutations_never_panic() {
+        let img = image();
+        for cut in 0..img.len() {
+            run(img[..cut].to_vec(), &Limits::default());
+        }
+        let mut x = 0x9e37_79b9u32;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as usize
+        };
+        for _ in 0..3000 {
+            let mut m = img.clone();
+            for _ in 0..1 + rnd() % 8 {
+                // Mostly the descriptors and directories.
+                let at = 16 * S + rnd() % (4 * S);
+                m[at] = rnd() as u8;
+            }
+            run(m, &Limits::default());
+        }
+    }
+}
