@@ -10,6 +10,7 @@
 #   makensis                   apt: nsis (NSIS installers built by tests)
 #   arj                        apt: arj (ARJ archives built by tests)
 #   chmcmd                     apt: fp-utils (CHM files built by tests)
+#   genisoimage                apt: genisoimage (ISO 9660 images built by tests)
 #   PostgreSQL on 127.0.0.1:5432 with a database `test`
 #   python3                    for ../shared/bench generators
 #   RabbitMQ on 127.0.0.1:5672 (guest/guest)      apt: rabbitmq-server
@@ -75,6 +76,8 @@ command -v makensis >/dev/null || apt_install nsis
 command -v arj >/dev/null || apt_install arj
 # chmcmd (Free Pascal), to build CHM files at test time
 command -v chmcmd >/dev/null || apt_install --no-install-recommends fp-utils
+# genisoimage, to build ISO 9660 images at test time
+command -v genisoimage >/dev/null || apt_install genisoimage
 # 7z, to build archives at test time
 command -v 7z >/dev/null || apt_install p7zip-full || apt_install 7zip
 # --- the portal's e-mail tests: a real SMTP server

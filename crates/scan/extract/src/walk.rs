@@ -165,6 +165,11 @@ impl<E> Walker<'_, E> {
         if depth >= self.limits.max_depth || self.stopped {
             return Ok(());
         }
+        // ISO 9660 images are found the same way (their signature is 32 KiB
+        // in): their files are the members, then the rest is carved.
+        if let Some(pvd) = formats::iso::find(blob).map_err(WalkError::Io)? {
+            return formats::iso::walk(self, blob, location, depth, pvd);
+        }
         formats::pe::carve(self, blob, location, depth, formats::pe::ANY_FINDS, &[])
     }
 

@@ -13,6 +13,7 @@ pub(crate) mod fsg;
 pub(crate) mod html;
 pub(crate) mod iscab;
 pub(crate) mod ishield;
+pub(crate) mod iso;
 pub(crate) mod lzx;
 pub(crate) mod mail;
 pub(crate) mod mew;
