@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A database signature matching EICAR: it names the detection (the built-in
+/// `Eicar-Test-Signature` only when the database has none).
 const NDB: &str = "Moat.Test.EicarBody-1:0:*:45494341522d5354414e44415244\n";
 
 struct Icap {
@@ -277,15 +279,15 @@ fn c_icap_client_respmod_clean_passes_and_eicar_is_blocked() {
         args.extend_from_slice(extra);
         let out = c.client(&args);
         assert!(
-            out.contains("X-Infection-Found: Type=0; Resolution=2; Threat=Eicar-Test-Signature;"),
+            out.contains("X-Infection-Found: Type=0; Resolution=2; Threat=Moat.Test.EicarBody-1;"),
             "{extra:?}: {out}"
         );
-        assert!(out.contains("X-Virus-ID: Eicar-Test-Signature"), "{out}");
+        assert!(out.contains("X-Virus-ID: Moat.Test.EicarBody-1"), "{out}");
         // One finding: the builtin engine stops at its first detection (first-match, as clamd).
         assert!(out.contains("X-Violations-Found: 1"), "{out}");
         assert!(out.contains("403 Forbidden"), "{out}");
         let p = String::from_utf8_lossy(&read_small(&page)).into_owned();
-        assert!(p.contains("Eicar-Test-Signature"), "{p}");
+        assert!(p.contains("Moat.Test.EicarBody-1"), "{p}");
         assert!(!p.contains("EICAR-STANDARD"), "{p}");
     }
     // Every scan is recorded with source "icap".
@@ -316,7 +318,7 @@ fn c_icap_client_reqmod_with_a_body() {
         "POST",
         "-v",
     ]);
-    assert!(out.contains("Threat=Eicar-Test-Signature;"), "{out}");
+    assert!(out.contains("Threat=Moat.Test.EicarBody-1;"), "{out}");
     assert!(out.contains("403 Forbidden"), "{out}");
     let out = c.client(&[
         "-f",
@@ -356,7 +358,7 @@ fn preview_with_ieof_is_answered_at_once_and_a_short_preview_gets_100_continue()
     req.extend_from_slice(b"0; ieof\r\n\r\n");
     let out = String::from_utf8_lossy(&c.raw(&req)).into_owned();
     assert!(out.starts_with("ICAP/1.0 200 OK"), "{out}");
-    assert!(out.contains("Threat=Eicar-Test-Signature;"), "{out}");
+    assert!(out.contains("Threat=Moat.Test.EicarBody-1;"), "{out}");
     // A preview of 4 bytes that is not the whole body: 100 Continue, then
     // the rest; the verdict covers the whole body, never the preview alone.
     let mut s = TcpStream::connect(("127.0.0.1", c.port)).unwrap();
@@ -373,7 +375,7 @@ fn preview_with_ieof_is_answered_at_once_and_a_short_preview_gets_100_continue()
     let mut out = Vec::new();
     read_all(&mut s, 8 << 20, &mut out).unwrap();
     let out = String::from_utf8_lossy(&out);
-    assert!(out.contains("Threat=Eicar-Test-Signature;"), "{out}");
+    assert!(out.contains("Threat=Moat.Test.EicarBody-1;"), "{out}");
     // A Preview header larger than the body, a body smaller still, and
     // c-icap-client's own preview sizes.
     let f = dir.path().join("tiny.txt");
@@ -524,7 +526,7 @@ fn bad_framing_gets_400_and_the_server_keeps_serving() {
     let f = dir.path().join("eicar.com");
     std::fs::write(&f, EICAR).unwrap();
     let out = c.client(&["-f", f.to_str().unwrap(), "-v"]);
-    assert!(out.contains("Threat=Eicar-Test-Signature;"), "{out}");
+    assert!(out.contains("Threat=Moat.Test.EicarBody-1;"), "{out}");
 }
 
 #[test]
@@ -668,7 +670,7 @@ fn squid_in_front_blocks_eicar_and_passes_clean_content_byte_for_byte() {
     // Downloads (RESPMOD).
     let (code, body) = curl(proxy, &[], &format!("http://127.0.0.1:{up}/download/eicar"));
     assert_eq!(code, "403", "{}", String::from_utf8_lossy(&body));
-    assert!(String::from_utf8_lossy(&body).contains("Eicar-Test-Signature"));
+    assert!(String::from_utf8_lossy(&body).contains("Moat.Test.EicarBody-1"));
     // A clean download Squid can buffer whole (it then allows 204) passes
     // byte for byte. (Larger RESPMOD bodies stall in Squid 5 while moat
     // holds the response until the verdict: see the report.)
