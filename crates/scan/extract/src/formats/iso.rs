@@ -50,6 +50,7 @@ use super::read_at_full;
 use crate::WalkError;
 use crate::walk::{Member, Step, Walker};
 use moat_core::Blob;
+use moat_exe::le32;
 use std::collections::HashSet;
 use std::io::{self, Read};
 
@@ -79,11 +80,6 @@ pub(crate) fn find(blob: &Blob) -> io::Result<Option<u64>> {
         }
     }
     Ok(None)
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// Where the image's blocks are.
