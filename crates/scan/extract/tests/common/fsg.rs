@@ -3,19 +3,17 @@
 //! aPLib-like format, written from the decoder, and the three layouts
 //! `cli_scanpe` recognises (FSG 2.0, 1.33, 1.31), with just the stub bytes
 //! ClamAV reads (the rest of each stub is `nop`s: nothing runs them).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-pub const BASE: u32 = 0x40_0000;
 /// The empty section's address (the image's first section).
 pub const IMG_RVA: u32 = 0x1000;
 
-fn put32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_le_bytes());
-}
+// Included by both builders, which a test crate may both include.
+#[allow(clippy::duplicate_mod)]
+#[path = "pe32.rs"]
+mod pe32;
+use pe32::put32;
+pub use pe32::{BASE, Sect};
 
 /// Tag bits, eight to a byte, most significant first, each tag byte placed
 /// where the decoder fetches it; data bytes in between.
@@ -134,62 +132,6 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
     e.out
 }
 
-/// One section: address, virtual size, file offset and data.
-pub struct Sect {
-    pub rva: u32,
-    pub vsz: u32,
-    pub raw: u32,
-    pub data: Vec<u8>,
-}
-
-/// A PE32 with `sections`, entry point `ep`, and `extra` bytes written at
-/// their file offsets (the support table in the headers' padding).
-pub fn pe(sections: &[Sect], ep: u32, extra: &[(usize, Vec<u8>)]) -> Vec<u8> {
-    let end = sections
-        .iter()
-        .map(|s| s.raw as usize + s.data.len())
-        .chain(extra.iter().map(|(at, b)| at + b.len()))
-        .max()
-        .unwrap_or(0)
-        .max(0x200);
-    let mut f = vec![0u8; end];
-    f[..2].copy_from_slice(b"MZ");
-    put32(&mut f, 0x3c, 0x40);
-    f[0x40..0x44].copy_from_slice(b"PE\0\0");
-    put16(&mut f, 0x44, 0x14c);
-    put16(&mut f, 0x46, sections.len() as u16);
-    put16(&mut f, 0x54, 0xe0);
-    put16(&mut f, 0x56, 0x010f);
-    let o = 0x58;
-    put16(&mut f, o, 0x10b);
-    put32(&mut f, o + 16, ep);
-    put32(&mut f, o + 28, BASE);
-    put32(&mut f, o + 32, 0x1000);
-    put32(&mut f, o + 36, 0x200);
-    put16(&mut f, o + 40, 4);
-    put16(&mut f, o + 48, 4);
-    let top = sections.iter().map(|s| s.rva + s.vsz).max().unwrap_or(0);
-    put32(&mut f, o + 56, top.next_multiple_of(0x1000));
-    put32(&mut f, o + 60, 0x200);
-    put16(&mut f, o + 68, 2);
-    put32(&mut f, o + 92, 16);
-    for (n, s) in sections.iter().enumerate() {
-        let h = o + 0xe0 + 40 * n;
-        f[h..h + 5].copy_from_slice(format!(".fsg{n}").as_bytes());
-        put32(&mut f, h + 8, s.vsz);
-        put32(&mut f, h + 12, s.rva);
-        put32(&mut f, h + 16, s.data.len() as u32);
-        put32(&mut f, h + 20, if s.data.is_empty() { 0 } else { s.raw });
-        put32(&mut f, h + 36, 0xe000_0060);
-        let at = s.raw as usize;
-        f[at..at + s.data.len()].copy_from_slice(&s.data);
-    }
-    for (at, b) in extra {
-        f[*at..*at + b.len()].copy_from_slice(b);
-    }
-    f
-}
-
 fn padded(mut v: Vec<u8>) -> Vec<u8> {
     v.resize(v.len().next_multiple_of(0x200), 0);
     v
@@ -217,7 +159,8 @@ pub fn v200(image: &[u8], dsize: u32, oldep: u32) -> Vec<u8> {
     d.extend(stub);
     let d = padded(d);
     let vsz = (d.len() as u32).next_multiple_of(0x1000);
-    pe(
+    pe32::pe(
+        ".fsg",
         &[
             Sect {
                 rva: IMG_RVA,
@@ -270,7 +213,8 @@ pub fn v133(sections: &[(u32, &[u8])], dsize: u32, oldep: u32) -> Vec<u8> {
     d.extend(stub);
     let d = padded(d);
     let vsz = (d.len() as u32).next_multiple_of(0x1000);
-    pe(
+    pe32::pe(
+        ".fsg",
         &[
             Sect {
                 rva: IMG_RVA,
@@ -317,7 +261,8 @@ pub fn v131(sections: &[(u32, &[u8])], dsize: u32, oldep: u32, call: bool) -> Ve
     let g = if call { 0xe0 } else { 0xda };
     stub[g..g + 2].copy_from_slice(&[0x0f, 0x84]);
     put32(&mut stub, g + 2, oldep.wrapping_sub(s2 + g as u32 + 6));
-    pe(
+    pe32::pe(
+        ".fsg",
         &[
             Sect {
                 rva: IMG_RVA,

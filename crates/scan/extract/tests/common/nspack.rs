@@ -5,17 +5,14 @@
 //! `cli_scanpe` reads it: the first section as large as the program, the
 //! block and the stub in the second, with just the stub bytes ClamAV reads
 //! (the rest is `nop`s: nothing runs them).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-pub const BASE: u32 = 0x40_0000;
-
-fn put32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_le_bytes());
-}
+// Included by both builders, which a test crate may both include.
+#[allow(clippy::duplicate_mod)]
+#[path = "pe32.rs"]
+mod pe32;
+use pe32::put32;
+pub use pe32::{BASE, Sect};
 
 /// What varies between the files built.
 #[derive(Clone, Debug)]
@@ -88,57 +85,6 @@ pub fn block(image: &[u8], dsize: u32, l: &Layout) -> Vec<u8> {
     put32(&mut b, 9, dsize);
     b.extend(stream);
     b
-}
-
-/// One section: address, virtual size, file offset and data.
-pub struct Sect {
-    pub rva: u32,
-    pub vsz: u32,
-    pub raw: u32,
-    pub data: Vec<u8>,
-}
-
-/// A PE32 with `sections` and entry point `ep`.
-pub fn pe(sections: &[Sect], ep: u32) -> Vec<u8> {
-    let end = sections
-        .iter()
-        .map(|s| s.raw as usize + s.data.len())
-        .max()
-        .unwrap_or(0)
-        .max(0x200);
-    let mut f = vec![0u8; end];
-    f[..2].copy_from_slice(b"MZ");
-    put32(&mut f, 0x3c, 0x40);
-    f[0x40..0x44].copy_from_slice(b"PE\0\0");
-    put16(&mut f, 0x44, 0x14c);
-    put16(&mut f, 0x46, sections.len() as u16);
-    put16(&mut f, 0x54, 0xe0);
-    put16(&mut f, 0x56, 0x010f);
-    let o = 0x58;
-    put16(&mut f, o, 0x10b);
-    put32(&mut f, o + 16, ep);
-    put32(&mut f, o + 28, BASE);
-    put32(&mut f, o + 32, 0x1000);
-    put32(&mut f, o + 36, 0x200);
-    put16(&mut f, o + 40, 4);
-    put16(&mut f, o + 48, 4);
-    let top = sections.iter().map(|s| s.rva + s.vsz).max().unwrap_or(0);
-    put32(&mut f, o + 56, top.next_multiple_of(0x1000));
-    put32(&mut f, o + 60, 0x200);
-    put16(&mut f, o + 68, 2);
-    put32(&mut f, o + 92, 16);
-    for (n, s) in sections.iter().enumerate() {
-        let h = o + 0xe0 + 40 * n;
-        f[h..h + 4].copy_from_slice(format!("nsp{n}").as_bytes());
-        put32(&mut f, h + 8, s.vsz);
-        put32(&mut f, h + 12, s.rva);
-        put32(&mut f, h + 16, s.data.len() as u32);
-        put32(&mut f, h + 20, if s.data.is_empty() { 0 } else { s.raw });
-        put32(&mut f, h + 36, 0xe000_0060);
-        let at = s.raw as usize;
-        f[at..at + s.data.len()].copy_from_slice(&s.data);
-    }
-    f
 }
 
 /// How far before the stub the pointer to the block lies (NsPack 3.x's
@@ -217,7 +163,7 @@ pub fn nspack(image: &[u8], dsize: u32, oep: u32, l: &Layout) -> Vec<u8> {
                 .collect(),
         });
     }
-    pe(&sections, ep)
+    pe32::pe("nsp", &sections, ep, &[])
 }
 
 /// Text with repeats near and far, runs of zeros and of one byte, around
