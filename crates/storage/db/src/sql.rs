@@ -132,6 +132,21 @@ pub(crate) async fn connect(url: &str, t: Tuning) -> Result<(AnyPool, &'static s
 }
 
 impl SqlStore {
+    /// A record, with its verdict-cache entry written at `cached_at` when
+    /// given, through the group-commit writer.
+    async fn write_record(&self, rec: &ScanRecord, cached_at: Option<i64>) -> Result<(), DbError> {
+        let verdict = serde_json::to_string(&rec.verdict).map_err(|source| DbError::Corrupt {
+            id: rec.id.clone(),
+            source,
+        })?;
+        let w = Write::Record {
+            rec: Box::new(rec.clone()),
+            verdict,
+            cached_at,
+        };
+        self.writer.write(&self.pool, w).await
+    }
+
     pub async fn open(url: &str) -> Result<SqlStore, DbError> {
         let (pool, backend) = connect(
             url,
@@ -193,29 +208,11 @@ const COLUMNS: &str = "id, created_at, source, name, fingerprint, cached, verdic
 #[async_trait]
 impl ScanStore for SqlStore {
     async fn record(&self, rec: &ScanRecord) -> Result<(), DbError> {
-        let verdict = serde_json::to_string(&rec.verdict).map_err(|source| DbError::Corrupt {
-            id: rec.id.clone(),
-            source,
-        })?;
-        let w = Write::Record {
-            rec: Box::new(rec.clone()),
-            verdict,
-            cached_at: None,
-        };
-        self.writer.write(&self.pool, w).await
+        self.write_record(rec, None).await
     }
 
     async fn record_cached(&self, rec: &ScanRecord) -> Result<(), DbError> {
-        let verdict = serde_json::to_string(&rec.verdict).map_err(|source| DbError::Corrupt {
-            id: rec.id.clone(),
-            source,
-        })?;
-        let w = Write::Record {
-            rec: Box::new(rec.clone()),
-            verdict,
-            cached_at: Some(now_ms()),
-        };
-        self.writer.write(&self.pool, w).await
+        self.write_record(rec, Some(now_ms())).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<ScanRecord>, DbError> {
