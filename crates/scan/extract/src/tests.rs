@@ -7,9 +7,9 @@ use zip::write::SimpleFileOptions;
 const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
 /// What the visitor saw: (location, depth, content).
-type Seen = Vec<(String, u32, Vec<u8>)>;
+pub(crate) type Seen = Vec<(String, u32, Vec<u8>)>;
 
-fn run(data: Vec<u8>, name: &str, limits: &Limits) -> (WalkReport, Seen) {
+pub(crate) fn run(data: Vec<u8>, name: &str, limits: &Limits) -> (WalkReport, Seen) {
     run_blob(&Blob::from_vec(data), name, limits)
 }
 
@@ -99,7 +99,7 @@ fn small_tmp_limits(dir: &std::path::Path) -> Limits {
     }
 }
 
-fn limit_whats(r: &WalkReport) -> Vec<&str> {
+pub(crate) fn limit_whats(r: &WalkReport) -> Vec<&str> {
     r.problems
         .iter()
         .filter_map(|p| match p {
@@ -1971,7 +1971,7 @@ fn survives_damage(
 }
 
 /// Pseudo-random bytes, so that compression cannot shrink them.
-fn noise_bytes(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..n).map(|_| xorshift(&mut x) as u8).collect()
 }

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{clamscan, md5_hex, read, walked};
+use common::{clamscan, md5_hex, noise, read, walked};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,15 +21,7 @@ const CLAM_EXE: &str = "/usr/share/clamav-testfiles/clam.exe";
 
 /// A deterministic, incompressible-looking filler.
 fn filler(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+    noise(n, seed.wrapping_mul(2_654_435_761).max(1))
 }
 
 fn zip_with(name: &str, data: &[u8]) -> Vec<u8> {

@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{clamscan, md5_hex, read, walked};
+use common::{clamscan, md5_hex, noise, read, walked};
 use moat_extract::Problem;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -202,18 +202,6 @@ fn text(seed: u32, lines: usize) -> Vec<u8> {
         .map(|i| format!("moat sis test {seed}: line {i} of {lines}\r\n"))
         .collect::<String>()
         .into_bytes()
-}
-
-/// Bytes that do not compress.
-fn noise(n: usize, mut x: u32) -> Vec<u8> {
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 /// The packages built here: (name, bytes, members moat must extract,

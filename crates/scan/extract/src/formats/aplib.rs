@@ -22,6 +22,23 @@ pub(crate) fn doubledl(buf: &[u8], src: &mut i64, dl: &mut u8) -> Option<u32> {
     Some(u32::from(bit_from >> 7))
 }
 
+/// The length of a match `back` bytes back whose gamma code said `size`:
+/// longer for far matches and for the nearest (aPLib's rule, which FSG's
+/// and MEW's decoders share).
+pub(crate) fn longer(back: u32, size: u32) -> u32 {
+    let mut size = size;
+    if back >= 0x7d00 {
+        size = size.wrapping_add(1);
+    }
+    if back >= 0x500 {
+        size = size.wrapping_add(1);
+    }
+    if back <= 0x7f {
+        size = size.wrapping_add(2);
+    }
+    size
+}
+
 /// `cli_unfsg`: decompress `src` into `dst` (which it need not fill);
 /// `None` on data that does not decode. On success, where the source and
 /// the output ended (`cli_unfsg`'s `endsrc` and `enddst`: the source just
@@ -98,16 +115,7 @@ pub(crate) fn unfsg(src: &[u8], dst: &mut [u8]) -> Option<(usize, usize)> {
                 backbytes = oldback;
             } else {
                 let b = byte(&mut s)?.wrapping_add(v.wrapping_sub(1) << 8);
-                let mut size = gamma(&mut bit, &mut s, &mut dl)?;
-                if b >= 0x7d00 {
-                    size = size.wrapping_add(1);
-                }
-                if b >= 0x500 {
-                    size = size.wrapping_add(1);
-                }
-                if b <= 0x7f {
-                    size = size.wrapping_add(2);
-                }
+                let size = longer(b, gamma(&mut bit, &mut s, &mut dl)?);
                 oldback = b;
                 (backbytes, backsize) = (b, size);
             }

@@ -546,22 +546,14 @@ mod build;
 mod tests {
     use super::build::{self, BASE, IMG_RVA};
     use super::*;
-    use moat_exe::{PeMode, Src};
 
     /// What `packed::unpack` hands the unpacker, then its outcome.
     fn run(file: &[u8], max: u64) -> Outcome {
         let blob = Blob::from_vec(file.to_vec());
-        let mut head = [0u8; 4096];
-        let n = read_at_full(&blob, 0, &mut head).unwrap();
-        let Ok(info) = moat_exe::pe::parse(&Src::new(&blob, &head[..n]), PeMode::Scan) else {
-            return Outcome::NotPacked;
-        };
-        let Some(ep) = info.ep else {
-            return Outcome::NotPacked;
-        };
-        let mut epbuff = [0u8; 4096];
-        read_at_full(&blob, ep, &mut epbuff).unwrap();
-        unpack(&blob, &info, &epbuff, max).unwrap()
+        match crate::formats::packed::at_entry(&blob).unwrap() {
+            Some(e) => unpack(&blob, &e.info, &e.epbuff, max).unwrap(),
+            None => Outcome::NotPacked,
+        }
     }
 
     fn image(o: Outcome) -> Vec<u8> {

@@ -483,8 +483,7 @@ fn tree<E>(
 
 #[cfg(test)]
 mod tests {
-    use crate::{Limits, Problem, WalkReport, walk};
-    use moat_core::Blob;
+    use crate::{Limits, Problem, WalkReport};
 
     const S: usize = 2048;
 
@@ -560,17 +559,10 @@ mod tests {
         img
     }
 
+    /// The walk's report and (location, content) of what it handed over.
     fn run(data: Vec<u8>, limits: &Limits) -> (WalkReport, Vec<(String, Vec<u8>)>) {
-        let mut seen = Vec::new();
-        let report =
-            walk::<std::convert::Infallible>(&Blob::from_vec(data), "i.iso", limits, &mut |e| {
-                let mut v = vec![0u8; e.data.len() as usize];
-                e.data.read_at(0, &mut v).unwrap();
-                seen.push((e.location.to_string(), v));
-                Ok(())
-            })
-            .unwrap();
-        (report, seen)
+        let (report, seen) = crate::tests::run(data, "i.iso", limits);
+        (report, seen.into_iter().map(|(l, _, c)| (l, c)).collect())
     }
 
     #[test]

@@ -218,16 +218,7 @@ fn unmew(
                 }
                 let b = u32::from(m.byte(csrc)?).wrapping_add(v.wrapping_sub(1) << 8);
                 csrc += 1;
-                let mut size = gamma(m, &mut csrc, &mut dl)?;
-                if b >= 0x7d00 {
-                    size = size.wrapping_add(1);
-                }
-                if b >= 0x500 {
-                    size = size.wrapping_add(1);
-                }
-                if b <= 0x7f {
-                    size = size.wrapping_add(2);
-                }
+                let size = super::aplib::longer(b, gamma(m, &mut csrc, &mut dl)?);
                 oldback = b;
                 (backbytes, backsize) = (b, size);
             }
@@ -1096,15 +1087,7 @@ mod tests {
     }
 
     fn noise(seed: u64, n: usize) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::tests::noise_bytes(n, seed)
     }
 
     #[test]

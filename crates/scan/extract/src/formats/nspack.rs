@@ -561,22 +561,14 @@ mod build;
 mod tests {
     use super::build::{self, BASE, Layout};
     use super::*;
-    use moat_exe::{PeMode, Src};
 
     /// What `packed::unpack` hands the unpacker, then its outcome.
     fn run(file: &[u8], max: u64) -> Outcome {
         let blob = Blob::from_vec(file.to_vec());
-        let mut head = [0u8; 4096];
-        let n = read_at_full(&blob, 0, &mut head).unwrap();
-        let Ok(info) = moat_exe::pe::parse(&Src::new(&blob, &head[..n]), PeMode::Scan) else {
-            return Outcome::NotPacked;
-        };
-        let Some(ep) = info.ep else {
-            return Outcome::NotPacked;
-        };
-        let mut epbuff = [0u8; 4096];
-        read_at_full(&blob, ep, &mut epbuff).unwrap();
-        unpack(&blob, &info, &epbuff, max).unwrap()
+        match crate::formats::packed::at_entry(&blob).unwrap() {
+            Some(e) => unpack(&blob, &e.info, &e.epbuff, max).unwrap(),
+            None => Outcome::NotPacked,
+        }
     }
 
     fn image(o: Outcome) -> Vec<u8> {
@@ -786,15 +778,7 @@ mod tests {
     }
 
     fn noise(seed: u64, n: usize) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::tests::noise_bytes(n, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
     }
 
     #[test]

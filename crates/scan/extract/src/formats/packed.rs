@@ -75,23 +75,51 @@ pub(crate) fn walk<E>(
 /// One unpacker, ready to run on the file at hand.
 type Unpacker<'a> = dyn Fn() -> io::Result<Outcome> + 'a;
 
-/// Each unpacker in ClamAV's order; the name of the one that decided.
-fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
+/// What `cli_scanpe` has read when it tries the unpackers: the executable's
+/// layout, up to 4 KiB at its entry point (what the file lacks reads as
+/// zeros, as in ClamAV) and how many of them the file holds, and
+/// `e_lfanew`.
+pub(crate) struct AtEntry {
+    pub(crate) info: ExeInfo,
+    pub(crate) epbuff: [u8; 4096],
+    pub(crate) epsize: usize,
+    pub(crate) e_lfanew: u32,
+}
+
+/// [`AtEntry`] of `blob`; `None` when it is no PE with an entry point.
+pub(crate) fn at_entry(blob: &Blob) -> io::Result<Option<AtEntry>> {
     let mut head = [0u8; 4096];
     let n = read_at_full(blob, 0, &mut head)?;
     let info = match moat_exe::pe::parse(&Src::new(blob, &head[..n]), PeMode::Scan) {
         Ok(i) => i,
         Err(moat_exe::ExeError::Io(e)) => return Err(e),
-        Err(_) => return Ok(("pe", Outcome::NotPacked)),
+        Err(_) => return Ok(None),
     };
     let Some(ep) = info.ep else {
-        return Ok(("pe", Outcome::NotPacked));
+        return Ok(None);
     };
-    // ClamAV reads up to 4 KiB at the entry point; what the file lacks reads
-    // as zeros here.
     let mut epbuff = [0u8; 4096];
     let epsize = read_at_full(blob, ep, &mut epbuff)?;
     let e_lfanew = moat_exe::le32(&head[..n], 60);
+    Ok(Some(AtEntry {
+        info,
+        epbuff,
+        epsize,
+        e_lfanew,
+    }))
+}
+
+/// Each unpacker in ClamAV's order; the name of the one that decided.
+fn unpack(blob: &Blob, max: u64) -> io::Result<(&'static str, Outcome)> {
+    let Some(AtEntry {
+        info,
+        epbuff,
+        epsize,
+        e_lfanew,
+    }) = at_entry(blob)?
+    else {
+        return Ok(("pe", Outcome::NotPacked));
+    };
     let info = &info;
     let epbuff = &epbuff;
     // ClamAV tries MEW with 16 bytes at the entry point, nothing else with

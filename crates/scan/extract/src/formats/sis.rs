@@ -611,7 +611,8 @@ impl Read for Zlib<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Problem, WalkReport, walk};
+    use crate::WalkReport;
+    use crate::tests::limit_whats as whats;
     use std::io::Write;
 
     fn zlib(data: &[u8]) -> Vec<u8> {
@@ -653,27 +654,10 @@ mod tests {
         v
     }
 
+    /// The walk's report and (location, content) of what it handed over.
     fn run(data: Vec<u8>, limits: &Limits) -> (WalkReport, Vec<(String, Vec<u8>)>) {
-        let mut seen = Vec::new();
-        let report =
-            walk::<std::convert::Infallible>(&Blob::from_vec(data), "p.sis", limits, &mut |e| {
-                let mut v = vec![0u8; e.data.len() as usize];
-                e.data.read_at(0, &mut v).unwrap();
-                seen.push((e.location.to_string(), v));
-                Ok(())
-            })
-            .unwrap();
-        (report, seen)
-    }
-
-    fn whats(r: &WalkReport) -> Vec<&str> {
-        r.problems
-            .iter()
-            .filter_map(|p| match p {
-                Problem::LimitsExceeded { what, .. } => Some(what.as_str()),
-                _ => None,
-            })
-            .collect()
+        let (report, seen) = crate::tests::run(data, "p.sis", limits);
+        (report, seen.into_iter().map(|(l, _, c)| (l, c)).collect())
     }
 
     #[test]

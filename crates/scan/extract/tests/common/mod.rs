@@ -72,3 +72,15 @@ pub fn clamscan(hdb: &str, files: &[PathBuf]) -> BTreeSet<(String, String)> {
         })
         .collect()
 }
+
+/// Bytes that do not compress: a fixed xorshift sequence from `x` (not 0).
+pub fn noise(n: usize, mut x: u32) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
