@@ -34,18 +34,11 @@ pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-mbps() { python3 -c "import sys; print(f'{$SIZE_MIB*1.048576/($2-$1):.1f}')" -- "$1" "$2"; }
+. bench/io_lib.sh
 
-head -c "${SIZE_MIB}M" /dev/urandom >"$work/in.bin"
-want=$(sha256sum "$work/in.bin" | cut -d' ' -f1)
-sync
+make_input_and_time_cp
 
-t0=$(now); cp "$work/in.bin" "$work/copy.bin"; sync; t1=$(now)
-cp_mbps=$(mbps "$t0" "$t1")
-rm -f "$work/copy.bin"; sync
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 "$bin" "$work/data" "$port" 2>"$work/server.log" &
 pid=$!
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
@@ -90,8 +83,8 @@ stored=$(du -sb "$work/data/objects" | cut -f1)
 
 echo "portal_io: $(date -u +%FT%TZ), $(nproc) cores, $(uname -r), profile $PROFILE, ${SIZE_MIB} MiB"
 echo "  cp + sync          ${cp_mbps} MB/s"
-echo "  tus upload (1 PATCH, encrypt, fsync)     ${up_mbps} MB/s  ($(python3 -c "print(f'{100*$up_mbps/$cp_mbps:.0f}')") % of cp)"
-echo "  ranged download (${RANGE_MIB} MiB GETs, decrypt) ${down_mbps} MB/s  ($(python3 -c "print(f'{100*$down_mbps/$cp_mbps:.0f}')") % of cp), sha256 identical"
-echo "  the same GETs into /dev/null ${null_mbps} MB/s  ($(python3 -c "print(f'{100*$null_mbps/$cp_mbps:.0f}')") % of cp): the server's side alone"
+echo "  tus upload (1 PATCH, encrypt, fsync)     ${up_mbps} MB/s  ($(pct "$up_mbps" "$cp_mbps") % of cp)"
+echo "  ranged download (${RANGE_MIB} MiB GETs, decrypt) ${down_mbps} MB/s  ($(pct "$down_mbps" "$cp_mbps") % of cp), sha256 identical"
+echo "  the same GETs into /dev/null ${null_mbps} MB/s  ($(pct "$null_mbps" "$cp_mbps") % of cp): the server's side alone"
 echo "  server peak RSS    $((rss_up / 1024)) MiB after upload, $((rss / 1024)) MiB after download"
 echo "  stored ciphertext  $stored bytes for $bytes plaintext"

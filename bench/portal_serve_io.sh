@@ -25,21 +25,13 @@ pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-mbps() { python3 -c "import sys; print(f'{$SIZE_MIB*1.048576/($2-$1):.1f}')" -- "$1" "$2"; }
-pct() { python3 -c "print(f'{100*$1/$2:.0f}')"; }
+. bench/io_lib.sh
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 b64() { printf %s "$1" | base64 -w0; }
 
-head -c "${SIZE_MIB}M" /dev/urandom >"$work/in.bin"
-want=$(sha256sum "$work/in.bin" | cut -d' ' -f1)
-sync
+make_input_and_time_cp
 
-t0=$(now); cp "$work/in.bin" "$work/copy.bin"; sync; t1=$(now)
-cp_mbps=$(mbps "$t0" "$t1")
-rm -f "$work/copy.bin"; sync
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 data="$work/data"
 MOAT__RELOAD__POLL_SECS=0 "$MOAT" serve --listen "127.0.0.1:$port" --data-dir "$data" \
     >/dev/null 2>"$work/serve.log" &
