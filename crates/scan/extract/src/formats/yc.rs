@@ -81,88 +81,113 @@ pub(crate) fn recognised(info: &ExeInfo, epbuff: &[u8], fsize: u64) -> Option<(u
 /// Most jumps the emulator follows in one call (ClamAV's `max_jmp_loop`).
 const MAX_JUMPS: u32 = 100_000_000;
 
+/// Positions of the decryptor routine (ClamAV runs it while `j < 0x30`).
+const ROUTINE: usize = 0x30;
+
 /// `yc_poly_emulator`: run the decryptor at `dec` over `count` bytes at
 /// `code` (at most `max`). `None` where ClamAV fails (bounds, an
-/// instruction it does not know).
+/// instruction it does not know, its jump budget spent).
 fn emulate(f: &mut [u8], dec: usize, code: usize, count: u32, max: u32) -> Option<()> {
     let mut cl = count as u8;
     let mut jumps = MAX_JUMPS;
-    let op = |f: &[u8], j: usize| f.get(dec.checked_add(j)?).copied();
     for i in 0..count.min(max) as usize {
-        let mut al = *f.get(code.checked_add(i)?)?;
-        let mut j = 0usize;
-        while j < 0x30 {
-            match op(f, j)? {
-                0xeb => {
-                    j += 1;
-                    jumps = jumps.checked_sub(1)?;
-                    // A signed displacement, wrapping as ClamAV's unsigned
-                    // index does (a jump far back ends the routine).
-                    j = j.wrapping_add(op(f, j)? as i8 as isize as usize);
-                }
-                0xfe => {
-                    al = al.wrapping_sub(1);
-                    j += 1;
-                }
-                0x2a => {
-                    al = al.wrapping_sub(cl);
-                    j += 1;
-                }
-                0x02 => {
-                    al = al.wrapping_add(cl);
-                    j += 1;
-                }
-                0x32 => {
-                    al ^= cl;
-                    j += 1;
-                }
-                0x04 => {
-                    j += 1;
-                    al = al.wrapping_add(op(f, j)?);
-                }
-                0x34 => {
-                    j += 1;
-                    al ^= op(f, j)?;
-                }
-                0x2c => {
-                    j += 1;
-                    al = al.wrapping_sub(op(f, j)?);
-                }
-                0xc0 => {
-                    j += 1;
-                    let rol = op(f, j)? == 0xc0;
-                    j += 1;
-                    let by = u32::from(op(f, j)? & 7);
-                    al = if rol {
-                        al.rotate_left(by)
-                    } else {
-                        al.rotate_right(by)
-                    };
-                }
-                0xd2 => {
-                    j += 1;
-                    let ror = op(f, j)? == 0xc8;
-                    // ClamAV steps past one more byte than the instruction has.
-                    j += 1;
-                    let by = u32::from(cl & 7);
-                    al = if ror {
-                        al.rotate_right(by)
-                    } else {
-                        al.rotate_left(by)
-                    };
-                }
-                0x90 | 0xf8 | 0xf9 => {}
-                other => {
-                    tracing::debug!(opcode = other, "yC: unhandled opcode");
-                    return None;
-                }
-            }
-            j = j.wrapping_add(1);
-        }
+        let at = code.checked_add(i)?;
+        let al = decrypt_byte(f, dec, *f.get(at)?, cl, &mut jumps)?;
         cl = cl.wrapping_sub(1);
-        f[code + i] = al;
+        f[at] = al;
     }
     Some(())
+}
+
+/// One byte through the decryptor routine at `dec`, taking its jumps from
+/// the call's budget `jumps`.
+///
+/// A routine that jumps back into itself loops for ever: control flow
+/// depends only on the position (no instruction branches on `al` or
+/// `cl`, and nothing is written while one byte is decrypted), so a byte
+/// whose routine takes more jumps than it has positions has repeated one.
+/// ClamAV follows such a loop until its budget of 100,000,000 jumps is
+/// spent, per call and so per section, and then fails; moat fails at
+/// once: the same result without the seconds of CPU a hostile file could
+/// buy with it (found by the `archive_walker` fuzz target).
+fn decrypt_byte(f: &[u8], dec: usize, mut al: u8, cl: u8, jumps: &mut u32) -> Option<u8> {
+    let op = |j: usize| f.get(dec.checked_add(j)?).copied();
+    let mut j = 0usize;
+    let mut byte_jumps = 0usize;
+    while j < ROUTINE {
+        match op(j)? {
+            0xeb => {
+                j += 1;
+                *jumps = jumps.checked_sub(1)?;
+                byte_jumps += 1;
+                if byte_jumps > ROUTINE {
+                    tracing::debug!("yC: the decryptor loops for ever");
+                    return None;
+                }
+                // A signed displacement, wrapping as ClamAV's unsigned
+                // index does (a jump far back ends the routine).
+                j = j.wrapping_add(op(j)? as i8 as isize as usize);
+            }
+            0xfe => {
+                al = al.wrapping_sub(1);
+                j += 1;
+            }
+            0x2a => {
+                al = al.wrapping_sub(cl);
+                j += 1;
+            }
+            0x02 => {
+                al = al.wrapping_add(cl);
+                j += 1;
+            }
+            0x32 => {
+                al ^= cl;
+                j += 1;
+            }
+            0x04 => {
+                j += 1;
+                al = al.wrapping_add(op(j)?);
+            }
+            0x34 => {
+                j += 1;
+                al ^= op(j)?;
+            }
+            0x2c => {
+                j += 1;
+                al = al.wrapping_sub(op(j)?);
+            }
+            0xc0 => {
+                j += 1;
+                let rol = op(j)? == 0xc0;
+                j += 1;
+                let by = u32::from(op(j)? & 7);
+                al = if rol {
+                    al.rotate_left(by)
+                } else {
+                    al.rotate_right(by)
+                };
+            }
+            0xd2 => {
+                j += 1;
+                let ror = op(j)? == 0xc8;
+                // ClamAV steps past one more byte than the instruction has.
+                j += 1;
+                let by = u32::from(cl & 7);
+                al = if ror {
+                    al.rotate_right(by)
+                } else {
+                    al.rotate_left(by)
+                };
+            }
+            0x90 | 0xf8 | 0xf9 => {}
+            other => {
+                tracing::debug!(opcode = other, "yC: unhandled opcode");
+                return None;
+            }
+        }
+        j = j.wrapping_add(1);
+    }
+    Some(al)
 }
 
 /// `yc_decrypt` over the whole file `f` (`ecx`, `offset` from
@@ -204,4 +229,50 @@ pub(crate) fn unpack(
     header[24 + 0x38..24 + 0x3c].copy_from_slice(&image.to_le_bytes());
     f.truncate(size as usize);
     Some(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A routine of `ops` padded with `nop`s to its 0x30 positions.
+    fn routine(ops: &[u8]) -> Vec<u8> {
+        let mut r = ops.to_vec();
+        r.resize(ROUTINE, 0x90);
+        r
+    }
+
+    #[test]
+    fn a_decryptor_that_loops_for_ever_fails_without_spending_the_jump_budget() {
+        // `xor al, 0x10`, then `jmp $-2` back onto itself.
+        let r = routine(&[0x34, 0x10, 0xeb, 0xfe]);
+        let mut budget = MAX_JUMPS;
+        assert_eq!(decrypt_byte(&r, 0, 0x41, 7, &mut budget), None);
+        assert!(MAX_JUMPS - budget <= ROUTINE as u32 + 1, "{budget}");
+        // The whole call fails as ClamAV's does, and writes nothing.
+        let mut f = [r.clone(), vec![0x41; 64]].concat();
+        let before = f.clone();
+        assert_eq!(emulate(&mut f, 0, ROUTINE, 64, 64), None);
+        assert_eq!(f, before);
+    }
+
+    #[test]
+    fn jumps_forward_and_far_back_still_decrypt_every_byte() {
+        // Each jump lands on the next instruction; 24 jumps in all (fewer
+        // than the routine's positions), then `add al, cl`; the last
+        // `jmp` goes far back, which ends the routine as in ClamAV.
+        let mut ops = Vec::new();
+        for _ in 0..20 {
+            ops.extend_from_slice(&[0xeb, 0x00]);
+        }
+        ops.extend_from_slice(&[0x02, 0xc1, 0xeb, 0x80]);
+        let r = routine(&ops);
+        let mut budget = MAX_JUMPS;
+        assert_eq!(decrypt_byte(&r, 0, 0x41, 2, &mut budget), Some(0x43));
+        assert_eq!(MAX_JUMPS - budget, 21);
+        // Over a buffer: cl counts down from the length, byte by byte.
+        let mut f = [r, vec![0x10; 4]].concat();
+        assert_eq!(emulate(&mut f, 0, ROUTINE, 4, 4), Some(()));
+        assert_eq!(&f[ROUTINE..], &[0x14, 0x13, 0x12, 0x11]);
+    }
 }
