@@ -1,5 +1,6 @@
 # Shared by bench/portal_io.sh and bench/portal_serve_io.sh (sourced, not run):
-# the input file, the `cp` + `sync` anchor, a free port and MB/s arithmetic.
+# the input file, the `cp` + `sync` anchor, a free port, MB/s arithmetic and
+# the ranged download loop.
 # Needs SIZE_MIB and work (a scratch directory) set by the caller.
 
 now() { date +%s.%N; }
@@ -19,4 +20,15 @@ make_input_and_time_cp() {
     t0=$(now); cp "$work/in.bin" "$work/copy.bin"; sync; t1=$(now)
     cp_mbps=$(mbps "$t0" "$t1")
     rm -f "$work/copy.bin"; sync
+}
+
+# GETs SIZE_MIB MiB from URL $1 in RANGE_MIB MiB ranges (one curl each),
+# appended to $2 (a file, emptied first, or /dev/null).
+ranged_get() {
+    local bytes=$((SIZE_MIB * 1024 * 1024)) step=$((RANGE_MIB * 1024 * 1024)) a b
+    : >"$2"
+    for ((a = 0; a < bytes; a += step)); do
+        b=$((a + step - 1)); [ $b -ge $bytes ] && b=$((bytes - 1))
+        curl -sSf -r "$a-$b" "$1" >>"$2"
+    done
 }

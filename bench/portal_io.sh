@@ -57,13 +57,8 @@ t1=$(now)
 up_mbps=$(mbps "$t0" "$t1")
 rss_up=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 
-: >"$work/out.bin"
-step=$((RANGE_MIB * 1024 * 1024))
 t0=$(now)
-for ((a = 0; a < bytes; a += step)); do
-    b=$((a + step - 1)); [ $b -ge $bytes ] && b=$((bytes - 1))
-    curl -sS -f -r "$a-$b" "$base/objects/$id" >>"$work/out.bin"
-done
+ranged_get "$base/objects/$id" "$work/out.bin"
 t1=$(now)
 down_mbps=$(mbps "$t0" "$t1")
 got=$(sha256sum "$work/out.bin" | cut -d' ' -f1)
@@ -72,10 +67,7 @@ got=$(sha256sum "$work/out.bin" | cut -d' ' -f1)
 # above also measures curl writing 1 GiB into the page cache, on the same
 # two cores).
 t0=$(now)
-for ((a = 0; a < bytes; a += step)); do
-    b=$((a + step - 1)); [ $b -ge $bytes ] && b=$((bytes - 1))
-    curl -sS -f -r "$a-$b" -o /dev/null "$base/objects/$id"
-done
+ranged_get "$base/objects/$id" /dev/null
 t1=$(now)
 null_mbps=$(mbps "$t0" "$t1")
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")

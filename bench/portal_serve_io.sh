@@ -65,14 +65,14 @@ t0=$(now)
 curl -sSf -o /dev/null -X POST "$base/v1/portal/packages/$pkg/submit" -H "$auth"
 state=
 for _ in $(seq 1 6000); do
-    state=$(curl -sSf "$base/v1/portal/packages/$pkg" -H "$auth" | json 'd["state"]')
+    info=$(curl -sSf "$base/v1/portal/packages/$pkg" -H "$auth")
+    state=$(printf %s "$info" | json 'd["state"]')
     [ "$state" = scanning ] || break
     sleep 0.05
 done
 t1=$(now)
 [ "$state" = available ] || { echo "package is $state, not available"; tail -20 "$work/serve.log"; exit 1; }
 scan_s=$(python3 -c "print(f'{$t1-$t0:.2f}')")
-info=$(curl -sSf "$base/v1/portal/packages/$pkg" -H "$auth")
 url=$(printf %s "$info" | json 'd["links"]["public"]')
 file=$(printf %s "$info" | json 'd["files"][0]["id"]')
 case "$url" in http*) ;; *) url="$base$url" ;; esac
@@ -86,13 +86,8 @@ got=$(sha256sum "$work/out.bin" | cut -d' ' -f1)
 [ "$got" = "$want" ] || { echo "download differs from the upload"; exit 1; }
 rm -f "$work/out.bin"; sync
 
-: >"$work/out.bin"
-step=$((RANGE_MIB * 1024 * 1024))
 t0=$(now)
-for ((a = 0; a < bytes; a += step)); do
-    b=$((a + step - 1)); [ $b -ge $bytes ] && b=$((bytes - 1))
-    curl -sSf -r "$a-$b" "$furl" >>"$work/out.bin"
-done
+ranged_get "$furl" "$work/out.bin"
 t1=$(now)
 range_mbps=$(mbps "$t0" "$t1")
 got=$(sha256sum "$work/out.bin" | cut -d' ' -f1)
