@@ -74,6 +74,8 @@ fn engines_from_flags(a: &EngineFlags) -> Option<Vec<EngineConfig>> {
             verify_signatures: !a.no_verify_signatures,
             public_key: None,
             all_match: a.allmatch,
+            cache: None,
+            cache_dir: None,
         });
     }
     if !a.yara.is_empty() {
@@ -105,7 +107,12 @@ enum Outcome {
 pub fn run(a: ScanArgs) -> Result<ExitCode> {
     crate::logging::init(false, "warn");
     let settings = config::load(a.config.as_deref())?;
-    let engines = a.engines.engines().unwrap_or(settings.engines);
+    let mut engines = a.engines.engines().unwrap_or(settings.engines);
+    // A scan never reloads: its builtin engines read the compiled set from
+    // the cache when their files have not changed since the last run.
+    for e in &mut engines {
+        e.default_builtin_cache_on();
+    }
     let t0 = Instant::now();
     let build = || {
         let set = moat_scanner::config::build_engine_set(&engines);

@@ -244,3 +244,98 @@ fn a_missing_signature_directory_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/sigs"), "{stderr}");
 }
+
+/// `moat scan` keeps the compiled signature set in `$XDG_CACHE_HOME/moat/builtin`
+/// and reads it back on the next run with the same files; a changed file or a
+/// damaged entry means compiling again, never a stale or broken set.
+#[test]
+fn scan_reads_the_compiled_set_from_its_cache_until_a_signature_file_changes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (sigs, files, cache) = (
+        dir.path().join("sigs"),
+        dir.path().join("files"),
+        dir.path().join("cache"),
+    );
+    std::fs::create_dir_all(&sigs).unwrap();
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(
+        sigs.join("a.ndb"),
+        "Cache.One:0:*:6f6e65206d61726b6572206279746573\n",
+    )
+    .unwrap();
+    std::fs::write(files.join("one.bin"), b"..one marker bytes..").unwrap();
+    std::fs::write(files.join("two.bin"), b"..two marker bytes..").unwrap();
+    let scan = || {
+        let out = moat()
+            .env("XDG_CACHE_HOME", &cache)
+            .env("MOAT_LOG", "moat_builtin=info")
+            .args(["scan", "--json", "--signatures"])
+            .arg(&sigs)
+            .arg(&files)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let verdicts: HashMap<String, String> = json_lines(&out)
+            .into_iter()
+            .map(|v| {
+                let name = Path::new(v["path"].as_str().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let sig = v["findings"][0]["signature"]
+                    .as_str()
+                    .unwrap_or("clean")
+                    .to_string();
+                (name, sig)
+            })
+            .collect();
+        (verdicts, stderr)
+    };
+    let entries = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(cache.join("moat/builtin"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    let from_cache = "loaded from the compiled cache";
+
+    let (first, err) = scan();
+    assert_eq!(first["one.bin"], "Cache.One", "{err}");
+    assert_eq!(first["two.bin"], "clean");
+    assert!(!err.contains(from_cache), "{err}");
+    let e = entries();
+    assert_eq!(e.len(), 1, "{e:?}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&e[0]), 0o600);
+    assert_eq!(mode(&cache.join("moat/builtin")), 0o700);
+
+    let (second, err) = scan();
+    assert_eq!(second, first);
+    assert!(err.contains(from_cache), "{err}");
+
+    // A damaged entry: compiled again, the entry written anew.
+    #[allow(clippy::disallowed_methods)] // the test's own small entry
+    let mut bytes = std::fs::read(&e[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&e[0], &bytes).unwrap();
+    let (third, err) = scan();
+    assert_eq!(third, first);
+    assert!(!err.contains(from_cache), "{err}");
+    assert!(err.contains("corrupt cache entry"), "{err}");
+    assert!(scan().1.contains(from_cache));
+
+    // A changed signature file: its new signature is in force at once.
+    std::fs::write(
+        sigs.join("b.ndb"),
+        "Cache.Two:0:*:74776f206d61726b6572206279746573\n",
+    )
+    .unwrap();
+    let (fourth, err) = scan();
+    assert_eq!(fourth["one.bin"], "Cache.One");
+    assert_eq!(fourth["two.bin"], "Cache.Two", "{err}");
+    assert!(!err.contains(from_cache), "{err}");
+    assert_eq!(entries().len(), 1, "the older entry of the set is removed");
+}

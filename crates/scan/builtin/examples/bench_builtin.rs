@@ -6,7 +6,8 @@
 //! * `--mem`: load each file into memory before scanning (else scanned via positional reads);
 //! * `--first`: first-match mode (stop at a file's first detection, clamscan's default);
 //!   default: every match (clamscan --allmatch);
-//! * `--repeat N`: scan everything N times (throughput is over all passes).
+//! * `--repeat N`: scan everything N times (throughput is over all passes);
+//! * `--cache DIR`: use the compiled-set cache in DIR (a second run reads it).
 
 use moat_builtin::{BuiltinEngine, LoadOptions};
 use moat_core::{Blob, Engine, ScanContext};
@@ -70,18 +71,20 @@ fn walk(p: &Path, out: &mut Vec<PathBuf>) {
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(sigs) = args.next() else {
-        eprintln!("usage: bench_builtin SIGS [--mem] [--first] [--repeat N] PATH...");
+        eprintln!("usage: bench_builtin SIGS [--mem] [--first] [--repeat N] [--cache DIR] PATH...");
         std::process::exit(2);
     };
     let mut mem = false;
     let mut first = false;
     let mut repeat = 1;
+    let mut cache_dir = None;
     let mut files = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--mem" => mem = true,
             "--first" => first = true,
             "--repeat" => repeat = args.next().and_then(|n| n.parse().ok()).unwrap_or(1),
+            "--cache" => cache_dir = args.next().map(PathBuf::from),
             p => walk(Path::new(p), &mut files),
         }
     }
@@ -89,6 +92,7 @@ fn main() {
     let c0 = process_cpu();
     let opts = LoadOptions {
         all_match: !first,
+        cache_dir,
         ..LoadOptions::default()
     };
     let engine = match BuiltinEngine::load_with("bench", &[PathBuf::from(&sigs)], &opts) {
@@ -110,6 +114,7 @@ fn main() {
     println!("unsupported: {:?}", info.unsupported);
     println!("load errors: {}", engine.load_error_count());
     println!("signature_version: {}", info.signature_version);
+    println!("compiled set: {}", engine.cache_outcome().as_str());
     println!(
         "anchor index: {:.1} MiB",
         engine.index_bytes() as f64 / 1048576.0

@@ -1,5 +1,6 @@
 //! [`BuiltinEngine`]: the loaded signature set and the single-pass scan.
 
+use crate::cache::{self, CacheOutcome};
 use crate::eicar::{EICAR_NAME, is_eicar};
 use crate::exe::{self, PeMode, Src};
 use crate::hashdb::{HashDb, HashTable};
@@ -49,6 +50,8 @@ pub struct BuiltinEngine {
     /// members (shared with `hashes`, `mdb`, `imp` and `names`), for a
     /// reload to reuse.
     parts: Arc<SignatureParts>,
+    /// How the compiled set was obtained ([`LoadOptions::cache_dir`]).
+    cache: CacheOutcome,
 }
 
 fn now_secs() -> u64 {
@@ -91,6 +94,24 @@ impl BuiltinEngine {
         previous: Option<&SignatureParts>,
     ) -> Result<BuiltinEngine, LoadError> {
         let t0 = Instant::now();
+        // The compiled-set cache: only for a load that shares nothing with
+        // a running engine (a hit has no parts for a later reload to share).
+        let cached = match (&opts.cache_dir, previous) {
+            (Some(dir), None) => load::input_files(paths)
+                .ok()
+                .and_then(|inputs| cache::key(paths, &inputs, opts))
+                .map(|key| (dir.as_path(), key)),
+            _ => None,
+        };
+        if let Some((dir, key)) = &cached {
+            match cache::read(dir, key) {
+                Ok(Some(c)) => return Ok(Self::from_cache(name, paths, opts, c, t0)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(engine = name, error = %e, "compiled signature cache entry unusable, compiling")
+                }
+            }
+        }
         let mut l = load::load_paths_reusing(paths, opts, previous)?;
         let allow = HashDb {
             md5: HashTable::build(std::mem::take(&mut l.fp_md5)),
@@ -141,20 +162,6 @@ impl BuiltinEngine {
                 l.error_total
             ));
         }
-        let info = EngineInfo {
-            name: name.to_string(),
-            kind: "builtin".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            signature_version: version,
-            signatures,
-            unsupported: std::mem::take(&mut l.unsupported),
-            skipped: std::mem::take(&mut l.skipped),
-            load_errors,
-            loaded_at: now_secs(),
-            last_reload_error: None,
-            sources: paths.iter().map(|p| p.display().to_string()).collect(),
-            built_at: crate::age::newest_build_time(paths),
-        };
         tracing::info!(
             engine = name,
             elapsed_ms = t0.elapsed().as_millis() as u64,
@@ -167,27 +174,139 @@ impl BuiltinEngine {
             delta_files = l.delta_files,
             index_bytes = ndb.index_bytes(),
             load_errors = l.error_total,
-            signature_version = %info.signature_version,
+            signature_version = %version,
             "builtin signatures loaded"
         );
-        Ok(BuiltinEngine {
-            name: name.to_string(),
+        let compiled = cache::Compiled {
             names: std::mem::take(&mut l.names),
             hashes,
             allow,
             mdb,
             imp,
-            layer_sigs: [Target::Any, Target::Html, Target::Ascii]
-                .iter()
-                .any(|&t| ndb.has_target(t)),
+            meta: cache::Meta {
+                layer_sigs: [Target::Any, Target::Html, Target::Ascii]
+                    .iter()
+                    .any(|&t| ndb.has_target(t)),
+                signature_version: version,
+                signatures,
+                unsupported: std::mem::take(&mut l.unsupported),
+                skipped: std::mem::take(&mut l.skipped),
+                load_errors,
+                error_total: l.error_total,
+            },
             ndb,
             ldb,
-            info,
-            error_total: l.error_total,
+        };
+        let parts = Arc::new(std::mem::take(&mut l.parts));
+        let mut engine = Self::assemble(name, paths, opts, compiled, parts, CacheOutcome::Off);
+        if let Some((dir, key)) = cached {
+            let t1 = Instant::now();
+            engine.cache = match cache::write(dir, &key, &engine.compiled()) {
+                Ok(()) => CacheOutcome::Stored,
+                Err(e) => {
+                    tracing::warn!(engine = name, error = %e, "compiled signature cache not written");
+                    CacheOutcome::Failed
+                }
+            };
+            tracing::debug!(
+                engine = name,
+                elapsed_ms = t1.elapsed().as_millis() as u64,
+                outcome = engine.cache.as_str(),
+                "compiled signature cache written"
+            );
+        }
+        Ok(engine)
+    }
+
+    /// The compiled parts, for the cache.
+    fn compiled(&self) -> cache::CompiledRef<'_> {
+        cache::CompiledRef {
+            names: &self.names,
+            hashes: &self.hashes,
+            allow: &self.allow,
+            mdb: &self.mdb,
+            imp: &self.imp,
+            ndb: &self.ndb,
+            ldb: &self.ldb,
+            meta: cache::MetaRef {
+                layer_sigs: self.layer_sigs,
+                signature_version: &self.info.signature_version,
+                signatures: &self.info.signatures,
+                unsupported: &self.info.unsupported,
+                skipped: &self.info.skipped,
+                load_errors: &self.info.load_errors,
+                error_total: self.error_total,
+            },
+        }
+    }
+
+    /// An engine from a cache entry: what a load of the same files would
+    /// have compiled.
+    fn from_cache(
+        name: &str,
+        paths: &[PathBuf],
+        opts: &LoadOptions,
+        c: cache::Compiled,
+        t0: Instant,
+    ) -> BuiltinEngine {
+        tracing::info!(
+            engine = name,
+            elapsed_ms = t0.elapsed().as_millis() as u64,
+            ndb = c.ndb.len(),
+            ldb = c.ldb.len(),
+            load_errors = c.meta.error_total,
+            signature_version = %c.meta.signature_version,
+            "builtin signatures loaded from the compiled cache"
+        );
+        Self::assemble(name, paths, opts, c, Arc::default(), CacheOutcome::Hit)
+    }
+
+    /// The engine of a compiled (or cached) set.
+    fn assemble(
+        name: &str,
+        paths: &[PathBuf],
+        opts: &LoadOptions,
+        c: cache::Compiled,
+        parts: Arc<SignatureParts>,
+        cache: CacheOutcome,
+    ) -> BuiltinEngine {
+        let m = c.meta;
+        BuiltinEngine {
+            name: name.to_string(),
+            names: c.names,
+            hashes: c.hashes,
+            allow: c.allow,
+            mdb: c.mdb,
+            imp: c.imp,
+            ndb: c.ndb,
+            ldb: c.ldb,
+            layer_sigs: m.layer_sigs,
+            info: EngineInfo {
+                name: name.to_string(),
+                kind: "builtin".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                signature_version: m.signature_version,
+                signatures: m.signatures,
+                unsupported: m.unsupported,
+                skipped: m.skipped,
+                load_errors: m.load_errors,
+                loaded_at: now_secs(),
+                last_reload_error: None,
+                sources: paths.iter().map(|p| p.display().to_string()).collect(),
+                built_at: crate::age::newest_build_time(paths),
+            },
+            error_total: m.error_total,
             chunk: DEFAULT_CHUNK,
             all_match: opts.all_match,
-            parts: Arc::new(std::mem::take(&mut l.parts)),
-        })
+            parts,
+            cache,
+        }
+    }
+
+    /// How this engine's compiled set was obtained: compiled (`Off`,
+    /// `Stored`, `Failed`) or read from the cache (`Hit`).
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
     }
 
     /// What a reload can share with this engine
@@ -223,6 +342,7 @@ impl BuiltinEngine {
             chunk: DEFAULT_CHUNK,
             all_match: true,
             parts: Arc::default(),
+            cache: CacheOutcome::Off,
         }
     }
 
@@ -827,6 +947,7 @@ mod tests {
     use super::*;
     use crate::eicar::EICAR;
     use std::io::Write;
+    use std::path::Path;
     use std::time::Duration;
 
     fn ctx() -> ScanContext {
@@ -882,6 +1003,169 @@ mod tests {
             file: std::sync::Arc::new(f),
             len,
         }
+    }
+
+    /// A set of every compiled kind the cache holds: bodies, logical
+    /// signatures with PCRE and byte-compare subsignatures, hashes.
+    fn cache_set() -> Vec<(&'static str, String)> {
+        let md5 = |d: &[u8]| hex::encode(Md5::digest(d));
+        vec![
+            ("b.ndb", NDB.to_string()),
+            (
+                "l.ldb",
+                "L.Pcre;Engine:81-255,Target:0;0&1;6b6579776f7264;0/ab+c[0-9]{3}/i\n\
+                 L.Cmp;Engine:81-255,Target:0;0&1;4d41524b;0(>>4#ib2#=0x4142)\n"
+                    .to_string(),
+            ),
+            ("h.hdb", format!("{}:14:Hash.A\n", md5(b"hashed content"))),
+            ("bad.hdb", "nonsense\n".to_string()),
+        ]
+    }
+
+    fn cache_inputs() -> Vec<Vec<u8>> {
+        let mut long = noise(500, 3);
+        long.extend((1u8..=0x18).collect::<Vec<u8>>());
+        vec![
+            long,
+            b"xx keyword yy ABBBc123 zz".to_vec(),
+            b"hashed content".to_vec(),
+            b"..MARKBA..".to_vec(),
+            noise(4000, 9),
+        ]
+    }
+
+    /// A signature directory holding [`cache_set`], and an empty cache directory.
+    fn cache_fixture() -> (tempfile::TempDir, tempfile::TempDir) {
+        let sigs = tempfile::tempdir().unwrap();
+        for (n, c) in cache_set() {
+            std::fs::write(sigs.path().join(n), c).unwrap();
+        }
+        (sigs, tempfile::tempdir().unwrap())
+    }
+
+    fn cached_load(sigs: &Path, cache: &Path) -> BuiltinEngine {
+        let opts = LoadOptions {
+            cache_dir: Some(cache.to_path_buf()),
+            ..LoadOptions::default()
+        };
+        BuiltinEngine::load_with("test", &[sigs.to_path_buf()], &opts).unwrap()
+    }
+
+    fn entries(cache: &Path) -> usize {
+        std::fs::read_dir(cache).map_or(0, |d| d.count())
+    }
+
+    #[test]
+    fn a_set_read_from_the_compiled_cache_scans_as_the_compiled_one() {
+        let (sigs, cache) = cache_fixture();
+        let fresh = cached_load(sigs.path(), cache.path());
+        assert_eq!(fresh.cache_outcome(), CacheOutcome::Stored);
+        let hit = cached_load(sigs.path(), cache.path());
+        assert_eq!(hit.cache_outcome(), CacheOutcome::Hit);
+        assert_eq!(entries(cache.path()), 1);
+        let (a, b) = (fresh.info(), hit.info());
+        assert_eq!(a.signature_version, b.signature_version);
+        assert_eq!(a.signatures, b.signatures);
+        assert_eq!(a.unsupported, b.unsupported);
+        assert_eq!(a.load_errors, b.load_errors);
+        assert!(
+            !b.load_errors.is_empty(),
+            "the bad line is reported from the cache too"
+        );
+        for (i, data) in cache_inputs().iter().enumerate() {
+            for blob in [Blob::from_vec(data.clone()), file_blob(data)] {
+                let x = fresh.scan_blob(&blob, None, &ctx()).unwrap();
+                let y = hit.scan_blob(&blob, None, &ctx()).unwrap();
+                assert_eq!(names(&x), names(&y), "input {i}");
+                let want: &[&str] = match i {
+                    0 => &["Body.Long"],
+                    1 => &["L.Pcre"],
+                    2 => &["Hash.A"],
+                    _ => &[],
+                };
+                for w in want {
+                    assert!(names(&y).contains(w), "input {i}: {:?}", names(&y));
+                }
+            }
+        }
+        let eicar = Blob::from_vec(EICAR.to_vec());
+        assert_eq!(
+            names(&hit.scan_blob(&eicar, None, &ctx()).unwrap()),
+            vec!["Eicar-Test-Signature"]
+        );
+    }
+
+    #[test]
+    fn a_changed_signature_file_compiles_again_and_replaces_the_cached_set() {
+        let (sigs, cache) = cache_fixture();
+        let first = cached_load(sigs.path(), cache.path());
+        assert_eq!(first.cache_outcome(), CacheOutcome::Stored);
+        let data = b"the new signature's bytes 99887766554433".to_vec();
+        assert!(
+            names(
+                &first
+                    .scan_blob(&Blob::from_vec(data.clone()), None, &ctx())
+                    .unwrap()
+            )
+            .is_empty()
+        );
+        std::fs::write(
+            sigs.path().join("new.ndb"),
+            "Body.New:0:*:3939383837373636353534343333\n",
+        )
+        .unwrap();
+        let second = cached_load(sigs.path(), cache.path());
+        assert_eq!(second.cache_outcome(), CacheOutcome::Stored);
+        assert_eq!(entries(cache.path()), 1, "the older entry is removed");
+        let r = second
+            .scan_blob(&Blob::from_vec(data), None, &ctx())
+            .unwrap();
+        assert_eq!(names(&r), vec!["Body.New"]);
+        assert_eq!(
+            cached_load(sigs.path(), cache.path()).cache_outcome(),
+            CacheOutcome::Hit
+        );
+    }
+
+    #[test]
+    fn a_corrupt_cache_entry_is_compiled_again() {
+        let (sigs, cache) = cache_fixture();
+        cached_load(sigs.path(), cache.path());
+        let entry = std::fs::read_dir(cache.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        #[allow(clippy::disallowed_methods)] // the test's own small entry
+        let mut bytes = std::fs::read(&entry).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(&entry, bytes).unwrap();
+        let again = cached_load(sigs.path(), cache.path());
+        assert_eq!(again.cache_outcome(), CacheOutcome::Stored);
+        let r = again
+            .scan_blob(&Blob::from_vec(b"hashed content".to_vec()), None, &ctx())
+            .unwrap();
+        assert_eq!(names(&r), vec!["Hash.A"]);
+        assert_eq!(
+            cached_load(sigs.path(), cache.path()).cache_outcome(),
+            CacheOutcome::Hit
+        );
+    }
+
+    #[test]
+    fn a_reload_sharing_parts_does_not_use_the_compiled_cache() {
+        let (sigs, cache) = cache_fixture();
+        let opts = LoadOptions {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..LoadOptions::default()
+        };
+        let paths = [sigs.path().to_path_buf()];
+        let first = BuiltinEngine::load_with("test", &paths, &opts).unwrap();
+        let parts = first.signature_parts();
+        let reload = BuiltinEngine::load_reusing("test", &paths, &opts, Some(&parts)).unwrap();
+        assert_eq!(reload.cache_outcome(), CacheOutcome::Off);
+        assert!(reload.parts.shares_part(&first.parts, "h.hdb"));
     }
 
     const NDB: &str = "Body.Long:0:*:0102030405060708090a0b0c0d0e0f101112131415161718\n\

@@ -398,6 +398,101 @@ impl<const N: usize> HashTable<N> {
     }
 }
 
+/// Bytes per entry of a run in the compiled-set cache: the digest, then
+/// `size_lo`, `size_hi` and `name` little-endian.
+const fn entry_bytes(n: usize) -> usize {
+    n + 12
+}
+
+/// A run in the cache: its entries as one byte string.
+struct RunBytes<'a, const N: usize>(&'a [HashEntry<N>]);
+
+impl<const N: usize> serde::Serialize for RunBytes<'_, N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut out = Vec::with_capacity(self.0.len() * entry_bytes(N));
+        for e in self.0 {
+            out.extend_from_slice(&e.key);
+            out.extend_from_slice(&e.size_lo.to_le_bytes());
+            out.extend_from_slice(&e.size_hi.to_le_bytes());
+            out.extend_from_slice(&e.name.to_le_bytes());
+        }
+        s.serialize_bytes(&out)
+    }
+}
+
+fn run_from_bytes<const N: usize>(b: &[u8]) -> Result<Run<N>, String> {
+    let chunks = b.chunks_exact(entry_bytes(N));
+    if !chunks.remainder().is_empty() {
+        return Err(format!("hash run of {} bytes", b.len()));
+    }
+    let le = |c: &[u8], at: usize| {
+        u32::from_le_bytes([c[N + at], c[N + at + 1], c[N + at + 2], c[N + at + 3]])
+    };
+    let mut v = Vec::with_capacity(b.len() / entry_bytes(N));
+    for c in chunks {
+        let mut key = [0u8; N];
+        key.copy_from_slice(&c[..N]);
+        v.push(HashEntry {
+            key,
+            size_lo: le(c, 0),
+            size_hi: le(c, 4),
+            name: le(c, 8),
+        });
+    }
+    Ok(Arc::new(v))
+}
+
+type RunRepr = (crate::cache::codec::ByteBuf, u32, Option<Vec<u64>>);
+
+impl<const N: usize> HashTable<N> {
+    /// Write the table to the compiled-set cache: a header, then one
+    /// segment per run (the entries as one byte string).
+    pub(crate) fn write_cache(&self, w: &mut crate::cache::SegWriter<'_>) -> std::io::Result<()> {
+        w.put(&(
+            self.runs.len() as u64,
+            self.len as u64,
+            &self.sizes,
+            self.any_size,
+        ))?;
+        for (run, base, mask) in &self.runs {
+            w.put(&(RunBytes(run), *base, mask.as_deref()))?;
+        }
+        Ok(())
+    }
+
+    /// A table [`HashTable::write_cache`] wrote.
+    pub(crate) fn read_cache(r: &mut crate::cache::SegReader<'_>) -> Result<HashTable<N>, String> {
+        let (n, len, sizes, any_size): (u64, u64, Vec<u64>, bool) = r.get()?;
+        let mut runs = Vec::new();
+        for _ in 0..n {
+            let (bytes, base, mask): RunRepr = r.get()?;
+            runs.push((run_from_bytes::<N>(&bytes.0)?, base, mask.map(Arc::new)));
+        }
+        Ok(HashTable {
+            runs,
+            len: usize::try_from(len).map_err(|e| e.to_string())?,
+            sizes,
+            any_size,
+        })
+    }
+}
+
+impl HashDb {
+    pub(crate) fn write_cache(&self, w: &mut crate::cache::SegWriter<'_>) -> std::io::Result<()> {
+        self.md5.write_cache(w)?;
+        self.sha1.write_cache(w)?;
+        self.sha256.write_cache(w)
+    }
+
+    pub(crate) fn read_cache(r: &mut crate::cache::SegReader<'_>) -> Result<HashDb, String> {
+        Ok(HashDb {
+            md5: HashTable::read_cache(r)?,
+            sha1: HashTable::read_cache(r)?,
+            sha256: HashTable::read_cache(r)?,
+        })
+    }
+}
+
 /// The three hash tables.
 #[derive(Debug, Default)]
 pub(crate) struct HashDb {

@@ -26,11 +26,13 @@
 //! * [`cvd`]: `.cvd`/`.cld` headers and in-memory unpacking;
 //! * [`eicar`]: the built-in EICAR test signature;
 //! * `load`: reading signature files and directories in parallel;
+//! * `cache`: the compiled set on disk, read back instead of compiled again;
 //! * `engine`: [`BuiltinEngine`] and its [`moat_core::Engine`] implementation.
 #![forbid(unsafe_code)]
 
 pub mod age;
 mod allow;
+mod cache;
 pub mod cvd;
 pub mod dsig;
 pub mod eicar;
@@ -43,6 +45,7 @@ mod names;
 pub mod ndb;
 pub mod normalize;
 
+pub use cache::{CacheOutcome, default_cache_dir};
 pub use engine::{BuiltinEngine, DEFAULT_CHUNK};
 pub use hashdb::{HashFile, HashKind, HashLineError, ParsedHash, parse_hash_line};
 pub use load::{LoadError, LoadOptions, SignatureParts, is_signature_file};

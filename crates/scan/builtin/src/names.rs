@@ -15,8 +15,9 @@ pub(crate) struct NameArena {
     len: u32,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 struct NameBlock {
+    #[serde(with = "crate::cache::codec::bytes")]
     bytes: Vec<u8>,
     /// End offset (exclusive) of each name in `bytes`.
     ends: Vec<u32>,
@@ -30,6 +31,33 @@ struct NameBlock {
 pub(crate) struct ArenaFull;
 
 impl NameArena {
+    /// Write the arena to the compiled-set cache: a header, then one
+    /// segment per block.
+    pub(crate) fn write_cache(&self, w: &mut crate::cache::SegWriter<'_>) -> std::io::Result<()> {
+        w.put(&(self.blocks.len() as u64, &self.firsts, self.len))?;
+        for b in &self.blocks {
+            w.put(&**b)?;
+        }
+        Ok(())
+    }
+
+    /// An arena [`NameArena::write_cache`] wrote.
+    pub(crate) fn read_cache(r: &mut crate::cache::SegReader<'_>) -> Result<NameArena, String> {
+        let (n, firsts, len): (u64, Vec<u32>, u32) = r.get()?;
+        if firsts.len() as u64 != n {
+            return Err("name arena: block count".into());
+        }
+        let mut blocks = Vec::new();
+        for _ in 0..n {
+            blocks.push(Arc::new(r.get::<NameBlock>()?));
+        }
+        Ok(NameArena {
+            blocks,
+            firsts,
+            len,
+        })
+    }
+
     /// An arena of one block with room for `names` names of `bytes` bytes.
     pub(crate) fn with_capacity(names: usize, bytes: usize) -> NameArena {
         NameArena {

@@ -99,6 +99,18 @@ pub enum EngineConfig {
         /// detection, as clamscan and clamd do (same verdict, less work).
         #[serde(default)]
         all_match: bool,
+        /// Keep the compiled signature set in a cache directory and read it
+        /// from there when the same files are loaded again (a start with
+        /// unchanged signatures skips compiling them). Off by default for
+        /// the server roles: their reloads share unchanged files with the
+        /// running engine, which a set read from the cache cannot offer.
+        /// `moat scan` turns it on unless set to `false`.
+        #[serde(default)]
+        cache: Option<bool>,
+        /// Directory of that cache. Default: `$XDG_CACHE_HOME/moat/builtin`
+        /// or `~/.cache/moat/builtin`.
+        #[serde(default)]
+        cache_dir: Option<PathBuf>,
     },
     /// YARA-X rule files or directories.
     Yara {
@@ -159,6 +171,14 @@ impl EngineConfig {
             | EngineConfig::Clamd { name, .. }
             | EngineConfig::Command(moat_command::CommandConfig { name, .. })
             | EngineConfig::Icap(moat_icap_client::IcapConfig { name, .. }) => name.as_deref(),
+        }
+    }
+
+    /// Cache a builtin engine's compiled set unless the configuration says
+    /// not to (`moat scan`, which never reloads).
+    pub fn default_builtin_cache_on(&mut self) {
+        if let EngineConfig::Builtin { cache, .. } = self {
+            cache.get_or_insert(true);
         }
     }
 
@@ -238,6 +258,8 @@ pub fn default_engines() -> Vec<EngineConfig> {
         verify_signatures: true,
         public_key: None,
         all_match: false,
+        cache: None,
+        cache_dir: None,
     }]
 }
 
@@ -251,6 +273,8 @@ pub fn eicar_only_engines() -> Vec<EngineConfig> {
         verify_signatures: true,
         public_key: None,
         all_match: false,
+        cache: None,
+        cache_dir: None,
     }]
 }
 
@@ -357,6 +381,8 @@ pub fn build_engine_set_after(
                 verify_signatures,
                 public_key,
                 all_match,
+                cache,
+                cache_dir,
                 ..
             } => {
                 let public_keys = match public_key {
@@ -374,6 +400,11 @@ pub fn build_engine_set_after(
                     verify_signatures: *verify_signatures,
                     public_keys,
                     all_match: *all_match,
+                    cache_dir: if cache.unwrap_or(false) {
+                        cache_dir.clone().or_else(moat_builtin::default_cache_dir)
+                    } else {
+                        None
+                    },
                 };
                 let e = if signatures.is_empty() {
                     moat_builtin::BuiltinEngine::eicar_only(&name).with_all_match(*all_match)
@@ -554,6 +585,8 @@ mod tests {
             verify_signatures: true,
             public_key: None,
             all_match: false,
+            cache: None,
+            cache_dir: None,
         }];
         let first = build_engine_set(&cfgs).unwrap();
         let parts = first
@@ -660,6 +693,8 @@ mod tests {
             verify_signatures: true,
             public_key: None,
             all_match: false,
+            cache: None,
+            cache_dir: None,
         }])
         .unwrap();
         let info = &set.infos()[0];
@@ -740,6 +775,8 @@ mod tests {
                 verify_signatures: true,
                 public_key: None,
                 all_match: false,
+                cache: None,
+                cache_dir: None,
             },
             EngineConfig::Builtin {
                 name: None,
@@ -748,6 +785,8 @@ mod tests {
                 verify_signatures: true,
                 public_key: None,
                 all_match: false,
+                cache: None,
+                cache_dir: None,
             },
         ])
         .unwrap();
@@ -761,6 +800,8 @@ mod tests {
                 verify_signatures: true,
                 public_key: None,
                 all_match: false,
+                cache: None,
+                cache_dir: None,
             },
             EngineConfig::Builtin {
                 name: Some("x".into()),
@@ -769,6 +810,8 @@ mod tests {
                 verify_signatures: true,
                 public_key: None,
                 all_match: false,
+                cache: None,
+                cache_dir: None,
             },
         ]);
         assert!(matches!(err, Err(BuildError::DuplicateName(_))));

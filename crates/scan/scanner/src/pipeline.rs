@@ -777,6 +777,8 @@ mod tests {
             verify_signatures: true,
             public_key: None,
             all_match: false,
+            cache: None,
+            cache_dir: None,
         };
         let s = Scanner::new(build_engine_set(&[cfg]).unwrap(), ScanConfig::default());
         let v = all_matches(&s, &outer, "outer.zip");

@@ -668,6 +668,7 @@ impl Updater {
                 verify_signatures: true,
                 public_keys: Some(self.keys.clone()),
                 all_match: true,
+                cache_dir: None,
             };
             let e = moat_builtin::BuiltinEngine::load_with(
                 "update-check",

@@ -19,7 +19,7 @@ use crate::ndb::NdbLineError;
 pub const CLAMAV_FIRST_BUFFER: u64 = 131_072;
 
 /// How the extracted bytes are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Encoding {
     /// `i`: binary integer of 1, 2, 4 or 8 bytes.
     Binary { little: bool },
@@ -34,7 +34,7 @@ pub enum Encoding {
 }
 
 /// A parsed byte-compare subsignature.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ByteCmp {
     /// The subsignature whose last match start is the base offset.
     pub reference: u8,

@@ -18,7 +18,7 @@ pub const MAX_SUBSIGS: usize = 64;
 const MAX_DEPTH: usize = 64;
 
 /// A count comparison: `=`, `<` or `>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Cmp {
     Eq,
     Lt,
@@ -46,7 +46,7 @@ impl Cmp {
 }
 
 /// A parsed logical expression.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Expr {
     /// Subsignature `id`, true when it matched (or when its count passes `cmp`).
     Sub { id: u8, cmp: Option<(Cmp, u32)> },

@@ -26,8 +26,10 @@ pub const MAX_FILESIZE: u64 = 100 << 20;
 /// Compiled size limit for one regex.
 const SIZE_LIMIT: usize = 4 << 20;
 
-/// A compiled PCRE subsignature.
-#[derive(Debug, Clone)]
+/// A compiled PCRE subsignature. In the compiled-set cache it is its
+/// regex's source and options; reading it back builds the regex again.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(into = "PcreRepr", try_from = "PcreRepr")]
 pub struct PcreSub {
     pub trigger: Expr,
     pub offset: Offset,
@@ -36,7 +38,99 @@ pub struct PcreSub {
     pub encompass: bool,
     /// `A`: anchored at the search start.
     pub anchored: bool,
+    source: RegexSource,
     regex: Regex,
+}
+
+/// What a PCRE subsignature's regex is built from.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct RegexSource {
+    /// The pattern in the regex crate's syntax.
+    translated: Box<str>,
+    ci: bool,
+    dotall: bool,
+    multi: bool,
+    ext: bool,
+    ungreedy: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PcreRepr {
+    trigger: Expr,
+    offset: Offset,
+    global: bool,
+    rolling: bool,
+    encompass: bool,
+    anchored: bool,
+    source: RegexSource,
+}
+
+impl From<PcreSub> for PcreRepr {
+    fn from(p: PcreSub) -> PcreRepr {
+        PcreRepr {
+            trigger: p.trigger,
+            offset: p.offset,
+            global: p.global,
+            rolling: p.rolling,
+            encompass: p.encompass,
+            anchored: p.anchored,
+            source: p.source,
+        }
+    }
+}
+
+impl TryFrom<PcreRepr> for PcreSub {
+    type Error = String;
+
+    fn try_from(r: PcreRepr) -> Result<PcreSub, String> {
+        let regex = build_regex(&r.source).map_err(|e| format!("PCRE subsignature: {e:?}"))?;
+        Ok(PcreSub {
+            trigger: r.trigger,
+            offset: r.offset,
+            global: r.global,
+            rolling: r.rolling,
+            encompass: r.encompass,
+            anchored: r.anchored,
+            source: r.source,
+            regex,
+        })
+    }
+}
+
+fn build_regex(src: &RegexSource) -> Result<Regex, NdbLineError> {
+    Regex::builder()
+        .syntax(
+            syntax::Config::new()
+                .unicode(false)
+                .utf8(false)
+                .case_insensitive(src.ci)
+                .dot_matches_new_line(src.dotall)
+                .multi_line(src.multi)
+                .ignore_whitespace(src.ext)
+                .swap_greed(src.ungreedy)
+                .nest_limit(100),
+        )
+        .configure(
+            Regex::config()
+                .utf8_empty(false)
+                .nfa_size_limit(Some(SIZE_LIMIT))
+                .onepass_size_limit(Some(SIZE_LIMIT))
+                .hybrid_cache_capacity(2 << 20)
+                // No fully compiled DFA: building one per expression was
+                // 36 % of loading 10,000 logical signatures (1,500 with
+                // PCRE); the lazy DFA matches as fast on the few windows a
+                // trigger selects (BENCHMARKS.md, "Loading at realistic scale").
+                .dfa(false),
+        )
+        .build(&src.translated)
+        .map_err(|e| {
+            tracing::debug!(pattern = %src.translated, error = %e, "PCRE not expressible");
+            if e.size_limit().is_some() {
+                unsupported("ldb_pcre_too_big")
+            } else {
+                unsupported("ldb_pcre_syntax")
+            }
+        })
 }
 
 fn bad(msg: impl Into<String>) -> NdbLineError {
@@ -224,40 +318,15 @@ pub fn parse(sub: &[u8], own: usize) -> Result<PcreSub, NdbLineError> {
             }
         }
     }
-    let translated = translate(pattern, endonly, multi)?;
-    let regex = Regex::builder()
-        .syntax(
-            syntax::Config::new()
-                .unicode(false)
-                .utf8(false)
-                .case_insensitive(ci)
-                .dot_matches_new_line(dotall)
-                .multi_line(multi)
-                .ignore_whitespace(ext)
-                .swap_greed(ungreedy)
-                .nest_limit(100),
-        )
-        .configure(
-            Regex::config()
-                .utf8_empty(false)
-                .nfa_size_limit(Some(SIZE_LIMIT))
-                .onepass_size_limit(Some(SIZE_LIMIT))
-                .hybrid_cache_capacity(2 << 20)
-                // No fully compiled DFA: building one per expression was
-                // 36 % of loading 10,000 logical signatures (1,500 with
-                // PCRE); the lazy DFA matches as fast on the few windows a
-                // trigger selects (BENCHMARKS.md, "Loading at realistic scale").
-                .dfa(false),
-        )
-        .build(&translated)
-        .map_err(|e| {
-            tracing::debug!(pattern = %translated, error = %e, "PCRE not expressible");
-            if e.size_limit().is_some() {
-                unsupported("ldb_pcre_too_big")
-            } else {
-                unsupported("ldb_pcre_syntax")
-            }
-        })?;
+    let source = RegexSource {
+        translated: translate(pattern, endonly, multi)?.into(),
+        ci,
+        dotall,
+        multi,
+        ext,
+        ungreedy,
+    };
+    let regex = build_regex(&source)?;
     Ok(PcreSub {
         trigger,
         offset,
@@ -265,6 +334,7 @@ pub fn parse(sub: &[u8], own: usize) -> Result<PcreSub, NdbLineError> {
         rolling,
         encompass,
         anchored,
+        source,
         regex,
     })
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 /// Most PCRE match starts recorded per subsignature and object.
 const MAX_PCRE_MATCHES: usize = 4096;
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Lsig {
     name: u32,
     tdb: Tdb,
@@ -26,7 +26,7 @@ struct Lsig {
     references: Vec<(u8, u32)>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct BodyRef {
     lsig: u32,
     sub: u8,
@@ -35,7 +35,7 @@ struct BodyRef {
 }
 
 /// Every loaded logical signature.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct LdbSet {
     sigs: Vec<Lsig>,
     /// Body variant `i` is signature `base + i` of the engine's `NdbSet`.

@@ -24,7 +24,7 @@ fn file_type(name: &[u8]) -> Option<u16> {
 }
 
 /// An inclusive `min-max` range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Range {
     pub min: u32,
     pub max: u32,
@@ -37,7 +37,7 @@ impl Range {
 }
 
 /// What a logical signature applies to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tdb {
     pub target: Target,
     pub engine: Option<Range>,

@@ -64,6 +64,10 @@ pub struct LoadOptions {
     /// load see every match); the product's engine configuration defaults
     /// to first-match.
     pub all_match: bool,
+    /// Keep the compiled set in this directory and read it from there when
+    /// the same files are loaded again (see `cache`); a reload that shares
+    /// parts with the running engine does not use it. `None`: no cache.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -73,6 +77,7 @@ impl Default for LoadOptions {
             verify_signatures: true,
             public_keys: None,
             all_match: true,
+            cache_dir: None,
         }
     }
 }
@@ -1260,6 +1265,16 @@ enum FileOut {
 /// [`load_paths_with`], sharing the parts of `previous` whose file did not
 /// change when the policy (ignore lists, allow-lists, containers, PUA
 /// option) is the same.
+/// The files a load of `paths` reads, in its order (the compiled-set
+/// cache's key; the load itself reports the problems).
+pub(crate) fn input_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
+    let mut loaded = Loaded::new();
+    Ok(newest_containers(collect_inputs(paths, &mut loaded)?)
+        .into_iter()
+        .map(|i| i.path)
+        .collect())
+}
+
 pub(crate) fn load_paths_reusing(
     paths: &[PathBuf],
     opts: &LoadOptions,
@@ -1374,6 +1389,7 @@ mod tests {
         verify_signatures: false,
         public_keys: None,
         all_match: true,
+        cache_dir: None,
     };
 
     #[test]

@@ -166,7 +166,7 @@ pub fn compile(sig: &NdbSignature<'_>, name: u32) -> Result<CompiledSig, NdbLine
     })
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct AnchorRef {
     sig: u32,
     /// Which part of the signature this anchor finds.
@@ -175,7 +175,7 @@ struct AnchorRef {
     suffix: Box<[Elem]>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct SigMeta {
     name: u32,
     target: Target,
@@ -287,10 +287,11 @@ impl NdbScan {
 }
 
 /// Every loaded body signature.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct NdbSet {
     index: GramIndex,
     /// Anchor bytes of pattern `p`: `pat_bytes[pat_ends[p - 1]..pat_ends[p]]`.
+    #[serde(with = "crate::cache::codec::bytes")]
     pat_bytes: Vec<u8>,
     pat_ends: Vec<u32>,
     /// Refs of pattern `p` are `refs[pat_start[p]..pat_start[p + 1]]`.

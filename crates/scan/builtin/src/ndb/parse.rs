@@ -17,7 +17,7 @@ pub const MAX_ELEMS: usize = 1024;
 pub const MAX_ALTS: usize = 256;
 
 /// Which files a signature applies to, checked on the object's first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     /// 0: any file.
     Any,
@@ -83,7 +83,7 @@ impl Target {
 }
 
 /// Where a match must start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Offset {
     /// `*`
     Any,
@@ -171,7 +171,7 @@ impl Offset {
 }
 
 /// One pattern byte: matches `b` when `b & mask == val`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ByteM {
     pub val: u8,
     pub mask: u8,
@@ -193,7 +193,7 @@ impl ByteM {
 }
 
 /// One element of a body signature.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Elem {
     /// Consecutive bytes, possibly with (nibble) wildcards.
     Seq(Vec<ByteM>),
@@ -218,7 +218,7 @@ pub struct NdbSignature<'a> {
 
 /// A character class marker: `(B)` word boundary, `(L)` line end, `(W)`
 /// non-alphanumeric (ClamAV's `matcher-ac.c` specials).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Bound {
     Boundary,
     Line,
@@ -239,7 +239,7 @@ fn boundary_class(b: u8) -> u8 {
 /// Zero-width checks at a signature's ends: `(X)` as the first token,
 /// `(X)` or `!(X)` as the last (ClamAV turns those into left/right
 /// boundary flags; elsewhere they match one byte of the class).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Edges {
     pub left: Option<Bound>,
     /// The class and whether it is negated.

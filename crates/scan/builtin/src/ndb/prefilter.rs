@@ -90,12 +90,14 @@ impl<'a> Pattern<'a> {
 }
 
 /// The candidate index over all anchors.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct GramIndex {
+    #[serde(with = "crate::cache::codec::words")]
     bits: Box<[u64; WORDS]>,
     /// Set bits of `bits` before each block of [`BLOCK`] words.
     rank_hi: Vec<u32>,
     /// Set bits of `bits` before each word, counted from its block's start.
+    #[serde(with = "crate::cache::codec::words")]
     rank_lo: Box<[u16; WORDS]>,
     /// The `r`-th set bit's patterns are `grams[bucket[r]..bucket[r + 1]]`.
     bucket: Vec<u32>,
@@ -104,8 +106,10 @@ pub struct GramIndex {
     /// others (compared under their mask).
     grams: Vec<GramEntry>,
     /// One bit per 2-byte prefix of a short anchor.
+    #[serde(with = "crate::cache::codec::words")]
     short_bits: Box<[u64; SHORT_WORDS]>,
     /// Set bits of `short_bits` before each word.
+    #[serde(with = "crate::cache::codec::words")]
     short_rank: Box<[u16; SHORT_WORDS]>,
     /// The `r`-th prefix's short anchors are `shorts[short_bucket[r]..short_bucket[r + 1]]`.
     short_bucket: Vec<u32>,
@@ -124,7 +128,7 @@ pub const SHORT_WORDS: usize = (1 << 16) / 64;
 
 /// One indexed pattern: its first four bytes, the next eight (as far as
 /// the pattern has them) and the mask of those it has.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct GramEntry {
     tail: u64,
     mask: u64,
@@ -145,7 +149,7 @@ struct GramEntry {
 }
 
 /// One short anchor: its first two bytes and the next eight under a mask.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct ShortEntry {
     tail: u64,
     mask: u64,

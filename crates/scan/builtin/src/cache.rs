@@ -1,0 +1,342 @@
+//! The compiled-set cache: a loaded signature set written to disk, so that
+//! the next load of the same files reads the compiled set instead of
+//! parsing and compiling every signature again.
+//!
+//! An entry ([`moat_core::disk_cache`]: magic, digest, atomic replacement,
+//! one entry per configured set) is named by two digests: the configured
+//! paths, and everything the compiled set depends on: the identity of
+//! each signature file the loader would read (path, device, inode, size,
+//! modification and change times, as a reload decides that a file did not
+//! change; the change time moves on every write and cannot be set back),
+//! the load options, this crate's version, the format of the entry and the
+//! identity of the running executable (its size and modification time, so
+//! that a rebuilt binary, whose structures may have changed, never reads an
+//! older build's entry). Hashing the files' content instead was a third of
+//! reading the set from the cache at ClamAV's scale. The body is the compiled
+//! set in `postcard` form; PCRE subsignatures hold their source and are
+//! compiled again when read.
+//!
+//! Measured (BENCHMARKS.md, "Compiled-set cache"): reading an entry is a
+//! fraction of a compile; a miss costs the compile plus writing the entry.
+
+use crate::LoadOptions;
+use crate::hashdb::HashDb;
+use crate::ldb::LdbSet;
+use crate::names::NameArena;
+use crate::ndb::NdbSet;
+use moat_core::disk_cache::{self, CacheError, Kind, field};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub use moat_core::disk_cache::CacheOutcome;
+
+const KIND: Kind = Kind {
+    magic: b"MOATBIC1",
+    ext: "mbc",
+    max_entry: 16 << 30,
+};
+/// Bumped when the body's layout changes in a way the executable identity
+/// would not reveal (it always does for a rebuilt binary).
+const FORMAT: &str = "1";
+
+/// The compiled parts of an engine, as cached.
+pub(crate) struct Compiled {
+    pub names: NameArena,
+    pub hashes: HashDb,
+    pub allow: HashDb,
+    pub mdb: HashDb,
+    pub imp: HashDb,
+    pub ndb: NdbSet,
+    pub ldb: LdbSet,
+    pub meta: Meta,
+}
+
+/// What the load reported, and the one flag derived from the set.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Meta {
+    pub layer_sigs: bool,
+    pub signature_version: String,
+    pub signatures: BTreeMap<String, u64>,
+    pub unsupported: BTreeMap<String, u64>,
+    pub skipped: BTreeMap<String, u64>,
+    pub load_errors: Vec<String>,
+    pub error_total: u64,
+}
+
+/// The compiled parts of a loaded engine, borrowed for writing.
+pub(crate) struct CompiledRef<'a> {
+    pub names: &'a NameArena,
+    pub hashes: &'a HashDb,
+    pub allow: &'a HashDb,
+    pub mdb: &'a HashDb,
+    pub imp: &'a HashDb,
+    pub ndb: &'a NdbSet,
+    pub ldb: &'a LdbSet,
+    pub meta: MetaRef<'a>,
+}
+
+#[derive(serde::Serialize)]
+pub(crate) struct MetaRef<'a> {
+    pub layer_sigs: bool,
+    pub signature_version: &'a str,
+    pub signatures: &'a BTreeMap<String, u64>,
+    pub unsupported: &'a BTreeMap<String, u64>,
+    pub skipped: &'a BTreeMap<String, u64>,
+    pub load_errors: &'a [String],
+    pub error_total: u64,
+}
+
+/// Writes an entry's body as a sequence of segments, each a length and a
+/// postcard value: the large tables go one run or block per segment, so
+/// that neither writing nor reading an entry holds more than one of them
+/// beside the compiled set itself.
+pub(crate) struct SegWriter<'a> {
+    w: &'a mut dyn Write,
+}
+
+impl SegWriter<'_> {
+    pub(crate) fn put<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> std::io::Result<()> {
+        let b = postcard::to_stdvec(v).map_err(std::io::Error::other)?;
+        self.w.write_all(&(b.len() as u64).to_le_bytes())?;
+        self.w.write_all(&b)
+    }
+}
+
+/// Reads what a [`SegWriter`] wrote.
+pub(crate) struct SegReader<'a> {
+    r: &'a mut dyn Read,
+    buf: Vec<u8>,
+}
+
+impl SegReader<'_> {
+    pub(crate) fn get<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, String> {
+        let mut len = [0u8; 8];
+        self.r.read_exact(&mut len).map_err(|e| e.to_string())?;
+        let len = u64::from_le_bytes(len);
+        self.buf.clear();
+        // Grown as read: a corrupt length cannot allocate past the file.
+        #[allow(clippy::disallowed_methods)] // bounded by take(len) and by the entry's length
+        let n = (&mut self.r)
+            .take(len)
+            .read_to_end(&mut self.buf)
+            .map_err(|e| e.to_string())?;
+        if n as u64 != len {
+            return Err("truncated segment".into());
+        }
+        postcard::from_bytes(&self.buf).map_err(|e| e.to_string())
+    }
+}
+
+/// The cache key of a set: `None` when the set cannot be cached (a file
+/// could not be read: the load reports it).
+pub(crate) fn key(
+    paths: &[PathBuf],
+    inputs: &[PathBuf],
+    opts: &LoadOptions,
+) -> Option<disk_cache::Key> {
+    let mut s = Sha256::new();
+    for p in paths {
+        field(&mut s, p.as_os_str().as_encoded_bytes());
+    }
+    let mut c = Sha256::new();
+    field(&mut c, env!("CARGO_PKG_VERSION").as_bytes());
+    field(&mut c, FORMAT.as_bytes());
+    field(&mut c, std::env::consts::ARCH.as_bytes());
+    field(&mut c, executable_identity().as_bytes());
+    field(
+        &mut c,
+        format!(
+            "pua={} verify={} all_match={} keys={:?}",
+            opts.detect_pua, opts.verify_signatures, opts.all_match, opts.public_keys
+        )
+        .as_bytes(),
+    );
+    for p in paths {
+        field(&mut c, p.as_os_str().as_encoded_bytes());
+    }
+    for p in inputs {
+        use std::os::unix::fs::MetadataExt;
+        field(&mut c, p.as_os_str().as_encoded_bytes());
+        let m = std::fs::metadata(p).ok()?;
+        for v in [
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime() as u64,
+            m.mtime_nsec() as u64,
+            m.ctime() as u64,
+            m.ctime_nsec() as u64,
+        ] {
+            c.update(v.to_le_bytes());
+        }
+    }
+    Some(disk_cache::Key::new(s, c))
+}
+
+/// The running executable's size and modification time.
+fn executable_identity() -> String {
+    std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|m| {
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            format!("{}:{mtime}", m.len())
+        })
+        .unwrap_or_default()
+}
+
+/// The cached set for `key`, `Ok(None)` when there is none.
+pub(crate) fn read(dir: &Path, key: &disk_cache::Key) -> Result<Option<Compiled>, CacheError> {
+    disk_cache::read_with(dir, &KIND, key, |r| {
+        let mut r = SegReader { r, buf: Vec::new() };
+        // A decoding panic (an entry the structures' own checks refuse) is
+        // a corrupt entry, not a crash.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Ok(Compiled {
+                meta: r.get()?,
+                names: NameArena::read_cache(&mut r)?,
+                hashes: HashDb::read_cache(&mut r)?,
+                allow: HashDb::read_cache(&mut r)?,
+                mdb: HashDb::read_cache(&mut r)?,
+                imp: HashDb::read_cache(&mut r)?,
+                ndb: r.get()?,
+                ldb: r.get()?,
+            })
+        }))
+        .unwrap_or_else(|_| Err("decoding panicked".into()))
+    })
+}
+
+/// Write the entry for `key`.
+pub(crate) fn write(
+    dir: &Path,
+    key: &disk_cache::Key,
+    c: &CompiledRef<'_>,
+) -> Result<(), CacheError> {
+    disk_cache::write_with(dir, &KIND, key, |w| {
+        let mut w = SegWriter { w };
+        w.put(&c.meta)?;
+        c.names.write_cache(&mut w)?;
+        for h in [c.hashes, c.allow, c.mdb, c.imp] {
+            h.write_cache(&mut w)?;
+        }
+        w.put(c.ndb)?;
+        w.put(c.ldb)
+    })
+}
+
+/// The default cache directory of commands other than `moat serve`:
+/// `$XDG_CACHE_HOME/moat/builtin`, else `~/.cache/moat/builtin`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    disk_cache::default_dir("builtin")
+}
+
+/// serde codecs for the compiled structures' large arrays: written as one
+/// byte string each rather than element by element.
+pub(crate) mod codec {
+    use serde::de::{Error, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    /// A byte string read back.
+    pub(crate) struct ByteBuf(pub Vec<u8>);
+
+    impl<'de> serde::Deserialize<'de> for ByteBuf {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ByteBuf, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = ByteBuf;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a byte string")
+                }
+                fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
+                    Ok(ByteBuf(v.to_vec()))
+                }
+                fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
+                    Ok(ByteBuf(v))
+                }
+            }
+            d.deserialize_byte_buf(V)
+        }
+    }
+
+    /// `Vec<u8>` as a byte string.
+    pub(crate) mod bytes {
+        use super::*;
+
+        pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(v)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+            <ByteBuf as serde::Deserialize>::deserialize(d).map(|b| b.0)
+        }
+    }
+
+    /// A fixed-size word array, little-endian.
+    pub(crate) trait Word: Copy + Default {
+        const SIZE: usize;
+        fn put(self, out: &mut Vec<u8>);
+        fn get(b: &[u8]) -> Self;
+    }
+
+    impl Word for u64 {
+        const SIZE: usize = 8;
+        fn put(self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&self.to_le_bytes());
+        }
+        fn get(b: &[u8]) -> u64 {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            u64::from_le_bytes(a)
+        }
+    }
+
+    impl Word for u16 {
+        const SIZE: usize = 2;
+        fn put(self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&self.to_le_bytes());
+        }
+        fn get(b: &[u8]) -> u16 {
+            u16::from_le_bytes([b[0], b[1]])
+        }
+    }
+
+    /// `Box<[W; N]>` as a byte string of `N` little-endian words.
+    pub(crate) mod words {
+        use super::*;
+
+        #[allow(clippy::borrowed_box)] // serde's `with` passes the field as it is
+        pub(crate) fn serialize<S: Serializer, W: Word, const N: usize>(
+            v: &Box<[W; N]>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            let mut out = Vec::with_capacity(N * W::SIZE);
+            for &w in v.iter() {
+                w.put(&mut out);
+            }
+            s.serialize_bytes(&out)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>, W: Word, const N: usize>(
+            d: D,
+        ) -> Result<Box<[W; N]>, D::Error> {
+            let b = <ByteBuf as serde::Deserialize>::deserialize(d)?.0;
+            if b.len() != N * W::SIZE {
+                return Err(D::Error::custom(format!(
+                    "word array of {} bytes, {} expected",
+                    b.len(),
+                    N * W::SIZE
+                )));
+            }
+            let v: Vec<W> = b.chunks_exact(W::SIZE).map(W::get).collect();
+            v.into_boxed_slice()
+                .try_into()
+                .map_err(|_| D::Error::custom("word array length"))
+        }
+    }
+}
