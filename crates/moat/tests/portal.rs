@@ -2801,11 +2801,14 @@ fn recipients_who_have_not_downloaded_get_one_reminder_before_expiry() {
     let dir = tempfile::tempdir().unwrap();
     let (_smtp, smtp_port, maildir) = smtp_server(dir.path());
     let smtp_url = format!("smtp://127.0.0.1:{smtp_port}");
-    // A day of 12 s: the package lives 12 s, reminders go 8 "hours" (4 s) before.
+    // A day of 30 s: the package lives 30 s, reminders go 8 "hours" (10 s)
+    // before. A package that becomes available inside that window gets no
+    // reminder (by design), so upload and scan get 20 s: with a 12 s day
+    // (8 s) a cold CI run, every test binary busy on two cores, missed it.
     let s = start(
         &dir.path().join("data"),
         &[
-            ("MOAT__PORTAL__DAY_SECS", "12"),
+            ("MOAT__PORTAL__DAY_SECS", "30"),
             ("MOAT__PORTAL__REMINDER_HOURS", "8"),
             ("MOAT__PORTAL__SMTP__URL", &smtp_url),
             ("MOAT__PORTAL__SMTP__FROM", "moat <noreply@example.com>"),
@@ -2832,7 +2835,7 @@ fn recipients_who_have_not_downloaded_get_one_reminder_before_expiry() {
     let (ann, ben) = (link_of("ann@example.com"), link_of("ben@example.com"));
     let fid = tus_upload(&s, &t, &id, "figures.txt", &content("figures", 4000));
     submit(&s, &t, &id);
-    let pkg = wait_state(&s, &t, &id, "available", 8);
+    let pkg = wait_state(&s, &t, &id, "available", 20);
     // Ben downloads; Ann does not.
     let r = s.call("GET", &format!("{ben}/files/{fid}"), &[], Body::None);
     assert_eq!(r.status, 200, "{}", r.json());
