@@ -20,8 +20,10 @@
 //! Entries are written to a temporary file (mode 0600) and renamed into
 //! place, so readers never see a partial entry (not synced: an entry a
 //! crash tore fails its checksum). The directory is created 0700: the
-//! checksum detects corruption, not tampering, so the directory must be
-//! writable only by moat's user.
+//! checksum detects corruption, not tampering, so a directory or entry
+//! that another user owns, or that its group or others may write, is not
+//! used ([`CacheError::Untrusted`]; the caller compiles), as ssh refuses
+//! a key file others can write.
 
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
@@ -67,6 +69,42 @@ pub enum CacheError {
     },
     #[error("{path}: corrupt cache entry ({why}), removed")]
     Corrupt { path: PathBuf, why: String },
+    #[error("{path}: not used as a cache: {why}")]
+    Untrusted { path: PathBuf, why: String },
+}
+
+/// `meta` (of a cache directory or entry) may be trusted: owned by this
+/// process' user (or root) and writable by no one else.
+fn trusted(path: &Path, meta: &fs::Metadata) -> Result<(), CacheError> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let why = if meta.uid() != me && meta.uid() != 0 {
+        format!("owned by uid {}, moat runs as uid {me}", meta.uid())
+    } else if meta.mode() & 0o022 != 0 {
+        format!(
+            "its group or others may write it (mode {:o})",
+            meta.mode() & 0o777
+        )
+    } else {
+        return Ok(());
+    };
+    Err(CacheError::Untrusted {
+        path: path.to_path_buf(),
+        why,
+    })
+}
+
+/// The cache directory `dir`, checked by [`trusted`]; `Ok(false)` when it
+/// does not exist.
+fn trusted_dir(dir: &Path) -> Result<bool, CacheError> {
+    match fs::metadata(dir) {
+        Ok(m) => trusted(dir, &m).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(CacheError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// One kind of entry: its magic and file extension.
@@ -141,6 +179,9 @@ pub fn read_with<T>(
     key: &Key,
     decode: impl FnOnce(&mut dyn Read) -> Result<T, String>,
 ) -> Result<Option<T>, CacheError> {
+    if !trusted_dir(dir)? {
+        return Ok(None);
+    }
     let path = dir.join(key.file_name(kind));
     let io = |source| CacheError::Io {
         path: path.clone(),
@@ -151,7 +192,9 @@ pub fn read_with<T>(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
     };
-    let len = file.metadata().map_err(io)?.len();
+    let meta = file.metadata().map_err(io)?;
+    trusted(&path, &meta)?;
+    let len = meta.len();
     if len > kind.max_entry {
         return Err(corrupt(path, "larger than the limit".into()));
     }
@@ -257,6 +300,7 @@ pub fn write_with(
         .mode(0o700)
         .create(dir)
         .map_err(io(dir))?;
+    trusted_dir(dir)?;
     let name = key.file_name(kind);
     let final_path = dir.join(&name);
     let nanos = SystemTime::now()
@@ -461,5 +505,35 @@ mod tests {
         ));
         assert!(!f.exists());
         assert!(read(dir.path(), &KIND, &k).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_directory_or_entry_others_may_write_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("c");
+        let k = key("set", "v1");
+        write(&d, &KIND, &k, b"body").unwrap();
+        // An entry another user could have replaced: not read, not removed.
+        let f = d.join(k.file_name(&KIND));
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o622)).unwrap();
+        assert!(matches!(
+            read(&d, &KIND, &k),
+            Err(CacheError::Untrusted { .. })
+        ));
+        assert!(f.exists());
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(read(&d, &KIND, &k).unwrap().is_some());
+        // A directory others may write: neither read nor written.
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            read(&d, &KIND, &k),
+            Err(CacheError::Untrusted { .. })
+        ));
+        assert!(matches!(
+            write(&d, &KIND, &key("set", "v2"), b"new"),
+            Err(CacheError::Untrusted { .. })
+        ));
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1, "nothing written");
     }
 }
