@@ -46,6 +46,9 @@ pub enum CacheOutcome {
     Stored,
     /// Compiled; writing the cache failed (logged).
     Failed,
+    /// Compiled; not written, because reading the entry would cost about
+    /// what the compile did (a set made mostly of hashes, at ClamAV's scale).
+    NotWorth,
 }
 
 impl CacheOutcome {
@@ -55,6 +58,7 @@ impl CacheOutcome {
             CacheOutcome::Hit => "hit",
             CacheOutcome::Stored => "stored",
             CacheOutcome::Failed => "failed",
+            CacheOutcome::NotWorth => "not-worth",
         }
     }
 }

@@ -190,6 +190,22 @@ fn executable_identity() -> String {
         .unwrap_or_default()
 }
 
+/// Entries below this size are always written: reading them takes a few
+/// milliseconds (3.6 MB in under 10 ms, BENCHMARKS.md "Compiled-set cache").
+const ALWAYS_WORTH: usize = 32 << 20;
+/// What reading an entry costs per byte, measured: 476 MB read and decoded
+/// in about 1 s (ClamAV's scale, warm page cache).
+const READ_BYTES_PER_SEC: f64 = 480e6;
+
+/// Whether an entry of about `bytes` is worth writing after a compile that
+/// took `compile`: small entries always; large ones only when reading is
+/// expected to take at most half the compile. At ClamAV's scale (6.5 million
+/// signatures, almost all hashes) the entry is 476 MB, reading it took what
+/// compiling did and the first run paid 1.6 to 2.6 s more to write it.
+pub(crate) fn worth_writing(bytes: usize, compile: std::time::Duration) -> bool {
+    bytes < ALWAYS_WORTH || compile.as_secs_f64() >= 2.0 * bytes as f64 / READ_BYTES_PER_SEC
+}
+
 /// The cached set for `key`, `Ok(None)` when there is none.
 pub(crate) fn read(dir: &Path, key: &disk_cache::Key) -> Result<Option<Compiled>, CacheError> {
     disk_cache::read_with(dir, &KIND, key, |r| {
@@ -338,5 +354,21 @@ pub(crate) mod codec {
                 .try_into()
                 .map_err(|_| D::Error::custom("word array length"))
         }
+    }
+}
+
+#[cfg(test)]
+mod worth_tests {
+    use super::worth_writing;
+    use std::time::Duration;
+
+    #[test]
+    fn a_large_entry_is_written_only_when_reading_it_saves_half_the_compile() {
+        // Small entries: always, however quick the compile.
+        assert!(worth_writing(4 << 20, Duration::from_micros(1)));
+        // ClamAV's scale: 476 MB after a one-second compile is not worth it.
+        assert!(!worth_writing(476_000_000, Duration::from_millis(1050)));
+        // The same entry after a compile four times as long is.
+        assert!(worth_writing(476_000_000, Duration::from_secs(4)));
     }
 }

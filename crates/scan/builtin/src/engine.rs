@@ -199,8 +199,20 @@ impl BuiltinEngine {
         };
         let parts = Arc::new(std::mem::take(&mut l.parts));
         let mut engine = Self::assemble(name, paths, opts, compiled, parts, CacheOutcome::Off);
+        let compile = t0.elapsed();
         if let Some((dir, key)) = cached {
             let t1 = Instant::now();
+            let bytes = engine.entry_bytes_estimate();
+            if !cache::worth_writing(bytes, compile) {
+                tracing::debug!(
+                    engine = name,
+                    entry_bytes = bytes as u64,
+                    compile_ms = compile.as_millis() as u64,
+                    "compiled signature cache not written: reading it would cost about what compiling did"
+                );
+                engine.cache = CacheOutcome::NotWorth;
+                return Ok(engine);
+            }
             engine.cache = match cache::write(dir, &key, &engine.compiled()) {
                 Ok(()) => CacheOutcome::Stored,
                 Err(e) => {
@@ -216,6 +228,17 @@ impl BuiltinEngine {
             );
         }
         Ok(engine)
+    }
+
+    /// About the size of the cache entry of this set: its hash entries,
+    /// names and body-signature index.
+    fn entry_bytes_estimate(&self) -> usize {
+        [&self.hashes, &self.allow, &self.mdb, &self.imp]
+            .iter()
+            .map(|h| h.entry_bytes())
+            .sum::<usize>()
+            + self.names.bytes()
+            + self.ndb.index_bytes()
     }
 
     /// The compiled parts, for the cache.

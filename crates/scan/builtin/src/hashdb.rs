@@ -380,6 +380,12 @@ impl<const N: usize> HashTable<N> {
         self.len
     }
 
+    /// Bytes the table's entries take (what a cache entry holds of it).
+    pub(crate) fn entry_bytes(&self) -> usize {
+        let per = std::mem::size_of::<HashEntry<N>>();
+        self.runs.iter().map(|(r, _, _)| r.len() * per).sum()
+    }
+
     /// Whether some signature could match an object of this size.
     pub(crate) fn wants(&self, size: u64) -> bool {
         self.any_size || self.sizes.binary_search(&size).is_ok()
@@ -512,6 +518,11 @@ impl HashDb {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.md5.len() + self.sha1.len() + self.sha256.len() == 0
+    }
+
+    /// Bytes the three tables' entries take.
+    pub(crate) fn entry_bytes(&self) -> usize {
+        self.md5.entry_bytes() + self.sha1.entry_bytes() + self.sha256.entry_bytes()
     }
 
     /// Whether any table has a signature for this size (or `*`).

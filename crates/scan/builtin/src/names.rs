@@ -94,6 +94,14 @@ impl NameArena {
         self.len as usize
     }
 
+    /// Bytes the names take (text, end offsets and PUA flags).
+    pub(crate) fn bytes(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|b| b.bytes.len() + b.ends.len() * 4 + b.pua.len())
+            .sum()
+    }
+
     /// The block holding `id` and the name's index in it.
     fn locate(&self, id: u32) -> Option<(&NameBlock, usize)> {
         let i = self.firsts.partition_point(|&f| f <= id).checked_sub(1)?;
