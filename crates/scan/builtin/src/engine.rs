@@ -203,28 +203,25 @@ impl BuiltinEngine {
         if let Some((dir, key)) = cached {
             let t1 = Instant::now();
             let bytes = engine.entry_bytes_estimate();
-            if !cache::worth_writing(bytes, compile) {
-                tracing::debug!(
-                    engine = name,
-                    entry_bytes = bytes as u64,
-                    compile_ms = compile.as_millis() as u64,
-                    "compiled signature cache not written: reading it would cost about what compiling did"
-                );
-                engine.cache = CacheOutcome::NotWorth;
-                return Ok(engine);
-            }
-            engine.cache = match cache::write(dir, &key, &engine.compiled()) {
-                Ok(()) => CacheOutcome::Stored,
-                Err(e) => {
-                    tracing::warn!(engine = name, error = %e, "compiled signature cache not written");
-                    CacheOutcome::Failed
+            engine.cache = if !cache::worth_writing(bytes, compile) {
+                // Reading it would cost about what compiling did.
+                CacheOutcome::NotWorth
+            } else {
+                match cache::write(dir, &key, &engine.compiled()) {
+                    Ok(()) => CacheOutcome::Stored,
+                    Err(e) => {
+                        tracing::warn!(engine = name, error = %e, "compiled signature cache not written");
+                        CacheOutcome::Failed
+                    }
                 }
             };
             tracing::debug!(
                 engine = name,
                 elapsed_ms = t1.elapsed().as_millis() as u64,
+                compile_ms = compile.as_millis() as u64,
+                entry_bytes = bytes as u64,
                 outcome = engine.cache.as_str(),
-                "compiled signature cache written"
+                "compiled signature cache"
             );
         }
         Ok(engine)
@@ -235,7 +232,7 @@ impl BuiltinEngine {
     fn entry_bytes_estimate(&self) -> usize {
         [&self.hashes, &self.allow, &self.mdb, &self.imp]
             .iter()
-            .map(|h| h.entry_bytes())
+            .map(|h| h.cache_bytes())
             .sum::<usize>()
             + self.names.bytes()
             + self.ndb.index_bytes()

@@ -380,10 +380,12 @@ impl<const N: usize> HashTable<N> {
         self.len
     }
 
-    /// Bytes the table's entries take (what a cache entry holds of it).
-    pub(crate) fn entry_bytes(&self) -> usize {
-        let per = std::mem::size_of::<HashEntry<N>>();
-        self.runs.iter().map(|(r, _, _)| r.len() * per).sum()
+    /// Bytes the table's entries take in a compiled-set cache entry.
+    pub(crate) fn cache_bytes(&self) -> usize {
+        self.runs
+            .iter()
+            .map(|(r, _, _)| r.len() * entry_bytes(N))
+            .sum()
     }
 
     /// Whether some signature could match an object of this size.
@@ -520,9 +522,9 @@ impl HashDb {
         self.md5.len() + self.sha1.len() + self.sha256.len() == 0
     }
 
-    /// Bytes the three tables' entries take.
-    pub(crate) fn entry_bytes(&self) -> usize {
-        self.md5.entry_bytes() + self.sha1.entry_bytes() + self.sha256.entry_bytes()
+    /// Bytes the three tables' entries take in a compiled-set cache entry.
+    pub(crate) fn cache_bytes(&self) -> usize {
+        self.md5.cache_bytes() + self.sha1.cache_bytes() + self.sha256.cache_bytes()
     }
 
     /// Whether any table has a signature for this size (or `*`).
