@@ -163,8 +163,9 @@ impl Entry {
 
 /// The entry for `key`, read whole; `Ok(None)` when there is none.
 pub fn read(dir: &Path, kind: &Kind, key: &Key) -> Result<Option<Entry>, CacheError> {
-    read_with(dir, kind, key, |r| {
-        let mut buf = Vec::new();
+    read_with(dir, kind, key, |r, len| {
+        // `len` is the body's checked length (at most max_entry).
+        let mut buf = Vec::with_capacity(usize::try_from(len).map_err(|e| e.to_string())?);
         #[allow(clippy::disallowed_methods)]
         // `r` is bounded by the entry's length (at most max_entry)
         r.read_to_end(&mut buf).map_err(|e| e.to_string())?;
@@ -176,12 +177,14 @@ pub fn read(dir: &Path, kind: &Kind, key: &Key) -> Result<Option<Entry>, CacheEr
 /// stream (never whole in memory); `Ok(None)` when there is none. The
 /// checksum is checked once the whole body is read: an entry whose length
 /// or checksum does not match, or that `decode` refuses, is removed and
-/// reported as corrupt, and what `decode` made of it is dropped.
+/// reported as corrupt, and what `decode` made of it is dropped. `decode`
+/// is given the body's length (checked against the file's, and at most
+/// the kind's `max_entry`), so it can size its buffers once.
 pub fn read_with<T>(
     dir: &Path,
     kind: &Kind,
     key: &Key,
-    decode: impl FnOnce(&mut dyn Read) -> Result<T, String>,
+    decode: impl FnOnce(&mut dyn Read, u64) -> Result<T, String>,
 ) -> Result<Option<T>, CacheError> {
     if !trusted_dir(dir)? {
         return Ok(None);
@@ -217,7 +220,7 @@ pub fn read_with<T>(
         inner: std::io::BufReader::with_capacity(1 << 16, file.take(body_len)),
         hash: crc32fast::Hasher::new(),
     };
-    let decoded = decode(&mut r);
+    let decoded = decode(&mut r, body_len);
     // The rest of the body counts for the checksum too.
     let rest = std::io::copy(&mut r, &mut std::io::sink());
     if rest.is_err() || r.hash.finalize() != crc {

@@ -296,6 +296,9 @@ pub struct NdbSet {
     pat_ends: Vec<u32>,
     /// Refs of pattern `p` are `refs[pat_start[p]..pat_start[p + 1]]`.
     pat_start: Vec<u32>,
+    /// Cached as a segment of its own, decoded beside the rest (see
+    /// [`NdbSet::read_cache`]).
+    #[serde(skip)]
     refs: Vec<AnchorRef>,
     sigs: Vec<SigMeta>,
     /// Some signature's offset needs the object's executable layout.
@@ -545,6 +548,35 @@ impl NdbSet {
     }
 
     /// Heap bytes used by the candidate index.
+    /// Write the set to the compiled-set cache: the anchor refs (half of
+    /// the decoding work, one small allocation after another), then the
+    /// rest.
+    pub(crate) fn write_cache(&self, w: &mut crate::cache::SegWriter<'_>) -> std::io::Result<()> {
+        w.put(&self.refs)?;
+        w.put(self)
+    }
+
+    /// A set [`NdbSet::write_cache`] wrote. The refs are decoded on a
+    /// second thread while this one reads and decodes the rest: the two
+    /// halves take about as long each, and decoding was most of a warm
+    /// load (20,000 body signatures: 10 to 13 ms of 15; BENCHMARKS.md,
+    /// "Compiled-set cache").
+    pub(crate) fn read_cache(r: &mut crate::cache::SegReader<'_>) -> Result<NdbSet, String> {
+        let refs = r.bytes()?;
+        let (refs, set) = std::thread::scope(|s| {
+            let refs = s.spawn(|| crate::cache::decode::<Vec<AnchorRef>>(&refs));
+            let set = r.get::<NdbSet>();
+            (refs.join(), set)
+        });
+        let refs = refs.map_err(|_| "decoding panicked".to_string())??;
+        let mut set = set?;
+        if set.pat_start.last().copied() != Some(refs.len() as u32) {
+            return Err("body signatures: anchor refs do not match the patterns".into());
+        }
+        set.refs = refs;
+        Ok(set)
+    }
+
     pub fn index_bytes(&self) -> usize {
         self.index.memory_bytes()
     }

@@ -104,6 +104,7 @@ pub struct GramIndex {
     /// Patterns by bit, then gram, then those whose next four bytes are
     /// all known first (sorted by them, found by binary search), then the
     /// others (compared under their mask).
+    #[serde(with = "crate::cache::codec::records")]
     grams: Vec<GramEntry>,
     /// One bit per 2-byte prefix of a short anchor.
     #[serde(with = "crate::cache::codec::words")]
@@ -114,6 +115,7 @@ pub struct GramIndex {
     /// The `r`-th prefix's short anchors are `shorts[short_bucket[r]..short_bucket[r + 1]]`.
     short_bucket: Vec<u32>,
     /// Short anchors, sorted by their first two bytes.
+    #[serde(with = "crate::cache::codec::records")]
     shorts: Vec<ShortEntry>,
 }
 
@@ -128,7 +130,7 @@ pub const SHORT_WORDS: usize = (1 << 16) / 64;
 
 /// One indexed pattern: its first four bytes, the next eight (as far as
 /// the pattern has them) and the mask of those it has.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy)]
 struct GramEntry {
     tail: u64,
     mask: u64,
@@ -149,7 +151,7 @@ struct GramEntry {
 }
 
 /// One short anchor: its first two bytes and the next eight under a mask.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy)]
 struct ShortEntry {
     tail: u64,
     mask: u64,
@@ -158,6 +160,59 @@ struct ShortEntry {
     pid: u32,
     key: u16,
     covers: bool,
+}
+
+/// Fixed-size records in the compiled-set cache: decoded in one pass, where
+/// postcard's varints of four 64-bit masks each were a tenth of a warm load.
+impl crate::cache::codec::Word for GramEntry {
+    const SIZE: usize = 4 * 8 + 3 * 4 + 2;
+    fn put(self, out: &mut Vec<u8>) {
+        for w in [self.tail, self.mask, self.pre, self.pre_mask] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        for w in [self.gram, self.tail_lo, self.pid] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.extend_from_slice(&[self.partial, u8::from(self.covers)]);
+    }
+    fn get(b: &[u8]) -> GramEntry {
+        let r = crate::cache::codec::Fields(b);
+        GramEntry {
+            tail: r.u64(0),
+            mask: r.u64(8),
+            pre: r.u64(16),
+            pre_mask: r.u64(24),
+            gram: r.u32(32),
+            tail_lo: r.u32(36),
+            pid: r.u32(40),
+            partial: b[44],
+            covers: b[45] != 0,
+        }
+    }
+}
+
+impl crate::cache::codec::Word for ShortEntry {
+    const SIZE: usize = 4 * 8 + 4 + 2 + 1;
+    fn put(self, out: &mut Vec<u8>) {
+        for w in [self.tail, self.mask, self.pre, self.pre_mask] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.extend_from_slice(&self.pid.to_le_bytes());
+        out.extend_from_slice(&self.key.to_le_bytes());
+        out.push(u8::from(self.covers));
+    }
+    fn get(b: &[u8]) -> ShortEntry {
+        let r = crate::cache::codec::Fields(b);
+        ShortEntry {
+            tail: r.u64(0),
+            mask: r.u64(8),
+            pre: r.u64(16),
+            pre_mask: r.u64(24),
+            pid: r.u32(32),
+            key: u16::from_le_bytes([b[36], b[37]]),
+            covers: b[38] != 0,
+        }
+    }
 }
 
 #[inline]
