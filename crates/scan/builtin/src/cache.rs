@@ -574,3 +574,55 @@ mod codec_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod ndb_segment_tests {
+    use super::{SegReader, SegWriter};
+    use crate::ndb::{NdbSet, set_from_lines};
+
+    fn written(set: &NdbSet) -> Vec<u8> {
+        let mut out = Vec::new();
+        set.write_cache(&mut SegWriter { w: &mut out }).unwrap();
+        out
+    }
+
+    fn read(bytes: &[u8]) -> Result<NdbSet, String> {
+        let mut r = bytes;
+        NdbSet::read_cache(&mut SegReader {
+            r: &mut r,
+            buf: Vec::new(),
+            left: bytes.len() as u64,
+        })
+    }
+
+    /// The length of the first segment, with its length field.
+    fn first_segment(b: &[u8]) -> usize {
+        8 + u64::from_le_bytes(b[..8].try_into().unwrap()) as usize
+    }
+
+    #[test]
+    fn body_signatures_read_back_from_their_two_segments_scan_as_before() {
+        let (set, errs) = set_from_lines(&["A:0:*:41424344454647", "B:0:*:3132??3435{2-4}3839"]);
+        assert!(errs.is_empty());
+        let back = read(&written(&set)).unwrap();
+        for data in [&b"..ABCDEFG.."[..], b"--12x45ab89--", b"nothing here"] {
+            assert_eq!(
+                back.scan_slice(data, None).unwrap(),
+                set.scan_slice(data, None).unwrap()
+            );
+        }
+        assert!(!back.scan_slice(b"..ABCDEFG..", None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn anchor_refs_of_another_set_are_refused() {
+        let (two, _) = set_from_lines(&["A:0:*:41424344454647", "B:0:*:3132333435363738"]);
+        let (one, _) = set_from_lines(&["A:0:*:41424344454647"]);
+        let (a, b) = (written(&two), written(&one));
+        // The refs of the two-signature set before the rest of the other.
+        let mut mixed = a[..first_segment(&a)].to_vec();
+        mixed.extend_from_slice(&b[first_segment(&b)..]);
+        let err = read(&mixed).err().expect("a mismatched entry decoded");
+        assert!(err.contains("anchor refs"), "{err}");
+    }
+}

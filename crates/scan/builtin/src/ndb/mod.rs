@@ -563,10 +563,16 @@ impl NdbSet {
     /// "Compiled-set cache").
     pub(crate) fn read_cache(r: &mut crate::cache::SegReader<'_>) -> Result<NdbSet, String> {
         let refs = r.bytes()?;
+        let decode_refs = || crate::cache::decode::<Vec<AnchorRef>>(&refs);
         let (refs, set) = std::thread::scope(|s| {
-            let refs = s.spawn(|| crate::cache::decode::<Vec<AnchorRef>>(&refs));
-            let set = r.get::<NdbSet>();
-            (refs.join(), set)
+            // No thread to be had: both halves on this one.
+            match std::thread::Builder::new().spawn_scoped(s, decode_refs) {
+                Ok(h) => {
+                    let set = r.get::<NdbSet>();
+                    (h.join(), set)
+                }
+                Err(_) => (Ok(decode_refs()), r.get::<NdbSet>()),
+            }
         });
         let refs = refs.map_err(|_| "decoding panicked".to_string())??;
         let mut set = set?;
