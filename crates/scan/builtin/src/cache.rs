@@ -622,7 +622,7 @@ mod ndb_segment_tests {
         // The refs of the two-signature set before the rest of the other.
         let mut mixed = a[..first_segment(&a)].to_vec();
         mixed.extend_from_slice(&b[first_segment(&b)..]);
-        let err = read(&mixed).err().expect("a mismatched entry decoded");
+        let err = read(&mixed).expect_err("a mismatched entry decoded");
         assert!(err.contains("anchor refs"), "{err}");
     }
 }
