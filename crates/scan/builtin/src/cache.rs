@@ -329,44 +329,6 @@ pub(crate) mod codec {
         }
     }
 
-    /// A pattern's bytes (`Vec<ByteM>`) as one byte string of value and
-    /// mask pairs: decoded in one pass into one allocation, where postcard's
-    /// element-by-element decoding was most of reading a body-signature set.
-    pub(crate) mod bytems {
-        use super::*;
-        use crate::ndb::parse::ByteM;
-
-        pub(crate) fn serialize<S: Serializer>(v: &[ByteM], s: S) -> Result<S::Ok, S::Error> {
-            let mut out = Vec::with_capacity(v.len() * 2);
-            for b in v {
-                out.extend_from_slice(&[b.val, b.mask]);
-            }
-            s.serialize_bytes(&out)
-        }
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ByteM>, D::Error> {
-            struct V;
-            impl Visitor<'_> for V {
-                type Value = Vec<ByteM>;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("value and mask pairs")
-                }
-                fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<ByteM>, E> {
-                    if !v.len().is_multiple_of(2) {
-                        return Err(E::custom("odd length of value and mask pairs"));
-                    }
-                    Ok(v.chunks_exact(2)
-                        .map(|p| ByteM {
-                            val: p[0],
-                            mask: p[1],
-                        })
-                        .collect())
-                }
-            }
-            d.deserialize_bytes(V)
-        }
-    }
-
     /// A fixed-size word array, little-endian.
     pub(crate) trait Word: Copy {
         const SIZE: usize;
@@ -396,20 +358,49 @@ pub(crate) mod codec {
         }
     }
 
+    impl Word for u32 {
+        const SIZE: usize = 4;
+        fn put(self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&self.to_le_bytes());
+        }
+        fn get(b: &[u8]) -> u32 {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        }
+    }
+
+    /// A pattern byte as its value and mask: a pattern's bytes (`Vec<ByteM>`)
+    /// decode in one pass into one allocation ([`records`]), where postcard's
+    /// element-by-element decoding was most of reading a body-signature set.
+    impl Word for crate::ndb::parse::ByteM {
+        const SIZE: usize = 2;
+        fn put(self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&[self.val, self.mask]);
+        }
+        fn get(b: &[u8]) -> Self {
+            crate::ndb::parse::ByteM {
+                val: b[0],
+                mask: b[1],
+            }
+        }
+    }
+
     /// Little-endian fields of a fixed-size record, by byte offset (the
     /// caller's record size covers every offset it reads).
     pub(crate) struct Fields<'a>(pub &'a [u8]);
 
     impl Fields<'_> {
-        pub(crate) fn u64(&self, at: usize) -> u64 {
-            u64::get(&self.0[at..at + 8])
+        pub(crate) fn at<W: Word>(&self, at: usize) -> W {
+            W::get(&self.0[at..at + W::SIZE])
         }
+    }
 
-        pub(crate) fn u32(&self, at: usize) -> u32 {
-            let mut a = [0u8; 4];
-            a.copy_from_slice(&self.0[at..at + 4]);
-            u32::from_le_bytes(a)
+    /// The records' bytes, one after another.
+    fn record_bytes<W: Word>(v: &[W]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(v.len() * W::SIZE);
+        for &w in v {
+            w.put(&mut out);
         }
+        out
     }
 
     /// `Vec<W>` as one byte string of fixed-size records.
@@ -421,11 +412,7 @@ pub(crate) mod codec {
             v: &Vec<W>,
             s: S,
         ) -> Result<S::Ok, S::Error> {
-            let mut out = Vec::with_capacity(v.len() * W::SIZE);
-            for &w in v {
-                w.put(&mut out);
-            }
-            s.serialize_bytes(&out)
+            s.serialize_bytes(&record_bytes(v))
         }
 
         pub(crate) fn deserialize<'de, D: Deserializer<'de>, W: Word>(
@@ -461,39 +448,17 @@ pub(crate) mod codec {
             v: &Box<[W; N]>,
             s: S,
         ) -> Result<S::Ok, S::Error> {
-            let mut out = Vec::with_capacity(N * W::SIZE);
-            for &w in v.iter() {
-                w.put(&mut out);
-            }
-            s.serialize_bytes(&out)
+            s.serialize_bytes(&record_bytes(&v[..]))
         }
 
         pub(crate) fn deserialize<'de, D: Deserializer<'de>, W: Word, const N: usize>(
             d: D,
         ) -> Result<Box<[W; N]>, D::Error> {
-            struct V<W, const N: usize>(std::marker::PhantomData<W>);
-            impl<W: Word, const N: usize> Visitor<'_> for V<W, N> {
-                type Value = Box<[W; N]>;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    write!(f, "{} bytes of words", N * W::SIZE)
-                }
-                // Straight from the segment's bytes: no copy of them first
-                // (a copy is as many more pages touched).
-                fn visit_bytes<E: Error>(self, b: &[u8]) -> Result<Box<[W; N]>, E> {
-                    if b.len() != N * W::SIZE {
-                        return Err(E::custom(format!(
-                            "word array of {} bytes, {} expected",
-                            b.len(),
-                            N * W::SIZE
-                        )));
-                    }
-                    let v: Vec<W> = b.chunks_exact(W::SIZE).map(W::get).collect();
-                    v.into_boxed_slice()
-                        .try_into()
-                        .map_err(|_| E::custom("word array length"))
-                }
-            }
-            d.deserialize_bytes(V::<W, N>(std::marker::PhantomData))
+            let v: Vec<W> = super::records::deserialize(d)?;
+            let n = v.len();
+            v.into_boxed_slice()
+                .try_into()
+                .map_err(|_| D::Error::custom(format!("word array of {n} words, {N} expected")))
         }
     }
 }
@@ -522,7 +487,7 @@ mod codec_tests {
     struct T {
         #[serde(with = "super::codec::records")]
         words: Vec<u64>,
-        #[serde(with = "super::codec::bytems")]
+        #[serde(with = "super::codec::records")]
         seq: Vec<ByteM>,
         #[serde(with = "super::codec::words")]
         fixed: Box<[u16; 3]>,

@@ -547,7 +547,6 @@ impl NdbSet {
         self.sigs.iter().any(|m| m.target == t)
     }
 
-    /// Heap bytes used by the candidate index.
     /// Write the set to the compiled-set cache: the anchor refs (half of
     /// the decoding work, one small allocation after another), then the
     /// rest.
@@ -583,6 +582,7 @@ impl NdbSet {
         Ok(set)
     }
 
+    /// Heap bytes used by the candidate index.
     pub fn index_bytes(&self) -> usize {
         self.index.memory_bytes()
     }

@@ -196,7 +196,7 @@ impl ByteM {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Elem {
     /// Consecutive bytes, possibly with (nibble) wildcards.
-    Seq(#[serde(with = "crate::cache::codec::bytems")] Vec<ByteM>),
+    Seq(#[serde(with = "crate::cache::codec::records")] Vec<ByteM>),
     /// One of these sequences.
     Alt(Vec<Vec<ByteM>>),
     /// `len` bytes equal to none of these (all of length `len`).

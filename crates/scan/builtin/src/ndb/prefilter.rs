@@ -178,13 +178,13 @@ impl crate::cache::codec::Word for GramEntry {
     fn get(b: &[u8]) -> GramEntry {
         let r = crate::cache::codec::Fields(b);
         GramEntry {
-            tail: r.u64(0),
-            mask: r.u64(8),
-            pre: r.u64(16),
-            pre_mask: r.u64(24),
-            gram: r.u32(32),
-            tail_lo: r.u32(36),
-            pid: r.u32(40),
+            tail: r.at(0),
+            mask: r.at(8),
+            pre: r.at(16),
+            pre_mask: r.at(24),
+            gram: r.at(32),
+            tail_lo: r.at(36),
+            pid: r.at(40),
             partial: b[44],
             covers: b[45] != 0,
         }
@@ -204,12 +204,12 @@ impl crate::cache::codec::Word for ShortEntry {
     fn get(b: &[u8]) -> ShortEntry {
         let r = crate::cache::codec::Fields(b);
         ShortEntry {
-            tail: r.u64(0),
-            mask: r.u64(8),
-            pre: r.u64(16),
-            pre_mask: r.u64(24),
-            pid: r.u32(32),
-            key: u16::from_le_bytes([b[36], b[37]]),
+            tail: r.at(0),
+            mask: r.at(8),
+            pre: r.at(16),
+            pre_mask: r.at(24),
+            pid: r.at(32),
+            key: r.at(36),
             covers: b[38] != 0,
         }
     }
