@@ -94,13 +94,28 @@ pub(crate) struct MetaRef<'a> {
 /// beside the compiled set itself.
 pub(crate) struct SegWriter<'a> {
     w: &'a mut dyn Write,
+    /// One buffer for every segment, sized by a counting pass first: a
+    /// segment is serialised whole (its length comes first), and growing
+    /// a fresh buffer by doubling for each was a fifth of writing an entry.
+    buf: Vec<u8>,
 }
 
-impl SegWriter<'_> {
+impl<'a> SegWriter<'a> {
+    pub(crate) fn new(w: &'a mut dyn Write) -> SegWriter<'a> {
+        SegWriter { w, buf: Vec::new() }
+    }
+
     pub(crate) fn put<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> std::io::Result<()> {
-        let b = postcard::to_stdvec(v).map_err(std::io::Error::other)?;
+        let size = postcard::serialize_with_flavor(v, postcard::ser_flavors::Size::default())
+            .map_err(std::io::Error::other)?;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.reserve(size);
+        let b = postcard::to_extend(v, buf).map_err(std::io::Error::other)?;
         self.w.write_all(&(b.len() as u64).to_le_bytes())?;
-        self.w.write_all(&b)
+        let written = self.w.write_all(&b);
+        self.buf = b;
+        written
     }
 }
 
@@ -271,7 +286,7 @@ pub(crate) fn write(
     c: &CompiledRef<'_>,
 ) -> Result<(), CacheError> {
     disk_cache::write_with(dir, &KIND, key, |w| {
-        let mut w = SegWriter { w };
+        let mut w = SegWriter::new(w);
         w.put(&c.meta)?;
         c.names.write_cache(&mut w)?;
         for h in [c.hashes, c.allow, c.mdb, c.imp] {
@@ -332,14 +347,15 @@ pub(crate) mod codec {
     /// A fixed-size word array, little-endian.
     pub(crate) trait Word: Copy {
         const SIZE: usize;
-        fn put(self, out: &mut Vec<u8>);
+        /// Write the record into `out`, exactly [`Word::SIZE`] bytes.
+        fn put(self, out: &mut [u8]);
         fn get(b: &[u8]) -> Self;
     }
 
     impl Word for u64 {
         const SIZE: usize = 8;
-        fn put(self, out: &mut Vec<u8>) {
-            out.extend_from_slice(&self.to_le_bytes());
+        fn put(self, out: &mut [u8]) {
+            out.copy_from_slice(&self.to_le_bytes());
         }
         fn get(b: &[u8]) -> u64 {
             let mut a = [0u8; 8];
@@ -350,8 +366,8 @@ pub(crate) mod codec {
 
     impl Word for u16 {
         const SIZE: usize = 2;
-        fn put(self, out: &mut Vec<u8>) {
-            out.extend_from_slice(&self.to_le_bytes());
+        fn put(self, out: &mut [u8]) {
+            out.copy_from_slice(&self.to_le_bytes());
         }
         fn get(b: &[u8]) -> u16 {
             u16::from_le_bytes([b[0], b[1]])
@@ -360,8 +376,8 @@ pub(crate) mod codec {
 
     impl Word for u32 {
         const SIZE: usize = 4;
-        fn put(self, out: &mut Vec<u8>) {
-            out.extend_from_slice(&self.to_le_bytes());
+        fn put(self, out: &mut [u8]) {
+            out.copy_from_slice(&self.to_le_bytes());
         }
         fn get(b: &[u8]) -> u32 {
             u32::from_le_bytes([b[0], b[1], b[2], b[3]])
@@ -373,8 +389,8 @@ pub(crate) mod codec {
     /// element-by-element decoding was most of reading a body-signature set.
     impl Word for crate::ndb::parse::ByteM {
         const SIZE: usize = 2;
-        fn put(self, out: &mut Vec<u8>) {
-            out.extend_from_slice(&[self.val, self.mask]);
+        fn put(self, out: &mut [u8]) {
+            out.copy_from_slice(&[self.val, self.mask]);
         }
         fn get(b: &[u8]) -> Self {
             crate::ndb::parse::ByteM {
@@ -394,13 +410,35 @@ pub(crate) mod codec {
         }
     }
 
-    /// The records' bytes, one after another.
-    fn record_bytes<W: Word>(v: &[W]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(v.len() * W::SIZE);
-        for &w in v {
-            w.put(&mut out);
+    /// Writes little-endian fields of a fixed-size record, by byte offset.
+    pub(crate) struct FieldsMut<'a>(pub &'a mut [u8]);
+
+    impl FieldsMut<'_> {
+        pub(crate) fn set<W: Word>(&mut self, at: usize, w: W) {
+            w.put(&mut self.0[at..at + W::SIZE]);
         }
-        out
+    }
+
+    /// Call `f` with the records' bytes, one after another: in a buffer on
+    /// the stack when they are few (a pattern's bytes: most of the
+    /// byte strings of a body-signature set, each written on its own).
+    fn with_record_bytes<W: Word, R>(v: &[W], f: impl FnOnce(&[u8]) -> R) -> R {
+        const STACK: usize = 512;
+        let n = v.len() * W::SIZE;
+        let fill = |out: &mut [u8]| {
+            for (&w, rec) in v.iter().zip(out.chunks_exact_mut(W::SIZE)) {
+                w.put(rec);
+            }
+        };
+        if n <= STACK {
+            let mut buf = [0u8; STACK];
+            fill(&mut buf[..n]);
+            f(&buf[..n])
+        } else {
+            let mut buf = vec![0u8; n];
+            fill(&mut buf);
+            f(&buf)
+        }
     }
 
     /// `Vec<W>` as one byte string of fixed-size records.
@@ -412,7 +450,7 @@ pub(crate) mod codec {
             v: &Vec<W>,
             s: S,
         ) -> Result<S::Ok, S::Error> {
-            s.serialize_bytes(&record_bytes(v))
+            with_record_bytes(v, |b| s.serialize_bytes(b))
         }
 
         pub(crate) fn deserialize<'de, D: Deserializer<'de>, W: Word>(
@@ -448,7 +486,7 @@ pub(crate) mod codec {
             v: &Box<[W; N]>,
             s: S,
         ) -> Result<S::Ok, S::Error> {
-            s.serialize_bytes(&record_bytes(&v[..]))
+            with_record_bytes(&v[..], |b| s.serialize_bytes(b))
         }
 
         pub(crate) fn deserialize<'de, D: Deserializer<'de>, W: Word, const N: usize>(
@@ -547,7 +585,7 @@ mod ndb_segment_tests {
 
     fn written(set: &NdbSet) -> Vec<u8> {
         let mut out = Vec::new();
-        set.write_cache(&mut SegWriter { w: &mut out }).unwrap();
+        set.write_cache(&mut SegWriter::new(&mut out)).unwrap();
         out
     }
 

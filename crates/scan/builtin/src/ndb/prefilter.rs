@@ -166,14 +166,17 @@ struct ShortEntry {
 /// postcard's varints of four 64-bit masks each were a tenth of a warm load.
 impl crate::cache::codec::Word for GramEntry {
     const SIZE: usize = 4 * 8 + 3 * 4 + 2;
-    fn put(self, out: &mut Vec<u8>) {
-        for w in [self.tail, self.mask, self.pre, self.pre_mask] {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
-        for w in [self.gram, self.tail_lo, self.pid] {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
-        out.extend_from_slice(&[self.partial, u8::from(self.covers)]);
+    fn put(self, out: &mut [u8]) {
+        let mut f = crate::cache::codec::FieldsMut(out);
+        f.set(0, self.tail);
+        f.set(8, self.mask);
+        f.set(16, self.pre);
+        f.set(24, self.pre_mask);
+        f.set(32, self.gram);
+        f.set(36, self.tail_lo);
+        f.set(40, self.pid);
+        out[44] = self.partial;
+        out[45] = u8::from(self.covers);
     }
     fn get(b: &[u8]) -> GramEntry {
         let r = crate::cache::codec::Fields(b);
@@ -193,13 +196,15 @@ impl crate::cache::codec::Word for GramEntry {
 
 impl crate::cache::codec::Word for ShortEntry {
     const SIZE: usize = 4 * 8 + 4 + 2 + 1;
-    fn put(self, out: &mut Vec<u8>) {
-        for w in [self.tail, self.mask, self.pre, self.pre_mask] {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
-        out.extend_from_slice(&self.pid.to_le_bytes());
-        out.extend_from_slice(&self.key.to_le_bytes());
-        out.push(u8::from(self.covers));
+    fn put(self, out: &mut [u8]) {
+        let mut f = crate::cache::codec::FieldsMut(out);
+        f.set(0, self.tail);
+        f.set(8, self.mask);
+        f.set(16, self.pre);
+        f.set(24, self.pre_mask);
+        f.set(32, self.pid);
+        f.set(36, self.key);
+        out[38] = u8::from(self.covers);
     }
     fn get(b: &[u8]) -> ShortEntry {
         let r = crate::cache::codec::Fields(b);
@@ -285,8 +290,9 @@ impl GramIndex {
     /// ignored) with what is known of the bytes after each anchor. Pattern
     /// ids are positions in the slice.
     pub fn build_with(patterns: &[Pattern<'_>]) -> GramIndex {
-        let mut grams = Vec::new();
-        let mut shorts = Vec::new();
+        let long = patterns.iter().filter(|p| p.anchor.len() >= 4).count();
+        let mut grams = Vec::with_capacity(long);
+        let mut shorts = Vec::with_capacity(patterns.len() - long);
         for (pid, p) in patterns.iter().enumerate() {
             let pid = pid as u32;
             let a = p.anchor;
