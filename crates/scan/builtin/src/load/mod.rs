@@ -437,6 +437,7 @@ fn parse_block(
     match fk.kind {
         Kind::Hash(HashFile::Hdb) => out.md5.reserve(est),
         Kind::Hash(HashFile::Hsb) => out.sha256.reserve(est),
+        Kind::Ndb => out.ndb.reserve(est),
         _ => {}
     }
     out.names = NameArena::with_capacity(est, est * 24);
@@ -783,6 +784,8 @@ impl Loaded {
     /// Merge the blocks of one source, in order.
     fn absorb(&mut self, label: &str, fk: FileKind, blocks: Vec<Parsed>) {
         let mut line_base = 0u64;
+        self.ndb.reserve(blocks.iter().map(|b| b.ndb.len()).sum());
+        self.ldb.reserve(blocks.iter().map(|b| b.ldb.len()).sum());
         for b in blocks {
             let Some(base) = self.absorb_part(label, fk, &b.part, &mut line_base) else {
                 return;

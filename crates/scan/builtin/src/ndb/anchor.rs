@@ -88,60 +88,68 @@ fn set_score(worst: u32, n: usize) -> u32 {
 
 /// Reverse a run of elements (for backward verification).
 pub fn reverse(elems: &[Elem]) -> Vec<Elem> {
-    elems
-        .iter()
-        .rev()
-        .map(|e| match e {
-            Elem::Seq(v) => Elem::Seq(v.iter().rev().copied().collect()),
-            Elem::Alt(a) => Elem::Alt(
-                a.iter()
-                    .map(|v| v.iter().rev().copied().collect())
-                    .collect(),
-            ),
-            Elem::NotAlt(a) => Elem::NotAlt(
-                a.iter()
-                    .map(|v| v.iter().rev().copied().collect())
-                    .collect(),
-            ),
-            Elem::Gap { min, max } => Elem::Gap {
-                min: *min,
-                max: *max,
-            },
-        })
-        .collect()
+    elems.iter().rev().map(reverse_elem).collect()
 }
 
-/// Elements before position (`ei`, byte `off` of a `Seq`).
-fn prefix(elems: &[Elem], ei: usize, off: usize) -> Vec<Elem> {
-    let mut out: Vec<Elem> = elems[..ei.min(elems.len())].to_vec();
+/// One element read backwards.
+fn reverse_elem(e: &Elem) -> Elem {
+    match e {
+        Elem::Seq(v) => Elem::Seq(v.iter().rev().copied().collect()),
+        Elem::Alt(a) => Elem::Alt(
+            a.iter()
+                .map(|v| v.iter().rev().copied().collect())
+                .collect(),
+        ),
+        Elem::NotAlt(a) => Elem::NotAlt(
+            a.iter()
+                .map(|v| v.iter().rev().copied().collect())
+                .collect(),
+        ),
+        Elem::Gap { min, max } => Elem::Gap {
+            min: *min,
+            max: *max,
+        },
+    }
+}
+
+/// The elements before position (`ei`, byte `off` of a `Seq`), reversed:
+/// nearest first, each read backwards.
+fn prefix_rev(elems: &[Elem], ei: usize, off: usize) -> Box<[Elem]> {
+    let before = &elems[..ei.min(elems.len())];
+    let mut out = Vec::with_capacity(before.len() + 1);
     match elems.get(ei) {
-        Some(Elem::Seq(v)) if off > 0 => out.push(Elem::Seq(v[..off.min(v.len())].to_vec())),
+        Some(Elem::Seq(v)) if off > 0 => out.push(Elem::Seq(
+            v[..off.min(v.len())].iter().rev().copied().collect(),
+        )),
         _ => {}
     }
-    out
+    out.extend(before.iter().rev().map(reverse_elem));
+    out.into_boxed_slice()
 }
 
 /// Elements from position (`ei`, byte `off` of a `Seq`) on.
-fn suffix(elems: &[Elem], ei: usize, off: usize) -> Vec<Elem> {
-    let mut out = Vec::new();
-    match elems.get(ei) {
-        None => return out,
-        Some(Elem::Seq(v)) => {
+fn suffix(elems: &[Elem], ei: usize, off: usize) -> Box<[Elem]> {
+    let Some(first) = elems.get(ei) else {
+        return Box::default();
+    };
+    let mut out = Vec::with_capacity(elems.len() - ei);
+    match first {
+        Elem::Seq(v) => {
             if off < v.len() {
                 out.push(Elem::Seq(v[off..].to_vec()));
             }
         }
-        Some(other) => out.push(other.clone()),
+        other => out.push(other.clone()),
     }
     out.extend_from_slice(&elems[ei + 1..]);
-    out
+    out.into_boxed_slice()
 }
 
 fn piece(elems: &[Elem], bytes: Vec<u8>, left: (usize, usize), right: (usize, usize)) -> Piece {
     Piece {
         bytes,
-        prefix_rev: reverse(&prefix(elems, left.0, left.1)).into_boxed_slice(),
-        suffix: suffix(elems, right.0, right.1).into_boxed_slice(),
+        prefix_rev: prefix_rev(elems, left.0, left.1),
+        suffix: suffix(elems, right.0, right.1),
     }
 }
 
@@ -185,9 +193,11 @@ fn best_fixed(elems: &[Elem]) -> Option<(u32, usize, usize, usize)> {
             // Prefix sums of each byte's cost after the byte before it:
             // each window's score (as `score` gives it) in a few additions.
             let mut sums = [0u32; LONG_RUN + 1];
-            for (j, b) in run.iter().enumerate() {
-                let prev = j.checked_sub(1).map(|p| run[p].val);
-                sums[j + 1] = sums[j] + cost(&[b.val], prev);
+            let (mut acc, mut prev) = (0u32, None);
+            for (sum, b) in sums[1..].iter_mut().zip(run) {
+                acc += cost(&[b.val], prev);
+                *sum = acc;
+                prev = Some(b.val);
             }
             let sum = |a: usize, b: usize| sums[b] - sums[a];
             for s in 0..=n - key {

@@ -22,6 +22,7 @@ pub use parse::{
 use moat_core::EngineError;
 use prefilter::{GramIndex, Pattern};
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::time::Instant;
 
 /// A signature ready to go into an [`NdbSet`].
@@ -63,6 +64,13 @@ const MAX_PARTS: usize = 64;
 /// part without one is joined to its neighbour (the gap then walked by the
 /// verifier). `None` when no part has an anchor.
 fn split_parts(elems: &[Elem]) -> Option<(Vec<anchor::Piece>, Vec<LaterPart>)> {
+    if !elems
+        .iter()
+        .any(|e| matches!(e, Elem::Gap { max: None, .. }))
+    {
+        // One part (most signatures): anchored in place, nothing copied.
+        return anchor::choose(elems).map(|p| (p, Vec::new()));
+    }
     let mut groups: Vec<(u64, Vec<Elem>)> = vec![(0, Vec::new())];
     for e in elems {
         match e {
@@ -361,12 +369,22 @@ impl NdbSet {
         // sharing an anchor but not what surrounds it are told apart by the
         // index, not by verification.
         type Around = ([u8; 8], [u8; 8], [u8; 8], [u8; 8]);
-        let mut pattern_ids: HashMap<(Vec<u8>, Around), u32, foldhash::fast::RandomState> =
-            HashMap::with_capacity_and_hasher(sigs.len(), Default::default());
-        let mut pat_around: Vec<Around> = Vec::with_capacity(sigs.len());
-        let mut pat_bytes: Vec<u8> = Vec::new();
-        let mut pat_ends: Vec<u32> = Vec::with_capacity(sigs.len());
-        let mut by_pattern: Vec<(u32, AnchorRef)> = Vec::with_capacity(sigs.len());
+        let pieces: usize = sigs
+            .iter()
+            .map(|s| s.pieces.len() + s.rest.iter().map(|lp| lp.pieces.len()).sum::<usize>())
+            .sum();
+        // Pattern ids, found by the bytes and surroundings they stand for
+        // (in `pat_bytes` and `pat_around`): four bytes a slot, where a map
+        // keyed by copies took 64 and its first touches were a third of
+        // building the set.
+        let mut pattern_ids: hashbrown::HashTable<u32> =
+            hashbrown::HashTable::with_capacity(pieces);
+        let state = foldhash::fast::RandomState::default();
+        let hash = |bytes: &[u8], around: &Around| state.hash_one((bytes, around));
+        let mut pat_around: Vec<Around> = Vec::with_capacity(pieces);
+        let mut pat_bytes: Vec<u8> = Vec::with_capacity(pieces * anchor::MAX_RUN);
+        let mut pat_ends: Vec<u32> = Vec::with_capacity(pieces);
+        let mut by_pattern: Vec<(u32, AnchorRef)> = Vec::with_capacity(pieces);
         let mut metas = Vec::with_capacity(sigs.len());
         let mut gaps = Vec::new();
         let mut multi = 0u32;
@@ -402,14 +420,32 @@ impl NdbSet {
                 // The reversed prefix reads backwards from the anchor.
                 let (before, before_mask) = after_bytes(&p.prefix_rev);
                 let around = (after, after_mask, before, before_mask);
-                let pid = *pattern_ids
-                    .entry((p.bytes.clone(), around))
-                    .or_insert_with(|| {
+                let pattern = |pid: u32| {
+                    let end = pat_ends[pid as usize] as usize;
+                    let start = match pid.checked_sub(1) {
+                        Some(prev) => pat_ends[prev as usize] as usize,
+                        None => 0,
+                    };
+                    (&pat_bytes[start..end], &pat_around[pid as usize])
+                };
+                let entry = pattern_ids.entry(
+                    hash(&p.bytes, &around),
+                    |&pid| pattern(pid) == (&p.bytes[..], &around),
+                    |&pid| {
+                        let (b, a) = pattern(pid);
+                        hash(b, a)
+                    },
+                );
+                let pid = match entry {
+                    hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
+                    hashbrown::hash_table::Entry::Vacant(v) => {
+                        v.insert(next);
                         pat_bytes.extend_from_slice(&p.bytes);
                         pat_ends.push(pat_bytes.len() as u32);
                         pat_around.push(around);
                         next
-                    });
+                    }
+                };
                 by_pattern.push((
                     pid,
                     AnchorRef {
@@ -440,25 +476,23 @@ impl NdbSet {
             *at += 1;
         }
         drop(next_slot);
-        let refs: Vec<AnchorRef> = slots.into_iter().flatten().collect();
-        let patterns: Vec<Pattern<'_>> = pat_ends
-            .iter()
-            .zip(&pat_around)
-            .scan(
-                0usize,
-                |start, (&end, &(after, after_mask, before, before_mask))| {
-                    let anchor = pat_bytes.get(*start..end as usize).unwrap_or(&[]);
-                    *start = end as usize;
-                    Some(Pattern {
-                        anchor,
-                        after,
-                        after_mask,
-                        before,
-                        before_mask,
-                    })
-                },
-            )
-            .collect();
+        // Sized up front: collecting through `flatten` and `scan` (no
+        // lower bound) grew both by doubling, a tenth of building the set.
+        let mut refs: Vec<AnchorRef> = Vec::with_capacity(slots.len());
+        refs.extend(slots.into_iter().flatten());
+        let mut patterns: Vec<Pattern<'_>> = Vec::with_capacity(pat_ends.len());
+        let mut start = 0usize;
+        for (&end, &(after, after_mask, before, before_mask)) in pat_ends.iter().zip(&pat_around) {
+            let anchor = pat_bytes.get(start..end as usize).unwrap_or(&[]);
+            start = end as usize;
+            patterns.push(Pattern {
+                anchor,
+                after,
+                after_mask,
+                before,
+                before_mask,
+            });
+        }
         let index = GramIndex::build_with(&patterns);
         drop(patterns);
         let needs_layout = metas
@@ -554,7 +588,6 @@ impl NdbSet {
         w.put(&self.refs)?;
         w.put(self)
     }
-
     /// A set [`NdbSet::write_cache`] wrote. The refs are decoded on a
     /// second thread while this one reads and decodes the rest: the two
     /// halves take about as long each, and decoding was most of a warm

@@ -643,11 +643,17 @@ fn push_gap(elems: &mut Vec<Elem>, min: u64, max: Option<u64>) {
     }
 }
 
-fn push_byte(elems: &mut Vec<Elem>, b: ByteM) {
+/// Append `b` (parsed from the start of `hex`, the rest of the field) to
+/// the sequence being built, or start one with room for the rest of the
+/// field: the parsed elements are transient (anchoring copies what it
+/// keeps), and growing each sequence byte by byte was half of parsing.
+fn push_byte(elems: &mut Vec<Elem>, b: ByteM, hex: &[u8]) {
     if let Some(Elem::Seq(v)) = elems.last_mut() {
         v.push(b);
     } else {
-        elems.push(Elem::Seq(vec![b]));
+        let mut v = Vec::with_capacity((hex.len() / 2).max(1));
+        v.push(b);
+        elems.push(Elem::Seq(v));
     }
 }
 
@@ -731,7 +737,7 @@ fn parse_hex_with(s: &[u8], classes: bool) -> Result<Vec<Elem>, NdbLineError> {
                         String::from_utf8_lossy(&s[i..i + 2])
                     ))
                 })?;
-                push_byte(&mut elems, b);
+                push_byte(&mut elems, b, &s[i..]);
                 i += 2;
             }
         }
