@@ -71,6 +71,12 @@ fn split_parts(elems: &[Elem]) -> Option<(Vec<anchor::Piece>, Vec<LaterPart>)> {
         // One part (most signatures): anchored in place, nothing copied.
         return anchor::choose(elems).map(|p| (p, Vec::new()));
     }
+    split_groups(elems)
+}
+
+/// [`split_parts`] for elements with unbounded gaps: each part copied out
+/// and anchored on its own.
+fn split_groups(elems: &[Elem]) -> Option<(Vec<anchor::Piece>, Vec<LaterPart>)> {
     let mut groups: Vec<(u64, Vec<Elem>)> = vec![(0, Vec::new())];
     for e in elems {
         match e {
@@ -1209,6 +1215,23 @@ mod tests {
             }
         }
         s
+    }
+
+    #[test]
+    fn single_part_signatures_anchor_as_the_general_split_does() {
+        let mut r = Rng(0x0bad_cafe_f00d_1234);
+        let alphabet = [0x00, 0x00, 0xff, 0x48, 0x89, 0xe5, 0x41, 0x0f, 0x61, 0x20];
+        let mut compared = 0;
+        for _ in 0..2000 {
+            let Ok(e) = parse::parse_hex(random_sig(&mut r, &alphabet).as_bytes()) else {
+                continue;
+            };
+            let fast = split_parts(&e).map(|(p, rest)| (p, rest.len()));
+            let general = split_groups(&e).map(|(p, rest)| (p, rest.len()));
+            assert_eq!(fast, general, "{e:?}");
+            compared += usize::from(fast.is_some());
+        }
+        assert!(compared > 1000, "only {compared} signatures anchored");
     }
 
     /// Whether `elems` match anywhere in `data`, by trying every start
