@@ -130,6 +130,18 @@ fn split_groups(elems: &[Elem]) -> Option<(Vec<anchor::Piece>, Vec<LaterPart>)> 
     Some((first, rest))
 }
 
+/// Pattern `pid`'s anchor bytes: `pat_bytes` holds every pattern's bytes
+/// one after another, `pat_ends` where each ends.
+fn pattern_bytes<'a>(pat_bytes: &'a [u8], pat_ends: &[u32], pid: u32) -> &'a [u8] {
+    let p = pid as usize;
+    let start = match p.checked_sub(1) {
+        Some(prev) => pat_ends[prev] as usize,
+        None => 0,
+    };
+    let end = pat_ends.get(p).map_or(start, |&e| e as usize);
+    pat_bytes.get(start..end).unwrap_or(&[])
+}
+
 /// The bytes a signature has right after its anchor (its `suffix`), as far
 /// as their positions are fixed: up to eight (value, mask) pairs, mask 0
 /// where any byte matches. On the reversed prefix (`prefix_rev`): the
@@ -427,12 +439,10 @@ impl NdbSet {
                 let (before, before_mask) = after_bytes(&p.prefix_rev);
                 let around = (after, after_mask, before, before_mask);
                 let pattern = |pid: u32| {
-                    let end = pat_ends[pid as usize] as usize;
-                    let start = match pid.checked_sub(1) {
-                        Some(prev) => pat_ends[prev as usize] as usize,
-                        None => 0,
-                    };
-                    (&pat_bytes[start..end], &pat_around[pid as usize])
+                    (
+                        pattern_bytes(&pat_bytes, &pat_ends, pid),
+                        &pat_around[pid as usize],
+                    )
                 };
                 let entry = pattern_ids.entry(
                     hash(&p.bytes, &around),
@@ -482,23 +492,20 @@ impl NdbSet {
             *at += 1;
         }
         drop(next_slot);
-        // Sized up front: collecting through `flatten` and `scan` (no
-        // lower bound) grew both by doubling, a tenth of building the set.
+        // Sized up front: collecting through `flatten` (no lower bound)
+        // grew it by doubling, a tenth of building the set.
         let mut refs: Vec<AnchorRef> = Vec::with_capacity(slots.len());
         refs.extend(slots.into_iter().flatten());
-        let mut patterns: Vec<Pattern<'_>> = Vec::with_capacity(pat_ends.len());
-        let mut start = 0usize;
-        for (&end, &(after, after_mask, before, before_mask)) in pat_ends.iter().zip(&pat_around) {
-            let anchor = pat_bytes.get(start..end as usize).unwrap_or(&[]);
-            start = end as usize;
-            patterns.push(Pattern {
-                anchor,
+        let patterns: Vec<Pattern<'_>> = (0..pat_ends.len() as u32)
+            .zip(&pat_around)
+            .map(|(pid, &(after, after_mask, before, before_mask))| Pattern {
+                anchor: pattern_bytes(&pat_bytes, &pat_ends, pid),
                 after,
                 after_mask,
                 before,
                 before_mask,
-            });
-        }
+            })
+            .collect();
         let index = GramIndex::build_with(&patterns);
         drop(patterns);
         let needs_layout = metas
@@ -519,14 +526,7 @@ impl NdbSet {
     }
 
     fn pattern(&self, pid: u32) -> &[u8] {
-        let p = pid as usize;
-        let start = if p == 0 {
-            0
-        } else {
-            self.pat_ends[p - 1] as usize
-        };
-        let end = self.pat_ends.get(p).map_or(start, |&e| e as usize);
-        self.pat_bytes.get(start..end).unwrap_or(&[])
+        pattern_bytes(&self.pat_bytes, &self.pat_ends, pid)
     }
 
     /// A set with no signatures.
@@ -594,6 +594,7 @@ impl NdbSet {
         w.put(&self.refs)?;
         w.put(self)
     }
+
     /// A set [`NdbSet::write_cache`] wrote. The refs are decoded on a
     /// second thread while this one reads and decodes the rest: the two
     /// halves take about as long each, and decoding was most of a warm
