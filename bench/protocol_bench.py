@@ -23,6 +23,12 @@ client's (children's rusage for the Rust client, its own for Python).
 
 Usage: protocol_bench.py --moat PATH --sigs DIR --corpus DIR [--conc 1,8]
                          [--max-files N] [--skip icap] [--client rust|python]
+                         [--moat-sigs DIR]
+
+`--moat-sigs DIR` gives moat another signature set than the references (an
+empty directory: the builtin EICAR signature only). That measures moat's
+per-file cost with (almost) no matching, the floor under any matcher work;
+detections then differ from the references and are reported as such.
 """
 import argparse
 import json
@@ -317,7 +323,10 @@ def main():
     ap.add_argument("--skip", default="", help="icap and/or clamd")
     ap.add_argument("--client", default="rust", choices=["rust", "python"],
                     help="load client: bench/protocol_client.rs compiled with rustc (default), or Python threads")
+    ap.add_argument("--moat-sigs", default=None,
+                    help="signatures for moat's servers only (default: --sigs); an empty directory measures the floor")
     a = ap.parse_args()
+    moat_sigs = a.moat_sigs or a.sigs
     skip = set(filter(None, a.skip.split(",")))
     files = sorted(os.path.join(r, f) for r, _, fs in os.walk(a.corpus) for f in fs if f != "manifest.json")
     mpath = os.path.join(a.corpus, "manifest.json")
@@ -329,6 +338,8 @@ def main():
     concs = [int(c) for c in a.conc.split(",")]
     print(f"corpus: {len(files)} files, {size / 1e6:.1f} MB; signatures: {a.sigs}; "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; client {a.client}", flush=True)
+    if moat_sigs != a.sigs:
+        print(f"moat's servers use other signatures: {moat_sigs} (detections will differ)", flush=True)
 
     work = tempfile.mkdtemp(prefix="moat-protobench-")
     procs = []
@@ -347,7 +358,7 @@ def main():
         procs.append(pc)
         env = dict(os.environ, MOAT__SERVER__CACHE="false", MOAT_LOG="warn")
         pm = subprocess.Popen([a.moat, "clamd", "--listen", f"127.0.0.1:{mport}", "--data-dir", f"{work}/mc",
-                               "--signatures", a.sigs], env=env, stdout=subprocess.DEVNULL,
+                               "--signatures", moat_sigs], env=env, stdout=subprocess.DEVNULL,
                               stderr=open(f"{work}/moat-clamd.log", "w"))
         procs.append(pm)
         load_c = wait_port("clamd", cport, lambda p: b"PONG" in clamd_ping(p), pc)
@@ -408,7 +419,7 @@ def main():
                                   stderr=open(f"{work}/c-icap.stderr", "w"))
             procs.append(pi)
             pmi = subprocess.Popen([a.moat, "icap", "--listen", f"127.0.0.1:{miport}", "--data-dir",
-                                    f"{work}/mi", "--signatures", a.sigs], env=env,
+                                    f"{work}/mi", "--signatures", moat_sigs], env=env,
                                    stdout=subprocess.DEVNULL, stderr=open(f"{work}/moat-icap.log", "w"))
             procs.append(pmi)
 
