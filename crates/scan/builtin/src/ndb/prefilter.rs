@@ -162,16 +162,26 @@ struct ShortEntry {
     covers: bool,
 }
 
+/// The four words both kinds of entry begin with (`tail`, `mask`, `pre`,
+/// `pre_mask`), at bytes 0..32 of their cache record.
+fn put_masks(f: &mut crate::cache::codec::FieldsMut<'_>, words: [u64; 4]) {
+    for (k, w) in words.into_iter().enumerate() {
+        f.set(8 * k, w);
+    }
+}
+
+/// The words [`put_masks`] wrote.
+fn get_masks(r: &crate::cache::codec::Fields<'_>) -> [u64; 4] {
+    std::array::from_fn(|k| r.at(8 * k))
+}
+
 /// Fixed-size records in the compiled-set cache: decoded in one pass, where
 /// postcard's varints of four 64-bit masks each were a tenth of a warm load.
 impl crate::cache::codec::Word for GramEntry {
     const SIZE: usize = 4 * 8 + 3 * 4 + 2;
     fn put(self, out: &mut [u8]) {
         let mut f = crate::cache::codec::FieldsMut(out);
-        f.set(0, self.tail);
-        f.set(8, self.mask);
-        f.set(16, self.pre);
-        f.set(24, self.pre_mask);
+        put_masks(&mut f, [self.tail, self.mask, self.pre, self.pre_mask]);
         f.set(32, self.gram);
         f.set(36, self.tail_lo);
         f.set(40, self.pid);
@@ -180,11 +190,12 @@ impl crate::cache::codec::Word for GramEntry {
     }
     fn get(b: &[u8]) -> GramEntry {
         let r = crate::cache::codec::Fields(b);
+        let [tail, mask, pre, pre_mask] = get_masks(&r);
         GramEntry {
-            tail: r.at(0),
-            mask: r.at(8),
-            pre: r.at(16),
-            pre_mask: r.at(24),
+            tail,
+            mask,
+            pre,
+            pre_mask,
             gram: r.at(32),
             tail_lo: r.at(36),
             pid: r.at(40),
@@ -198,21 +209,19 @@ impl crate::cache::codec::Word for ShortEntry {
     const SIZE: usize = 4 * 8 + 4 + 2 + 1;
     fn put(self, out: &mut [u8]) {
         let mut f = crate::cache::codec::FieldsMut(out);
-        f.set(0, self.tail);
-        f.set(8, self.mask);
-        f.set(16, self.pre);
-        f.set(24, self.pre_mask);
+        put_masks(&mut f, [self.tail, self.mask, self.pre, self.pre_mask]);
         f.set(32, self.pid);
         f.set(36, self.key);
         out[38] = u8::from(self.covers);
     }
     fn get(b: &[u8]) -> ShortEntry {
         let r = crate::cache::codec::Fields(b);
+        let [tail, mask, pre, pre_mask] = get_masks(&r);
         ShortEntry {
-            tail: r.at(0),
-            mask: r.at(8),
-            pre: r.at(16),
-            pre_mask: r.at(24),
+            tail,
+            mask,
+            pre,
+            pre_mask,
             pid: r.at(32),
             key: r.at(36),
             covers: b[38] != 0,
