@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(sig) = parse_ndb_bytes(data) else {
         return;
     };
-    let Ok(compiled) = compile(&sig, 0) else {
+    let Ok(compiled) = compile(sig, 0) else {
         return;
     };
     let set = NdbSet::build(vec![compiled]);

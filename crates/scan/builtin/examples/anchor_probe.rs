@@ -29,15 +29,17 @@ fn walk(p: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Up to eight (value, mask) bytes right after an anchor, from the suffix
-/// of the signature (as `NdbSet` gives them to the index).
-fn after(suffix: &[Elem]) -> ([u8; 8], [u8; 8]) {
+/// Up to eight (value, mask) bytes right after an anchor, from the part's
+/// elements from position `(ei, off)` on (as `NdbSet` gives them to the
+/// index).
+fn after(elems: &[Elem], (ei, off): (usize, usize)) -> ([u8; 8], [u8; 8]) {
     let (mut v, mut m) = ([0u8; 8], [0u8; 8]);
     let mut k = 0usize;
-    for e in suffix {
+    for (i, e) in elems.iter().enumerate().skip(ei) {
         match e {
             Elem::Seq(bytes) => {
-                for b in bytes.iter().take(8usize.saturating_sub(k)) {
+                let from = if i == ei { off } else { 0 };
+                for b in bytes.iter().skip(from).take(8usize.saturating_sub(k)) {
                     v[k] = b.val & b.mask;
                     m[k] = b.mask;
                     k += 1;
@@ -77,19 +79,18 @@ fn main() {
     let mut unanchored = 0;
     for (i, l) in text.lines().enumerate() {
         let Ok(s) = parse_ndb_line(l) else { continue };
-        let Ok(c) = compile(&s, i as u32) else {
+        let Ok(c) = compile(s, i as u32) else {
             unanchored += 1;
             continue;
         };
-        let all = c
-            .pieces
-            .iter()
-            .chain(c.rest.iter().flat_map(|r| r.pieces.iter()));
-        for p in all {
+        let all = std::iter::once((&c.elems, &c.pieces))
+            .chain(c.rest.iter().map(|r| (&r.elems, &r.pieces)))
+            .flat_map(|(elems, pieces)| pieces.iter().map(move |p| (elems, p)));
+        for (elems, p) in all {
             let n = pats.len() as u32;
-            let a = after(&p.suffix);
-            let id = *ids.entry((p.bytes.clone(), a)).or_insert_with(|| {
-                pats.push(p.bytes.clone());
+            let a = after(elems, p.right);
+            let id = *ids.entry((p.bytes().to_vec(), a)).or_insert_with(|| {
+                pats.push(p.bytes().to_vec());
                 afters.push(a);
                 n
             });

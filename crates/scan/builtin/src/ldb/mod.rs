@@ -319,17 +319,6 @@ fn case_pieces(elems: &[Elem]) -> Option<Vec<anchor::Piece>> {
         return None;
     };
     let window = &v[s..s + w];
-    let mut prefix: Vec<Elem> = elems[..ei].to_vec();
-    if s > 0 {
-        prefix.push(Elem::Seq(v[..s].to_vec()));
-    }
-    let mut suffix: Vec<Elem> = Vec::new();
-    if s + w < v.len() {
-        suffix.push(Elem::Seq(v[s + w..].to_vec()));
-    }
-    suffix.extend_from_slice(&elems[ei + 1..]);
-    let prefix_rev: Box<[Elem]> = anchor::reverse(&prefix).into();
-    let suffix: Box<[Elem]> = suffix.into();
     let mut variants: Vec<Vec<u8>> = vec![Vec::with_capacity(w)];
     for &b in window {
         if is_nocase_letter(b) {
@@ -349,16 +338,10 @@ fn case_pieces(elems: &[Elem]) -> Option<Vec<anchor::Piece>> {
             }
         }
     }
-    Some(
-        variants
-            .into_iter()
-            .map(|bytes| anchor::Piece {
-                bytes,
-                prefix_rev: prefix_rev.clone(),
-                suffix: suffix.clone(),
-            })
-            .collect(),
-    )
+    variants
+        .iter()
+        .map(|bytes| anchor::Piece::new(bytes, (ei, s), (ei, s + w)))
+        .collect()
 }
 
 /// One compiled form of a body subsignature (the wide and the ASCII form
@@ -382,6 +365,8 @@ fn compile_variant(
     } else {
         elems
     };
+    // Kept for the case-insensitive anchors when no exact one exists.
+    let fallback = case_insensitive.then(|| elems.clone());
     let nsig = NdbSignature {
         name: b"",
         target,
@@ -389,15 +374,16 @@ fn compile_variant(
         elems,
         edges: ndb::Edges::default(),
     };
-    match ndb::compile(&nsig, 0) {
+    match ndb::compile(nsig, 0) {
         Ok(c) => Ok(c),
         Err(NdbLineError::Unsupported("ndb_no_anchor")) if case_insensitive => {
-            let pieces =
-                case_pieces(&nsig.elems).ok_or(NdbLineError::Unsupported("ldb_no_anchor"))?;
+            let elems = fallback.unwrap_or_default();
+            let pieces = case_pieces(&elems).ok_or(NdbLineError::Unsupported("ldb_no_anchor"))?;
             Ok(CompiledSig {
                 name: 0,
                 target,
                 offset,
+                elems,
                 pieces,
                 rest: Vec::new(),
                 all_matches: true,
@@ -592,8 +578,8 @@ mod tests {
         assert_eq!(c.body.len(), 1);
         let pieces = &c.body[0].sig.pieces;
         assert_eq!(pieces.len(), 16);
-        assert!(pieces.iter().any(|p| p.bytes == b"hell"));
-        assert!(pieces.iter().any(|p| p.bytes == b"HELL"));
+        assert!(pieces.iter().any(|p| p.bytes() == b"hell"));
+        assert!(pieces.iter().any(|p| p.bytes() == b"HELL"));
         let wa = compile_line(b"N;Target:0;0;68656c6c6f::wa", 0).unwrap();
         assert_eq!(wa.body.len(), 2);
         assert!(wa.body[0].wide && !wa.body[1].wide);

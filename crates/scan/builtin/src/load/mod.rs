@@ -363,9 +363,10 @@ impl BlockOut {
                     }
                 }
             },
-            Kind::Ndb => match parse_ndb_bytes(line)
-                .and_then(|s| ndb::compile(&s, 0).map(|c| (s.name, c)))
-            {
+            Kind::Ndb => match parse_ndb_bytes(line).and_then(|s| {
+                let name = s.name;
+                ndb::compile(s, 0).map(|c| (name, c))
+            }) {
                 Err(NdbLineError::Unsupported(k)) => *self.unsupported.entry(k).or_default() += 1,
                 Err(NdbLineError::Malformed(m)) => self.error(local, m),
                 Ok((name, _)) if self.ignored(ign, name, raw) => {}

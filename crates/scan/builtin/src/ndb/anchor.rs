@@ -17,14 +17,36 @@ pub const MAX_ALT_ANCHOR: usize = 16;
 /// Most alternatives a group may have to be expanded into anchors.
 const MAX_EXPANDED_ALTS: usize = 16;
 
-/// One anchor of a signature and the rest of the signature around it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One anchor of a signature, and where the rest of the signature lies
+/// around it: the elements before `left` are verified backwards from the
+/// anchor's start, those from `right` on forwards from its end. A position
+/// is (element, byte of a `Seq`) in the element list the anchor was chosen
+/// from; the set copies both sides into its pool ([`super::pool`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Piece {
-    pub bytes: Vec<u8>,
-    /// The elements before the anchor, last first, each reversed.
-    pub prefix_rev: Box<[Elem]>,
-    /// The elements after the anchor.
-    pub suffix: Box<[Elem]>,
+    bytes: [u8; MAX_ALT_ANCHOR],
+    len: u8,
+    pub left: (usize, usize),
+    pub right: (usize, usize),
+}
+
+impl Piece {
+    /// `None` when `bytes` is longer than any anchor ([`MAX_ALT_ANCHOR`]).
+    pub fn new(bytes: &[u8], left: (usize, usize), right: (usize, usize)) -> Option<Piece> {
+        let mut b = [0u8; MAX_ALT_ANCHOR];
+        b.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(Piece {
+            bytes: b,
+            len: bytes.len() as u8,
+            left,
+            right,
+        })
+    }
+
+    /// The anchor's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 }
 
 /// How rare each byte is in files: `-8 * log2` of its frequency (eighths
@@ -87,11 +109,13 @@ fn set_score(worst: u32, n: usize) -> u32 {
 }
 
 /// Reverse a run of elements (for backward verification).
+#[cfg(test)]
 pub fn reverse(elems: &[Elem]) -> Vec<Elem> {
     elems.iter().rev().map(reverse_elem).collect()
 }
 
 /// One element read backwards.
+#[cfg(test)]
 fn reverse_elem(e: &Elem) -> Elem {
     match e {
         Elem::Seq(v) => Elem::Seq(v.iter().rev().copied().collect()),
@@ -113,8 +137,10 @@ fn reverse_elem(e: &Elem) -> Elem {
 }
 
 /// The elements before position (`ei`, byte `off` of a `Seq`), reversed:
-/// nearest first, each read backwards.
-fn prefix_rev(elems: &[Elem], ei: usize, off: usize) -> Box<[Elem]> {
+/// nearest first, each read backwards (as [`super::pool::Pool::push_prefix_rev`]
+/// pools them).
+#[cfg(test)]
+pub(crate) fn prefix_rev(elems: &[Elem], ei: usize, off: usize) -> Box<[Elem]> {
     let before = &elems[..ei.min(elems.len())];
     let mut out = Vec::with_capacity(before.len() + 1);
     match elems.get(ei) {
@@ -127,8 +153,10 @@ fn prefix_rev(elems: &[Elem], ei: usize, off: usize) -> Box<[Elem]> {
     out.into_boxed_slice()
 }
 
-/// Elements from position (`ei`, byte `off` of a `Seq`) on.
-fn suffix(elems: &[Elem], ei: usize, off: usize) -> Box<[Elem]> {
+/// Elements from position (`ei`, byte `off` of a `Seq`) on (as
+/// [`super::pool::Pool::push_suffix`] pools them).
+#[cfg(test)]
+pub(crate) fn suffix(elems: &[Elem], ei: usize, off: usize) -> Box<[Elem]> {
     let Some(first) = elems.get(ei) else {
         return Box::default();
     };
@@ -143,14 +171,6 @@ fn suffix(elems: &[Elem], ei: usize, off: usize) -> Box<[Elem]> {
     }
     out.extend_from_slice(&elems[ei + 1..]);
     out.into_boxed_slice()
-}
-
-fn piece(elems: &[Elem], bytes: Vec<u8>, left: (usize, usize), right: (usize, usize)) -> Piece {
-    Piece {
-        bytes,
-        prefix_rev: prefix_rev(elems, left.0, left.1),
-        suffix: suffix(elems, right.0, right.1),
-    }
 }
 
 /// The best fixed window: (score, element, start, len). Windows are up
@@ -286,25 +306,28 @@ pub fn choose(elems: &[Elem]) -> Option<Vec<Piece>> {
         .max_by_key(|a| a.score);
     let alt_pieces = |a: AltAnchors| {
         a.anchors
-            .into_iter()
-            .map(|bytes| piece(elems, bytes, a.left, a.right))
+            .iter()
+            .map(|bytes| Piece::new(bytes, a.left, a.right))
             .collect()
     };
     match (fixed, alt) {
-        (Some((fsc, ..)), Some(a)) if a.score > fsc => Some(alt_pieces(a)),
-        (Some((_, ei, s, w)), _) => Some(vec![fixed_piece(elems, ei, s, w)]),
-        (None, Some(a)) => Some(alt_pieces(a)),
+        (Some((fsc, ..)), Some(a)) if a.score > fsc => alt_pieces(a),
+        (Some((_, ei, s, w)), _) => Some(vec![fixed_piece(elems, ei, s, w)?]),
+        (None, Some(a)) => alt_pieces(a),
         (None, None) => None,
     }
 }
 
-fn fixed_piece(elems: &[Elem], ei: usize, s: usize, w: usize) -> Piece {
-    let Elem::Seq(v) = &elems[ei] else {
-        // best_fixed only returns Seq elements.
-        return piece(elems, Vec::new(), (ei, 0), (ei, 0));
+fn fixed_piece(elems: &[Elem], ei: usize, s: usize, w: usize) -> Option<Piece> {
+    // best_fixed only returns windows of Seq elements.
+    let Elem::Seq(v) = elems.get(ei)? else {
+        return None;
     };
-    let bytes = v[s..s + w].iter().map(|b| b.val).collect();
-    piece(elems, bytes, (ei, s), (ei, s + w))
+    let mut bytes = [0u8; MAX_RUN];
+    for (o, b) in bytes.iter_mut().zip(v.get(s..s + w)?) {
+        *o = b.val;
+    }
+    Piece::new(bytes.get(..w)?, (ei, s), (ei, s + w))
 }
 
 #[cfg(test)]
@@ -318,12 +341,11 @@ mod tests {
         let p = choose(&e).unwrap();
         assert_eq!(p.len(), 1);
         // The rarest window of the letters, not the zeros.
-        assert_eq!(p[0].bytes, b"CDEFGHIJ");
-        assert!(p[0].suffix.is_empty());
+        assert_eq!(p[0].bytes(), b"CDEFGHIJ");
+        assert!(suffix(&e, p[0].right.0, p[0].right.1).is_empty());
         // Prefix reversed: "BA", the ??, then 8 zeros.
-        let Elem::Seq(pre) = &p[0].prefix_rev[0] else {
-            panic!()
-        };
+        let pre = prefix_rev(&e, p[0].left.0, p[0].left.1);
+        let Elem::Seq(pre) = &pre[0] else { panic!() };
         assert_eq!(pre.len(), 11);
         assert_eq!(pre[0], ByteM::exact(b'B'));
         assert_eq!(pre[2].mask, 0);
@@ -349,7 +371,7 @@ mod tests {
         // are rare, even if that leaves the anchor only four bytes.
         let e = parse_hex(b"00000000ffffffff4889e5c3").unwrap();
         let p = choose(&e).unwrap();
-        assert_eq!(p[0].bytes, [0x48, 0x89, 0xe5, 0xc3]);
+        assert_eq!(p[0].bytes(), [0x48, 0x89, 0xe5, 0xc3]);
         assert!(score(b"\0\0\0\0") < score(b"\xff\xff\xff\xff"));
         assert!(score(b"\xff\xff\xff\xff") < score(b"AZq~"));
         // A 4-byte key always beats a 2-byte one of the same bytes.
@@ -361,7 +383,7 @@ mod tests {
         let e = parse_hex(b"aa(bb|cc)dd").unwrap();
         // Fixed runs are single bytes: the alternative group is widened.
         let p = choose(&e).unwrap();
-        let mut anchors: Vec<Vec<u8>> = p.iter().map(|p| p.bytes.clone()).collect();
+        let mut anchors: Vec<Vec<u8>> = p.iter().map(|p| p.bytes().to_vec()).collect();
         anchors.sort();
         assert_eq!(
             anchors,
@@ -369,7 +391,8 @@ mod tests {
         );
         assert!(
             p.iter()
-                .all(|p| p.prefix_rev.is_empty() && p.suffix.is_empty())
+                .all(|p| prefix_rev(&e, p.left.0, p.left.1).is_empty()
+                    && suffix(&e, p.right.0, p.right.1).is_empty())
         );
     }
 

@@ -8,7 +8,8 @@
 //! offset. Work is counted so that a pathological signature cannot outlive
 //! the scan deadline.
 
-use super::parse::{ByteM, Elem};
+use super::parse::ByteM;
+use super::pool::{PElem, Pool};
 use moat_core::{Blob, EngineError};
 use std::time::Instant;
 
@@ -168,39 +169,41 @@ fn seq_matches(cur: &mut Cursor<'_>, dir: &Dir, v: &[ByteM], k: u64) -> Result<b
 fn walk(
     cur: &mut Cursor<'_>,
     dir: &Dir,
-    elems: &[Elem],
+    pool: &Pool,
+    elems: &[PElem],
     k: u64,
 ) -> Result<Option<u64>, EngineError> {
     cur.tick()?;
     let Some((first, rest)) = elems.split_first() else {
         return Ok((k >= dir.lo && k <= dir.hi).then_some(k));
     };
-    match first {
-        Elem::Seq(v) => {
+    match *first {
+        PElem::Seq(s) => {
+            let v = pool.seq(s);
             if !seq_matches(cur, dir, v, k)? {
                 return Ok(None);
             }
-            walk(cur, dir, rest, k + v.len() as u64)
+            walk(cur, dir, pool, rest, k + v.len() as u64)
         }
-        Elem::Alt(alts) => {
-            for a in alts {
+        PElem::Alt(alts) => {
+            for a in pool.alts(alts) {
                 if seq_matches(cur, dir, a, k)?
-                    && let Some(e) = walk(cur, dir, rest, k + a.len() as u64)?
+                    && let Some(e) = walk(cur, dir, pool, rest, k + a.len() as u64)?
                 {
                     return Ok(Some(e));
                 }
             }
             Ok(None)
         }
-        Elem::NotAlt(alts) => {
-            let n = alts.first().map_or(1, Vec::len) as u64;
+        PElem::NotAlt(alts) => {
+            let n = pool.alts(alts).next().map_or(1, <[ByteM]>::len) as u64;
             if k + n > dir.avail {
                 return Ok(None);
             }
-            for a in alts {
+            for a in pool.alts(alts) {
                 let mut eq = true;
-                for (i, &want) in a.iter().enumerate() {
-                    if byte(cur, dir, k + i as u64)? != Some(want) {
+                for (i, want) in a.iter().enumerate() {
+                    if byte(cur, dir, k + i as u64)? != Some(want.val) {
                         eq = false;
                         break;
                     }
@@ -209,10 +212,11 @@ fn walk(
                     return Ok(None);
                 }
             }
-            walk(cur, dir, rest, k + n)
+            walk(cur, dir, pool, rest, k + n)
         }
-        Elem::Gap { min, max } => {
-            let from = k.saturating_add(*min);
+        PElem::Gap(g) => {
+            let (min, max) = pool.gap(g);
+            let from = k.saturating_add(min);
             let to = max.map_or(dir.avail, |m| k.saturating_add(m).min(dir.avail));
             if from > to {
                 return Ok(None);
@@ -223,7 +227,7 @@ fn walk(
                 return Ok((first <= to.min(dir.hi)).then_some(first));
             }
             let lead = match rest.first() {
-                Some(Elem::Seq(v)) => v.first().filter(|b| b.is_exact()).map(|b| b.val),
+                Some(&PElem::Seq(s)) => pool.seq(s).first().filter(|b| b.is_exact()).map(|b| b.val),
                 _ => None,
             };
             let mut j = from;
@@ -239,7 +243,7 @@ fn walk(
                         Some(_) => {}
                     }
                 }
-                if let Some(e) = walk(cur, dir, rest, j)? {
+                if let Some(e) = walk(cur, dir, pool, rest, j)? {
                     return Ok(Some(e));
                 }
                 j += 1;
@@ -252,12 +256,14 @@ fn walk(
 /// Where the signature matches with its anchor at `start..start+anchor_len`
 /// and its match start inside `start_lo..=start_hi`: `(match start, match
 /// end)` (end exclusive) of the first way found, `None` when it does not.
+#[allow(clippy::too_many_arguments)] // the anchor hit, its two sides and the start range
 pub fn verify(
     cur: &mut Cursor<'_>,
     start: u64,
     anchor_len: u64,
-    prefix_rev: &[Elem],
-    suffix: &[Elem],
+    pool: &Pool,
+    prefix_rev: &[PElem],
+    suffix: &[PElem],
     start_lo: u64,
     start_hi: u64,
 ) -> Result<Option<(u64, u64)>, EngineError> {
@@ -272,7 +278,7 @@ pub fn verify(
         lo: start.saturating_sub(start_hi),
         hi: start - start_lo,
     };
-    let Some(kb) = walk(cur, &back, prefix_rev, 0)? else {
+    let Some(kb) = walk(cur, &back, pool, prefix_rev, 0)? else {
         return Ok(None);
     };
     let end = start + anchor_len;
@@ -283,5 +289,5 @@ pub fn verify(
         lo: 0,
         hi: u64::MAX,
     };
-    Ok(walk(cur, &fwd, suffix, 0)?.map(|kf| (start - kb, end + kf)))
+    Ok(walk(cur, &fwd, pool, suffix, 0)?.map(|kf| (start - kb, end + kf)))
 }

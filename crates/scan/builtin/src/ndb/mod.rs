@@ -2,15 +2,18 @@
 //!
 //! * [`parse`]: the line syntax;
 //! * [`anchor`]: picking the literal each signature is found by;
+//! * [`pool`]: the elements around every anchor, in flat arrays;
 //! * [`matcher`]: verifying a whole signature around an anchor hit.
 //!
 //! [`NdbSet`] holds every loaded signature: a [`prefilter::GramIndex`] over
 //! the distinct anchors, and for each anchor the signatures (and the rest of
-//! each signature around it) to verify when it is found.
+//! each signature around it, spans of its [`pool::Pool`]) to verify when it
+//! is found.
 
 pub mod anchor;
 pub mod matcher;
 pub mod parse;
+pub mod pool;
 pub mod prefilter;
 
 pub use matcher::Cursor;
@@ -20,6 +23,7 @@ pub use parse::{
 };
 
 use moat_core::EngineError;
+use pool::{PElem, Pool, Span};
 use prefilter::{GramIndex, Pattern};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -32,8 +36,10 @@ pub struct CompiledSig {
     pub name: u32,
     pub target: Target,
     pub offset: Offset,
-    /// Anchors of the signature's first part (the whole signature unless it
-    /// has unbounded gaps, `*` or `{n-}`).
+    /// The elements of the signature's first part (the whole signature
+    /// unless it has unbounded gaps, `*` or `{n-}`).
+    pub elems: Vec<Elem>,
+    /// Anchors of the first part, by position in `elems`.
     pub pieces: Vec<anchor::Piece>,
     /// The parts after each unbounded gap, in order, each found by anchors
     /// of its own and matched in order (as ClamAV splits at `*`), so that a
@@ -53,8 +59,12 @@ pub struct LaterPart {
     /// The gap's minimum: the part starts at least this far after the
     /// previous part's end.
     pub min_gap: u64,
+    pub elems: Vec<Elem>,
     pub pieces: Vec<anchor::Piece>,
 }
+
+/// A signature's first part: its elements and their anchors.
+type FirstPart = (Vec<Elem>, Vec<anchor::Piece>);
 
 /// Most parts a signature is split into; further unbounded gaps stay
 /// inside the last part (walked by the verifier).
@@ -63,20 +73,21 @@ const MAX_PARTS: usize = 64;
 /// Split `elems` at unbounded gaps into parts that each have an anchor: a
 /// part without one is joined to its neighbour (the gap then walked by the
 /// verifier). `None` when no part has an anchor.
-fn split_parts(elems: &[Elem]) -> Option<(Vec<anchor::Piece>, Vec<LaterPart>)> {
+fn split_parts(elems: Vec<Elem>) -> Option<(FirstPart, Vec<LaterPart>)> {
     if !elems
         .iter()
         .any(|e| matches!(e, Elem::Gap { max: None, .. }))
     {
         // One part (most signatures): anchored in place, nothing copied.
-        return anchor::choose(elems).map(|p| (p, Vec::new()));
+        let pieces = anchor::choose(&elems)?;
+        return Some(((elems, pieces), Vec::new()));
     }
-    split_groups(elems)
+    split_groups(&elems)
 }
 
 /// [`split_parts`] for elements with unbounded gaps: each part copied out
 /// and anchored on its own.
-fn split_groups(elems: &[Elem]) -> Option<(Vec<anchor::Piece>, Vec<LaterPart>)> {
+fn split_groups(elems: &[Elem]) -> Option<(FirstPart, Vec<LaterPart>)> {
     let mut groups: Vec<(u64, Vec<Elem>)> = vec![(0, Vec::new())];
     for e in elems {
         match e {
@@ -123,11 +134,15 @@ fn split_groups(elems: &[Elem]) -> Option<(Vec<anchor::Piece>, Vec<LaterPart>)> 
         return None;
     }
     let mut parts = out.into_iter();
-    let (_, _, first) = parts.next()?;
+    let (_, first_elems, first) = parts.next()?;
     let rest = parts
-        .map(|(min_gap, _, pieces)| LaterPart { min_gap, pieces })
+        .map(|(min_gap, elems, pieces)| LaterPart {
+            min_gap,
+            elems,
+            pieces,
+        })
         .collect();
-    Some((first, rest))
+    Some(((first_elems, first), rest))
 }
 
 /// Pattern `pid`'s anchor bytes: `pat_bytes` holds every pattern's bytes
@@ -146,13 +161,13 @@ fn pattern_bytes<'a>(pat_bytes: &'a [u8], pat_ends: &[u32], pid: u32) -> &'a [u8
 /// as their positions are fixed: up to eight (value, mask) pairs, mask 0
 /// where any byte matches. On the reversed prefix (`prefix_rev`): the
 /// bytes right before the anchor, nearest first.
-fn after_bytes(suffix: &[Elem]) -> ([u8; 8], [u8; 8]) {
+fn after_bytes(pool: &Pool, suffix: &[PElem]) -> ([u8; 8], [u8; 8]) {
     let (mut v, mut m) = ([0u8; 8], [0u8; 8]);
     let mut k = 0usize;
     for e in suffix {
-        match e {
-            Elem::Seq(bytes) => {
-                for b in bytes {
+        match *e {
+            PElem::Seq(s) => {
+                for b in pool.seq(s) {
                     if k >= 8 {
                         return (v, m);
                     }
@@ -161,11 +176,9 @@ fn after_bytes(suffix: &[Elem]) -> ([u8; 8], [u8; 8]) {
                     k += 1;
                 }
             }
-            Elem::Gap {
-                min,
-                max: Some(max),
-            } if min == max => {
-                k = k.saturating_add(usize::try_from(*min).unwrap_or(usize::MAX));
+            PElem::Gap(g) if pool.gap(g).1 == Some(pool.gap(g).0) => {
+                let n = pool.gap(g).0;
+                k = k.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
             }
             _ => break,
         }
@@ -178,13 +191,14 @@ fn after_bytes(suffix: &[Elem]) -> ([u8; 8], [u8; 8]) {
 
 /// Choose anchors for a parsed signature; `Unsupported("ndb_no_anchor")`
 /// when it has no fixed run of two bytes nor expandable alternatives.
-pub fn compile(sig: &NdbSignature<'_>, name: u32) -> Result<CompiledSig, NdbLineError> {
-    let (pieces, rest) =
-        split_parts(&sig.elems).ok_or(NdbLineError::Unsupported("ndb_no_anchor"))?;
+pub fn compile(sig: NdbSignature<'_>, name: u32) -> Result<CompiledSig, NdbLineError> {
+    let ((elems, pieces), rest) =
+        split_parts(sig.elems).ok_or(NdbLineError::Unsupported("ndb_no_anchor"))?;
     Ok(CompiledSig {
         name,
         target: sig.target,
         offset: sig.offset,
+        elems,
         pieces,
         rest,
         all_matches: false,
@@ -192,13 +206,35 @@ pub fn compile(sig: &NdbSignature<'_>, name: u32) -> Result<CompiledSig, NdbLine
     })
 }
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// A signature an anchor finds, and the element lists (in the set's
+/// [`Pool`]) to verify around it.
+#[derive(Debug, Clone, Copy, Default)]
 struct AnchorRef {
     sig: u32,
     /// Which part of the signature this anchor finds.
     part: u16,
-    prefix_rev: Box<[Elem]>,
-    suffix: Box<[Elem]>,
+    prefix_rev: Span,
+    suffix: Span,
+}
+
+impl crate::cache::codec::Word for AnchorRef {
+    const SIZE: usize = 4 + 2 + 2 * <Span as crate::cache::codec::Word>::SIZE;
+    fn put(self, out: &mut [u8]) {
+        let mut f = crate::cache::codec::FieldsMut(out);
+        f.set(0, self.sig);
+        f.set(4, self.part);
+        f.set(6, self.prefix_rev);
+        f.set(14, self.suffix);
+    }
+    fn get(b: &[u8]) -> AnchorRef {
+        let f = crate::cache::codec::Fields(b);
+        AnchorRef {
+            sig: f.at(0),
+            part: f.at(4),
+            prefix_rev: f.at(6),
+            suffix: f.at(14),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -322,10 +358,10 @@ pub struct NdbSet {
     pat_ends: Vec<u32>,
     /// Refs of pattern `p` are `refs[pat_start[p]..pat_start[p + 1]]`.
     pat_start: Vec<u32>,
-    /// Cached as a segment of its own, decoded beside the rest (see
-    /// [`NdbSet::read_cache`]).
-    #[serde(skip)]
+    #[serde(with = "crate::cache::codec::records")]
     refs: Vec<AnchorRef>,
+    /// The element lists the refs verify.
+    pool: Pool,
     sigs: Vec<SigMeta>,
     /// Some signature's offset needs the object's executable layout.
     needs_layout: bool,
@@ -383,14 +419,37 @@ impl NdbScan {
 impl NdbSet {
     /// Index the anchors of `sigs`.
     pub fn build(sigs: Vec<CompiledSig>) -> NdbSet {
+        /// Each part of `s`: its number, elements and anchors.
+        fn parts(s: &CompiledSig) -> impl Iterator<Item = (u16, &Vec<Elem>, &Vec<anchor::Piece>)> {
+            std::iter::once((0u16, &s.elems, &s.pieces)).chain(
+                s.rest
+                    .iter()
+                    .enumerate()
+                    .map(|(k, lp)| (k as u16 + 1, &lp.elems, &lp.pieces)),
+            )
+        }
         // A pattern is an anchor and the bytes known around it: signatures
         // sharing an anchor but not what surrounds it are told apart by the
         // index, not by verification.
         type Around = ([u8; 8], [u8; 8], [u8; 8], [u8; 8]);
-        let pieces: usize = sigs
-            .iter()
-            .map(|s| s.pieces.len() + s.rest.iter().map(|lp| lp.pieces.len()).sum::<usize>())
-            .sum();
+        // Sizes up front: each part's elements go into the pool about once
+        // (the pieces of one part share their sides).
+        let (mut pieces, mut pool_elems, mut pool_bytes) = (0usize, 0usize, 0usize);
+        for s in &sigs {
+            for (_, elems, ps) in parts(s) {
+                pieces += ps.len();
+                pool_elems += elems.len() + 1;
+                pool_bytes += elems
+                    .iter()
+                    .map(|e| match e {
+                        Elem::Seq(v) => v.len(),
+                        Elem::Alt(a) => a.iter().map(Vec::len).sum(),
+                        Elem::NotAlt(a) => a.iter().map(Vec::len).sum(),
+                        Elem::Gap { .. } => 0,
+                    })
+                    .sum::<usize>();
+            }
+        }
         // Pattern ids, found by the bytes and surroundings they stand for
         // (in `pat_bytes` and `pat_around`): four bytes a slot, where a map
         // keyed by copies took 64 and its first touches were a third of
@@ -403,6 +462,7 @@ impl NdbSet {
         let mut pat_bytes: Vec<u8> = Vec::with_capacity(pieces * anchor::MAX_RUN);
         let mut pat_ends: Vec<u32> = Vec::with_capacity(pieces);
         let mut by_pattern: Vec<(u32, AnchorRef)> = Vec::with_capacity(pieces);
+        let mut pool = Pool::with_capacity(pool_elems, pool_bytes);
         let mut metas = Vec::with_capacity(sigs.len());
         let mut gaps = Vec::new();
         let mut multi = 0u32;
@@ -427,50 +487,62 @@ impl NdbSet {
                 gap0,
             });
             gaps.extend(s.rest.iter().map(|lp| lp.min_gap));
-            let later = s
-                .rest
-                .into_iter()
-                .enumerate()
-                .flat_map(|(k, lp)| lp.pieces.into_iter().map(move |p| (k as u16 + 1, p)));
-            for (part, p) in s.pieces.into_iter().map(|p| (0, p)).chain(later) {
-                let next = pat_ends.len() as u32;
-                let (after, after_mask) = after_bytes(&p.suffix);
-                // The reversed prefix reads backwards from the anchor.
-                let (before, before_mask) = after_bytes(&p.prefix_rev);
-                let around = (after, after_mask, before, before_mask);
-                let pattern = |pid: u32| {
-                    (
-                        pattern_bytes(&pat_bytes, &pat_ends, pid),
-                        &pat_around[pid as usize],
-                    )
-                };
-                let entry = pattern_ids.entry(
-                    hash(&p.bytes, &around),
-                    |&pid| pattern(pid) == (&p.bytes[..], &around),
-                    |&pid| {
-                        let (b, a) = pattern(pid);
-                        hash(b, a)
-                    },
-                );
-                let pid = match entry {
-                    hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
-                    hashbrown::hash_table::Entry::Vacant(v) => {
-                        v.insert(next);
-                        pat_bytes.extend_from_slice(&p.bytes);
-                        pat_ends.push(pat_bytes.len() as u32);
-                        pat_around.push(around);
-                        next
-                    }
-                };
-                by_pattern.push((
-                    pid,
-                    AnchorRef {
-                        sig: si,
-                        part,
-                        prefix_rev: p.prefix_rev,
-                        suffix: p.suffix,
-                    },
-                ));
+            for (part, elems, ps) in parts(&s) {
+                // The pieces of an alternative group share both sides.
+                type Sides = ((usize, usize), (usize, usize), Span, Span, Around);
+                let mut last: Option<Sides> = None;
+                for p in ps {
+                    let (prefix_rev, suffix, around) = match last {
+                        Some((l, r, pre, suf, around)) if l == p.left && r == p.right => {
+                            (pre, suf, around)
+                        }
+                        _ => {
+                            let pre = pool.push_prefix_rev(elems, p.left.0, p.left.1);
+                            let suf = pool.push_suffix(elems, p.right.0, p.right.1);
+                            let (after, after_mask) = after_bytes(&pool, pool.elems(suf));
+                            // The reversed prefix reads backwards from the anchor.
+                            let (before, before_mask) = after_bytes(&pool, pool.elems(pre));
+                            let around = (after, after_mask, before, before_mask);
+                            last = Some((p.left, p.right, pre, suf, around));
+                            (pre, suf, around)
+                        }
+                    };
+                    let bytes = p.bytes();
+                    let next = pat_ends.len() as u32;
+                    let pattern = |pid: u32| {
+                        (
+                            pattern_bytes(&pat_bytes, &pat_ends, pid),
+                            &pat_around[pid as usize],
+                        )
+                    };
+                    let entry = pattern_ids.entry(
+                        hash(bytes, &around),
+                        |&pid| pattern(pid) == (bytes, &around),
+                        |&pid| {
+                            let (b, a) = pattern(pid);
+                            hash(b, a)
+                        },
+                    );
+                    let pid = match entry {
+                        hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
+                        hashbrown::hash_table::Entry::Vacant(v) => {
+                            v.insert(next);
+                            pat_bytes.extend_from_slice(bytes);
+                            pat_ends.push(pat_bytes.len() as u32);
+                            pat_around.push(around);
+                            next
+                        }
+                    };
+                    by_pattern.push((
+                        pid,
+                        AnchorRef {
+                            sig: si,
+                            part,
+                            prefix_rev,
+                            suffix,
+                        },
+                    ));
+                }
             }
         }
         drop(pattern_ids);
@@ -483,19 +555,14 @@ impl NdbSet {
         for i in 1..pat_start.len() {
             pat_start[i] += pat_start[i - 1];
         }
-        let mut slots: Vec<Option<AnchorRef>> = Vec::with_capacity(by_pattern.len());
-        slots.resize_with(by_pattern.len(), || None);
+        let mut refs = vec![AnchorRef::default(); by_pattern.len()];
         let mut next_slot = pat_start.clone();
         for (pid, r) in by_pattern {
             let at = &mut next_slot[pid as usize];
-            slots[*at as usize] = Some(r);
+            refs[*at as usize] = r;
             *at += 1;
         }
         drop(next_slot);
-        // Sized up front: collecting through `flatten` (no lower bound)
-        // grew it by doubling, a tenth of building the set.
-        let mut refs: Vec<AnchorRef> = Vec::with_capacity(slots.len());
-        refs.extend(slots.into_iter().flatten());
         let patterns: Vec<Pattern<'_>> = (0..pat_ends.len() as u32)
             .zip(&pat_around)
             .map(|(pid, &(after, after_mask, before, before_mask))| Pattern {
@@ -517,6 +584,7 @@ impl NdbSet {
             pat_ends,
             pat_start,
             refs,
+            pool,
             sigs: metas,
             needs_layout,
             gaps,
@@ -537,6 +605,7 @@ impl NdbSet {
             pat_ends: Vec::new(),
             pat_start: vec![0],
             refs: Vec::new(),
+            pool: Pool::default(),
             sigs: Vec::new(),
             needs_layout: false,
             gaps: Vec::new(),
@@ -587,38 +656,28 @@ impl NdbSet {
         self.sigs.iter().any(|m| m.target == t)
     }
 
-    /// Write the set to the compiled-set cache: the anchor refs (half of
-    /// the decoding work, one small allocation after another), then the
-    /// rest.
+    /// Write the set to the compiled-set cache.
     pub(crate) fn write_cache(&self, w: &mut crate::cache::SegWriter<'_>) -> std::io::Result<()> {
-        w.put(&self.refs)?;
         w.put(self)
     }
 
-    /// A set [`NdbSet::write_cache`] wrote. The refs are decoded on a
-    /// second thread while this one reads and decodes the rest: the two
-    /// halves take about as long each, and decoding was most of a warm
-    /// load (20,000 body signatures: 10 to 13 ms of 15; BENCHMARKS.md,
-    /// "Compiled-set cache").
+    /// A set [`NdbSet::write_cache`] wrote, checked before use: every ref
+    /// names a signature and spans of the pool, every pool span lies
+    /// inside its array.
     pub(crate) fn read_cache(r: &mut crate::cache::SegReader<'_>) -> Result<NdbSet, String> {
-        let refs = r.bytes()?;
-        let decode_refs = || crate::cache::decode::<Vec<AnchorRef>>(&refs);
-        let (refs, set) = std::thread::scope(|s| {
-            // No thread to be had: both halves on this one.
-            match std::thread::Builder::new().spawn_scoped(s, decode_refs) {
-                Ok(h) => {
-                    let set = r.get::<NdbSet>();
-                    (h.join(), set)
-                }
-                Err(_) => (Ok(decode_refs()), r.get::<NdbSet>()),
-            }
-        });
-        let refs = refs.map_err(|_| "decoding panicked".to_string())??;
-        let mut set = set?;
-        if set.pat_start.last().copied() != Some(refs.len() as u32) {
+        let set = r.get::<NdbSet>()?;
+        if set.pat_start.last().copied() != Some(set.refs.len() as u32) {
             return Err("body signatures: anchor refs do not match the patterns".into());
         }
-        set.refs = refs;
+        set.pool.validate()?;
+        let ok = |r: &AnchorRef| {
+            (r.sig as usize) < set.sigs.len()
+                && set.pool.has_elems(r.prefix_rev)
+                && set.pool.has_elems(r.suffix)
+        };
+        if !set.refs.iter().all(ok) {
+            return Err("body signatures: an anchor ref points outside the set".into());
+        }
         Ok(set)
     }
 
@@ -809,7 +868,16 @@ impl NdbSet {
             let whole = meta.offset.resolve(cur.len(), &st.layout);
             let (ms, me) = if meta.parts <= 1 {
                 let Some((lo, hi)) = whole else { continue };
-                match matcher::verify(cur, start, alen, &r.prefix_rev, &r.suffix, lo, hi)? {
+                match matcher::verify(
+                    cur,
+                    start,
+                    alen,
+                    &self.pool,
+                    self.pool.elems(r.prefix_rev),
+                    self.pool.elems(r.suffix),
+                    lo,
+                    hi,
+                )? {
                     Some(m) => m,
                     None => continue,
                 }
@@ -832,8 +900,16 @@ impl NdbSet {
                 } else {
                     (pr.min_start, u64::MAX)
                 };
-                let Some((ps, pe)) =
-                    matcher::verify(cur, start, alen, &r.prefix_rev, &r.suffix, lo, hi)?
+                let Some((ps, pe)) = matcher::verify(
+                    cur,
+                    start,
+                    alen,
+                    &self.pool,
+                    self.pool.elems(r.prefix_rev),
+                    self.pool.elems(r.suffix),
+                    lo,
+                    hi,
+                )?
                 else {
                     continue;
                 };
@@ -951,7 +1027,7 @@ pub fn set_from_lines(lines: &[&str]) -> (NdbSet, Vec<(usize, NdbLineError)>) {
     let mut sigs = Vec::new();
     let mut errs = Vec::new();
     for (i, l) in lines.iter().enumerate() {
-        match parse_ndb_line(l).and_then(|s| compile(&s, i as u32)) {
+        match parse_ndb_line(l).and_then(|s| compile(s, i as u32)) {
             Ok(c) => sigs.push(c),
             Err(e) => errs.push((i, e)),
         }
@@ -962,6 +1038,24 @@ pub fn set_from_lines(lines: &[&str]) -> (NdbSet, Vec<(usize, NdbLineError)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_set_whose_refs_point_outside_it_is_refused() {
+        use crate::cache::ndb_segment_tests::{read, written};
+        let (set, _) = set_from_lines(&["A:0:*:41424344454647??4849", "B:0:*:3132333435363738"]);
+        assert!(read(&written(&set)).is_ok());
+        let bad_refs: [fn(&mut AnchorRef); 3] = [
+            |r| r.sig = 7,
+            |r| r.suffix.start = 1000,
+            |r| r.prefix_rev.len = 1000,
+        ];
+        for spoil in bad_refs {
+            let (mut set, _) = set_from_lines(&["A:0:*:41424344454647??4849"]);
+            spoil(&mut set.refs[0]);
+            let err = read(&written(&set)).expect_err("a set pointing outside itself decoded");
+            assert!(err.contains("outside"), "{err}");
+        }
+    }
     use moat_core::Blob;
 
     fn hits(line: &str, data: &[u8]) -> bool {
@@ -1086,7 +1180,7 @@ mod tests {
         let mut sigs: Vec<CompiledSig> = ["S:0:*:41424344", "T:0:*:41{1-2}4243", "U:0:*:4142"]
             .iter()
             .enumerate()
-            .map(|(i, l)| compile(&parse_ndb_line(l).unwrap(), i as u32).unwrap())
+            .map(|(i, l)| compile(parse_ndb_line(l).unwrap(), i as u32).unwrap())
             .collect();
         sigs[1].all_matches = true;
         sigs[2].all_matches = true;
@@ -1114,7 +1208,7 @@ mod tests {
 
     #[test]
     fn limited_all_matches_signature_stops_after_its_cap() {
-        let mut c = compile(&parse_ndb_line("S:0:*:4142").unwrap(), 0).unwrap();
+        let mut c = compile(parse_ndb_line("S:0:*:4142").unwrap(), 0).unwrap();
         c.all_matches = true;
         let mut set = NdbSet::build(vec![c.clone(), c]);
         set.limit_hits(0, 3, false);
@@ -1162,7 +1256,7 @@ mod tests {
 
     #[test]
     fn all_matches_multi_part_reports_from_first_part_start() {
-        let mut c = compile(&parse_ndb_line("S:0:*:41424344*45464748").unwrap(), 0).unwrap();
+        let mut c = compile(parse_ndb_line("S:0:*:41424344*45464748").unwrap(), 0).unwrap();
         c.all_matches = true;
         let set = NdbSet::build(vec![c]);
         let st = set.scan_slice_state(b"..ABCD..EFGH..EFGH", None).unwrap();
@@ -1172,7 +1266,7 @@ mod tests {
 
     #[test]
     fn all_matches_hits_are_bounded() {
-        let mut c = compile(&parse_ndb_line("S:0:*:4141").unwrap(), 0).unwrap();
+        let mut c = compile(parse_ndb_line("S:0:*:4141").unwrap(), 0).unwrap();
         c.all_matches = true;
         let set = NdbSet::build(vec![c]);
         let data = vec![b'A'; MAX_HITS + 100];
@@ -1227,7 +1321,7 @@ mod tests {
             let Ok(e) = parse::parse_hex(random_sig(&mut r, &alphabet).as_bytes()) else {
                 continue;
             };
-            let fast = split_parts(&e).map(|(p, rest)| (p, rest.len()));
+            let fast = split_parts(e.clone()).map(|(p, rest)| (p, rest.len()));
             let general = split_groups(&e).map(|(p, rest)| (p, rest.len()));
             assert_eq!(fast, general, "{e:?}");
             compared += usize::from(fast.is_some());
@@ -1239,8 +1333,10 @@ mod tests {
     /// (no anchor, no prefilter): the reference for the indexed scan.
     fn brute_force(elems: &[Elem], data: &[u8]) -> bool {
         let mut cur = Cursor::whole(data, None);
+        let mut pool = Pool::default();
+        let all = pool.push_suffix(elems, 0, 0);
         (0..=data.len() as u64).any(|s| {
-            matcher::verify(&mut cur, s, 0, &[], elems, 0, u64::MAX)
+            matcher::verify(&mut cur, s, 0, &pool, &[], pool.elems(all), 0, u64::MAX)
                 .unwrap()
                 .is_some()
         })
