@@ -39,7 +39,7 @@ const KIND: Kind = Kind {
 };
 /// Bumped when the body's layout changes in a way the executable identity
 /// would not reveal (it always does for a rebuilt binary).
-const FORMAT: &str = "3";
+const FORMAT: &str = "4";
 
 /// The compiled parts of an engine, as cached.
 pub(crate) struct Compiled {
@@ -114,6 +114,30 @@ impl<'a> SegWriter<'a> {
         postcard::to_io(v, out).map_err(std::io::Error::other)?;
         Ok(())
     }
+
+    /// One segment of fixed-size records, converted from `v` through a
+    /// small buffer: its length is known without a counting pass, and the
+    /// array is never copied whole (BENCHMARKS.md, "Cold load: the
+    /// anchors' elements in one pool").
+    pub(crate) fn put_records<W: codec::Word>(&mut self, v: &[W]) -> std::io::Result<()> {
+        let len = v
+            .len()
+            .checked_mul(W::SIZE)
+            .ok_or_else(|| std::io::Error::other("record segment too long"))?;
+        self.w.write_all(&(len as u64).to_le_bytes())?;
+        let mut buf = [0u8; 8192];
+        for chunk in v.chunks((buf.len() / W::SIZE).max(1)) {
+            let n = chunk.len() * W::SIZE;
+            let out = buf
+                .get_mut(..n)
+                .ok_or_else(|| std::io::Error::other("record larger than the buffer"))?;
+            for (&w, rec) in chunk.iter().zip(out.chunks_exact_mut(W::SIZE)) {
+                w.put(rec);
+            }
+            self.w.write_all(out)?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads what a [`SegWriter`] wrote.
@@ -133,6 +157,24 @@ impl SegReader<'_> {
         let v = read.and_then(|()| decode(&buf));
         self.buf = buf;
         v
+    }
+
+    /// A segment [`SegWriter::put_records`] wrote.
+    pub(crate) fn get_records<W: codec::Word>(&mut self) -> Result<Vec<W>, String> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let read = self.read_into(&mut buf).and_then(|()| {
+            if buf.len().is_multiple_of(W::SIZE) {
+                Ok(buf.chunks_exact(W::SIZE).map(W::get).collect())
+            } else {
+                Err(format!(
+                    "{} bytes are no whole number of {}-byte records",
+                    buf.len(),
+                    W::SIZE
+                ))
+            }
+        });
+        self.buf = buf;
+        read
     }
 
     fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<(), String> {
@@ -613,6 +655,27 @@ pub(crate) mod ndb_segment_tests {
         }
         assert!(!back.scan_slice(b"..ABCDEFG..", None).unwrap().is_empty());
         assert!(!back.scan_slice(b"abcdxxqrstu", None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn record_segments_read_back_and_a_partial_record_is_refused() {
+        let v: Vec<u32> = (0..5000).collect();
+        let mut out = Vec::new();
+        let mut w = SegWriter::new(&mut out);
+        w.put_records(&v).unwrap();
+        w.put_records::<u32>(&[]).unwrap();
+        w.put_records(&[1u32, 2, 3]).unwrap();
+        let mut r = &out[..];
+        let mut seg = SegReader {
+            r: &mut r,
+            buf: Vec::new(),
+            left: out.len() as u64,
+        };
+        assert_eq!(seg.get_records::<u32>().unwrap(), v);
+        assert!(seg.get_records::<u32>().unwrap().is_empty());
+        // Twelve bytes are no whole number of eight-byte records.
+        let err = seg.get_records::<u64>().unwrap_err();
+        assert!(err.contains("whole number"), "{err}");
     }
 
     #[test]

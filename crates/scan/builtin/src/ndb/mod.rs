@@ -358,9 +358,12 @@ pub struct NdbSet {
     pat_ends: Vec<u32>,
     /// Refs of pattern `p` are `refs[pat_start[p]..pat_start[p + 1]]`.
     pat_start: Vec<u32>,
-    #[serde(with = "crate::cache::codec::records")]
+    /// Cached as record segments of their own after the rest (see
+    /// [`NdbSet::write_cache`]), as is the pool.
+    #[serde(skip)]
     refs: Vec<AnchorRef>,
     /// The element lists the refs verify.
+    #[serde(skip)]
     pool: Pool,
     sigs: Vec<SigMeta>,
     /// Some signature's offset needs the object's executable layout.
@@ -656,20 +659,27 @@ impl NdbSet {
         self.sigs.iter().any(|m| m.target == t)
     }
 
-    /// Write the set to the compiled-set cache.
+    /// Write the set to the compiled-set cache: the small fields and the
+    /// index, then the largest arrays as record segments (no counting
+    /// pass, no whole copy).
     pub(crate) fn write_cache(&self, w: &mut crate::cache::SegWriter<'_>) -> std::io::Result<()> {
-        w.put(self)
+        w.put(self)?;
+        self.index.write_records(w)?;
+        w.put_records(&self.refs)?;
+        self.pool.write_cache(w)
     }
 
     /// A set [`NdbSet::write_cache`] wrote, checked before use: every ref
     /// names a signature and spans of the pool, every pool span lies
     /// inside its array.
     pub(crate) fn read_cache(r: &mut crate::cache::SegReader<'_>) -> Result<NdbSet, String> {
-        let set = r.get::<NdbSet>()?;
+        let mut set = r.get::<NdbSet>()?;
+        set.index.read_records(r)?;
+        set.refs = r.get_records()?;
+        set.pool = Pool::read_cache(r)?;
         if set.pat_start.last().copied() != Some(set.refs.len() as u32) {
             return Err("body signatures: anchor refs do not match the patterns".into());
         }
-        set.pool.validate()?;
         let ok = |r: &AnchorRef| {
             (r.sig as usize) < set.sigs.len()
                 && set.pool.has_elems(r.prefix_rev)

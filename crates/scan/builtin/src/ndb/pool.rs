@@ -55,17 +55,13 @@ pub enum PElem {
 }
 
 /// The flat arrays element lists are spans of.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default)]
 pub struct Pool {
-    #[serde(with = "crate::cache::codec::records")]
     elems: Vec<PElem>,
-    #[serde(with = "crate::cache::codec::records")]
     alts: Vec<Span>,
-    #[serde(with = "crate::cache::codec::records")]
     bytes: Vec<ByteM>,
     /// Gap bounds `(min, max)`, `max` [`u64::MAX`] when unbounded: kept
     /// apart so that an element is a tag and two `u32`s.
-    #[serde(with = "crate::cache::codec::records")]
     gaps: Vec<(u64, u64)>,
 }
 
@@ -225,6 +221,27 @@ impl Pool {
             return Err(format!("body signature alternative {i} out of bounds"));
         }
         Ok(())
+    }
+
+    /// Write the four arrays to the compiled-set cache, one record
+    /// segment each.
+    pub(crate) fn write_cache(&self, w: &mut crate::cache::SegWriter<'_>) -> std::io::Result<()> {
+        w.put_records(&self.elems)?;
+        w.put_records(&self.alts)?;
+        w.put_records(&self.bytes)?;
+        w.put_records(&self.gaps)
+    }
+
+    /// A pool [`Pool::write_cache`] wrote, validated.
+    pub(crate) fn read_cache(r: &mut crate::cache::SegReader<'_>) -> Result<Pool, String> {
+        let pool = Pool {
+            elems: r.get_records()?,
+            alts: r.get_records()?,
+            bytes: r.get_records()?,
+            gaps: r.get_records()?,
+        };
+        pool.validate()?;
+        Ok(pool)
     }
 
     /// Whether `s` is a span of the elements.

@@ -92,7 +92,9 @@ impl<'a> Pattern<'a> {
 /// The candidate index over all anchors.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct GramIndex {
-    #[serde(with = "crate::cache::codec::words")]
+    /// Cached as a record segment after the rest, as `grams` is (see
+    /// [`GramIndex::write_records`]).
+    #[serde(skip, default = "no_bits")]
     bits: Box<[u64; WORDS]>,
     /// Set bits of `bits` before each block of [`BLOCK`] words.
     rank_hi: Vec<u32>,
@@ -104,7 +106,7 @@ pub struct GramIndex {
     /// Patterns by bit, then gram, then those whose next four bytes are
     /// all known first (sorted by them, found by binary search), then the
     /// others (compared under their mask).
-    #[serde(with = "crate::cache::codec::records")]
+    #[serde(skip)]
     grams: Vec<GramEntry>,
     /// One bit per 2-byte prefix of a short anchor.
     #[serde(with = "crate::cache::codec::words")]
@@ -287,7 +289,34 @@ fn below(word: u64, b: u32) -> u32 {
     (word & ((1u64 << b) - 1)).count_ones()
 }
 
+/// The bitmap before [`GramIndex::read_records`] fills it.
+fn no_bits() -> Box<[u64; WORDS]> {
+    Box::new([0u64; WORDS])
+}
+
 impl GramIndex {
+    /// The bitmap and the entries, the index's largest arrays, as record
+    /// segments of the compiled-set cache (after the index's other fields).
+    pub(crate) fn write_records(&self, w: &mut crate::cache::SegWriter<'_>) -> std::io::Result<()> {
+        w.put_records(&self.bits[..])?;
+        w.put_records(&self.grams)
+    }
+
+    /// The segments [`GramIndex::write_records`] wrote.
+    pub(crate) fn read_records(
+        &mut self,
+        r: &mut crate::cache::SegReader<'_>,
+    ) -> Result<(), String> {
+        let bits: Vec<u64> = r.get_records()?;
+        let n = bits.len();
+        self.bits = bits
+            .into_boxed_slice()
+            .try_into()
+            .map_err(|_| format!("gram bitmap of {n} words, {WORDS} expected"))?;
+        self.grams = r.get_records()?;
+        Ok(())
+    }
+
     /// Index `patterns` by their anchor bytes alone (each at least two
     /// bytes; shorter ones are ignored). Pattern ids are positions in the slice.
     pub fn build(patterns: &[&[u8]]) -> GramIndex {
