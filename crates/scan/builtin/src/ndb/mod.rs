@@ -850,6 +850,21 @@ impl NdbSet {
         Ok(edges.left_ok(prev))
     }
 
+    /// Where `r`'s signature (part) matches around its anchor at
+    /// `start..start + alen`, its start in `lo..=hi` ([`matcher::verify`]
+    /// over the ref's two sides in the pool).
+    fn verify_ref(
+        &self,
+        r: &AnchorRef,
+        cur: &mut Cursor<'_>,
+        start: u64,
+        alen: u64,
+        (lo, hi): (u64, u64),
+    ) -> Result<Option<(u64, u64)>, EngineError> {
+        let (before, after) = (self.pool.elems(r.prefix_rev), self.pool.elems(r.suffix));
+        matcher::verify(cur, start, alen, &self.pool, before, after, lo, hi)
+    }
+
     /// Verify the signatures found by pattern `pid` at `start`; whether the
     /// pattern can find nothing more in this object (each of its
     /// signatures matched already or does not apply to the object).
@@ -878,16 +893,7 @@ impl NdbSet {
             let whole = meta.offset.resolve(cur.len(), &st.layout);
             let (ms, me) = if meta.parts <= 1 {
                 let Some((lo, hi)) = whole else { continue };
-                match matcher::verify(
-                    cur,
-                    start,
-                    alen,
-                    &self.pool,
-                    self.pool.elems(r.prefix_rev),
-                    self.pool.elems(r.suffix),
-                    lo,
-                    hi,
-                )? {
+                match self.verify_ref(r, cur, start, alen, (lo, hi))? {
                     Some(m) => m,
                     None => continue,
                 }
@@ -910,17 +916,7 @@ impl NdbSet {
                 } else {
                     (pr.min_start, u64::MAX)
                 };
-                let Some((ps, pe)) = matcher::verify(
-                    cur,
-                    start,
-                    alen,
-                    &self.pool,
-                    self.pool.elems(r.prefix_rev),
-                    self.pool.elems(r.suffix),
-                    lo,
-                    hi,
-                )?
-                else {
+                let Some((ps, pe)) = self.verify_ref(r, cur, start, alen, (lo, hi))? else {
                     continue;
                 };
                 // A left (B)/(L)/(W) check belongs to where part 0 starts.
