@@ -131,9 +131,7 @@ impl<'a> SegWriter<'a> {
             let out = buf
                 .get_mut(..n)
                 .ok_or_else(|| std::io::Error::other("record larger than the buffer"))?;
-            for (&w, rec) in chunk.iter().zip(out.chunks_exact_mut(W::SIZE)) {
-                w.put(rec);
-            }
+            codec::put_records(chunk, out);
             self.w.write_all(out)?;
         }
         Ok(())
@@ -152,29 +150,20 @@ pub(crate) struct SegReader<'a> {
 
 impl SegReader<'_> {
     pub(crate) fn get<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, String> {
-        let mut buf = std::mem::take(&mut self.buf);
-        let read = self.read_into(&mut buf);
-        let v = read.and_then(|()| decode(&buf));
-        self.buf = buf;
-        v
+        self.segment(decode)
     }
 
     /// A segment [`SegWriter::put_records`] wrote.
     pub(crate) fn get_records<W: codec::Word>(&mut self) -> Result<Vec<W>, String> {
+        self.segment(codec::get_records)
+    }
+
+    /// The next segment, read into the reader's buffer and decoded by `f`.
+    fn segment<T>(&mut self, f: impl FnOnce(&[u8]) -> Result<T, String>) -> Result<T, String> {
         let mut buf = std::mem::take(&mut self.buf);
-        let read = self.read_into(&mut buf).and_then(|()| {
-            if buf.len().is_multiple_of(W::SIZE) {
-                Ok(buf.chunks_exact(W::SIZE).map(W::get).collect())
-            } else {
-                Err(format!(
-                    "{} bytes are no whole number of {}-byte records",
-                    buf.len(),
-                    W::SIZE
-                ))
-            }
-        });
+        let v = self.read_into(&mut buf).and_then(|()| f(&buf));
         self.buf = buf;
-        read
+        v
     }
 
     fn read_into(&mut self, buf: &mut Vec<u8>) -> Result<(), String> {
@@ -451,17 +440,33 @@ pub(crate) mod codec {
         }
     }
 
+    /// Write `v` into `out` (`v.len() * W::SIZE` bytes), one record after
+    /// another.
+    pub(crate) fn put_records<W: Word>(v: &[W], out: &mut [u8]) {
+        for (&w, rec) in v.iter().zip(out.chunks_exact_mut(W::SIZE)) {
+            w.put(rec);
+        }
+    }
+
+    /// The records `b` holds, refused unless it is a whole number of them.
+    pub(crate) fn get_records<W: Word>(b: &[u8]) -> Result<Vec<W>, String> {
+        if !b.len().is_multiple_of(W::SIZE) {
+            return Err(format!(
+                "{} bytes are no whole number of {}-byte records",
+                b.len(),
+                W::SIZE
+            ));
+        }
+        Ok(b.chunks_exact(W::SIZE).map(W::get).collect())
+    }
+
     /// Call `f` with the records' bytes, one after another: in a buffer on
     /// the stack when they are few (a pattern's bytes: most of the
     /// byte strings of a body-signature set, each written on its own).
     fn with_record_bytes<W: Word, R>(v: &[W], f: impl FnOnce(&[u8]) -> R) -> R {
         const STACK: usize = 512;
         let n = v.len() * W::SIZE;
-        let fill = |out: &mut [u8]| {
-            for (&w, rec) in v.iter().zip(out.chunks_exact_mut(W::SIZE)) {
-                w.put(rec);
-            }
-        };
+        let fill = |out: &mut [u8]| put_records(v, out);
         if n <= STACK {
             let mut buf = [0u8; STACK];
             fill(&mut buf[..n]);
@@ -495,14 +500,7 @@ pub(crate) mod codec {
                     write!(f, "records of {} bytes", W::SIZE)
                 }
                 fn visit_bytes<E: Error>(self, b: &[u8]) -> Result<Vec<W>, E> {
-                    if !b.len().is_multiple_of(W::SIZE) {
-                        return Err(E::custom(format!(
-                            "{} bytes are no whole number of {}-byte records",
-                            b.len(),
-                            W::SIZE
-                        )));
-                    }
-                    Ok(b.chunks_exact(W::SIZE).map(W::get).collect())
+                    super::get_records(b).map_err(E::custom)
                 }
             }
             d.deserialize_bytes(V::<W>(std::marker::PhantomData))
