@@ -365,8 +365,6 @@ fn compile_variant(
     } else {
         elems
     };
-    // Kept for the case-insensitive anchors when no exact one exists.
-    let fallback = case_insensitive.then(|| elems.clone());
     let nsig = NdbSignature {
         name: b"",
         target,
@@ -374,10 +372,10 @@ fn compile_variant(
         elems,
         edges: ndb::Edges::default(),
     };
-    match ndb::compile(nsig, 0) {
+    match ndb::compile_or_elems(nsig, 0) {
         Ok(c) => Ok(c),
-        Err(NdbLineError::Unsupported("ndb_no_anchor")) if case_insensitive => {
-            let elems = fallback.unwrap_or_default();
+        // No exact anchor: case-insensitive letters are expanded instead.
+        Err(elems) if case_insensitive => {
             let pieces = case_pieces(&elems).ok_or(NdbLineError::Unsupported("ldb_no_anchor"))?;
             Ok(CompiledSig {
                 name: 0,
@@ -390,7 +388,7 @@ fn compile_variant(
                 edges: ndb::Edges::default(),
             })
         }
-        Err(e) => Err(ldb_err(e)),
+        Err(_) => Err(ldb_err(NdbLineError::Unsupported("ndb_no_anchor"))),
     }
 }
 

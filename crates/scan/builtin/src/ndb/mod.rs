@@ -72,17 +72,19 @@ const MAX_PARTS: usize = 64;
 
 /// Split `elems` at unbounded gaps into parts that each have an anchor: a
 /// part without one is joined to its neighbour (the gap then walked by the
-/// verifier). `None` when no part has an anchor.
-fn split_parts(elems: Vec<Elem>) -> Option<(FirstPart, Vec<LaterPart>)> {
+/// verifier). The elements back when no part has an anchor.
+fn split_parts(elems: Vec<Elem>) -> Result<(FirstPart, Vec<LaterPart>), Vec<Elem>> {
     if !elems
         .iter()
         .any(|e| matches!(e, Elem::Gap { max: None, .. }))
     {
         // One part (most signatures): anchored in place, nothing copied.
-        let pieces = anchor::choose(&elems)?;
-        return Some(((elems, pieces), Vec::new()));
+        return match anchor::choose(&elems) {
+            Some(pieces) => Ok(((elems, pieces), Vec::new())),
+            None => Err(elems),
+        };
     }
-    split_groups(&elems)
+    split_groups(&elems).ok_or(elems)
 }
 
 /// [`split_parts`] for elements with unbounded gaps: each part copied out
@@ -176,10 +178,12 @@ fn after_bytes(pool: &Pool, suffix: &[PElem]) -> ([u8; 8], [u8; 8]) {
                     k += 1;
                 }
             }
-            PElem::Gap(g) if pool.gap(g).1 == Some(pool.gap(g).0) => {
-                let n = pool.gap(g).0;
-                k = k.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
-            }
+            PElem::Gap(g) => match pool.gap(g) {
+                (n, Some(max)) if n == max => {
+                    k = k.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+                }
+                _ => break,
+            },
             _ => break,
         }
         if k >= 8 {
@@ -192,8 +196,14 @@ fn after_bytes(pool: &Pool, suffix: &[PElem]) -> ([u8; 8], [u8; 8]) {
 /// Choose anchors for a parsed signature; `Unsupported("ndb_no_anchor")`
 /// when it has no fixed run of two bytes nor expandable alternatives.
 pub fn compile(sig: NdbSignature<'_>, name: u32) -> Result<CompiledSig, NdbLineError> {
-    let ((elems, pieces), rest) =
-        split_parts(sig.elems).ok_or(NdbLineError::Unsupported("ndb_no_anchor"))?;
+    compile_or_elems(sig, name).map_err(|_| NdbLineError::Unsupported("ndb_no_anchor"))
+}
+
+/// [`compile`], handing the signature's elements back when it has no
+/// anchor (for anchors of another kind, as case-insensitive logical
+/// subsignatures have).
+pub(crate) fn compile_or_elems(sig: NdbSignature<'_>, name: u32) -> Result<CompiledSig, Vec<Elem>> {
+    let ((elems, pieces), rest) = split_parts(sig.elems)?;
     Ok(CompiledSig {
         name,
         target: sig.target,
@@ -1327,7 +1337,7 @@ mod tests {
             let Ok(e) = parse::parse_hex(random_sig(&mut r, &alphabet).as_bytes()) else {
                 continue;
             };
-            let fast = split_parts(e.clone()).map(|(p, rest)| (p, rest.len()));
+            let fast = split_parts(e.clone()).ok().map(|(p, rest)| (p, rest.len()));
             let general = split_groups(&e).map(|(p, rest)| (p, rest.len()));
             assert_eq!(fast, general, "{e:?}");
             compared += usize::from(fast.is_some());

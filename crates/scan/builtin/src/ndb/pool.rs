@@ -111,25 +111,25 @@ impl Pool {
             .map(|&a| self.seq(a))
     }
 
-    /// Heap bytes held.
-    pub fn memory_bytes(&self) -> usize {
-        self.elems.capacity() * std::mem::size_of::<PElem>()
-            + self.alts.capacity() * std::mem::size_of::<Span>()
-            + self.bytes.capacity() * std::mem::size_of::<ByteM>()
-            + self.gaps.capacity() * 16
-    }
-
-    fn push_bytes(&mut self, b: impl Iterator<Item = ByteM>) -> Span {
+    /// Append `b` to the bytes, reversed when `rev`.
+    fn push_bytes(&mut self, b: impl Iterator<Item = ByteM>, rev: bool) -> Span {
         let start = self.bytes.len();
         self.bytes.extend(b);
+        if rev {
+            self.bytes[start..].reverse();
+        }
         Span::between(start, self.bytes.len())
     }
 
-    fn push_alts<I: Iterator<Item = ByteM>>(&mut self, alts: impl Iterator<Item = I>) -> Span {
+    fn push_alts<I: Iterator<Item = ByteM>>(
+        &mut self,
+        alts: impl Iterator<Item = I>,
+        rev: bool,
+    ) -> Span {
         // Only bytes are pushed between two spans: a group's are adjacent.
         let start = self.alts.len();
         for a in alts {
-            let s = self.push_bytes(a);
+            let s = self.push_bytes(a, rev);
             self.alts.push(s);
         }
         Span::between(start, self.alts.len())
@@ -137,19 +137,11 @@ impl Pool {
 
     /// `e` as a pooled element, its bytes reversed when `rev`.
     fn pooled(&mut self, e: &Elem, rev: bool) -> PElem {
-        fn dir<I: DoubleEndedIterator>(it: I, rev: bool) -> itertools_lite::Either<I> {
-            itertools_lite::Either::new(it, rev)
-        }
         match e {
-            Elem::Seq(v) => PElem::Seq(self.push_bytes(dir(v.iter().copied(), rev))),
-            Elem::Alt(a) => {
-                PElem::Alt(self.push_alts(a.iter().map(|v| dir(v.iter().copied(), rev))))
-            }
+            Elem::Seq(v) => PElem::Seq(self.push_bytes(v.iter().copied(), rev)),
+            Elem::Alt(a) => PElem::Alt(self.push_alts(a.iter().map(|v| v.iter().copied()), rev)),
             Elem::NotAlt(a) => PElem::NotAlt(
-                self.push_alts(
-                    a.iter()
-                        .map(|v| dir(v.iter().map(|&b| ByteM::exact(b)), rev)),
-                ),
+                self.push_alts(a.iter().map(|v| v.iter().map(|&b| ByteM::exact(b))), rev),
             ),
             Elem::Gap { min, max } => {
                 let g = u32::try_from(self.gaps.len()).unwrap_or(u32::MAX);
@@ -168,7 +160,7 @@ impl Pool {
             match first {
                 Elem::Seq(v) => {
                     if off < v.len() {
-                        let s = self.push_bytes(v[off..].iter().copied());
+                        let s = self.push_bytes(v[off..].iter().copied(), false);
                         self.elems.push(PElem::Seq(s));
                     }
                 }
@@ -193,7 +185,7 @@ impl Pool {
         if let Some(Elem::Seq(v)) = elems.get(ei)
             && off > 0
         {
-            let s = self.push_bytes(v[..off.min(v.len())].iter().rev().copied());
+            let s = self.push_bytes(v[..off.min(v.len())].iter().copied(), true);
             self.elems.push(PElem::Seq(s));
         }
         for e in elems[..ei.min(elems.len())].iter().rev() {
@@ -247,45 +239,6 @@ impl Pool {
     /// Whether `s` is a span of the elements.
     pub fn has_elems(&self, s: Span) -> bool {
         s.range().end <= self.elems.len()
-    }
-}
-
-/// A double-ended iterator read forwards or backwards.
-mod itertools_lite {
-    pub struct Either<I> {
-        it: I,
-        rev: bool,
-    }
-
-    impl<I> Either<I> {
-        pub fn new(it: I, rev: bool) -> Either<I> {
-            Either { it, rev }
-        }
-    }
-
-    impl<I: DoubleEndedIterator> Iterator for Either<I> {
-        type Item = I::Item;
-        #[inline]
-        fn next(&mut self) -> Option<I::Item> {
-            if self.rev {
-                self.it.next_back()
-            } else {
-                self.it.next()
-            }
-        }
-        fn size_hint(&self) -> (usize, Option<usize>) {
-            self.it.size_hint()
-        }
-    }
-
-    impl<I: DoubleEndedIterator> DoubleEndedIterator for Either<I> {
-        fn next_back(&mut self) -> Option<I::Item> {
-            if self.rev {
-                self.it.next()
-            } else {
-                self.it.next_back()
-            }
-        }
     }
 }
 
