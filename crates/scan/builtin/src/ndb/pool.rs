@@ -2,13 +2,13 @@
 //!
 //! Each anchor of a body signature is verified by walking the elements
 //! after it forwards and the elements before it backwards. Those element
-//! lists live in three flat arrays of fixed-size records ([`Pool`]): the
-//! elements, the alternatives of `(..|..)` and `!(..)` groups, and the
-//! pattern bytes, each list a [`Span`] of one of them. Building the set
-//! appends to the arrays instead of allocating a list per anchor side and
-//! a byte vector per element, and the compiled-set cache writes and reads
-//! each array as one byte string (BENCHMARKS.md, "Cold load: the anchors'
-//! elements in one pool").
+//! lists live in four flat arrays of fixed-size records ([`Pool`]): the
+//! elements, the alternatives of `(..|..)` and `!(..)` groups and the
+//! pattern bytes, each list a [`Span`] of one of them, and the gaps'
+//! bounds. Building the set appends to the arrays instead of allocating a
+//! list per anchor side and a byte vector per element, and the
+//! compiled-set cache writes and reads each array as one record segment
+//! (BENCHMARKS.md, "Cold load: the anchors' elements in one pool").
 
 use super::parse::{ByteM, Elem};
 use crate::cache::codec::{Fields, FieldsMut, Word};
@@ -198,7 +198,8 @@ impl Pool {
     /// Whether every span in the pool lies inside its array and every gap
     /// is well formed: a pool read from the cache is checked before use.
     pub fn validate(&self) -> Result<(), String> {
-        let within = |s: Span, n: usize| s.range().end <= n && s.range().start <= s.range().end;
+        // A span's range never ends before it starts (it saturates).
+        let within = |s: Span, n: usize| s.range().end <= n;
         for (i, e) in self.elems.iter().enumerate() {
             let ok = match *e {
                 PElem::Seq(s) => within(s, self.bytes.len()),
